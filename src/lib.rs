@@ -1,0 +1,14 @@
+//! auditrelay: the user-space half of Linux audit.
+//!
+//! ```text
+//! kernel ──netlink──▶ netlink::reader (own thread, only receives)
+//!        ──bounded channel──▶ record::parse ──▶ reassemble (EventId → Event)
+//!        ──▶ format (JSON, one reused buffer) ──▶ spool (append) ──▶ output sinks (acked)
+//! control plane: rules (auditctl syntax ⇄ audit_rule_data), netlink::client (status, pid, rules)
+//! ```
+//!
+//! Parse through format is plain synchronous code, testable without a runtime; threads and tokio
+//! live at the edges (netlink reader, sinks, signals, timers).
+
+pub mod cli;
+pub mod config;
