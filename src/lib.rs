@@ -12,4 +12,5 @@
 
 pub mod cli;
 pub mod config;
+pub mod netlink;
 pub mod output;
