@@ -14,3 +14,4 @@ pub mod cli;
 pub mod config;
 pub mod netlink;
 pub mod output;
+pub mod units;
