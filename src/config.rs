@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::netlink::settings::{KernelConfig, NetlinkConfig};
+
 /// Where `run` looks for a config file when none is given.
 pub const DEFAULT_PATH: &str = "/etc/auditrelay/auditrelay.toml";
 
@@ -21,7 +23,12 @@ pub enum ConfigError {
 /// The whole configuration file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {}
+pub struct Config {
+    #[serde(default)]
+    pub netlink: NetlinkConfig,
+    #[serde(default)]
+    pub kernel: KernelConfig,
+}
 
 impl Config {
     /// Load `path`, or the default path when it exists, or the embedded defaults.

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod codec;
 pub mod reader;
+pub mod settings;
 pub mod socket;
 pub mod status;
 

@@ -51,6 +51,8 @@ pub enum ReaderLoss {
     Truncated { datagrams: u64 },
     /// Records dropped because downstream stayed full for longer than the timeout.
     ChannelFull { records: u64 },
+    /// The kernel's `lost` counter grew: records dropped for a full backlog or the rate limit.
+    KernelLost { records: u64, kernel_total: u32 },
 }
 
 /// Counters, readable from any thread.
@@ -190,6 +192,7 @@ impl Reader {
                     ReaderLoss::SocketOverrun { .. } => self.pending.overruns = 0,
                     ReaderLoss::Truncated { .. } => self.pending.truncated = 0,
                     ReaderLoss::ChannelFull { .. } => self.pending.dropped = 0,
+                    ReaderLoss::KernelLost { .. } => {}
                 }
             }
         }
