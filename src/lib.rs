@@ -12,6 +12,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod format;
+pub mod loss;
 pub mod netlink;
 pub mod output;
+pub mod reassemble;
+pub mod record;
+pub mod replay;
 pub mod units;
