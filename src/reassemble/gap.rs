@@ -20,8 +20,8 @@ use crate::loss::LossNotice;
 pub(crate) struct GapTracker {
     /// Unwrapped serial expected next; every serial below it arrived or was reported missing.
     next: Option<i64>,
-    /// Unwrapped serials that arrived ahead of `next`.
-    pending: BTreeMap<i64, ()>,
+    /// Unwrapped serials that arrived ahead of `next`, with their arrival time.
+    pending: BTreeMap<i64, Instant>,
     /// Since when the hole at `next` has been visible (pending non-empty).
     hole_since: Option<Instant>,
 }
@@ -59,11 +59,11 @@ impl GapTracker {
         let seen = match delta {
             d if d < 0 => return Seen::Behind,
             0 => {
-                self.advance_to(next + 1, now);
+                self.advance_to(next + 1);
                 Seen::Expected
             }
             _ => {
-                self.pending.insert(unwrapped, ());
+                self.pending.insert(unwrapped, now);
                 self.hole_since.get_or_insert(now);
                 Seen::Ahead
             }
@@ -72,7 +72,7 @@ impl GapTracker {
             if highest - expected < i64::from(limits.reorder_window) {
                 break;
             }
-            self.report_hole(now, out);
+            self.report_hole(out);
         }
         seen
     }
@@ -80,7 +80,7 @@ impl GapTracker {
     /// Report holes that have been visible for `gap_timeout`.
     pub fn tick(&mut self, now: Instant, limits: &Limits, out: &mut Vec<LossNotice>) {
         while self.hole_since.is_some_and(|since| now.saturating_duration_since(since) >= limits.gap_timeout) {
-            self.report_hole(now, out);
+            self.report_hole(out);
         }
     }
 
@@ -96,18 +96,18 @@ impl GapTracker {
     }
 
     /// The hole at `next` is lost: report it and move past it.
-    fn report_hole(&mut self, now: Instant, out: &mut Vec<LossNotice>) {
+    fn report_hole(&mut self, out: &mut Vec<LossNotice>) {
         let (Some(next), Some((&first_seen, _))) = (self.next, self.pending.first_key_value()) else {
             self.hole_since = None;
             return;
         };
         let count = first_seen - next;
         out.push(LossNotice::SerialGap { first: low32(next), last: low32(first_seen - 1), count: count as u64 });
-        self.advance_to(first_seen, now);
+        self.advance_to(first_seen);
     }
 
     /// Move `next` to `to`, then past every pending serial contiguous with it.
-    fn advance_to(&mut self, to: i64, now: Instant) {
+    fn advance_to(&mut self, to: i64) {
         let mut next = to;
         while let Some(entry) = self.pending.first_entry() {
             if *entry.key() > next {
@@ -121,9 +121,9 @@ impl GapTracker {
             }
         }
         self.next = Some(next);
-        // A hole that moved became visible now, not when the previous one appeared: never report
-        // a hole before it has been missing for the full timeout.
-        self.hole_since = if self.pending.is_empty() { None } else { Some(now) };
+        // The new hole became visible when a serial above it arrived; the lowest pending serial's
+        // arrival is a safe (never too early) estimate, and O(1).
+        self.hole_since = self.pending.first_key_value().map(|(_, &since)| since);
     }
 }
 
