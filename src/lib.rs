@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod config;
 pub mod format;
+mod hash;
 pub mod loss;
 pub mod netlink;
 pub mod output;

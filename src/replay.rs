@@ -27,6 +27,30 @@ pub struct ReplayStats {
     pub reassemble: ReassembleStats,
 }
 
+impl std::fmt::Display for ReplayStats {
+    /// One summary line for stderr at the end of a replay.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.reassemble;
+        write!(
+            f,
+            "{} lines, {} records, {} bad lines, {} events ({} incomplete: {} timed out, {} evicted, {} oversized, {} flushed; {} late), {} serials missing in {} gaps, {} serial restarts",
+            self.lines,
+            self.records,
+            self.bad_lines,
+            self.events,
+            r.timed_out + r.evicted + r.oversized + r.flushed,
+            r.timed_out,
+            r.evicted,
+            r.oversized,
+            r.flushed,
+            r.late_events,
+            r.missing_serials,
+            r.serial_gaps,
+            r.serial_restarts,
+        )
+    }
+}
+
 /// A line that is not an audit record.
 #[derive(Debug, thiserror::Error)]
 pub enum LineError {
@@ -200,6 +224,7 @@ type=EOE msg=audit(1.000:1): \n";
         let (stats, json, _) = run(b"type=SYSCALL msg=audit(1.000:1): syscall=59");
         assert_eq!(stats.events, 1);
         assert!(json.ends_with(",\"incomplete\":true}\n"), "{json}");
+        assert!(stats.to_string().contains("1 events (1 incomplete: 0 timed out, 0 evicted, 0 oversized, 1 flushed; 0 late)"), "{stats}");
     }
 
     #[test]

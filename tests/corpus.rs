@@ -4,6 +4,8 @@
 //! Regenerate the golden JSON after an intended schema change with
 //! `AUDITRELAY_REGENERATE_GOLDEN=1 cargo test --test corpus` and review the diff.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use auditrelay::format::JsonWriter;

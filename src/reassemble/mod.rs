@@ -28,6 +28,7 @@ pub use config::{parse_duration, ReassembleConfig};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
+use crate::hash::FastHash;
 use crate::loss::LossNotice;
 use crate::record::{EventId, Record};
 
@@ -109,7 +110,7 @@ struct Pending {
 pub struct Reassembler {
     cfg: ReassembleConfig,
     limits: gap::Limits,
-    in_flight: HashMap<Key, Pending>,
+    in_flight: HashMap<Key, Pending, FastHash>,
     /// Arrival number → key: oldest first, for timeouts, eviction and flush.
     arrival_order: BTreeMap<u64, Key>,
     next_arrival: u64,
@@ -133,7 +134,7 @@ impl Reassembler {
         Reassembler {
             cfg: cfg.clone(),
             limits,
-            in_flight: HashMap::new(),
+            in_flight: HashMap::default(),
             arrival_order: BTreeMap::new(),
             next_arrival: 0,
             completed: RecentKeys::new(cfg.completed_memory.max(1)),
@@ -330,14 +331,14 @@ impl Reassembler {
 /// A bounded set of recently completed keys (FIFO eviction).
 #[derive(Debug)]
 struct RecentKeys {
-    set: HashSet<Key>,
+    set: HashSet<Key, FastHash>,
     order: VecDeque<Key>,
     capacity: usize,
 }
 
 impl RecentKeys {
     fn new(capacity: usize) -> RecentKeys {
-        RecentKeys { set: HashSet::with_capacity(capacity), order: VecDeque::with_capacity(capacity), capacity }
+        RecentKeys { set: HashSet::with_capacity_and_hasher(capacity, FastHash::default()), order: VecDeque::with_capacity(capacity), capacity }
     }
 
     fn contains(&self, key: &Key) -> bool {

@@ -370,8 +370,8 @@ proptest! {
         keep[0] = true;
         keep[n - 1] = true;
         let mut serials: Vec<u32> = (0..n).filter(|&i| keep[i]).map(|i| base.wrapping_add(i as u32)).collect();
-        for i in 0..serials.len().saturating_sub(1) {
-            if swaps[i] && i % 2 == 0 && i > 0 {
+        for (i, &swap) in swaps.iter().enumerate().take(serials.len().saturating_sub(1)) {
+            if swap && i % 2 == 0 && i > 0 {
                 serials.swap(i, i + 1);
             }
         }

@@ -5,7 +5,11 @@
 //! Invariant: `MessageType::from_name(t.name().as_bytes()) == Some(t)` for every `t`.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::OnceLock;
+
+use crate::hash::FastHash;
 
 /// A kernel audit message type (`nlmsg_type`), e.g. 1300 = SYSCALL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,12 +29,8 @@ macro_rules! message_types {
                 }
             }
 
-            fn number_of(name: &str) -> Option<u16> {
-                match name {
-                    $(stringify!($name) => Some($num),)*
-                    _ => None,
-                }
-            }
+            /// Every (name, number), for the name index.
+            const TABLE: &'static [(&'static str, u16)] = &[$((stringify!($name), $num),)*];
         }
     };
 }
@@ -55,7 +55,11 @@ impl MessageType {
             }
             return number.parse().ok().map(MessageType);
         }
-        Self::number_of(name).map(MessageType)
+        // A `match` on ~220 strings compiles to a chain of comparisons; replay parses a name per
+        // line, so look names up in a map built once.
+        static INDEX: OnceLock<HashMap<&'static str, u16, FastHash>> = OnceLock::new();
+        let index = INDEX.get_or_init(|| Self::TABLE.iter().copied().collect());
+        index.get(name).copied().map(MessageType)
     }
 }
 

@@ -21,6 +21,9 @@ pub use event_id::{EventId, StampError};
 pub use fields::{FieldRef, Quoting};
 pub use message_type::MessageType;
 
+use std::collections::HashSet;
+
+use crate::hash::{hash16, FastHash};
 use fields::Field;
 
 /// The longest payload or log line accepted as one record.
@@ -187,34 +190,30 @@ fn estimate_fields(body: &[u8]) -> usize {
     memchr::memchr_iter(b'=', body).count() + 2
 }
 
-/// Whether any key repeats. A 64-bit signature of (length, first and last byte) filters the
-/// common no-duplicate case without comparing every pair of keys.
+/// Whether any key repeats (words count as one key). Compares 16-bit key hashes pairwise and
+/// bytes only on a hash match: a record has a few dozen fields, so this beats building a set.
 fn has_duplicate_keys(buf: &[u8], fields: &[Field]) -> bool {
-    let mut seen: u64 = 0;
-    let mut suspect = false;
-    for f in fields {
-        let key = f.key.get(buf);
-        let bit = if f.quoting == Quoting::Word {
-            0
-        } else {
-            let first = key.first().copied().unwrap_or(0) as usize;
-            let last = key.last().copied().unwrap_or(0) as usize;
-            1 + (key.len() * 7 + first * 31 + last * 131) % 63
-        };
-        if seen & (1 << bit) != 0 {
-            suspect = true;
-            break;
+    const WORD: u16 = 0;
+    let mut hashes = [0u16; 64];
+    if fields.len() > hashes.len() {
+        // Long EXECVE records (hundreds of arguments): a set, to stay linear.
+        let mut seen: HashSet<(bool, &[u8]), FastHash> = HashSet::with_capacity_and_hasher(fields.len(), FastHash::default());
+        return !fields.iter().all(|f| seen.insert((f.quoting == Quoting::Word, f.key.get(buf))));
+    }
+    for (j, b) in fields.iter().enumerate() {
+        let h = if b.quoting == Quoting::Word { WORD } else { hash16(b.key.get(buf)) | 1 };
+        for (i, &g) in hashes[..j].iter().enumerate() {
+            if g == h && same_key(buf, &fields[i], b) {
+                return true;
+            }
         }
-        seen |= 1 << bit;
+        hashes[j] = h;
     }
-    if !suspect {
-        return false;
-    }
-    fields.iter().enumerate().any(|(j, b)| {
-        fields[..j].iter().any(|a| {
-            (a.quoting == Quoting::Word) == (b.quoting == Quoting::Word) && a.key.get(buf) == b.key.get(buf)
-        })
-    })
+    false
+}
+
+fn same_key(buf: &[u8], a: &Field, b: &Field) -> bool {
+    (a.quoting == Quoting::Word) == (b.quoting == Quoting::Word) && a.key.get(buf) == b.key.get(buf)
 }
 
 #[cfg(test)]
@@ -313,6 +312,13 @@ mod tests {
         assert!(r.has_duplicate_keys());
         let r = parse_netlink(1400, b"audit(1.000:2): a0=1 a1=2 a2=3 a3=4 uid=0 gid=0 pid=1 ppid=1").unwrap();
         assert!(!r.has_duplicate_keys());
+        let many: String = (0..100).map(|i| format!(" a{i}=x")).collect();
+        let r = parse_netlink(1309, format!("audit(1.000:2):{many}").as_bytes()).unwrap();
+        assert!(!r.has_duplicate_keys());
+        let r = parse_netlink(1309, format!("audit(1.000:2):{many} a57=y").as_bytes()).unwrap();
+        assert!(r.has_duplicate_keys());
+        let r = parse_netlink(1309, format!("audit(1.000:2): w{many} v").as_bytes()).unwrap();
+        assert!(r.has_duplicate_keys(), "two words");
     }
 
     #[test]
