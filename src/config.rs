@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::netlink::settings::{KernelConfig, NetlinkConfig};
+use crate::reassemble::ReassembleConfig;
 
 /// Where `run` looks for a config file when none is given.
 pub const DEFAULT_PATH: &str = "/etc/auditrelay/auditrelay.toml";
@@ -28,6 +29,8 @@ pub struct Config {
     pub netlink: NetlinkConfig,
     #[serde(default)]
     pub kernel: KernelConfig,
+    #[serde(default)]
+    pub reassemble: ReassembleConfig,
 }
 
 impl Config {

@@ -30,7 +30,7 @@ pub enum LossNotice {
 }
 
 impl LossNotice {
-    /// The `"loss"` member of the JSON line: a stable snake_case name per kind.
+    /// The `"kind"` of the JSON line's `"loss"` object: a stable snake_case name per kind.
     pub fn kind(&self) -> &'static str {
         match self {
             LossNotice::SerialGap { .. } => "serial_gap",
@@ -41,7 +41,7 @@ impl LossNotice {
         }
     }
 
-    /// The numeric members of the JSON line, in order.
+    /// The numeric members of the `"loss"` object after `"kind"`, in order.
     pub fn members(&self) -> Vec<(&'static str, u64)> {
         match *self {
             LossNotice::SerialGap { first, last, count } => {

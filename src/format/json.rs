@@ -189,7 +189,7 @@ impl JsonWriter {
 
     fn loss(&mut self, notice: &LossNotice) {
         let b = &mut self.buf;
-        b.extend_from_slice(b"{\"loss\":\"");
+        b.extend_from_slice(b"{\"loss\":{\"kind\":\"");
         b.extend_from_slice(notice.kind().as_bytes());
         b.push(b'"');
         for (name, value) in notice.members() {
@@ -198,7 +198,7 @@ impl JsonWriter {
             b.extend_from_slice(b"\":");
             b.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
         }
-        b.push(b'}');
+        b.extend_from_slice(b"}}");
     }
 }
 

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::units::HumanDuration;
+
 /// Bounds and timers of the reassembler. See examples/auditrelay.toml for each key's meaning.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -72,43 +74,14 @@ impl ReassembleConfig {
     }
 }
 
-/// `"2s"`, `"500ms"`, `"5m"`, `"1h"`, `"1500us"`: an integer and a unit, no spaces.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
-    let n: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. \"2s\" or \"500ms\""))?;
-    let d = match unit {
-        "us" => Duration::from_micros(n),
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("invalid duration {text:?}: unit must be one of us, ms, s, m, h")),
-    };
-    Ok(d)
-}
-
+/// Durations as everywhere in the config: "2s", "500ms", "5m", "1h" or bare seconds.
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_duration(&text).map_err(serde::de::Error::custom)
+    HumanDuration::deserialize(d).map(|h| h.0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("7us"), Ok(Duration::from_micros(7)));
-        assert!(parse_duration("2").is_err());
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("2 s").is_err());
-        assert!(parse_duration("-2s").is_err());
-    }
 
     #[test]
     fn toml_section_with_defaults_and_unknown_keys() {
@@ -120,6 +93,17 @@ mod tests {
         assert!(err.contains("event_timout"), "{err}");
         let err = toml::from_str::<ReassembleConfig>("event_timeout = \"3 parsecs\"").unwrap_err().to_string();
         assert!(err.contains("invalid duration"), "{err}");
+        let cfg: ReassembleConfig = toml::from_str("gap_timeout = 7").unwrap();
+        assert_eq!(cfg.gap_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn the_example_config_documents_the_defaults() {
+        let text = include_str!("../../examples/auditrelay.toml");
+        let mut file: toml::Table = toml::from_str(text).unwrap();
+        let section = file.remove("reassemble").expect("examples/auditrelay.toml has a [reassemble] section");
+        let cfg: ReassembleConfig = section.try_into().unwrap();
+        assert_eq!(cfg, ReassembleConfig::default());
     }
 
     #[test]

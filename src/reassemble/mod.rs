@@ -23,7 +23,7 @@ mod config;
 mod gap;
 pub mod policy;
 
-pub use config::{parse_duration, ReassembleConfig};
+pub use config::ReassembleConfig;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Instant;

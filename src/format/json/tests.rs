@@ -132,9 +132,9 @@ fn enriched_interpreted_fields_are_written_after_fields() {
 fn loss_notices_are_their_own_lines() {
     let mut w = JsonWriter::new(Some("boot".into()));
     let got = line(&mut w, &Output::Loss(LossNotice::SerialGap { first: 10, last: 12, count: 3 }));
-    assert_eq!(got, "{\"loss\":\"serial_gap\",\"first\":10,\"last\":12,\"count\":3}\n");
+    assert_eq!(got, "{\"loss\":{\"kind\":\"serial_gap\",\"first\":10,\"last\":12,\"count\":3}}\n");
     let got = line(&mut w, &Output::Loss(LossNotice::KernelLost { records: 5, kernel_total: 9 }));
-    assert_eq!(got, "{\"loss\":\"kernel_lost\",\"records\":5,\"kernel_total\":9}\n");
+    assert_eq!(got, "{\"loss\":{\"kind\":\"kernel_lost\",\"records\":5,\"kernel_total\":9}}\n");
 }
 
 #[test]
