@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod format;
 mod hash;
 pub mod loss;

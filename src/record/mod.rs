@@ -80,15 +80,25 @@ pub fn parse_log_line(line: &[u8]) -> Result<Record, RecordError> {
 
 impl Record {
     /// Like [`parse_netlink`], taking ownership of the payload buffer to avoid a copy.
-    pub fn from_netlink(kind: u16, mut payload: Vec<u8>) -> Result<Record, RecordError> {
+    pub fn from_netlink(kind: u16, payload: Vec<u8>) -> Result<Record, RecordError> {
+        Record::try_from_netlink(kind, payload).map_err(|(e, _)| e)
+    }
+
+    /// Like [`Record::from_netlink`], but a payload that is not a record is handed back with the
+    /// error, so the daemon can keep the kernel's bytes instead of dropping them.
+    pub fn try_from_netlink(kind: u16, mut payload: Vec<u8>) -> Result<Record, (RecordError, Vec<u8>)> {
         // The kernel may NUL-terminate (and pads nothing we need); the text ends at the first NUL run.
         while payload.last() == Some(&0) {
             payload.pop();
         }
-        check_len(&payload)?;
-        let (id, body_start) = header::parse_stamp_at(&payload, 0)?;
-        let end = payload.len();
-        Ok(Record::build(MessageType(kind), id, None, payload, body_start, end, None))
+        let parsed = check_len(&payload).and_then(|()| header::parse_stamp_at(&payload, 0));
+        match parsed {
+            Ok((id, body_start)) => {
+                let end = payload.len();
+                Ok(Record::build(MessageType(kind), id, None, payload, body_start, end, None))
+            }
+            Err(e) => Err((e, payload)),
+        }
     }
 
     /// Like [`parse_log_line`], taking ownership of the line buffer.
