@@ -46,15 +46,13 @@ impl JsonWriter {
         let b = &mut self.buf;
         b.push(b'{');
         if let Some(prefix) = &self.id_prefix {
-            b.extend_from_slice(b"\"id\":");
-            let mut id = Vec::with_capacity(prefix.len() + 32);
-            id.extend_from_slice(prefix.as_bytes());
-            id.push(b':');
-            push_timestamp(&mut id, &event.id);
-            id.push(b':');
-            id.extend_from_slice(itoa::Buffer::new().format(event.id.serial).as_bytes());
-            push_string(b, &id, false);
-            b.push(b',');
+            b.extend_from_slice(b"\"id\":\"");
+            push_escaped(b, prefix.as_bytes(), false);
+            b.push(b':');
+            push_timestamp(b, &event.id);
+            b.push(b':');
+            b.extend_from_slice(itoa::Buffer::new().format(event.id.serial).as_bytes());
+            b.extend_from_slice(b"\",");
         }
         b.extend_from_slice(b"\"sequence\":");
         b.extend_from_slice(itoa::Buffer::new().format(event.id.serial).as_bytes());
@@ -282,6 +280,12 @@ static ESCAPE: [bool; 256] = {
 /// otherwise `bytes` must be valid UTF-8 and passes through.
 fn push_string(b: &mut Vec<u8>, bytes: &[u8], latin1: bool) {
     b.push(b'"');
+    push_escaped(b, bytes, latin1);
+    b.push(b'"');
+}
+
+/// [`push_string`] without the quotes.
+fn push_escaped(b: &mut Vec<u8>, bytes: &[u8], latin1: bool) {
     let mut run_start = 0;
     for (i, &byte) in bytes.iter().enumerate() {
         let high = latin1 && byte >= 0x80;
@@ -310,7 +314,6 @@ fn push_string(b: &mut Vec<u8>, bytes: &[u8], latin1: bool) {
         }
     }
     b.extend_from_slice(&bytes[run_start..]);
-    b.push(b'"');
 }
 
 #[cfg(test)]

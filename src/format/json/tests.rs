@@ -147,3 +147,12 @@ fn the_buffer_is_reused() {
     assert_eq!(w.write(&out), &first[..]);
     assert_eq!(w.buf.capacity(), cap);
 }
+
+#[test]
+fn the_id_prefix_is_escaped() {
+    let rec = parse_netlink(1320, b"audit(1.000:5): ").unwrap();
+    let mut w = JsonWriter::new(Some("a\"b".into()));
+    let got = line(&mut w, &Output::Event(event(vec![rec])));
+    let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(v["id"], "a\"b:1.000:5");
+}
