@@ -200,8 +200,8 @@ fn estimate_fields(body: &[u8]) -> usize {
     memchr::memchr_iter(b'=', body).count() + 2
 }
 
-/// Whether any key repeats (words count as one key). Compares 16-bit key hashes pairwise and
-/// bytes only on a hash match: a record has a few dozen fields, so this beats building a set.
+/// Whether any key repeats (words count as one key). A 1024-bit filter of 16-bit key hashes
+/// settles most records in one pass; only on a filter hit are earlier keys compared.
 fn has_duplicate_keys(buf: &[u8], fields: &[Field]) -> bool {
     const WORD: u16 = 0;
     let mut hashes = [0u16; 64];
@@ -210,13 +210,18 @@ fn has_duplicate_keys(buf: &[u8], fields: &[Field]) -> bool {
         let mut seen: HashSet<(bool, &[u8]), FastHash> = HashSet::with_capacity_and_hasher(fields.len(), FastHash::default());
         return !fields.iter().all(|f| seen.insert((f.quoting == Quoting::Word, f.key.get(buf))));
     }
+    let mut filter = [0u64; 16];
     for (j, b) in fields.iter().enumerate() {
         let h = if b.quoting == Quoting::Word { WORD } else { hash16(b.key.get(buf)) | 1 };
-        for (i, &g) in hashes[..j].iter().enumerate() {
-            if g == h && same_key(buf, &fields[i], b) {
-                return true;
+        let (slot, bit) = (usize::from(h >> 6) & 15, 1u64 << (h & 63));
+        if filter[slot] & bit != 0 {
+            for (i, &g) in hashes[..j].iter().enumerate() {
+                if g == h && same_key(buf, &fields[i], b) {
+                    return true;
+                }
             }
         }
+        filter[slot] |= bit;
         hashes[j] = h;
     }
     false

@@ -221,3 +221,20 @@ mod properties {
         }
     }
 }
+
+proptest::proptest! {
+    #[test]
+    fn swar_escape_check_matches_the_table(word in proptest::prelude::any::<[u8; 8]>()) {
+        let naive = word.iter().any(|&b| ESCAPE[b as usize]);
+        proptest::prop_assert_eq!(needs_escape(u64::from_le_bytes(word)), naive);
+    }
+}
+
+#[test]
+fn swar_escape_check_edges() {
+    for b in 0..=255u8 {
+        let mut w = [b'a'; 8];
+        w[5] = b;
+        assert_eq!(needs_escape(u64::from_le_bytes(w)), ESCAPE[b as usize], "{b:#x}");
+    }
+}
