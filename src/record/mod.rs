@@ -175,6 +175,22 @@ impl Record {
         &self.buf[self.body_start as usize..]
     }
 
+    /// Append this record as an audit.log line (auditd's RAW format plus any ENRICHED part, no
+    /// newline): the text it was parsed from, whether it came from a log line or a kernel payload.
+    pub fn write_log_line(&self, out: &mut Vec<u8>) {
+        if let Some(node) = &self.node {
+            out.extend_from_slice(b"node=");
+            out.extend_from_slice(node);
+            out.push(b' ');
+        }
+        out.extend_from_slice(b"type=");
+        out.extend_from_slice(self.kind.name().as_bytes());
+        out.extend_from_slice(b" msg=audit(");
+        out.extend_from_slice(self.id.to_string().as_bytes());
+        out.extend_from_slice(b"): ");
+        out.extend_from_slice(self.body());
+    }
+
     /// The payload or log line this record was parsed from.
     pub fn raw(&self) -> &[u8] {
         &self.buf
@@ -289,6 +305,17 @@ mod tests {
             &b"op=login id=1000 exe=\"/usr/sbin/sshd\" hostname=localhost addr=127.0.0.1 terminal=/dev/pts/1 res=success"[..]
         );
         assert_eq!(r.fields().len(), 5);
+    }
+
+    #[test]
+    fn prints_back_as_a_log_line() {
+        let line = b"node=n1 type=UNKNOWN[1999] msg=audit(1.005:42): a=\"b c\" msg='x y'\x1dA=\"z\"";
+        let mut out = Vec::new();
+        parse_log_line(line).unwrap().write_log_line(&mut out);
+        assert_eq!(out, line);
+        out.clear();
+        parse_netlink(1300, b"audit(1.005:42): syscall=59").unwrap().write_log_line(&mut out);
+        assert_eq!(out, b"type=SYSCALL msg=audit(1.005:42): syscall=59");
     }
 
     #[test]
