@@ -171,7 +171,7 @@ impl Reassembler {
         let late = self.completed.contains(&key);
         if late {
             self.stats.late_records += 1;
-        } else {
+        } else if policy::kernel_serial(rec.kind) {
             self.observe_serial(key, now, out);
         }
         if ends || self.cfg.max_records_per_event <= 1 {
