@@ -13,10 +13,12 @@
 //! auditrelay never executes auditctl.
 
 pub mod ast;
+pub mod compile;
 pub mod data;
 pub mod lex;
 pub mod lookup;
 pub mod parse;
 pub mod print;
+pub mod source;
 #[rustfmt::skip]
 pub mod tables;
