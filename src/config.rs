@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::rules::config::RulesConfig;
+
 /// Where `run` looks for a config file when none is given.
 pub const DEFAULT_PATH: &str = "/etc/auditrelay/auditrelay.toml";
 
@@ -21,7 +23,10 @@ pub enum ConfigError {
 /// The whole configuration file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {}
+pub struct Config {
+    #[serde(default)]
+    pub rules: RulesConfig,
+}
 
 impl Config {
     /// Load `path`, or the default path when it exists, or the embedded defaults.

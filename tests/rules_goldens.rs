@@ -12,6 +12,8 @@
 //!   kernel side is checked by tests/rules_kernel.rs);
 //! - control lines → parsed as control lines.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use auditrelay::rules::ast::Line;

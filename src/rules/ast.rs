@@ -68,7 +68,7 @@ impl fmt::Display for Control {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Line {
-    Rule(Rule),
+    Rule(Box<Rule>),
     Control(Control),
 }
 

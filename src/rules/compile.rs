@@ -65,7 +65,8 @@ fn simulate(lines: &[Compiled], errors: &mut Vec<CompileError>) -> (Vec<RuleData
     let mut settings = Settings::default();
     for c in lines {
         match &c.line {
-            Line::Rule(Rule { op, data: rule, .. }) => {
+            Line::Rule(r) => {
+                let Rule { op, data: rule, .. } = r.as_ref();
                 let norm = rule.kernel_normalise();
                 let list = &mut lists[(rule.list() & data::FILTER_MASK) as usize];
                 let pos = list.iter().position(|r| *r == norm);

@@ -6,6 +6,8 @@
 
 use crate::rules::tables;
 
+type SyscallTable = &'static [(u32, &'static str)];
+
 pub const ELF_X86_64: u32 = 0xc000_003e;
 pub const ELF_I386: u32 = 0x4000_0003;
 
@@ -42,7 +44,7 @@ impl Machine {
             Machine::I386 => "i386",
         }
     }
-    fn tables(self) -> (&'static [(u32, &'static str)], &'static [(u32, &'static str)]) {
+    fn tables(self) -> (SyscallTable, SyscallTable) {
         match self {
             Machine::X86_64 => (tables::SYSCALLS_X86_64, tables::SYSCALLS_X86_64_NEWER),
             Machine::I386 => (tables::SYSCALLS_I386, tables::SYSCALLS_I386_NEWER),

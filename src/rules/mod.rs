@@ -13,7 +13,9 @@
 //! auditrelay never executes auditctl.
 
 pub mod ast;
+pub mod command;
 pub mod compile;
+pub mod config;
 pub mod data;
 pub mod lex;
 pub mod lookup;

@@ -89,7 +89,10 @@ const LONG_OPTS: [(&str, bool); 5] =
     [("loginuid-immutable", false), ("backlog_wait_time", true), ("reset-lost", false), ("reset_backlog_wait_time_actual", false), ("signal", true)];
 
 /// getopt_long's view of the words: options in order, and the non-option words it permuted away.
-fn getopt(words: &[String]) -> Result<(Vec<(String, Option<String>)>, Vec<String>), ParseError> {
+/// An option as getopt returned it (`-a`, `--backlog_wait_time`) and its argument.
+type Opt = (String, Option<String>);
+
+fn getopt(words: &[String]) -> Result<(Vec<Opt>, Vec<String>), ParseError> {
     let mut opts = Vec::new();
     let mut rest = Vec::new();
     let mut i = 0;
@@ -449,10 +452,8 @@ impl<'h> State<'h> {
                 FieldEntry::num(field, op.raw(), value)
             }
             _ => {
-                if (data::F_DEVMAJOR..=data::F_INODE).contains(&field) || field == data::F_SUCCESS {
-                    if flags != data::FILTER_EXIT {
-                        return Err(exit_only(name));
-                    }
+                if ((data::F_DEVMAJOR..=data::F_INODE).contains(&field) || field == data::F_SUCCESS) && flags != data::FILTER_EXIT {
+                    return Err(exit_only(name));
                 }
                 if field == data::F_INODE && !eq_ne {
                     return Err(err(&word, "inode only takes = or !="));
@@ -757,7 +758,7 @@ pub fn parse_words(words: &[String], host: &dyn Host) -> Result<Line, ParseError
     }
     st.rule.flags = list;
     st.rule.action = st.action.unwrap_or(data::ACTION_ALWAYS);
-    Ok(Line::Rule(Rule { op, data: st.rule, newer_syscalls: st.newer }))
+    Ok(Line::Rule(Box::new(Rule { op, data: st.rule, newer_syscalls: st.newer })))
 }
 
 #[cfg(test)]
@@ -784,7 +785,7 @@ mod tests {
 
     fn rule(line: &str) -> Rule {
         match parse(line) {
-            Ok(Line::Rule(r)) => r,
+            Ok(Line::Rule(r)) => *r,
             other => panic!("{line}: {other:?}"),
         }
     }

@@ -1,0 +1,133 @@
+//! `[rules]` config section: where the rule set comes from and how it is applied.
+//!
+//! ```toml
+//! [rules]
+//! sources = ["/etc/auditrelay/rules.d", "https://rules.example.org/web.rules"]
+//! refresh_interval = "5m"
+//! sha256 = { "https://rules.example.org/web.rules" = "<hex>" }
+//! immutable = false
+//! ```
+//! No `sources` means the embedded rules/default.rules. `immutable = true` is the only way a
+//! `-e 2` line is applied (it locks the rules until reboot).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The rule set `run` loads when no source is configured.
+pub const DEFAULT_RULES: &str = include_str!("../../rules/default.rules");
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Files, rules.d directories or http(s) URLs, combined in order.
+    pub sources: Vec<String>,
+    /// How often URL sources are fetched again ("30s", "5m", "1h").
+    pub refresh_interval: String,
+    /// Optional pinned SHA-256 (hex) per URL source.
+    pub sha256: BTreeMap<String, String>,
+    /// Apply `-e 2` (rules locked until reboot). Off by default.
+    pub immutable: bool,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig { sources: Vec::new(), refresh_interval: "5m".to_string(), sha256: BTreeMap::new(), immutable: false }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RulesConfigError {
+    #[error("[rules] refresh_interval: {0}")]
+    Interval(String),
+    #[error("[rules] sha256 for {url}: expected 64 hex digits")]
+    Sha256 { url: String },
+    #[error("[rules] sha256 pins {url}, which is not one of the sources")]
+    UnknownPin { url: String },
+}
+
+/// Validated `[rules]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rules {
+    pub sources: Vec<String>,
+    pub refresh_interval: Duration,
+    pub sha256: BTreeMap<String, String>,
+    pub immutable: bool,
+}
+
+impl RulesConfig {
+    pub fn validate(&self) -> Result<Rules, RulesConfigError> {
+        let refresh_interval = parse_duration(&self.refresh_interval).map_err(RulesConfigError::Interval)?;
+        for (source, pin) in &self.sha256 {
+            if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(RulesConfigError::Sha256 { url: source.clone() });
+            }
+            if !self.sources.contains(source) {
+                return Err(RulesConfigError::UnknownPin { url: source.clone() });
+            }
+        }
+        Ok(Rules { sources: self.sources.clone(), refresh_interval, sha256: self.sha256.clone(), immutable: self.immutable })
+    }
+}
+
+/// "500ms", "30s", "5m", "2h"; at least one second for a refresh interval.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 30s, 5m, 1h"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("`{s}`: unit must be ms, s, m or h")),
+    };
+    if d < Duration::from_secs(1) {
+        return Err(format!("`{s}` is shorter than 1s"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_validation() {
+        let c: RulesConfig = toml::from_str("").unwrap();
+        let v = c.validate().unwrap();
+        assert_eq!(v.refresh_interval, Duration::from_secs(300));
+        assert!(!v.immutable);
+        let c: RulesConfig = toml::from_str(
+            "sources = [\"/etc/auditrelay/rules.d\", \"https://x/y.rules\"]\nrefresh_interval = \"30s\"\nsha256 = { \"https://x/y.rules\" = \"0000000000000000000000000000000000000000000000000000000000000000\" }\n",
+        )
+        .unwrap();
+        assert_eq!(c.validate().unwrap().refresh_interval, Duration::from_secs(30));
+        let bad: Result<RulesConfig, _> = toml::from_str("sourcez = []");
+        assert!(bad.is_err());
+        let c = RulesConfig { sha256: [("https://z".to_string(), "ab".to_string())].into(), ..RulesConfig::default() };
+        assert_eq!(c.validate(), Err(RulesConfigError::Sha256 { url: "https://z".into() }));
+        assert_eq!(parse_duration("5x"), Err("`5x`: unit must be ms, s, m or h".into()));
+        assert!(parse_duration("10ms").is_err());
+    }
+
+    #[test]
+    fn embedded_default_rules_compile() {
+        struct H;
+        impl crate::rules::parse::Host for H {
+            fn is_dir(&self, p: &str) -> bool {
+                std::path::Path::new(p).is_dir()
+            }
+            fn uid_by_name(&self, _: &str) -> Option<u32> {
+                None
+            }
+            fn gid_by_name(&self, _: &str) -> Option<u32> {
+                None
+            }
+        }
+        let set = crate::rules::compile::compile_text("default.rules", DEFAULT_RULES, &H).unwrap();
+        assert!(set.desired.len() >= 10);
+    }
+}
