@@ -35,6 +35,12 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Print the kernel's audit status (enabled, pid, backlog, lost, ...).
+    Status {
+        /// One JSON object instead of `key=value` text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::netlink::settings::{KernelConfig, NetlinkConfig};
 use crate::rules::config::RulesConfig;
 
 /// Where `run` looks for a config file when none is given.
@@ -24,6 +25,10 @@ pub enum ConfigError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    #[serde(default)]
+    pub netlink: NetlinkConfig,
+    #[serde(default)]
+    pub kernel: KernelConfig,
     #[serde(default)]
     pub rules: RulesConfig,
 }

@@ -1,0 +1,10 @@
+//! Outputs: sinks that take events from the spool and report what the receiver acknowledged.
+//!
+//! Every sink runs as its own task fed by [`delivery::Delivery`] values through a bounded channel and
+//! answers with cumulative acknowledgements; what "acknowledged" means is said in each sink's docs.
+
+pub mod delivery;
+
+// Spool-side: delivery driver, shipper, file and stdout sinks.
+
+// Network sinks: relp, syslog (RFC 5424 + RFC 6587), tcp, udp, unix, tls.
