@@ -57,8 +57,12 @@ fn rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
     let code = match command {
         RulesCommand::Check { paths } => command::check(&paths, &mut out, &mut err)?,
         RulesCommand::Compile { format, paths } => command::compile_cmd(&paths, format == CompileFormat::Json, &mut out, &mut err)?,
-        RulesCommand::Load { .. } | RulesCommand::List | RulesCommand::Diff { .. } => {
-            anyhow::bail!("rules load/list/diff need the netlink client (not merged yet)")
+        RulesCommand::List => command::list(&mut out, &mut err)?,
+        RulesCommand::Diff { paths } => command::diff(&paths, &mut out, &mut err)?,
+        RulesCommand::Load { paths, immutable, config } => {
+            let config = Config::load(config.as_deref())?;
+            let perms = auditrelay::rules::sync::Permissions { immutable: immutable || config.rules.immutable, allow_panic: config.kernel.allow_panic };
+            command::load(&paths, perms, &mut out, &mut err)?
         }
     };
     Ok(ExitCode::from(code))

@@ -4,12 +4,16 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::netlink::client::AuditClient;
 use crate::rules::compile::{self, CompileError, RuleSet};
+use crate::rules::sync::{self, Permissions, Step, SyncError};
 use crate::rules::parse::SystemHost;
 use crate::rules::print;
 
 /// Exit code for "the rules have errors" (the kernel was not touched).
 pub const EXIT_INVALID: u8 = 1;
+/// Exit code for "the kernel refused or could not be asked" (rolled back where it applies).
+pub const EXIT_KERNEL: u8 = 2;
 
 fn compile(paths: &[PathBuf]) -> Result<RuleSet, Vec<CompileError>> {
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
@@ -59,6 +63,63 @@ pub fn compile_cmd(paths: &[PathBuf], json: bool, out: &mut dyn Write, err: &mut
             Ok(0)
         }
         Err(errors) => report_errors(&errors, err),
+    }
+}
+
+fn kernel_failed(e: impl std::fmt::Display, err: &mut dyn Write) -> std::io::Result<u8> {
+    writeln!(err, "{e}")?;
+    Ok(EXIT_KERNEL)
+}
+
+/// `rules list`: the kernel's rules as `auditctl -l` prints them.
+pub fn list(out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+    let rules = match AuditClient::open().map_err(SyncError::List).and_then(|mut c| sync::current_rules(&mut c)) {
+        Ok(r) => r,
+        Err(e) => return kernel_failed(e, err),
+    };
+    out.write_all(print::listing(&rules).as_bytes())?;
+    Ok(0)
+}
+
+/// `rules diff PATH...`: what `rules load` would change.
+pub fn diff(paths: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+    let set = match compile(paths) {
+        Ok(set) => set,
+        Err(errors) => return report_errors(&errors, err),
+    };
+    let current = match AuditClient::open().map_err(SyncError::List).and_then(|mut c| sync::current_rules(&mut c)) {
+        Ok(r) => r,
+        Err(e) => return kernel_failed(e, err),
+    };
+    let steps = sync::plan(&current, &set.desired);
+    let unchanged = set.desired.len() - steps.iter().filter(|s| !matches!(s, Step::Delete(_))).count();
+    out.write_all(sync::describe(&steps, unchanged).as_bytes())?;
+    Ok(0)
+}
+
+/// `rules load PATH...`: atomic sync of the kernel to the sources.
+pub fn load(paths: &[PathBuf], perms: Permissions, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+    let set = match compile(paths) {
+        Ok(set) => set,
+        Err(errors) => return report_errors(&errors, err),
+    };
+    report_newer(&set, err)?;
+    let mut client = match AuditClient::open() {
+        Ok(c) => c,
+        Err(e) => return kernel_failed(e, err),
+    };
+    match sync::load(&mut client, &set, perms) {
+        Ok(report) => {
+            out.write_all(sync::describe(&report.steps, report.unchanged).as_bytes())?;
+            for s in &report.skipped {
+                writeln!(out, "{s}")?;
+            }
+            if report.locked {
+                writeln!(out, "rules locked until reboot (-e 2)")?;
+            }
+            Ok(0)
+        }
+        Err(e) => kernel_failed(e, err),
     }
 }
 

@@ -22,5 +22,6 @@ pub mod lookup;
 pub mod parse;
 pub mod print;
 pub mod source;
+pub mod sync;
 #[rustfmt::skip]
 pub mod tables;
