@@ -46,6 +46,8 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        config.rules.validate().map_err(|e| ConfigError::Invalid { path: path.to_path_buf(), message: e.to_string() })?;
+        Ok(config)
     }
 }

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::units::HumanDuration;
+
 /// The rule set `run` loads when no source is configured.
 pub const DEFAULT_RULES: &str = include_str!("../../rules/default.rules");
 
@@ -23,8 +25,8 @@ pub const DEFAULT_RULES: &str = include_str!("../../rules/default.rules");
 pub struct RulesConfig {
     /// Files, rules.d directories or http(s) URLs, combined in order.
     pub sources: Vec<String>,
-    /// How often URL sources are fetched again ("30s", "5m", "1h").
-    pub refresh_interval: String,
+    /// How often URL sources are fetched again ("30s", "5m", "1h"); at least 1s.
+    pub refresh_interval: HumanDuration,
     /// Optional pinned SHA-256 (hex) per URL source.
     pub sha256: BTreeMap<String, String>,
     /// Apply `-e 2` (rules locked until reboot). Off by default.
@@ -33,14 +35,14 @@ pub struct RulesConfig {
 
 impl Default for RulesConfig {
     fn default() -> Self {
-        RulesConfig { sources: Vec::new(), refresh_interval: "5m".to_string(), sha256: BTreeMap::new(), immutable: false }
+        RulesConfig { sources: Vec::new(), refresh_interval: HumanDuration(Duration::from_secs(300)), sha256: BTreeMap::new(), immutable: false }
     }
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RulesConfigError {
-    #[error("[rules] refresh_interval: {0}")]
-    Interval(String),
+    #[error("[rules] refresh_interval must be at least 1s")]
+    Interval,
     #[error("[rules] sha256 for {url}: expected 64 hex digits")]
     Sha256 { url: String },
     #[error("[rules] sha256 pins {url}, which is not one of the sources")]
@@ -58,7 +60,10 @@ pub struct Rules {
 
 impl RulesConfig {
     pub fn validate(&self) -> Result<Rules, RulesConfigError> {
-        let refresh_interval = parse_duration(&self.refresh_interval).map_err(RulesConfigError::Interval)?;
+        let refresh_interval = self.refresh_interval.0;
+        if refresh_interval < Duration::from_secs(1) {
+            return Err(RulesConfigError::Interval);
+        }
         for (source, pin) in &self.sha256 {
             if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(RulesConfigError::Sha256 { url: source.clone() });
@@ -69,25 +74,6 @@ impl RulesConfig {
         }
         Ok(Rules { sources: self.sources.clone(), refresh_interval, sha256: self.sha256.clone(), immutable: self.immutable })
     }
-}
-
-/// "500ms", "30s", "5m", "2h"; at least one second for a refresh interval.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 30s, 5m, 1h"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("`{s}`: unit must be ms, s, m or h")),
-    };
-    if d < Duration::from_secs(1) {
-        return Err(format!("`{s}` is shorter than 1s"));
-    }
-    Ok(d)
 }
 
 #[cfg(test)]
@@ -109,8 +95,19 @@ mod tests {
         assert!(bad.is_err());
         let c = RulesConfig { sha256: [("https://z".to_string(), "ab".to_string())].into(), ..RulesConfig::default() };
         assert_eq!(c.validate(), Err(RulesConfigError::Sha256 { url: "https://z".into() }));
-        assert_eq!(parse_duration("5x"), Err("`5x`: unit must be ms, s, m or h".into()));
-        assert!(parse_duration("10ms").is_err());
+        let c: RulesConfig = toml::from_str("refresh_interval = \"10ms\"").unwrap();
+        assert_eq!(c.validate(), Err(RulesConfigError::Interval));
+        assert!(toml::from_str::<RulesConfig>("refresh_interval = \"5x\"").is_err());
+    }
+
+    #[test]
+    fn example_config_documents_a_valid_rules_section() {
+        let text = include_str!("../../examples/auditrelay.toml");
+        let config = crate::config::Config::parse(text, std::path::Path::new("examples/auditrelay.toml")).unwrap();
+        assert_eq!(config.rules, RulesConfig::default());
+        for key in ["sources", "refresh_interval", "sha256", "immutable"] {
+            assert!(text.contains(&format!("{key} =")), "examples/auditrelay.toml must document [rules] {key}");
+        }
     }
 
     #[test]

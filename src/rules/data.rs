@@ -368,3 +368,35 @@ mod tests {
         assert_eq!(unhex("zz"), None);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn field() -> impl Strategy<Value = FieldEntry> {
+        prop_oneof![
+            (0u32..300, any::<u32>(), any::<u32>())
+                .prop_filter("numeric field", |(f, _, _)| !is_string_field(*f))
+                .prop_map(|(f, op, v)| FieldEntry::num(f, op, v)),
+            (prop::sample::select(vec![F_SUBJ_USER, F_OBJ_USER, F_WATCH, F_DIR, F_FILTERKEY, F_EXE]), any::<u32>(), prop::collection::vec(any::<u8>(), 0..40))
+                .prop_map(|(f, op, t): (u32, u32, Vec<u8>)| FieldEntry::string(f, op, &t)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn decode_inverts_encode(flags in any::<u32>(), action in any::<u32>(), mask in prop::array::uniform32(any::<u32>()), fields in prop::collection::vec(field(), 0..=MAX_FIELDS)) {
+            let mut r = RuleData::new(flags, action);
+            r.mask[..32].copy_from_slice(&mask);
+            r.mask[32..].copy_from_slice(&mask);
+            r.fields = fields;
+            prop_assert_eq!(RuleData::decode(&r.encode()), Ok(r));
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..1200)) {
+            let _ = RuleData::decode(&bytes);
+        }
+    }
+}

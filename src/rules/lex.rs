@@ -110,3 +110,33 @@ mod tests {
         assert_eq!(words(r"-k a\\\ b"), ["-k", r"a\ b"]);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::rules::parse::{parse_words, Host};
+    use proptest::prelude::*;
+
+    struct NoHost;
+    impl Host for NoHost {
+        fn is_dir(&self, _: &str) -> bool {
+            false
+        }
+        fn uid_by_name(&self, _: &str) -> Option<u32> {
+            None
+        }
+        fn gid_by_name(&self, _: &str) -> Option<u32> {
+            None
+        }
+    }
+
+    proptest! {
+        /// Any line, however malformed, lexes and parses to a value or an error — never a panic.
+        #[test]
+        fn arbitrary_lines_never_panic(line in "(-[aAdSFCwWkpDbfer] ?|[a-z_]{1,8}[=!<>&]{0,2}[a-z0-9,/-]{0,10}| |\\\\|#)*") {
+            if let Lexed::Words(w) = lex(&line) {
+                let _ = parse_words(&w, &NoHost);
+            }
+        }
+    }
+}
