@@ -158,6 +158,24 @@ pub fn compile_paths(paths: &[&Path], host: &dyn Host) -> Result<RuleSet, Vec<Co
     }
 }
 
+/// Compile `[rules] sources` for `run`: no sources means the embedded rules/default.rules.
+/// http(s) URL sources are refused with a clear error (not implemented yet).
+pub fn compile_sources(sources: &[String], host: &dyn Host) -> Result<RuleSet, Vec<CompileError>> {
+    if sources.is_empty() {
+        return compile_text("(embedded) rules/default.rules", crate::rules::config::DEFAULT_RULES, host);
+    }
+    let urls: Vec<CompileError> = sources
+        .iter()
+        .filter(|s| s.starts_with("http://") || s.starts_with("https://"))
+        .map(|s| CompileError::Line { location: s.clone(), message: "URL rule sources are not supported yet; use a file or directory".into() })
+        .collect();
+    if !urls.is_empty() {
+        return Err(urls);
+    }
+    let paths: Vec<&Path> = sources.iter().map(Path::new).collect();
+    compile_paths(&paths, host)
+}
+
 /// Compile text that was not read from disk (embedded defaults, fetched sets).
 pub fn compile_text(name: &str, text: &str, host: &dyn Host) -> Result<RuleSet, Vec<CompileError>> {
     let lines = source::lines_of(Path::new(name), text.as_bytes()).map_err(|e| vec![CompileError::Source(e)])?;
@@ -310,6 +328,14 @@ mod tests {
     fn delete_all_with_key() {
         let set = compile_text("x.rules", "-w /etc/a -k keep\n-w /etc/b -k drop\n-D -k drop\n", &NoHost).unwrap();
         assert_eq!(crate::rules::print::listing(&set.desired), "-w /etc/a -p rwxa -k keep\n");
+    }
+
+    #[test]
+    fn configured_sources() {
+        let set = compile_sources(&[], &NoHost).unwrap();
+        assert!(set.desired.len() >= 10);
+        let errs = compile_sources(&["https://rules.example.org/x.rules".to_string()], &NoHost).unwrap_err();
+        assert!(errs[0].to_string().contains("not supported yet"));
     }
 
     #[test]

@@ -250,13 +250,38 @@ pub struct LoadReport {
 
 /// `rules load`: rules first (atomic), then status settings, then `-e 2` if allowed.
 pub fn load(client: &mut AuditClient, set: &RuleSet, perms: Permissions) -> Result<LoadReport, SyncError> {
+    load_with(client, set, &[], perms)
+}
+
+/// auditrelay's own `-A never,exit -F pid=<pid>`: the first exit rule, so no rule ever audits the
+/// daemon's own syscalls (writing events would otherwise create events, without end).
+pub fn self_exclusion(pid: u32) -> RuleData {
+    let mut r = RuleData::new(data::FILTER_EXIT, data::ACTION_NEVER);
+    r.set_all_syscalls();
+    r.fields.push(data::FieldEntry::num(data::F_PID, data::OP_EQUAL, pid));
+    r.kernel_normalise()
+}
+
+/// `run`: the self-exclusion rule first, then the rule set, atomically as [`load`].
+pub fn load_for_daemon(client: &mut AuditClient, set: &RuleSet, pid: u32, perms: Permissions) -> Result<LoadReport, SyncError> {
+    load_with(client, set, &[self_exclusion(pid)], perms)
+}
+
+/// At daemon exit: remove the self-exclusion rule (the rest of the set stays loaded).
+pub fn remove_self_exclusion(table: &mut dyn RuleTable, pid: u32) -> Result<(), SyncError> {
+    let rule = self_exclusion(pid);
+    table.delete(&rule.encode()).map_err(|source| SyncError::Refused { what: "deleting", rule: rule.to_string(), source })
+}
+
+fn load_with(client: &mut AuditClient, set: &RuleSet, first: &[RuleData], perms: Permissions) -> Result<LoadReport, SyncError> {
     let status = client.status().map_err(SyncError::Status)?;
     if status.enabled == 2 {
         return Err(SyncError::Locked);
     }
     let before = current_rules(client)?;
-    let steps = sync_rules(client, &before, &set.desired)?;
-    let unchanged = set.desired.len() - steps.iter().filter(|s| !matches!(s, Step::Delete(_))).count();
+    let desired: Vec<RuleData> = first.iter().chain(set.desired.iter()).cloned().collect();
+    let steps = sync_rules(client, &before, &desired)?;
+    let unchanged = desired.len() - steps.iter().filter(|s| !matches!(s, Step::Delete(_))).count();
     let (change, lock, skipped) = status_changes(&set.settings, perms);
     if change.mask != 0 {
         client.set_status(&change).map_err(SyncError::Status)?;
@@ -363,6 +388,20 @@ mod tests {
         assert!(matches!(err, SyncError::Refused { what: "prepending", .. }), "{err}");
         assert!(err.to_string().contains("rolled back"));
         assert_eq!(keys(&mut k), ["a", "b"]);
+    }
+
+    #[test]
+    fn self_exclusion_goes_first_and_comes_out_again() {
+        let a = rule(FILTER_EXIT, "a");
+        let mut k = kernel_with(std::slice::from_ref(&a));
+        let before = current_rules(&mut k).unwrap();
+        sync_rules(&mut k, &before, &[self_exclusion(42), a.clone()]).unwrap();
+        let now = current_rules(&mut k).unwrap();
+        assert_eq!(now[0], self_exclusion(42));
+        assert_eq!(now[0].to_string(), "-a never,exit -S all -F pid=42");
+        remove_self_exclusion(&mut k, 42).unwrap();
+        assert_eq!(current_rules(&mut k).unwrap(), vec![a]);
+        assert!(remove_self_exclusion(&mut k, 42).is_err());
     }
 
     #[test]
