@@ -181,3 +181,19 @@ fn load_is_exact_idempotent_and_atomic() {
     assert!(err.to_string().contains("rolled back"), "{err}");
     assert_eq!(sync::current_rules(&mut c).unwrap(), set.desired);
 }
+
+/// `run`'s self-exclusion rule is the first exit rule while loaded and gone after removal.
+#[test]
+fn self_exclusion_rule_on_the_real_kernel() {
+    let Some(_guard) = KernelGuard::take() else { return };
+    let mut c = AuditClient::open().unwrap();
+    delete_all(&mut c);
+    let pid = std::process::id();
+    let set = compile::compile_text("t.rules", "-a always,exit -F arch=b64 -S openat -k t\n", &SystemHost).unwrap();
+    sync::load_for_daemon(&mut c, &set, pid, Permissions::default()).unwrap();
+    let listed = sync::current_rules(&mut c).unwrap();
+    assert_eq!(print::rule_text(&listed[0]), format!("-a never,exit -S all -F pid={pid}\n"));
+    assert_eq!(listed.len(), 2);
+    sync::remove_self_exclusion(&mut c, pid).unwrap();
+    assert_eq!(sync::current_rules(&mut c).unwrap(), set.desired);
+}
