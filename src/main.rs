@@ -61,8 +61,9 @@ fn rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
         RulesCommand::Diff { paths } => command::diff(&paths, &mut out, &mut err)?,
         RulesCommand::Load { paths, immutable, config } => {
             let config = Config::load(config.as_deref())?;
-            let perms = auditrelay::rules::sync::Permissions { immutable: immutable || config.rules.immutable, allow_panic: config.kernel.allow_panic };
-            command::load(&paths, perms, &mut out, &mut err)?
+            let rules = config.rules.validate()?;
+            let perms = auditrelay::rules::sync::Permissions { immutable: immutable || rules.immutable, allow_panic: config.kernel.allow_panic };
+            command::load(&paths, &rules, perms, &mut out, &mut err)?
         }
     };
     Ok(ExitCode::from(code))

@@ -1,11 +1,15 @@
 //! The `auditrelay rules …` subcommands as library functions: they write their report to the given
 //! writers and return the process exit code, so main.rs only dispatches and tests can run them.
 
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::netlink::client::AuditClient;
 use crate::rules::compile::{self, CompileError, RuleSet};
+use crate::rules::config::Rules;
+use crate::rules::fetch::Fetcher;
 use crate::rules::sync::{self, Permissions, Step, SyncError};
 use crate::rules::parse::SystemHost;
 use crate::rules::print;
@@ -15,9 +19,18 @@ pub const EXIT_INVALID: u8 = 1;
 /// Exit code for "the kernel refused or could not be asked" (rolled back where it applies).
 pub const EXIT_KERNEL: u8 = 2;
 
+/// Time limit for fetching a URL given on the command line.
+const CLI_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Compile command-line sources (files, directories, URLs); URLs are fetched without caching
+/// unless a fetcher with a cache is given.
+fn compile_with(paths: &[PathBuf], pins: &BTreeMap<String, String>, fetcher: &Fetcher) -> Result<RuleSet, Vec<CompileError>> {
+    let sources: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    compile::compile_sources(&sources, pins, fetcher, &SystemHost).map(|(set, _)| set)
+}
+
 fn compile(paths: &[PathBuf]) -> Result<RuleSet, Vec<CompileError>> {
-    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-    compile::compile_paths(&refs, &SystemHost)
+    compile_with(paths, &BTreeMap::new(), &Fetcher::new(CLI_FETCH_TIMEOUT, None))
 }
 
 fn report_errors(errors: &[CompileError], err: &mut dyn Write) -> std::io::Result<u8> {
@@ -97,9 +110,10 @@ pub fn diff(paths: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> std:
     Ok(0)
 }
 
-/// `rules load PATH...`: atomic sync of the kernel to the sources.
-pub fn load(paths: &[PathBuf], perms: Permissions, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
-    let set = match compile(paths) {
+/// `rules load PATH|URL...`: atomic sync of the kernel to the sources (URLs fetched with the
+/// `[rules]` pins and cache).
+pub fn load(paths: &[PathBuf], rules: &Rules, perms: Permissions, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+    let set = match compile_with(paths, &rules.sha256, &rules.fetcher()) {
         Ok(set) => set,
         Err(errors) => return report_errors(&errors, err),
     };

@@ -8,12 +8,14 @@
 //! (the last of each kind wins, as for auditctl); `-i`/`-c` are recorded but never relax checking:
 //! a set with any error is refused as a whole.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::rules::ast::{Action, Control, Line, List, Op, Rule, RuleOp};
 use crate::rules::data::{self, RuleData};
+use crate::rules::fetch::{self, FetchError, Fetched, Fetcher};
 use crate::rules::lex::{self, Lexed};
 use crate::rules::lookup::{self, Machine};
 use crate::rules::parse::{self, Host};
@@ -25,6 +27,8 @@ pub enum CompileError {
     Line { location: String, message: String },
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
 }
 
 /// One compiled rules-file line.
@@ -158,22 +162,48 @@ pub fn compile_paths(paths: &[&Path], host: &dyn Host) -> Result<RuleSet, Vec<Co
     }
 }
 
-/// Compile `[rules] sources` for `run`: no sources means the embedded rules/default.rules.
-/// http(s) URL sources are refused with a clear error (not implemented yet).
-pub fn compile_sources(sources: &[String], host: &dyn Host) -> Result<RuleSet, Vec<CompileError>> {
+/// Compile sources as configured: files, rules.d directories and http(s) URLs (fetched through
+/// `fetcher`, checked against `pins`), combined in order. No sources means the embedded
+/// rules/default.rules. Also returns how each URL was obtained, for logging.
+pub fn compile_sources(
+    sources: &[String],
+    pins: &BTreeMap<String, String>,
+    fetcher: &Fetcher,
+    host: &dyn Host,
+) -> Result<(RuleSet, Vec<Fetched>), Vec<CompileError>> {
     if sources.is_empty() {
-        return compile_text("(embedded) rules/default.rules", crate::rules::config::DEFAULT_RULES, host);
+        return compile_text("(embedded) rules/default.rules", crate::rules::config::DEFAULT_RULES, host).map(|s| (s, Vec::new()));
     }
-    let urls: Vec<CompileError> = sources
-        .iter()
-        .filter(|s| s.starts_with("http://") || s.starts_with("https://"))
-        .map(|s| CompileError::Line { location: s.clone(), message: "URL rule sources are not supported yet; use a file or directory".into() })
-        .collect();
-    if !urls.is_empty() {
-        return Err(urls);
+    let mut lines = Vec::new();
+    let mut errors = Vec::new();
+    let mut fetched = Vec::new();
+    for src in sources {
+        if fetch::is_url(src) {
+            match fetcher.fetch(src, pins.get(src).map(String::as_str)) {
+                Ok(f) => {
+                    match source::lines_of(Path::new(src), f.text.as_bytes()) {
+                        Ok(l) => lines.extend(l),
+                        Err(e) => errors.push(CompileError::Source(e)),
+                    }
+                    fetched.push(f);
+                }
+                Err(e) => errors.push(CompileError::Fetch(e)),
+            }
+        } else {
+            match source::read_path(Path::new(src)) {
+                Ok(l) => lines.extend(l),
+                Err(e) => errors.push(CompileError::Source(e)),
+            }
+        }
     }
-    let paths: Vec<&Path> = sources.iter().map(Path::new).collect();
-    compile_paths(&paths, host)
+    match compile_lines(lines, host) {
+        Ok(set) if errors.is_empty() => Ok((set, fetched)),
+        Ok(_) => Err(errors),
+        Err(mut more) => {
+            errors.append(&mut more);
+            Err(errors)
+        }
+    }
 }
 
 /// Compile text that was not read from disk (embedded defaults, fetched sets).
@@ -332,10 +362,14 @@ mod tests {
 
     #[test]
     fn configured_sources() {
-        let set = compile_sources(&[], &NoHost).unwrap();
+        let fetcher = Fetcher::new(std::time::Duration::from_secs(1), None);
+        let (set, fetched) = compile_sources(&[], &BTreeMap::new(), &fetcher, &NoHost).unwrap();
         assert!(set.desired.len() >= 10);
-        let errs = compile_sources(&["https://rules.example.org/x.rules".to_string()], &NoHost).unwrap_err();
-        assert!(errs[0].to_string().contains("not supported yet"));
+        assert!(fetched.is_empty());
+        // Nothing listens on port 9 of localhost: the error names the URL.
+        let url = "http://127.0.0.1:9/x.rules".to_string();
+        let errs = compile_sources(std::slice::from_ref(&url), &BTreeMap::new(), &fetcher, &NoHost).unwrap_err();
+        assert!(errs[0].to_string().starts_with(&url), "{}", errs[0]);
     }
 
     #[test]

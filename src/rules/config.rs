@@ -7,10 +7,12 @@
 //! sha256 = { "https://rules.example.org/web.rules" = "<hex>" }
 //! immutable = false
 //! ```
-//! No `sources` means the embedded rules/default.rules. `immutable = true` is the only way a
+//! No `sources` means the embedded rules/default.rules. URL sources are fetched with a
+//! `fetch_timeout`, revalidated with ETags and kept under `cache_dir` (see [`crate::rules::fetch`]). `immutable = true` is the only way a
 //! `-e 2` line is applied (it locks the rules until reboot).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -31,11 +33,22 @@ pub struct RulesConfig {
     pub sha256: BTreeMap<String, String>,
     /// Apply `-e 2` (rules locked until reboot). Off by default.
     pub immutable: bool,
+    /// Where the last good copy of each URL source is kept (used when the server is unreachable).
+    pub cache_dir: PathBuf,
+    /// Time limit for one URL fetch.
+    pub fetch_timeout: HumanDuration,
 }
 
 impl Default for RulesConfig {
     fn default() -> Self {
-        RulesConfig { sources: Vec::new(), refresh_interval: HumanDuration(Duration::from_secs(300)), sha256: BTreeMap::new(), immutable: false }
+        RulesConfig {
+            sources: Vec::new(),
+            refresh_interval: HumanDuration(Duration::from_secs(300)),
+            sha256: BTreeMap::new(),
+            immutable: false,
+            cache_dir: PathBuf::from("/var/lib/auditrelay/rules-cache"),
+            fetch_timeout: HumanDuration(Duration::from_secs(10)),
+        }
     }
 }
 
@@ -43,6 +56,8 @@ impl Default for RulesConfig {
 pub enum RulesConfigError {
     #[error("[rules] refresh_interval must be at least 1s")]
     Interval,
+    #[error("[rules] fetch_timeout must be at least 100ms")]
+    FetchTimeout,
     #[error("[rules] sha256 for {url}: expected 64 hex digits")]
     Sha256 { url: String },
     #[error("[rules] sha256 pins {url}, which is not one of the sources")]
@@ -56,6 +71,15 @@ pub struct Rules {
     pub refresh_interval: Duration,
     pub sha256: BTreeMap<String, String>,
     pub immutable: bool,
+    pub cache_dir: PathBuf,
+    pub fetch_timeout: Duration,
+}
+
+impl Rules {
+    /// The fetcher for URL sources, caching under `cache_dir`.
+    pub fn fetcher(&self) -> crate::rules::fetch::Fetcher {
+        crate::rules::fetch::Fetcher::new(self.fetch_timeout, Some(self.cache_dir.clone()))
+    }
 }
 
 impl RulesConfig {
@@ -72,7 +96,17 @@ impl RulesConfig {
                 return Err(RulesConfigError::UnknownPin { url: source.clone() });
             }
         }
-        Ok(Rules { sources: self.sources.clone(), refresh_interval, sha256: self.sha256.clone(), immutable: self.immutable })
+        if self.fetch_timeout.0 < Duration::from_millis(100) {
+            return Err(RulesConfigError::FetchTimeout);
+        }
+        Ok(Rules {
+            sources: self.sources.clone(),
+            refresh_interval,
+            sha256: self.sha256.clone(),
+            immutable: self.immutable,
+            cache_dir: self.cache_dir.clone(),
+            fetch_timeout: self.fetch_timeout.0,
+        })
     }
 }
 
@@ -105,7 +139,7 @@ mod tests {
         let text = include_str!("../../examples/auditrelay.toml");
         let config = crate::config::Config::parse(text, std::path::Path::new("examples/auditrelay.toml")).unwrap();
         assert_eq!(config.rules, RulesConfig::default());
-        for key in ["sources", "refresh_interval", "sha256", "immutable"] {
+        for key in ["sources", "refresh_interval", "sha256", "immutable", "cache_dir", "fetch_timeout"] {
             assert!(text.contains(&format!("{key} =")), "examples/auditrelay.toml must document [rules] {key}");
         }
     }

@@ -17,6 +17,7 @@ pub mod command;
 pub mod compile;
 pub mod config;
 pub mod data;
+pub mod fetch;
 pub mod lex;
 pub mod lookup;
 pub mod parse;
