@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::netlink::settings::{KernelConfig, NetlinkConfig};
 use crate::reassemble::ReassembleConfig;
+use crate::rules::config::RulesConfig;
 
 /// Where `run` looks for a config file when none is given.
 pub const DEFAULT_PATH: &str = "/etc/auditrelay/auditrelay.toml";
@@ -31,6 +32,8 @@ pub struct Config {
     pub kernel: KernelConfig,
     #[serde(default)]
     pub reassemble: ReassembleConfig,
+    #[serde(default)]
+    pub rules: RulesConfig,
 }
 
 impl Config {
@@ -55,6 +58,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.kernel.validate()?;
         self.reassemble.validate()?;
+        self.rules.validate().map_err(|e| e.to_string())?;
         if self.netlink.batch == 0 || self.netlink.channel_capacity == 0 {
             return Err("netlink.batch and netlink.channel_capacity must be at least 1".into());
         }

@@ -21,4 +21,5 @@ pub mod output;
 pub mod reassemble;
 pub mod record;
 pub mod replay;
+pub mod rules;
 pub mod units;
