@@ -1,18 +1,19 @@
 //! The rule compiler and loader against the real kernel and the real auditctl (root, auditd's
 //! auditctl installed). Each test holds the exclusive flock on /tmp/auditrelay-kernel.lock and
 //! puts the kernel's rules and status back as it found them, also when an assertion fails (the
-//! guard restores on drop, which runs during unwinding). Without root the tests say so and pass
-//! vacuously — run them as root (tests/run-all.sh does).
+//! guard restores on drop, which runs during unwinding). They need root and fail without it.
 //!
 //! No test here ever applies `-e 2`, `-f 2` or `--loginuid-immutable`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use std::fs::File;
+mod common;
+
+use common::KernelGuard;
+
 use std::process::Command;
 
 use auditrelay::netlink::client::AuditClient;
-use auditrelay::netlink::status::{mask, AuditStatus};
 use auditrelay::rules::ast::Line;
 use auditrelay::rules::compile;
 use auditrelay::rules::data::{unhex, RuleData};
@@ -20,60 +21,12 @@ use auditrelay::rules::lex::{lex, Lexed};
 use auditrelay::rules::parse::{parse_words, SystemHost};
 use auditrelay::rules::print;
 use auditrelay::rules::sync::{self, Permissions};
-use nix::fcntl::{Flock, FlockArg};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rules");
-
-struct KernelGuard {
-    _lock: Flock<File>,
-    rules: Vec<Vec<u8>>,
-    status: AuditStatus,
-}
-
-impl KernelGuard {
-    fn take() -> Option<KernelGuard> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("rules_kernel: not root, kernel tests skipped");
-            return None;
-        }
-        let f = File::options().create(true).append(true).open("/tmp/auditrelay-kernel.lock").unwrap();
-        let lock = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| e).unwrap();
-        let mut c = AuditClient::open().unwrap();
-        let status = c.status().unwrap();
-        assert_ne!(status.enabled, 2, "kernel audit rules are locked (enabled=2)");
-        let rules = c.list_rules().unwrap();
-        Some(KernelGuard { _lock: lock, rules, status })
-    }
-}
 
 fn delete_all(c: &mut AuditClient) {
     for r in c.list_rules().unwrap() {
         c.delete_rule(&r).unwrap();
-    }
-}
-
-impl Drop for KernelGuard {
-    fn drop(&mut self) {
-        let Ok(mut c) = AuditClient::open() else { return };
-        if let Ok(now) = c.list_rules() {
-            for r in now {
-                let _ = c.delete_rule(&r);
-            }
-        }
-        for r in &self.rules {
-            let _ = c.add_rule(r);
-        }
-        let s = &self.status;
-        let restore = AuditStatus {
-            mask: mask::BACKLOG_LIMIT | mask::BACKLOG_WAIT_TIME | mask::RATE_LIMIT | mask::FAILURE | mask::ENABLED,
-            backlog_limit: s.backlog_limit,
-            backlog_wait_time: s.backlog_wait_time,
-            rate_limit: s.rate_limit,
-            failure: s.failure,
-            enabled: s.enabled,
-            ..Default::default()
-        };
-        let _ = c.set_status(&restore);
     }
 }
 
@@ -104,7 +57,7 @@ fn ours_listing(c: &mut AuditClient, data: &RuleData) -> Result<Vec<Vec<u8>>, St
 /// text of that state is what we print.
 #[test]
 fn auditctl_and_auditrelay_leave_identical_kernel_rules() {
-    let Some(_guard) = KernelGuard::take() else { return };
+    let _guard = KernelGuard::take();
     let mut c = AuditClient::open().unwrap();
     delete_all(&mut c);
     let text = std::fs::read_to_string(format!("{DIR}/goldens.jsonl")).unwrap();
@@ -160,7 +113,7 @@ fn auditctl_and_auditrelay_leave_identical_kernel_rules() {
 /// refusal midway leaves the previous rules in place.
 #[test]
 fn load_is_exact_idempotent_and_atomic() {
-    let Some(_guard) = KernelGuard::take() else { return };
+    let _guard = KernelGuard::take();
     let mut c = AuditClient::open().unwrap();
     delete_all(&mut c);
     let default = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/default.rules");
@@ -185,7 +138,7 @@ fn load_is_exact_idempotent_and_atomic() {
 /// `run`'s self-exclusion rule is the first exit rule while loaded and gone after removal.
 #[test]
 fn self_exclusion_rule_on_the_real_kernel() {
-    let Some(_guard) = KernelGuard::take() else { return };
+    let _guard = KernelGuard::take();
     let mut c = AuditClient::open().unwrap();
     delete_all(&mut c);
     let pid = std::process::id();

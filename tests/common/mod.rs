@@ -2,7 +2,8 @@
 //!
 //! Only one process can be the audit daemon and rules are global, so every kernel test holds an
 //! exclusive flock on [`LOCK_PATH`] (scripts use `flock` on the same file) for its whole run, and a
-//! [`KernelGuard`] puts back the status and rule list it found, also when the test fails.
+//! [`KernelGuard`] puts back the status and rule list it found, also when the test fails. They
+//! need root and fail (rather than skip) without it: CI runs them as root.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,10 +27,12 @@ pub struct KernelGuard {
 
 impl KernelGuard {
     pub fn take() -> KernelGuard {
+        assert!(nix::unistd::geteuid().is_root(), "kernel tests need root (CAP_AUDIT_CONTROL): run them as tests/run-all.sh does");
         let file = File::options().create(true).truncate(false).write(true).open(LOCK_PATH).expect("open lock file");
         let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e).expect("flock");
         let mut client = AuditClient::open().expect("audit netlink socket");
         let before = client.status().expect("AUDIT_GET");
+        assert_ne!(before.enabled, 2, "kernel audit rules are locked (enabled=2): kernel tests cannot run");
         assert_eq!(before.pid, 0, "another audit daemon (pid {}) is registered; tests need the kernel to themselves", before.pid);
         let rules = client.list_rules().expect("AUDIT_LIST_RULES");
         KernelGuard { _lock: lock, before, rules }
@@ -56,9 +59,15 @@ impl Drop for KernelGuard {
                 let _ = client.set_pid(0);
             }
         }
+        // Put the rule list back exactly, order included.
         if let Ok(rules) = client.list_rules() {
-            for rule in rules.iter().filter(|r| !self.rules.contains(r)) {
-                let _ = client.delete_rule(rule);
+            if rules != self.rules {
+                for rule in &rules {
+                    let _ = client.delete_rule(rule);
+                }
+                for rule in &self.rules {
+                    let _ = client.add_rule(rule);
+                }
             }
         }
         let b = self.before;
