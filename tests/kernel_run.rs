@@ -5,7 +5,8 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{auditctl, marker, Daemon, KernelGuard};
+use auditrelay::netlink::client::AuditClient;
+use common::{auditctl, marker, Daemon, KernelGuard, TempDir};
 use serde_json::Value;
 
 fn record_types(event: &Value) -> Vec<String> {
@@ -22,10 +23,11 @@ fn has_execve_arg(event: &Value, arg: &str) -> bool {
 fn execve_event_end_to_end_and_clean_shutdown() {
     let guard = KernelGuard::take();
     let before = guard.before();
-    let mut daemon = Daemon::start(&["run"]);
-    daemon.wait_registered(Duration::from_secs(10));
+    let dir = TempDir::new("run");
     let key = marker("key");
-    auditctl(&["-a", "always,exit", "-F", "arch=b64", "-S", "execve", "-k", &key]);
+    let config = dir.config_with_rules(&format!("-a always,exit -F arch=b64 -S execve -k {key}\n"), "");
+    let mut daemon = Daemon::start(&["run", "--config", &config]);
+    daemon.wait_registered(Duration::from_secs(10));
 
     let arg = marker("execve");
     let status = Command::new("/bin/echo").arg(&arg).output().expect("run marker");
@@ -70,13 +72,16 @@ fn second_daemon_is_refused_with_the_holding_pid() {
 #[test]
 fn multicast_reader_coexists_with_the_daemon() {
     let guard = KernelGuard::take();
-    let mut daemon = Daemon::start(&["run"]);
+    let dir = TempDir::new("multicast");
+    let key = marker("mkey");
+    let config = dir.config_with_rules(&format!("-a always,exit -F arch=b64 -S execve -k {key}\n"), "");
+    let mut daemon = Daemon::start(&["run", "--config", &config]);
     daemon.wait_registered(Duration::from_secs(10));
-    let mut reader = Daemon::start(&["run", "--multicast"]);
+    let rules_before = AuditClient::open().unwrap().list_rules().unwrap();
+    let mut reader = Daemon::start(&["run", "--multicast", "--config", &config]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(guard.status().pid, daemon.pid(), "multicast mode does not take the daemon pid");
-    let key = marker("mkey");
-    auditctl(&["-a", "always,exit", "-F", "arch=b64", "-S", "execve", "-k", &key]);
+    assert_eq!(AuditClient::open().unwrap().list_rules().unwrap(), rules_before, "multicast mode leaves the rules alone");
     let arg = marker("multicast");
     Command::new("/bin/echo").arg(&arg).output().expect("marker");
     assert!(reader.wait_for(Duration::from_secs(15), |v| has_execve_arg(v, &arg)).is_some(), "multicast copy");
@@ -93,10 +98,11 @@ fn multicast_reader_coexists_with_the_daemon() {
 #[test]
 fn split_execve_argument_arrives_whole() {
     let _guard = KernelGuard::take();
-    let mut daemon = Daemon::start(&["run"]);
-    daemon.wait_registered(Duration::from_secs(10));
+    let dir = TempDir::new("long");
     let key = marker("long");
-    auditctl(&["-a", "always,exit", "-F", "arch=b64", "-S", "execve", "-k", &key]);
+    let config = dir.config_with_rules(&format!("-a always,exit -F arch=b64 -S execve -k {key}\n"), "");
+    let mut daemon = Daemon::start(&["run", "--config", &config]);
+    daemon.wait_registered(Duration::from_secs(10));
     let head = marker("longarg");
     let arg = format!("{head}{}", "x".repeat(30_000));
     Command::new("/bin/true").arg(&arg).output().expect("marker");
@@ -128,4 +134,43 @@ fn split_execve_argument_arrives_whole() {
     assert!(hex == expected, "argument reassembles byte for byte");
     let (exit, _) = daemon.terminate();
     assert!(exit.success());
+}
+
+/// With no config, `run` loads the embedded default rule set (self-exclusion rule first) and puts
+/// the kernel's rules back as they were when it stops; auditctl-loaded rules from before survive.
+#[test]
+fn default_rules_are_loaded_and_the_previous_rules_restored() {
+    let guard = KernelGuard::take();
+    let key = marker("pre");
+    auditctl(&["-w", "/etc/hosts", "-p", "wa", "-k", &key]);
+    let before = AuditClient::open().unwrap().list_rules().unwrap();
+    let mut daemon = Daemon::start(&["run"]);
+    daemon.wait_registered(Duration::from_secs(10));
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_auditrelay")).args(["rules", "list"]).output().expect("rules list");
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    assert_eq!(first, format!("-a never,exit -S all -F pid={}", daemon.pid()), "self-exclusion rule first:\n{text}");
+    assert!(text.contains("-S execve"), "default rules watch execve:\n{text}");
+    assert!(!text.contains(&key), "the rule set replaces what was loaded:\n{text}");
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success());
+    assert_eq!(AuditClient::open().unwrap().list_rules().unwrap(), before, "rules from before start are back");
+    assert_eq!(guard.status().pid, 0);
+}
+
+/// A rule file with an error: nothing is loaded, the daemon unregisters and exits non-zero naming
+/// file:line.
+#[test]
+fn bad_rules_refuse_to_start_and_leave_the_kernel_alone() {
+    let guard = KernelGuard::take();
+    let dir = TempDir::new("badrules");
+    let config = dir.config_with_rules("-a always,exit -F arch=b64 -S execve\n-a always,exit -S notasyscall\n", "");
+    let out = Command::new(env!("CARGO_BIN_EXE_auditrelay")).args(["run", "--config", &config]).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("test.rules:2"), "names file:line: {err}");
+    assert_eq!(AuditClient::open().unwrap().list_rules().unwrap(), guard.rules_before(), "no rule loaded");
+    let after = guard.status();
+    assert_eq!(after.pid, 0);
+    assert_eq!((after.enabled, after.backlog_limit), (guard.before().enabled, guard.before().backlog_limit));
 }

@@ -42,6 +42,11 @@ impl KernelGuard {
         self.before
     }
 
+    /// The kernel's rules when the guard was taken.
+    pub fn rules_before(&self) -> &[Vec<u8>] {
+        &self.rules
+    }
+
     /// The current status.
     pub fn status(&self) -> AuditStatus {
         AuditClient::open().and_then(|mut c| c.status()).expect("AUDIT_GET")
@@ -184,4 +189,34 @@ pub fn auditctl(args: &[&str]) {
 pub fn marker(name: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("auditrelay-{name}-{}-{nanos}", std::process::id())
+}
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(marker(name));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self, file: &str) -> std::path::PathBuf {
+        self.0.join(file)
+    }
+
+    /// Write a config whose only rule source is `rules` (auditctl syntax); returns the config path.
+    pub fn config_with_rules(&self, rules: &str, extra_toml: &str) -> String {
+        let rules_path = self.path("test.rules");
+        std::fs::write(&rules_path, rules).expect("write rules");
+        let config = self.path("auditrelay.toml");
+        std::fs::write(&config, format!("[rules]\nsources = [{:?}]\n{extra_toml}", rules_path.display().to_string())).expect("write config");
+        config.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -4,10 +4,17 @@
 //! kernel's `lost` counter, and this thread, which parses, reassembles, formats and writes. The
 //! reader never waits on this thread except through the bounded channel.
 //!
+//! Start: register (pid + enabled) on the receiving socket, load the rules (atomic; self-exclusion
+//! first), then apply `[kernel]` settings, so the config file wins over `-b`/`-f`/`-r` lines.
+//!
 //! Shutdown (SIGTERM/SIGINT): unregister from the kernel first so no new records are sent to us,
 //! drain what the socket still holds, flush every in-flight event, restore the kernel settings we
-//! changed, exit 0. A [`Registration`] guard restores the kernel even when start-up fails midway
+//! changed and the rules that were loaded before us, exit 0. A [`Registration`] guard restores the kernel even when start-up fails midway
 //! or this thread panics.
+
+mod pipeline;
+mod rules;
+pub mod signals;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,16 +23,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::format::json::JsonWriter;
 use crate::netlink::client::AuditClient;
 use crate::netlink::reader::{self, Input, ReaderConfig, ReaderLoss, ReaderStats};
 use crate::netlink::settings::{self, KernelConfig};
 use crate::netlink::socket::{AuditSocket, RcvBuf};
 use crate::netlink::status::{mask, AuditStatus};
 use crate::netlink::NetlinkError;
-use crate::loss::LossNotice;
-use crate::reassemble::{Output, Reassembler};
-use crate::record::Record;
+use crate::rules::sync::Permissions;
+use pipeline::Pipeline;
+use rules::RuleManager;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -44,31 +50,18 @@ pub enum DaemonError {
     Output(#[source] std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] nix::Error),
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Release);
-}
-
-fn install_signal_handlers() -> Result<(), DaemonError> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(SigHandler::Handler(on_stop_signal), SaFlags::SA_RESTART, SigSet::empty());
-    for sig in [Signal::SIGTERM, Signal::SIGINT] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { sigaction(sig, &action) }.map_err(DaemonError::Signals)?;
-    }
-    Ok(())
+    #[error("rules not loaded, the kernel's rules are unchanged:\n  {}", .0.join("\n  "))]
+    Rules(Vec<String>),
 }
 
 /// The kernel state we changed, undone on drop (also on error paths and panics).
 struct Registration {
     control: AuditClient,
     before: AuditStatus,
-    applied: AuditStatus,
+    kernel: KernelConfig,
+    /// Multicast mode changes nothing, so it restores nothing.
+    touched: bool,
     registered: bool,
-    restore: bool,
 }
 
 impl Registration {
@@ -79,12 +72,28 @@ impl Registration {
                 Err(e) => eprintln!("auditrelay: error: cannot unregister from the kernel: {e}"),
             }
         }
-        if self.restore && self.applied.mask != 0 {
-            let undo = settings::restore_of(&self.applied, &self.before);
-            match self.control.set_status(&undo) {
-                Ok(()) => self.applied.mask = 0,
-                Err(e) => eprintln!("auditrelay: error: cannot restore kernel audit settings: {e}"),
-            }
+        if !(self.touched && self.kernel.restore_on_exit) {
+            return;
+        }
+        // Our config and the rule files (-b, -f, -r, --backlog_wait_time, -e) may both have changed
+        // settings: put back every one that differs from what we found.
+        let Ok(now) = self.control.status() else { return };
+        let everything = AuditStatus { mask: mask::ENABLED | mask::FAILURE | mask::RATE_LIMIT | mask::BACKLOG_LIMIT | mask::BACKLOG_WAIT_TIME, ..now };
+        let mut undo = settings::restore_of(&everything, &self.before);
+        let differs = [
+            (mask::ENABLED, now.enabled, self.before.enabled),
+            (mask::FAILURE, now.failure, self.before.failure),
+            (mask::RATE_LIMIT, now.rate_limit, self.before.rate_limit),
+            (mask::BACKLOG_LIMIT, now.backlog_limit, self.before.backlog_limit),
+            (mask::BACKLOG_WAIT_TIME, now.backlog_wait_time, self.before.backlog_wait_time),
+        ];
+        undo.mask = differs.iter().filter(|(_, a, b)| a != b).fold(0, |m, (bit, _, _)| m | bit);
+        if undo.mask == 0 {
+            return;
+        }
+        match self.control.set_status(&undo) {
+            Ok(()) => self.touched = false,
+            Err(e) => eprintln!("auditrelay: error: cannot restore kernel audit settings: {e}"),
         }
     }
 }
@@ -101,8 +110,9 @@ fn boot_id() -> Option<String> {
 }
 
 pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
-    config.kernel.validate().map_err(DaemonError::Config)?;
-    install_signal_handlers()?;
+    config.validate().map_err(DaemonError::Config)?;
+    let rules = config.rules.validate().map_err(|e| DaemonError::Config(e.to_string()))?;
+    signals::install().map_err(DaemonError::Signals)?;
     let mut control = AuditClient::open()?;
     let before = control.status()?;
 
@@ -112,21 +122,49 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         RcvBuf::Capped(n) => eprintln!("auditrelay: warning: netlink receive buffer capped at {n} bytes (no CAP_NET_ADMIN for SO_RCVBUFFORCE)"),
     }
 
-    let mut registration = Registration { control, before, applied: AuditStatus::default(), registered: false, restore: config.kernel.restore_on_exit };
+    let mut registration = Registration { control, before, kernel: config.kernel.clone(), touched: false, registered: false };
     let (socket, early) = if multicast {
         if before.enabled == 0 {
             eprintln!("auditrelay: warning: kernel audit is disabled (enabled=0) and --multicast does not change kernel settings: no records will arrive");
         }
         (socket, Vec::new())
     } else {
-        register(&mut registration, socket, &config.kernel)?
+        register(&mut registration, socket)?
     };
+    // Multicast mode reads alongside another daemon, which owns the rules and settings.
+    let rule_manager = if multicast {
+        None
+    } else {
+        let perms = Permissions { immutable: rules.immutable, allow_panic: config.kernel.allow_panic };
+        let manager = RuleManager::start(rules, perms, config.kernel.restore_on_exit)?;
+        let now = registration.control.status()?;
+        settings::apply(&mut registration.control, &KernelConfig { enabled: None, ..config.kernel.clone() }, &now)?;
+        Some(manager)
+    };
+    let now = registration.control.status()?;
     eprintln!(
-        "auditrelay: {} (pid {}), kernel backlog_limit {}",
+        "auditrelay: {} (pid {}); kernel: enabled {}, backlog_limit {}, backlog_wait_time {}, rate_limit {}, failure {}",
         if multicast { "reading the audit multicast group" } else { "registered as the audit daemon" },
         std::process::id(),
-        if registration.applied.mask & mask::BACKLOG_LIMIT != 0 { registration.applied.backlog_limit } else { before.backlog_limit },
+        now.enabled,
+        now.backlog_limit,
+        now.backlog_wait_time,
+        now.rate_limit,
+        now.failure,
     );
+    let rules_stop = Arc::new(AtomicBool::new(false));
+    let rules_thread = match rule_manager {
+        Some(manager) => {
+            let stop = rules_stop.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("rules".into())
+                    .spawn(move || manager.watch(stop))
+                    .map_err(|source| DaemonError::Thread { name: "rules", source })?,
+            )
+        }
+        None => None,
+    };
 
     let (tx, rx) = mpsc::sync_channel::<Input>(config.netlink.channel_capacity.max(1));
     let stop_reader = Arc::new(AtomicBool::new(false));
@@ -151,8 +189,9 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     let mut pipeline = Pipeline::new(config, boot_id());
     let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut draining = false;
+    let mut failure = None;
     loop {
-        if !draining && STOP.load(Ordering::Acquire) {
+        if !draining && signals::stop_requested() {
             eprintln!("auditrelay: stopping: unregistering, draining the socket, flushing in-flight events");
             draining = true;
             registration.release();
@@ -175,8 +214,15 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
             Err(RecvTimeoutError::Disconnected) => break,
         }
         pipeline.tick(Instant::now());
-        pipeline.write_to(&mut stdout).map_err(DaemonError::Output)?;
-        stdout.flush().map_err(DaemonError::Output)?;
+        if let Err(e) = pipeline.write_to(&mut stdout).and_then(|()| stdout.flush()) {
+            // Shut down in order (unregister, put rules back) rather than return with threads live.
+            eprintln!("auditrelay: error: writing events: {e}; stopping");
+            failure = Some(DaemonError::Output(e));
+            registration.release();
+            stop_reader.store(true, Ordering::Release);
+            poller_stop.store(true, Ordering::Release);
+            break;
+        }
     }
     match reader_thread.join() {
         Ok(Ok(())) => {}
@@ -184,9 +230,17 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         Err(_) => eprintln!("auditrelay: error: netlink reader panicked"),
     }
     let _ = poller.join();
+    rules_stop.store(true, Ordering::Release);
+    if let Some(t) = rules_thread {
+        // Dropping the rule manager at the end of its thread puts the kernel's rules back.
+        let _ = t.join();
+    }
     pipeline.flush();
-    pipeline.write_to(&mut stdout).map_err(DaemonError::Output)?;
-    stdout.flush().map_err(DaemonError::Output)?;
+    if failure.is_none() {
+        if let Err(e) = pipeline.write_to(&mut stdout).and_then(|()| stdout.flush()) {
+            failure = Some(DaemonError::Output(e));
+        }
+    }
     registration.release();
     let s = &reader_stats;
     eprintln!(
@@ -198,32 +252,28 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         s.overruns.load(Ordering::Relaxed),
         s.dropped_channel_full.load(Ordering::Relaxed),
     );
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }
 
-/// Register this process as the audit daemon on `socket` and apply the kernel settings.
-fn register(reg: &mut Registration, socket: AuditSocket, kernel: &KernelConfig) -> Result<(AuditSocket, Vec<Vec<u8>>), DaemonError> {
+/// Register this process as the audit daemon on `socket` (pid, and `enabled` when configured).
+fn register(reg: &mut Registration, socket: AuditSocket) -> Result<(AuditSocket, Vec<Vec<u8>>), DaemonError> {
     let mut events = AuditClient::with_socket(socket)?;
     let mut request = AuditStatus { mask: mask::PID, pid: std::process::id(), ..Default::default() };
-    if let Some(enabled) = kernel.enabled {
+    if let Some(enabled) = reg.kernel.enabled {
         request.mask |= mask::ENABLED;
         request.enabled = enabled;
     }
     match events.set_status(&request) {
-        Ok(()) => reg.registered = true,
+        Ok(()) => {
+            reg.registered = true;
+            reg.touched = true;
+        }
         Err(e) if e.errno() == Some(libc::EEXIST) => {
             let pid = reg.control.status().map(|s| s.pid).unwrap_or(reg.before.pid);
             return Err(DaemonError::AlreadyRegistered { pid });
         }
         Err(e) => return Err(e.into()),
     }
-    if request.mask & mask::ENABLED != 0 && reg.before.enabled != request.enabled {
-        reg.applied.mask |= mask::ENABLED;
-    }
-    // `enabled` was set with the pid; the rest through the control socket.
-    let rest = KernelConfig { enabled: None, ..kernel.clone() };
-    let applied = settings::apply(&mut reg.control, &rest, &reg.before)?;
-    reg.applied = AuditStatus { mask: reg.applied.mask | applied.mask, ..applied };
     Ok(events.into_parts())
 }
 
@@ -258,119 +308,3 @@ fn poll_lost(tx: SyncSender<Input>, interval: Duration, mut last: u32, stop: Arc
     }
 }
 
-/// Parse → reassemble → format, as plain synchronous code.
-struct Pipeline {
-    reassembler: Reassembler,
-    writer: JsonWriter,
-    out: Vec<Output>,
-    events_out: u64,
-    unparsable: u64,
-    unparsed_lines: Vec<u8>,
-}
-
-impl Pipeline {
-    fn new(config: &Config, id_prefix: Option<String>) -> Pipeline {
-        Pipeline {
-            reassembler: Reassembler::new(&config.reassemble),
-            writer: JsonWriter::new(id_prefix),
-            out: Vec::new(),
-            events_out: 0,
-            unparsable: 0,
-            unparsed_lines: Vec::new(),
-        }
-    }
-
-    fn pending(&self) -> usize {
-        self.out.len()
-    }
-
-    /// How long to wait for input before the next timer is due (bounded so signals are noticed).
-    fn wait_time(&self, now: Instant) -> Duration {
-        let cap = Duration::from_millis(200);
-        self.reassembler.next_deadline().map_or(cap, |d| d.saturating_duration_since(now).min(cap))
-    }
-
-    fn input(&mut self, input: Input, now: Instant) {
-        match input {
-            Input::Records(batch) => {
-                for raw in batch {
-                    let kind = raw.kind;
-                    match Record::try_from_netlink(kind, raw.payload.into_vec()) {
-                        Ok(record) => self.reassembler.push(record, now, &mut self.out),
-                        Err((e, payload)) => self.unparsable(kind, &e, &payload),
-                    }
-                }
-            }
-            Input::Loss(loss) => self.out.push(Output::Loss(match loss {
-                ReaderLoss::SocketOverrun { overruns } => LossNotice::SocketOverrun { count: overruns },
-                ReaderLoss::Truncated { datagrams } => LossNotice::Truncated { datagrams },
-                ReaderLoss::ChannelFull { records } => LossNotice::ChannelFull { datagrams: records },
-                ReaderLoss::KernelLost { records, kernel_total } => LossNotice::KernelLost { records, kernel_total },
-            })),
-        }
-    }
-
-    /// A kernel record we cannot parse is kept as a JSON line of its own, never dropped.
-    fn unparsable(&mut self, kind: u16, error: &crate::record::RecordError, payload: &[u8]) {
-        self.unparsable += 1;
-        eprintln!("auditrelay: warning: unparsable kernel record of type {kind}: {error}");
-        let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
-        let line = serde_json::json!({ "unparsed": { "type_id": kind, "error": error.to_string(), "payload_hex": hex } });
-        self.unparsed_lines.extend_from_slice(line.to_string().as_bytes());
-        self.unparsed_lines.push(b'\n');
-    }
-
-    fn tick(&mut self, now: Instant) {
-        self.reassembler.tick(now, &mut self.out);
-    }
-
-    fn flush(&mut self) {
-        self.reassembler.flush(&mut self.out);
-    }
-
-    fn write_to(&mut self, w: &mut impl Write) -> std::io::Result<()> {
-        w.write_all(&self.unparsed_lines)?;
-        self.unparsed_lines.clear();
-        for output in self.out.drain(..) {
-            w.write_all(self.writer.write(&output))?;
-            self.events_out += 1;
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::netlink::reader::RawRecord;
-
-    fn raw(kind: u16, text: &[u8]) -> RawRecord {
-        RawRecord { kind, payload: text.to_vec().into() }
-    }
-
-    #[test]
-    fn pipeline_groups_keeps_unparsable_bytes_and_reports_loss() {
-        let mut p = Pipeline::new(&Config::default(), Some("boot".into()));
-        let now = Instant::now();
-        p.input(
-            Input::Records(vec![
-                raw(1300, b"audit(1795373270.780:6): arch=c000003e syscall=59 key=(null)"),
-                raw(1309, b"audit(1795373270.780:6): argc=1 a0=\"ls\""),
-                raw(1300, b"garbage\xff"),
-                raw(1320, b"audit(1795373270.780:6): "),
-            ]),
-            now,
-        );
-        p.input(Input::Loss(ReaderLoss::KernelLost { records: 3, kernel_total: 7 }), now);
-        let mut out = Vec::new();
-        p.write_to(&mut out).expect("write");
-        let lines: Vec<serde_json::Value> = out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).expect("json")).collect();
-        assert_eq!(lines.len(), 3, "{lines:?}");
-        assert_eq!(lines[0]["unparsed"]["payload_hex"], "67617262616765ff");
-        assert_eq!(lines[1]["sequence"], 6);
-        assert_eq!(lines[1]["records"].as_array().map(Vec::len), Some(3));
-        assert_eq!(lines[1]["id"], "boot:1795373270.780:6");
-        assert_eq!(lines[2]["loss"]["kind"], "kernel_lost");
-        assert_eq!(p.unparsable, 1);
-    }
-}

@@ -1,0 +1,129 @@
+//! Parse → reassemble → format, as plain synchronous code the daemon's processing thread drives.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::format::json::JsonWriter;
+use crate::loss::LossNotice;
+use crate::netlink::reader::{Input, ReaderLoss};
+use crate::reassemble::{Output, Reassembler};
+use crate::record::Record;
+
+/// Parse → reassemble → format, as plain synchronous code.
+pub struct Pipeline {
+    reassembler: Reassembler,
+    writer: JsonWriter,
+    out: Vec<Output>,
+    pub events_out: u64,
+    pub unparsable: u64,
+    unparsed_lines: Vec<u8>,
+}
+
+impl Pipeline {
+    pub fn new(config: &Config, id_prefix: Option<String>) -> Pipeline {
+        Pipeline {
+            reassembler: Reassembler::new(&config.reassemble),
+            writer: JsonWriter::new(id_prefix),
+            out: Vec::new(),
+            events_out: 0,
+            unparsable: 0,
+            unparsed_lines: Vec::new(),
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// How long to wait for input before the next timer is due (bounded so signals are noticed).
+    pub fn wait_time(&self, now: Instant) -> Duration {
+        let cap = Duration::from_millis(200);
+        self.reassembler.next_deadline().map_or(cap, |d| d.saturating_duration_since(now).min(cap))
+    }
+
+    pub fn input(&mut self, input: Input, now: Instant) {
+        match input {
+            Input::Records(batch) => {
+                for raw in batch {
+                    let kind = raw.kind;
+                    match Record::try_from_netlink(kind, raw.payload.into_vec()) {
+                        Ok(record) => self.reassembler.push(record, now, &mut self.out),
+                        Err((e, payload)) => self.unparsable(kind, &e, &payload),
+                    }
+                }
+            }
+            Input::Loss(loss) => self.out.push(Output::Loss(match loss {
+                ReaderLoss::SocketOverrun { overruns } => LossNotice::SocketOverrun { count: overruns },
+                ReaderLoss::Truncated { datagrams } => LossNotice::Truncated { datagrams },
+                ReaderLoss::ChannelFull { records } => LossNotice::ChannelFull { datagrams: records },
+                ReaderLoss::KernelLost { records, kernel_total } => LossNotice::KernelLost { records, kernel_total },
+            })),
+        }
+    }
+
+    /// A kernel record we cannot parse is kept as a JSON line of its own, never dropped.
+    fn unparsable(&mut self, kind: u16, error: &crate::record::RecordError, payload: &[u8]) {
+        self.unparsable += 1;
+        eprintln!("auditrelay: warning: unparsable kernel record of type {kind}: {error}");
+        let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+        let line = serde_json::json!({ "unparsed": { "type_id": kind, "error": error.to_string(), "payload_hex": hex } });
+        self.unparsed_lines.extend_from_slice(line.to_string().as_bytes());
+        self.unparsed_lines.push(b'\n');
+    }
+
+    pub fn tick(&mut self, now: Instant) {
+        self.reassembler.tick(now, &mut self.out);
+    }
+
+    pub fn flush(&mut self) {
+        self.reassembler.flush(&mut self.out);
+    }
+
+    pub fn write_to(&mut self, w: &mut impl Write) -> std::io::Result<()> {
+        w.write_all(&self.unparsed_lines)?;
+        self.unparsed_lines.clear();
+        for output in self.out.drain(..) {
+            w.write_all(self.writer.write(&output))?;
+            self.events_out += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::reader::ReaderLoss;
+    use crate::netlink::reader::RawRecord;
+
+    fn raw(kind: u16, text: &[u8]) -> RawRecord {
+        RawRecord { kind, payload: text.to_vec().into() }
+    }
+
+    #[test]
+    fn pipeline_groups_keeps_unparsable_bytes_and_reports_loss() {
+        let mut p = Pipeline::new(&Config::default(), Some("boot".into()));
+        let now = Instant::now();
+        p.input(
+            Input::Records(vec![
+                raw(1300, b"audit(1795373270.780:6): arch=c000003e syscall=59 key=(null)"),
+                raw(1309, b"audit(1795373270.780:6): argc=1 a0=\"ls\""),
+                raw(1300, b"garbage\xff"),
+                raw(1320, b"audit(1795373270.780:6): "),
+            ]),
+            now,
+        );
+        p.input(Input::Loss(ReaderLoss::KernelLost { records: 3, kernel_total: 7 }), now);
+        let mut out = Vec::new();
+        p.write_to(&mut out).expect("write");
+        let lines: Vec<serde_json::Value> = out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).expect("json")).collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0]["unparsed"]["payload_hex"], "67617262616765ff");
+        assert_eq!(lines[1]["sequence"], 6);
+        assert_eq!(lines[1]["records"].as_array().map(Vec::len), Some(3));
+        assert_eq!(lines[1]["id"], "boot:1795373270.780:6");
+        assert_eq!(lines[2]["loss"]["kind"], "kernel_lost");
+        assert_eq!(p.unparsable, 1);
+    }
+}
