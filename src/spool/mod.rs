@@ -90,7 +90,7 @@ pub mod cursor;
 pub mod reader;
 pub mod record;
 pub mod segment;
-mod store;
+pub(crate) mod store;
 
 #[cfg(test)]
 mod model_tests;

@@ -547,6 +547,13 @@ impl Spool {
         s
     }
 
+    /// How often the sync thread should call [`Spool::maintain`]: often enough for both intervals.
+    pub fn tick(&self) -> Duration {
+        let c = &self.inner.cfg;
+        let f = if c.fsync_interval.is_zero() { c.cursor_interval } else { c.fsync_interval.min(c.cursor_interval) };
+        (f / 2).clamp(Duration::from_millis(10), Duration::from_millis(200))
+    }
+
     /// Wake everything waiting on the spool (readers re-check their stop flags).
     pub fn wake(&self) {
         self.inner.cond.notify_all();
