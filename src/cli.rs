@@ -30,4 +30,10 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Print the kernel's audit status (enabled, pid, backlog, lost, ...).
+    Status {
+        /// One JSON object instead of `key=value` text.
+        #[arg(long)]
+        json: bool,
+    },
 }

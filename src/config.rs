@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::netlink::settings::{KernelConfig, NetlinkConfig};
+use crate::output::OutputConfig;
+use crate::spool::SpoolConfig;
+
 /// Where `run` looks for a config file when none is given.
 pub const DEFAULT_PATH: &str = "/etc/auditrelay/auditrelay.toml";
 
@@ -21,7 +25,17 @@ pub enum ConfigError {
 /// The whole configuration file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {}
+pub struct Config {
+    #[serde(default)]
+    pub netlink: NetlinkConfig,
+    #[serde(default)]
+    pub kernel: KernelConfig,
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    /// `[[output]]` tables; none means JSON lines on stdout without a spool.
+    #[serde(default)]
+    pub output: Vec<OutputConfig>,
+}
 
 impl Config {
     /// Load `path`, or the default path when it exists, or the embedded defaults.

@@ -12,5 +12,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod netlink;
 pub mod output;
 pub mod spool;
+pub mod units;

@@ -1,4 +1,4 @@
-//! `[spool]` configuration, plus the size ("1GiB") and duration ("2s") strings it uses.
+//! `[spool]` configuration.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::SpoolError;
+use crate::units::{ByteSize, HumanDuration};
 
 /// What to do when an append would push the spool past `max_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -94,89 +95,19 @@ impl SpoolConfig {
     }
 }
 
-/// Parse "1GiB", "64MiB", "512KiB", "10MB", "4096" or "4096B" into bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size {text:?}: expected e.g. \"64MiB\""))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        other => return Err(format!("invalid size {text:?}: unknown unit {other:?} (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")),
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("size {text:?} is too large"))
-}
-
-/// Parse "250ms", "2s", "5m", "1h" (an integer and a unit) into a duration.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. \"2s\""))?;
-    let d = match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        other => return Err(format!("invalid duration {text:?}: unknown unit {other:?} (ms, s, m, h)")),
-    };
-    Ok(d)
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SizeValue {
-    Int(u64),
-    Text(String),
-}
-
-/// serde helper: a size as a string with a unit, or a plain integer (bytes).
+/// serde helper: a size as "64MiB" or a plain integer (bytes), via [`crate::units::ByteSize`].
 pub fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match SizeValue::deserialize(d)? {
-        SizeValue::Int(n) => Ok(n),
-        SizeValue::Text(s) => parse_size(&s).map_err(serde::de::Error::custom),
-    }
+    ByteSize::deserialize(d).map(|b| b.0)
 }
 
-/// serde helper: a duration string such as "2s".
+/// serde helper: a duration as "2s" / "250ms" or a plain integer (seconds).
 pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
+    HumanDuration::deserialize(d).map(|h| h.0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("10MB"), Ok(10_000_000));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("4096 B"), Ok(4096));
-        assert!(parse_size("1 GB?").is_err());
-        assert!(parse_size("GiB").is_err());
-        assert!(parse_size("99999999999TiB").is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("2").is_err());
-        assert!(parse_duration("2d").is_err());
-    }
 
     #[test]
     fn toml_section_and_unknown_key() {

@@ -1,0 +1,170 @@
+//! Config for the netlink side: the socket and reader (`[netlink]`) and the kernel audit settings
+//! auditrelay applies at start and restores at exit (`[kernel]`).
+
+use serde::Deserialize;
+
+use super::client::AuditClient;
+use super::status::{mask, AuditStatus};
+use super::NetlinkError;
+use crate::units::{ByteSize, HumanDuration};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetlinkConfig {
+    /// Socket receive buffer; SO_RCVBUFFORCE is tried first so it may exceed net.core.rmem_max.
+    pub receive_buffer: ByteSize,
+    /// Datagrams taken per recvmmsg call.
+    pub batch: usize,
+    /// Bound of the reader → processing channel, in batches.
+    pub channel_capacity: usize,
+    /// How long the reader waits on a full channel before dropping (and counting) a batch.
+    pub channel_full_timeout: HumanDuration,
+    /// How often the kernel's `lost` counter is polled.
+    pub lost_poll_interval: HumanDuration,
+}
+
+impl Default for NetlinkConfig {
+    fn default() -> Self {
+        NetlinkConfig {
+            receive_buffer: ByteSize(8 << 20),
+            batch: 64,
+            channel_capacity: 1024,
+            channel_full_timeout: HumanDuration(std::time::Duration::from_secs(2)),
+            lost_poll_interval: HumanDuration(std::time::Duration::from_secs(5)),
+        }
+    }
+}
+
+/// Kernel audit settings. `None` leaves the kernel's value alone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KernelConfig {
+    /// 0 or 1. (2, which locks the configuration until reboot, belongs to `[rules] immutable`.)
+    pub enabled: Option<u32>,
+    pub backlog_limit: Option<u32>,
+    /// In jiffies, as auditctl --backlog_wait_time takes it.
+    pub backlog_wait_time: Option<u32>,
+    /// Records per second; 0 = no limit.
+    pub rate_limit: Option<u32>,
+    /// 0 silent, 1 printk, 2 panic (only with `allow_panic = true`).
+    pub failure: Option<u32>,
+    /// Explicit opt-in for `failure = 2` and for `-f 2` in rule files.
+    pub allow_panic: bool,
+    /// Put every setting we changed back as it was when we exit.
+    pub restore_on_exit: bool,
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        KernelConfig {
+            enabled: Some(1),
+            backlog_limit: Some(8192),
+            backlog_wait_time: None,
+            rate_limit: None,
+            failure: None,
+            allow_panic: false,
+            restore_on_exit: true,
+        }
+    }
+}
+
+impl KernelConfig {
+    /// Reasons this config must not be applied, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(e) = self.enabled {
+            if e > 1 {
+                return Err(format!("kernel.enabled = {e}: only 0 or 1 (locking with 2 is `[rules] immutable = true`)"));
+            }
+        }
+        match self.failure {
+            Some(f) if f > 2 => return Err(format!("kernel.failure = {f}: must be 0, 1 or 2")),
+            Some(2) if !self.allow_panic => {
+                return Err("kernel.failure = 2 panics the machine on audit failure: set kernel.allow_panic = true to mean it".into())
+            }
+            _ => {}
+        }
+        if self.backlog_limit == Some(0) {
+            return Err("kernel.backlog_limit = 0: must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The AUDIT_SET request for the settings that differ from `current`.
+    pub fn changes(&self, current: &AuditStatus) -> AuditStatus {
+        let mut want = AuditStatus::default();
+        let mut set = |bit: u32, wanted: Option<u32>, now: u32, slot: &mut u32| {
+            if let Some(v) = wanted {
+                if v != now {
+                    want.mask |= bit;
+                    *slot = v;
+                }
+            }
+        };
+        let (mut e, mut b, mut w, mut r, mut f) = (0, 0, 0, 0, 0);
+        set(mask::ENABLED, self.enabled, current.enabled, &mut e);
+        set(mask::BACKLOG_LIMIT, self.backlog_limit, current.backlog_limit, &mut b);
+        set(mask::BACKLOG_WAIT_TIME, self.backlog_wait_time, current.backlog_wait_time, &mut w);
+        set(mask::RATE_LIMIT, self.rate_limit, current.rate_limit, &mut r);
+        set(mask::FAILURE, self.failure, current.failure, &mut f);
+        AuditStatus { enabled: e, backlog_limit: b, backlog_wait_time: w, rate_limit: r, failure: f, ..want }
+    }
+}
+
+/// The request that undoes `applied`, given the status from before it was applied.
+pub fn restore_of(applied: &AuditStatus, before: &AuditStatus) -> AuditStatus {
+    AuditStatus {
+        mask: applied.mask & (mask::ENABLED | mask::BACKLOG_LIMIT | mask::BACKLOG_WAIT_TIME | mask::RATE_LIMIT | mask::FAILURE),
+        enabled: before.enabled,
+        backlog_limit: before.backlog_limit,
+        backlog_wait_time: before.backlog_wait_time,
+        rate_limit: before.rate_limit,
+        failure: before.failure,
+        ..Default::default()
+    }
+}
+
+/// Apply `config` against the kernel; returns what was changed (for [`restore_of`]).
+pub fn apply(client: &mut AuditClient, config: &KernelConfig, before: &AuditStatus) -> Result<AuditStatus, NetlinkError> {
+    let change = config.changes(before);
+    if change.mask != 0 {
+        client.set_status(&change)?;
+    }
+    Ok(change)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel_defaults() -> AuditStatus {
+        AuditStatus { enabled: 0, failure: 1, backlog_limit: 64, backlog_wait_time: 15000, ..Default::default() }
+    }
+
+    #[test]
+    fn only_differences_are_requested() {
+        let c = KernelConfig::default();
+        let change = c.changes(&kernel_defaults());
+        assert_eq!(change.mask, mask::ENABLED | mask::BACKLOG_LIMIT);
+        assert_eq!((change.enabled, change.backlog_limit), (1, 8192));
+        let same = AuditStatus { enabled: 1, backlog_limit: 8192, ..kernel_defaults() };
+        assert_eq!(c.changes(&same).mask, 0);
+    }
+
+    #[test]
+    fn restore_puts_back_what_was_changed() {
+        let before = kernel_defaults();
+        let change = KernelConfig { rate_limit: Some(100), ..Default::default() }.changes(&before);
+        let undo = restore_of(&change, &before);
+        assert_eq!(undo.mask, mask::ENABLED | mask::BACKLOG_LIMIT | mask::RATE_LIMIT);
+        assert_eq!((undo.enabled, undo.backlog_limit, undo.rate_limit), (0, 64, 0));
+    }
+
+    #[test]
+    fn panic_and_lock_need_opt_in() {
+        let panic = KernelConfig { failure: Some(2), ..Default::default() };
+        assert!(panic.validate().unwrap_err().contains("allow_panic"));
+        assert!(KernelConfig { allow_panic: true, ..panic }.validate().is_ok());
+        assert!(KernelConfig { enabled: Some(2), ..Default::default() }.validate().unwrap_err().contains("immutable"));
+        assert!(KernelConfig { backlog_limit: Some(0), ..Default::default() }.validate().is_err());
+    }
+}

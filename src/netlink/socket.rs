@@ -1,0 +1,185 @@
+//! The NETLINK_AUDIT socket: unicast (registered daemon) or multicast (read-only) mode, receive
+//! buffer sizing, timeouts, and batched receive.
+//!
+//! Socket creation and binding go through netlink-sys; the batched receive is ours (`recvmmsg`
+//! on the raw fd) because the reader must drain bursts with as few syscalls as possible and must
+//! see `MSG_TRUNC` per datagram, which netlink-sys does not expose.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::Duration;
+
+use netlink_sys::{protocols::NETLINK_AUDIT, Socket, SocketAddr};
+use nix::sys::socket::{setsockopt, sockopt};
+
+use super::NetlinkError;
+
+/// `AUDIT_NLGRP_READLOG`: the multicast group that gets a copy of every record.
+pub const AUDIT_NLGRP_READLOG: u32 = 1;
+
+/// Largest record the kernel sends (`MAX_AUDIT_MESSAGE_LENGTH`) plus the header, rounded up.
+pub const MAX_DATAGRAM: usize = 9216;
+
+pub struct AuditSocket {
+    socket: Socket,
+}
+
+/// How the receive buffer was sized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RcvBuf {
+    /// SO_RCVBUFFORCE worked (CAP_NET_ADMIN): the requested size, beyond rmem_max.
+    Forced(usize),
+    /// Fell back to SO_RCVBUF: capped by net.core.rmem_max.
+    Capped(usize),
+}
+
+impl AuditSocket {
+    /// A socket bound to the kernel with no multicast groups: for control requests and for
+    /// receiving events after registering as the audit daemon.
+    pub fn unicast() -> Result<AuditSocket, NetlinkError> {
+        let mut socket = Socket::new(NETLINK_AUDIT).map_err(NetlinkError::Open)?;
+        socket.bind_auto().map_err(|source| NetlinkError::Io { op: "bind", source })?;
+        Ok(AuditSocket { socket })
+    }
+
+    /// A read-only socket in the AUDIT_NLGRP_READLOG group (needs CAP_AUDIT_READ). It is bound
+    /// first, then joins: joining an unbound netlink socket is refused by some kernels.
+    pub fn multicast() -> Result<AuditSocket, NetlinkError> {
+        let mut socket = Socket::new(NETLINK_AUDIT).map_err(NetlinkError::Open)?;
+        socket
+            .bind(&SocketAddr::new(0, 0))
+            .map_err(|source| NetlinkError::Io { op: "bind", source })?;
+        socket
+            .add_membership(AUDIT_NLGRP_READLOG)
+            .map_err(|source| NetlinkError::Io { op: "join AUDIT_NLGRP_READLOG", source })?;
+        Ok(AuditSocket { socket })
+    }
+
+    /// Size the receive buffer: SO_RCVBUFFORCE first (beyond rmem_max), SO_RCVBUF otherwise.
+    pub fn set_receive_buffer(&self, bytes: usize) -> Result<RcvBuf, NetlinkError> {
+        if setsockopt(&self.socket.as_fd(), sockopt::RcvBufForce, &bytes).is_ok() {
+            return Ok(RcvBuf::Forced(bytes));
+        }
+        setsockopt(&self.socket.as_fd(), sockopt::RcvBuf, &bytes)
+            .map_err(|e| NetlinkError::Io { op: "SO_RCVBUF", source: e.into() })?;
+        let got = nix::sys::socket::getsockopt(&self.socket.as_fd(), sockopt::RcvBuf)
+            .map_err(|e| NetlinkError::Io { op: "SO_RCVBUF", source: e.into() })?;
+        Ok(RcvBuf::Capped(got))
+    }
+
+    /// Bound blocking receives so a receiving thread can notice shutdown.
+    pub fn set_receive_timeout(&self, timeout: Duration) -> Result<(), NetlinkError> {
+        let tv = nix::sys::time::TimeVal::new(
+            timeout.as_secs() as nix::sys::time::time_t,
+            timeout.subsec_micros() as nix::sys::time::suseconds_t,
+        );
+        setsockopt(&self.socket.as_fd(), sockopt::ReceiveTimeout, &tv)
+            .map_err(|e| NetlinkError::Io { op: "SO_RCVTIMEO", source: e.into() })
+    }
+
+    pub fn send(&self, message: &[u8]) -> Result<(), NetlinkError> {
+        let kernel = SocketAddr::new(0, 0);
+        self.socket
+            .send_to(message, &kernel, 0)
+            .map(|_| ())
+            .map_err(|source| NetlinkError::Io { op: "send", source })
+    }
+
+    /// Receive one datagram into `buf` (cleared first). `Ok(false)` on timeout.
+    pub fn recv(&self, buf: &mut Vec<u8>) -> Result<bool, NetlinkError> {
+        buf.clear();
+        buf.reserve(MAX_DATAGRAM);
+        match self.socket.recv(buf, 0) {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(source) => Err(NetlinkError::Io { op: "recv", source }),
+        }
+    }
+}
+
+impl AsFd for AuditSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl AsRawFd for AuditSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+/// Result of one batched receive.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Batch {
+    /// `n` datagrams were received into the first `n` slots.
+    Received(usize),
+    /// The receive timed out with nothing to read.
+    Idle,
+    /// The socket buffer overflowed: the kernel dropped datagrams (ENOBUFS).
+    Overrun,
+}
+
+/// Fixed slots for `recvmmsg`: one allocation at start, reused for every batch.
+pub struct BatchBuffers {
+    data: Vec<u8>,
+    lens: Vec<usize>,
+    truncated: Vec<bool>,
+    slots: usize,
+}
+
+impl BatchBuffers {
+    pub fn new(slots: usize) -> BatchBuffers {
+        let slots = slots.max(1);
+        BatchBuffers { data: vec![0; slots * MAX_DATAGRAM], lens: vec![0; slots], truncated: vec![false; slots], slots }
+    }
+
+    /// Datagram `i` of the last batch, and whether the kernel had to cut it (MSG_TRUNC).
+    pub fn get(&self, i: usize) -> (&[u8], bool) {
+        let start = i * MAX_DATAGRAM;
+        let len = self.lens.get(i).copied().unwrap_or(0).min(MAX_DATAGRAM);
+        (&self.data[start..start + len], self.truncated.get(i).copied().unwrap_or(false))
+    }
+
+    /// Receive up to `slots` datagrams: blocks (up to the socket timeout) for the first, then takes
+    /// whatever else is already queued without waiting (`MSG_WAITFORONE`).
+    pub fn receive(&mut self, socket: &AuditSocket) -> Result<Batch, NetlinkError> {
+        let mut iovecs: Vec<libc::iovec> = self
+            .data
+            .chunks_exact_mut(MAX_DATAGRAM)
+            .map(|chunk| libc::iovec { iov_base: chunk.as_mut_ptr().cast(), iov_len: MAX_DATAGRAM })
+            .collect();
+        // SAFETY: mmsghdr is plain old data; zero is a valid value for every field.
+        let mut headers: Vec<libc::mmsghdr> = (0..self.slots).map(|_| unsafe { std::mem::zeroed() }).collect();
+        for (h, iov) in headers.iter_mut().zip(iovecs.iter_mut()) {
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every mmsghdr points at one iovec that points into self.data, all alive and
+        // exclusively borrowed for the duration of the call; vlen equals the number of headers.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                headers.as_mut_ptr(),
+                self.slots as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            return match err.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(Batch::Idle),
+                Some(libc::ENOBUFS) => Ok(Batch::Overrun),
+                _ => Err(NetlinkError::Io { op: "recvmmsg", source: err }),
+            };
+        }
+        let n = n as usize;
+        for (i, h) in headers.iter().take(n).enumerate() {
+            self.lens[i] = h.msg_len as usize;
+            self.truncated[i] = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        }
+        Ok(Batch::Received(n))
+    }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install what the tests need on a fresh Debian machine (as root), then run every test.
+#
+# Kernel tests register a daemon, load rules and change kernel audit settings; they take an flock on
+# /tmp/auditrelay-kernel.lock, run one at a time and restore the kernel state they found.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(auditd rsyslog rsyslog-relp openssl)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "run-all: installing ${missing[*]}"
+    # Debian would start auditd and rsyslogd on install; we need the kernel's audit pid free and
+    # start our own rsyslogd per test, so deny service starts for the duration of the install.
+    policy=/usr/sbin/policy-rc.d
+    added_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && added_policy=1
+    fi
+    trap '[ "$added_policy" = 1 ] && rm -f "$policy"' EXIT
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if pgrep -x auditd >/dev/null; then
+    echo "run-all: auditd is running and holds the kernel audit pid; stop it first (kernel tests need it free)" >&2
+    exit 1
+fi
+
+cargo build --all-targets --locked
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked --no-fail-fast
+
+state_tool=../shared/tools/audit-state
+if [ -x "$state_tool" ]; then
+    "$state_tool" --check
+fi
