@@ -142,4 +142,23 @@ mod tests {
         let e = toml::from_str::<Outputs>("[[output]]\ntype = \"stdout\"\nformat = \"ecs\"\n").err().unwrap();
         assert!(e.to_string().contains("ecs"), "{e}");
     }
+
+    /// The shipped example config parses, including the commented-out [[output]] examples.
+    #[test]
+    fn example_config_parses_with_outputs_uncommented() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/auditrelay.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = crate::config::Config::parse(&text, &path).unwrap();
+        c.spool.validate().unwrap();
+        assert!(c.output.is_empty());
+        let start = text.find("# [[output]]\n").unwrap();
+        let uncommented: String = text[start..]
+            .lines()
+            .filter(|l| !l.starts_with("# #") && l.trim() != "#")
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+            .collect();
+        let c = crate::config::Config::parse(&format!("{}{uncommented}", &text[..start]), &path).unwrap();
+        assert_eq!(c.output.len(), 2);
+        assert!(matches!(&c.output[0], OutputConfig::File(f) if f.mode == 0o600 && f.generations == 5));
+    }
 }
