@@ -1,10 +1,13 @@
 //! Per-output cursor files: the last position the output's receiver acknowledged.
 //!
-//! Written atomically (tmp file, fdatasync, rename, fsync dir) so a crash leaves either the old or
-//! the new value, never a torn one.
+//! Fixed width (20 digits + '\n'), overwritten in place with one `pwrite` at offset 0 and
+//! `fdatasync`ed. In place, because a full disk must not stop cursors from moving (freeing space
+//! needs the cursors that allow deleting segments; a tmp file + rename would need a new block).
+//! A 21-byte write at offset 0 lies in one sector, which disks write atomically, so a crash leaves
+//! the old or the new value. The file is created (and the directory fsynced) when the spool opens.
 
-use std::fs::File;
-use std::io::Write;
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::segment::sync_dir;
@@ -57,12 +60,14 @@ pub fn load_all(dir: &Path) -> Result<Vec<(String, u64)>, SpoolError> {
 
 pub fn store(dir: &Path, name: &str, pos: u64) -> Result<(), SpoolError> {
     let p = path(dir, name);
-    let tmp = dir.join(format!(".{PREFIX}{name}.tmp"));
-    let mut f = File::create(&tmp).map_err(SpoolError::io(&tmp, "create"))?;
-    f.write_all(format!("{pos}\n").as_bytes()).map_err(SpoolError::io(&tmp, "write"))?;
-    f.sync_data().map_err(SpoolError::io(&tmp, "fdatasync"))?;
-    std::fs::rename(&tmp, &p).map_err(SpoolError::io(&p, "rename"))?;
-    sync_dir(dir)
+    let existed = p.exists();
+    let f = OpenOptions::new().create(true).truncate(false).write(true).open(&p).map_err(SpoolError::io(&p, "open"))?;
+    f.write_all_at(format!("{pos:020}\n").as_bytes(), 0).map_err(SpoolError::io(&p, "write"))?;
+    f.sync_data().map_err(SpoolError::io(&p, "fdatasync"))?;
+    if !existed {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -77,6 +82,7 @@ mod tests {
         store(&dir, "relp-0", 42).unwrap();
         store(&dir, "file.main", 7).unwrap();
         assert_eq!(load(&dir, "relp-0").unwrap(), Some(42));
+        assert_eq!(std::fs::read_to_string(path(&dir, "relp-0")).unwrap(), "00000000000000000042\n");
         let mut all = load_all(&dir).unwrap();
         all.sort();
         assert_eq!(all, vec![("file.main".to_string(), 7), ("relp-0".to_string(), 42)]);

@@ -10,7 +10,7 @@
 //! lock                         flock(LOCK_EX) held for the life of the process: one writer per spool
 //! seg-00000000000000000001.log segment files, named by the position of their first record (20 digits)
 //! seg-00000000000000004097.log
-//! cursor-<output name>         per output: last acknowledged position, decimal + '\n'
+//! cursor-<output name>         per output: last acknowledged position, 20 decimal digits + '\n'
 //! ```
 //! Positions are per-spool sequence numbers starting at 1 (`0` = "nothing", as an ack). Within a
 //! segment positions are contiguous; between segments there may be a gap (events deleted by
@@ -39,8 +39,9 @@
 //!
 //! # Cursors (the ledger)
 //! Each output has a cursor file holding the last position its receiver acknowledged. Acks arrive
-//! cumulatively ([`crate::output::delivery::Ack`]); cursors are persisted (write tmp, fdatasync,
-//! rename, fsync dir) at most every `cursor_interval` and at shutdown. A cursor that lags behind the
+//! cumulatively ([`crate::output::delivery::Ack`]); cursors are persisted (one in-place `pwrite` of
+//! fixed width + fdatasync, see [`cursor`]: in place so that a full disk cannot stop them) at most
+//! every `cursor_interval` and at shutdown. A cursor that lags behind the
 //! real ack only causes resends after a crash: delivery is at-least-once, and each event carries a
 //! stable `id` for receiver-side deduplication. Output names (config `name`, default `<type>-<index>`)
 //! name the cursor files, so renaming an output makes it start again from the oldest spooled event.

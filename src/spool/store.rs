@@ -182,7 +182,12 @@ impl Spool {
             if !cursor::valid_name(name) {
                 return Err(SpoolError::Config(format!("output name {name:?} is not usable as a file name")));
             }
-            acked.push(cursor::load(&dir, name)?.unwrap_or(0));
+            let pos = cursor::load(&dir, name)?;
+            if pos.is_none() {
+                // Create it now, while there may still be space: later writes are in place.
+                cursor::store(&dir, name, 0)?;
+            }
+            acked.push(pos.unwrap_or(0));
         }
         // Never hand out a position some receiver already acknowledged (its data may have been
         // lost with an unsynced tail), or that output would skip the new event.
