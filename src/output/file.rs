@@ -99,13 +99,15 @@ struct Target {
     file: File,
     len: u64,
     line: Vec<u8>,
+    /// fdatasyncs done, for tests of the ack rule.
+    syncs: u64,
 }
 
 impl Target {
     fn open(cfg: FileConfig) -> Result<Target, FileError> {
         let file = open_append(&cfg.path, cfg.mode)?;
         let len = file.metadata().map_err(io(&cfg.path, "stat"))?.len();
-        Ok(Target { cfg, file, len, line: Vec::new() })
+        Ok(Target { cfg, file, len, line: Vec::new(), syncs: 0 })
     }
 
     fn reopen(&mut self) -> Result<(), FileError> {
@@ -118,6 +120,7 @@ impl Target {
     fn rotate(&mut self) -> Result<(), FileError> {
         let path = self.cfg.path.clone();
         self.file.sync_data().map_err(io(&path, "fdatasync"))?;
+        self.syncs += 1;
         let generation = |n: u32| {
             let mut p = path.clone().into_os_string();
             p.push(format!(".{n}"));
@@ -145,16 +148,6 @@ impl Target {
 
     /// Write a batch and fdatasync it: on success every line is durable.
     fn write_batch(&mut self, batch: &[Delivery]) -> Result<(), FileError> {
-        let start = self.len;
-        let res = self.write_lines(batch);
-        if res.is_err() && self.len == start {
-            // Cut a partial line so a resend starts on a line boundary.
-            let _ = self.file.set_len(start);
-        }
-        res
-    }
-
-    fn write_lines(&mut self, batch: &[Delivery]) -> Result<(), FileError> {
         let max = self.cfg.max_size;
         let mut pending = std::mem::take(&mut self.line);
         pending.clear();
@@ -169,7 +162,9 @@ impl Target {
         }
         self.flush_pending(&mut pending)?;
         self.line = pending;
-        self.file.sync_data().map_err(io(&self.cfg.path, "fdatasync"))
+        self.file.sync_data().map_err(io(&self.cfg.path, "fdatasync"))?;
+        self.syncs += 1;
+        Ok(())
     }
 
     fn flush_pending(&mut self, pending: &mut Vec<u8>) -> Result<(), FileError> {
@@ -177,6 +172,7 @@ impl Target {
             return Ok(());
         }
         if let Err(e) = self.file.write_all(pending) {
+            // Cut a partial line so that the resend starts on a line boundary.
             let _ = self.file.set_len(self.len);
             return Err(io(&self.cfg.path, "write")(e));
         }
@@ -332,6 +328,19 @@ mod tests {
         h.task.await.unwrap().unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn every_batch_is_fdatasynced_before_it_counts_and_rotation_syncs_the_old_file() {
+        let d = dir("filesync");
+        let mut t = Target::open(FileConfig { path: d.join("s.jsonl"), max_size: 25, generations: 3, ..FileConfig::default() }).unwrap();
+        t.write_batch(&[delivery(1, "aaaaaaaaa"), delivery(2, "bbbbbbbbb")]).unwrap();
+        assert_eq!(t.syncs, 1, "one fdatasync per batch");
+        // The third line does not fit: the old file is synced before the rename, the new one after.
+        t.write_batch(&[delivery(3, "ccccccccc")]).unwrap();
+        assert_eq!(t.syncs, 3);
+        assert_eq!(std::fs::read_to_string(d.join("s.jsonl.1")).unwrap(), "aaaaaaaaa\nbbbbbbbbb\n");
+        assert_eq!(std::fs::read_to_string(d.join("s.jsonl")).unwrap(), "ccccccccc\n");
     }
 
     #[tokio::test]
