@@ -28,6 +28,8 @@ use crate::spool::config::de_size;
 pub struct FileConfig {
     pub name: Option<String>,
     pub format: OutputFormat,
+    /// The file; its directory must exist (a missing one is an error, retried with backoff, not
+    /// created: a typo should not grow a tree).
     pub path: PathBuf,
     /// Rotate before the file would exceed this; 0 = never rotate (leave it to logrotate).
     #[serde(deserialize_with = "de_size")]

@@ -51,11 +51,9 @@ impl OutputConfig {
     /// How to run this output: the only match over sink types.
     pub fn plan(&self) -> SinkPlan {
         match self {
-            OutputConfig::File(c) => SinkPlan::new("file", c.name.as_deref(), c.format, c.batch, c.clone(), file::run),
-            OutputConfig::Stdout(c) => {
-                SinkPlan::new("stdout", c.name.as_deref(), c.format, c.batch, c.clone(), stdout::run)
-            }
-            // OutputConfig::Relp(c) => SinkPlan::new("relp", c.name.as_deref(), c.format, c.window, c.clone(), relp::run),
+            OutputConfig::File(c) => SinkPlan::new("file", c.name.as_deref(), c.batch, c.clone(), file::run),
+            OutputConfig::Stdout(c) => SinkPlan::new("stdout", c.name.as_deref(), c.batch, c.clone(), stdout::run),
+            // OutputConfig::Relp(c) => SinkPlan::new("relp", c.name.as_deref(), c.window, c.clone(), relp::run),
         }
     }
 }
@@ -72,8 +70,8 @@ type Launch = Arc<dyn Fn(mpsc::Receiver<Delivery>, mpsc::Sender<Ack>, watch::Rec
 #[derive(Clone)]
 pub struct SinkPlan {
     pub kind: &'static str,
+    /// Config `name`: names the output's cursor file; default `<kind>-<index>`.
     pub name: Option<String>,
-    pub format: OutputFormat,
     /// Capacity of the delivery channel: the most events in flight between spool and sink.
     pub window: usize,
     launch: Launch,
@@ -89,7 +87,6 @@ impl SinkPlan {
     pub fn new<C, E, F, Fut>(
         kind: &'static str,
         name: Option<&str>,
-        format: OutputFormat,
         window: usize,
         config: C,
         run: F,
@@ -104,7 +101,7 @@ impl SinkPlan {
             let fut = run(config.clone(), d, a, s);
             Box::pin(async move { fut.await.map_err(|e| SinkError(Box::new(e))) })
         });
-        SinkPlan { kind, name: name.map(str::to_string), format, window: window.max(1), launch }
+        SinkPlan { kind, name: name.map(str::to_string), window: window.max(1), launch }
     }
 
     /// Start one incarnation of the sink.

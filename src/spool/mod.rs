@@ -23,7 +23,11 @@
 //! payload: u64 LE pos | u64 LE time_ms | u16 LE id length | id (UTF-8) | body (JSON, no '\n')
 //! ```
 //! The length is checked against `max_record_bytes` before anything is allocated, so a corrupt
-//! length cannot make a reader allocate gigabytes.
+//! length cannot make a reader allocate gigabytes. An event larger than that, or with an id over 255
+//! bytes, is refused by `append` with an error (and counted): sinks cut oversized messages long
+//! before this bound, which only guards the spool itself.
+//!
+//! Files are created 0600 in a 0700 directory: audit events are for root's eyes.
 //!
 //! # Writing, fsync policy and what a power cut can lose
 //! One `write(2)` per record to the active segment (no user-space buffer, so a record is visible to

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -119,7 +119,8 @@ impl Spool {
     pub fn open(cfg: &SpoolConfig, outputs: &[String]) -> Result<Spool, SpoolError> {
         cfg.validate()?;
         let dir = cfg.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(SpoolError::io(&dir, "create dir"))?;
+        // Audit events are sensitive: the spool is for root's eyes only.
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(SpoolError::io(&dir, "create dir"))?;
         let lock_path = dir.join("lock");
         let lock_file = OpenOptions::new()
             .create(true)
@@ -381,6 +382,7 @@ impl Spool {
             .create(true)
             .write(true)
             .truncate(true)
+            .mode(0o600)
             .open(&path)
             .map_err(SpoolError::io(&path, "create segment"))?;
         sync_dir(&self.inner.cfg.dir)?;

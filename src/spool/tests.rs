@@ -67,6 +67,18 @@ fn round_trip_across_segments() {
         assert_eq!(r.body, body(r.pos));
     }
     assert_eq!(s.stats().appended, 200);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let (_, seg) = segment::list(&dir).unwrap().remove(0);
+    assert_eq!((mode(&seg), mode(&cursor::path(&dir, "out-0"))), (0o600, 0o600));
+}
+
+#[test]
+fn a_new_spool_dir_is_private() {
+    let dir = test_dir("private").join("a/b");
+    let _s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
 }
 
 #[test]
