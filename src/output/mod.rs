@@ -26,7 +26,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
 pub use delivery::{Ack, Delivery};
-pub use shipper::{OutputStats, ShipError, ShipStats, Shipper};
+pub use shipper::{Interrupter, OutputStats, ShipError, ShipStats, Shipper};
 
 /// How an event is rendered for an output. The spool stores the native JSON; other formats
 /// (go-audit, ecs, auditlog) will be derived from it per output when they exist.

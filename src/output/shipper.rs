@@ -78,6 +78,18 @@ pub struct ShipStats {
     pub outputs: Vec<OutputStats>,
 }
 
+/// See [`Shipper::interrupter`].
+#[derive(Clone)]
+pub struct Interrupter(Option<Spool>);
+
+impl Interrupter {
+    pub fn interrupt(&self) {
+        if let Some(s) = &self.0 {
+            s.interrupt();
+        }
+    }
+}
+
 struct OutputState {
     name: String,
     kind: &'static str,
@@ -181,6 +193,16 @@ impl Shipper {
             Mode::Spooled(s) => match s.spool.append(time_ms, id, body)? {
                 Appended::Stored { .. } | Appended::Dropped => Ok(()),
             },
+        }
+    }
+
+    /// A handle that makes a `submit` blocked by `on_full = "block"` return
+    /// `ShipError::Spool(SpoolError::Interrupted)`; for the daemon's SIGTERM path, which runs on
+    /// another thread than the blocked processing thread.
+    pub fn interrupter(&self) -> Interrupter {
+        match &self.mode {
+            Mode::Direct { .. } => Interrupter(None),
+            Mode::Spooled(s) => Interrupter(Some(s.spool.clone())),
         }
     }
 

@@ -62,7 +62,8 @@
 //!   is the only one) even if not acknowledged; the unacknowledged events in them are counted,
 //! - `drop_newest`: refuse the new event and count it,
 //! - `block`: wait until outputs acknowledge enough to free a segment (this stalls the caller, and
-//!   through it the kernel reader: the kernel's backlog and `lost` counter take over).
+//!   through it the kernel reader: the kernel's backlog and `lost` counter take over). Nothing is
+//!   dropped; [`Spool::interrupt`] (at shutdown) makes a blocked append give up with an error.
 //!
 //! Every drop is counted in [`SpoolStats`], logged, and announced in band: once space returns, a loss
 //! notice `{"loss":{"kind":"spool_dropped",...}}` is appended before the next event, so every
@@ -105,7 +106,7 @@ mod tests;
 pub use config::{OnFull, SpoolConfig};
 pub use reader::SpoolReader;
 pub use record::Record;
-pub use store::{Appended, Spool, SpoolStats};
+pub use store::{inspect, Appended, Spool, SpoolStats, SpoolSummary};
 
 use std::path::PathBuf;
 
@@ -124,6 +125,8 @@ pub enum SpoolError {
     TooLarge { id: String, size: usize, max: u64 },
     #[error("spool: event id {id:?} is longer than 255 bytes")]
     IdTooLong { id: String },
+    #[error("spool full (on_full = block) and shutting down: event not stored")]
+    Interrupted,
     #[error("spool: invalid config: {0}")]
     Config(String),
 }

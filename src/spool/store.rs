@@ -88,6 +88,8 @@ pub(crate) struct Inner {
     pub cond: Condvar,
     /// Serialises cursor writes between the sync thread and a blocked append.
     persist_lock: Mutex<()>,
+    /// Set by [`Spool::interrupt`]: a `block`ed append gives up (the daemon is shutting down).
+    interrupted: std::sync::atomic::AtomicBool,
     _lock: Flock<File>,
 }
 
@@ -217,6 +219,7 @@ impl Spool {
                 state: Mutex::new(state),
                 cond: Condvar::new(),
                 persist_lock: Mutex::new(()),
+                interrupted: std::sync::atomic::AtomicBool::new(false),
                 _lock: lock,
             }),
         };
@@ -286,6 +289,9 @@ impl Spool {
                     }
                 }
                 OnFull::Block => {
+                    if self.inner.interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+                        return Err(SpoolError::Interrupted);
+                    }
                     if !self.delete_acked(&mut st)? {
                         // Seal the active segment so that acks can free it too.
                         if st.segments.back().is_some_and(|s| !s.sealed && s.last_pos >= s.first_pos) {
@@ -561,10 +567,45 @@ impl Spool {
         (f / 2).clamp(Duration::from_millis(10), Duration::from_millis(200))
     }
 
+    /// Make appends blocked by `on_full = "block"` (now and later) return
+    /// [`SpoolError::Interrupted`], so a shutdown is not held up by a receiver that never returns.
+    /// Callable from any thread (e.g. a signal handler task).
+    pub fn interrupt(&self) {
+        self.inner.interrupted.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.inner.cond.notify_all();
+    }
+
     /// Wake everything waiting on the spool (readers re-check their stop flags).
     pub fn wake(&self) {
         self.inner.cond.notify_all();
     }
+}
+
+/// What a spool directory holds, read without taking its lock (for `status` while the daemon runs:
+/// a segment may be appended to or deleted meanwhile, so the numbers are a snapshot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolSummary {
+    pub segments: usize,
+    pub bytes: u64,
+    /// First position of the oldest segment (0 when empty).
+    pub oldest_pos: u64,
+    /// Every cursor file: output name and acknowledged position.
+    pub cursors: Vec<(String, u64)>,
+}
+
+pub fn inspect(dir: &Path) -> Result<SpoolSummary, SpoolError> {
+    let segs = segment::list(dir)?;
+    let mut bytes = 0;
+    for (_, p) in &segs {
+        match std::fs::metadata(p) {
+            Ok(m) => bytes += m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(SpoolError::Io { path: p.clone(), op: "stat", source }),
+        }
+    }
+    let mut cursors = cursor::load_all(dir)?;
+    cursors.sort();
+    Ok(SpoolSummary { segments: segs.len(), bytes, oldest_pos: segs.first().map_or(0, |(p, _)| *p), cursors })
 }
 
 fn note_loss(pending: &mut Option<PendingLoss>, n: u64) {

@@ -361,3 +361,45 @@ fn a_reader_skips_segments_dropped_under_it() {
     assert!(rest.first().unwrap().pos > 10, "the reader jumped over the dropped segments");
     assert_eq!(rest.last().map(|r| r.id.as_str()), Some("id-300"));
 }
+
+#[test]
+fn a_blocked_append_gives_up_when_interrupted() {
+    let dir = test_dir("interrupt");
+    let s = Spool::open(&small(&dir, OnFull::Block), &names(1)).unwrap();
+    let mut i = 0;
+    // Fill it: with nobody acking, the next append would block forever.
+    while s.stats().bytes + 200 < 3 * 4096 {
+        i += 1;
+        s.append(i, "x", &body(i)).unwrap();
+    }
+    let s2 = s.clone();
+    let t = std::thread::spawn(move || {
+        let mut j = 10_000;
+        loop {
+            j += 1;
+            if let Err(e) = s2.append(j, "y", &body(j)) {
+                return e;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!t.is_finished(), "blocked while full");
+    s.interrupt();
+    assert!(matches!(t.join().unwrap(), SpoolError::Interrupted));
+    // Nothing was dropped: block never loses.
+    assert_eq!((s.stats().dropped_oldest, s.stats().dropped_newest), (0, 0));
+}
+
+#[test]
+fn inspect_reports_segments_bytes_and_cursors_while_locked() {
+    let dir = test_dir("inspect");
+    let s = Spool::open(&cfg(&dir), &names(2)).unwrap();
+    append_n(&s, 1, 50);
+    s.ack(1, 7);
+    s.flush().unwrap();
+    let i = inspect(&dir).unwrap();
+    assert_eq!(i.bytes, s.stats().bytes);
+    assert_eq!(i.segments, s.stats().segments);
+    assert_eq!(i.oldest_pos, 1);
+    assert_eq!(i.cursors, vec![("out-0".to_string(), 0), ("out-1".to_string(), 7)]);
+}
