@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::netlink::settings::{KernelConfig, NetlinkConfig};
 use crate::output::OutputConfig;
+use crate::reassemble::ReassembleConfig;
 use crate::spool::SpoolConfig;
 
 /// Where `run` looks for a config file when none is given.
@@ -30,6 +31,8 @@ pub struct Config {
     pub netlink: NetlinkConfig,
     #[serde(default)]
     pub kernel: KernelConfig,
+    #[serde(default)]
+    pub reassemble: ReassembleConfig,
     #[serde(default)]
     pub spool: SpoolConfig,
     /// `[[output]]` tables; none means JSON lines on stdout without a spool.

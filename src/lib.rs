@@ -12,7 +12,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod format;
+mod hash;
+pub mod loss;
 pub mod netlink;
 pub mod output;
+pub mod reassemble;
+pub mod record;
+pub mod replay;
 pub mod spool;
 pub mod units;

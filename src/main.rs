@@ -1,5 +1,9 @@
+//! The binary's edge: parse the command line, load config, run; errors become exit codes here only.
+
+use std::io::{BufReader, Write};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 
 use auditrelay::cli::{Cli, Command};
@@ -11,7 +15,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("auditrelay: {e:#}");
+            eprintln!("auditrelay: error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -19,9 +23,26 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { config, .. } | Command::Replay { config, .. } => {
-            let _config = Config::load(config.as_deref())?;
-            anyhow::bail!("not wired yet")
+        Command::Run { config, multicast } => {
+            let config = Config::load(config.as_deref())?;
+            auditrelay::daemon::run(&config, multicast)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { file, config } => {
+            let config = Config::load(config.as_deref())?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            let stats = match &file {
+                Some(path) => {
+                    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+                    auditrelay::replay::replay(BufReader::with_capacity(1 << 16, f), &config.reassemble, &mut out)
+                }
+                None => auditrelay::replay::replay(std::io::stdin().lock(), &config.reassemble, &mut out),
+            }
+            .with_context(|| format!("replaying {}", file.as_ref().map_or("stdin".into(), |p| p.display().to_string())))?;
+            out.flush().context("writing events to stdout")?;
+            eprintln!("auditrelay: replay: {stats}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
             let s = AuditClient::open()?.status()?;

@@ -1,0 +1,317 @@
+//! Native JSON, schema v1 (docs/schema.md): one object per line per event or loss notice.
+//!
+//! Why hand-written: this is the hot path after parsing. The writer walks the record spans and
+//! writes straight into one reused buffer; no intermediate `serde_json::Value`, no per-field
+//! allocation. Invariants:
+//! - every line is valid JSON (UTF-8, escaped) ending in `\n`, members in a fixed order;
+//! - nothing is dropped: repeated keys become arrays at the key's first position, words without
+//!   `=` go to `"_words"`, and a value that is not valid UTF-8 is written byte-for-character
+//!   (Latin-1: byte 0xE9 → U+00E9) with its key listed in `"non_utf8"`, which makes it reversible.
+
+use crate::loss::LossNotice;
+use crate::reassemble::{Event, Output};
+use crate::record::{EventId, FieldRef, Quoting, Record};
+
+/// JSON key for tokens without `=` (e.g. `avc:  denied  { read } for` on AVC records).
+pub const WORDS_KEY: &[u8] = b"_words";
+
+/// Writes [`Output`]s as JSON lines into one reused buffer.
+#[derive(Debug)]
+pub struct JsonWriter {
+    id_prefix: Option<String>,
+    buf: Vec<u8>,
+    /// Keys of non-UTF-8 values in the current fields object, as JSON strings joined by ','.
+    non_utf8: Vec<u8>,
+}
+
+impl JsonWriter {
+    /// With `Some(prefix)`, each event starts with `"id":"<prefix>:<timestamp>:<serial>"`, a key
+    /// unique across reboots when the prefix is the kernel boot id.
+    pub fn new(id_prefix: Option<String>) -> JsonWriter {
+        JsonWriter { id_prefix, buf: Vec::with_capacity(16 * 1024), non_utf8: Vec::with_capacity(64) }
+    }
+
+    /// One JSON line for `out`, including the trailing `\n`. Valid until the next call.
+    pub fn write(&mut self, out: &Output) -> &[u8] {
+        self.buf.clear();
+        match out {
+            Output::Event(event) => self.event(event),
+            Output::Loss(notice) => self.loss(notice),
+        }
+        self.buf.push(b'\n');
+        &self.buf
+    }
+
+    fn event(&mut self, event: &Event) {
+        let b = &mut self.buf;
+        b.push(b'{');
+        if let Some(prefix) = &self.id_prefix {
+            b.extend_from_slice(b"\"id\":");
+            let mut id = Vec::with_capacity(prefix.len() + 32);
+            id.extend_from_slice(prefix.as_bytes());
+            id.push(b':');
+            push_timestamp(&mut id, &event.id);
+            id.push(b':');
+            id.extend_from_slice(itoa::Buffer::new().format(event.id.serial).as_bytes());
+            push_string(b, &id, false);
+            b.push(b',');
+        }
+        b.extend_from_slice(b"\"sequence\":");
+        b.extend_from_slice(itoa::Buffer::new().format(event.id.serial).as_bytes());
+        b.extend_from_slice(b",\"timestamp\":\"");
+        push_timestamp(b, &event.id);
+        b.extend_from_slice(b"\",\"time\":\"");
+        push_rfc3339(b, &event.id);
+        b.push(b'"');
+        if let Some(node) = &event.node {
+            b.extend_from_slice(b",\"node\":");
+            let utf8 = std::str::from_utf8(node).is_ok();
+            push_string(b, node, !utf8);
+            if !utf8 {
+                b.extend_from_slice(b",\"node_non_utf8\":true");
+            }
+        }
+        b.extend_from_slice(b",\"records\":[");
+        for (i, record) in event.records.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            self.record(record);
+        }
+        let b = &mut self.buf;
+        b.push(b']');
+        if event.incomplete {
+            b.extend_from_slice(b",\"incomplete\":true");
+        }
+        if event.late {
+            b.extend_from_slice(b",\"late\":true");
+        }
+        b.push(b'}');
+    }
+
+    fn record(&mut self, record: &Record) {
+        let b = &mut self.buf;
+        b.extend_from_slice(b"{\"type\":\"");
+        match record.kind.known_name() {
+            Some(name) => b.extend_from_slice(name.as_bytes()),
+            None => {
+                b.extend_from_slice(b"UNKNOWN[");
+                b.extend_from_slice(itoa::Buffer::new().format(record.kind.0).as_bytes());
+                b.push(b']');
+            }
+        }
+        b.extend_from_slice(b"\",\"type_id\":");
+        b.extend_from_slice(itoa::Buffer::new().format(record.kind.0).as_bytes());
+        b.extend_from_slice(b",\"fields\":");
+        self.fields(record.fields(), record.has_duplicate_keys());
+        self.non_utf8_member(b"non_utf8");
+        if record.interpreted().len() > 0 {
+            self.buf.extend_from_slice(b",\"interpreted\":");
+            self.fields(record.interpreted(), record.has_duplicate_keys());
+            self.non_utf8_member(b"interpreted_non_utf8");
+        }
+        self.buf.push(b'}');
+    }
+
+    /// `,"<name>":[keys…]` when some value of the last fields object was not UTF-8.
+    fn non_utf8_member(&mut self, name: &[u8]) {
+        if self.non_utf8.is_empty() {
+            return;
+        }
+        self.buf.extend_from_slice(b",\"");
+        self.buf.extend_from_slice(name);
+        self.buf.extend_from_slice(b"\":[");
+        self.buf.extend_from_slice(&self.non_utf8);
+        self.buf.push(b']');
+    }
+
+    fn fields<'a>(&mut self, fields: impl Iterator<Item = FieldRef<'a>>, duplicates: bool) {
+        self.non_utf8.clear();
+        self.buf.push(b'{');
+        let mut first = true;
+        if !duplicates {
+            for f in fields {
+                if !first {
+                    self.buf.push(b',');
+                }
+                first = false;
+                if f.quoting == Quoting::Word {
+                    self.group(WORDS_KEY, std::iter::once(f), true);
+                } else {
+                    self.group(f.key, std::iter::once(f), false);
+                }
+            }
+        } else {
+            let all: Vec<FieldRef<'a>> = fields.collect();
+            for (i, f) in all.iter().enumerate() {
+                let key = json_key(f);
+                if all[..i].iter().any(|g| json_key(g) == key) {
+                    continue;
+                }
+                let same = all[i..].iter().copied().filter(|g| json_key(g) == key);
+                let many = same.clone().count() > 1 || f.quoting == Quoting::Word;
+                if !first {
+                    self.buf.push(b',');
+                }
+                first = false;
+                self.group(key, same, many);
+            }
+        }
+        self.buf.push(b'}');
+    }
+
+    /// `"key":"value"`, or `"key":["v1","v2"]` when `array`. If any value is not UTF-8, all of
+    /// the key's values are written as Latin-1 and the key is listed in `non_utf8`.
+    fn group<'a>(&mut self, key: &[u8], values: impl Iterator<Item = FieldRef<'a>> + Clone, array: bool) {
+        let latin1 = values.clone().any(|f| !is_utf8(f.value));
+        let key_utf8 = is_utf8(key);
+        push_string(&mut self.buf, key, !key_utf8);
+        self.buf.push(b':');
+        if array {
+            self.buf.push(b'[');
+        }
+        for (i, f) in values.enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            push_string(&mut self.buf, f.value, latin1);
+        }
+        if array {
+            self.buf.push(b']');
+        }
+        if latin1 {
+            if !self.non_utf8.is_empty() {
+                self.non_utf8.push(b',');
+            }
+            push_string(&mut self.non_utf8, key, !key_utf8);
+        }
+    }
+
+    fn loss(&mut self, notice: &LossNotice) {
+        let b = &mut self.buf;
+        b.extend_from_slice(b"{\"loss\":{\"kind\":\"");
+        b.extend_from_slice(notice.kind().as_bytes());
+        b.push(b'"');
+        for (name, value) in notice.members() {
+            b.extend_from_slice(b",\"");
+            b.extend_from_slice(name.as_bytes());
+            b.extend_from_slice(b"\":");
+            b.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        }
+        b.extend_from_slice(b"}}");
+    }
+}
+
+fn json_key<'a>(f: &FieldRef<'a>) -> &'a [u8] {
+    if f.quoting == Quoting::Word {
+        WORDS_KEY
+    } else {
+        f.key
+    }
+}
+
+fn is_utf8(bytes: &[u8]) -> bool {
+    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
+}
+
+/// `1795373270.780`
+fn push_timestamp(b: &mut Vec<u8>, id: &EventId) {
+    b.extend_from_slice(itoa::Buffer::new().format(id.seconds).as_bytes());
+    b.push(b'.');
+    push_padded(b, u64::from(id.millis), 3);
+}
+
+/// `2026-11-22T18:47:50.780Z` (UTC, milliseconds).
+fn push_rfc3339(b: &mut Vec<u8>, id: &EventId) {
+    let days = (id.seconds / 86_400) as i64;
+    let secs = id.seconds % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    push_padded(b, year as u64, 4);
+    b.push(b'-');
+    push_padded(b, u64::from(month), 2);
+    b.push(b'-');
+    push_padded(b, u64::from(day), 2);
+    b.push(b'T');
+    push_padded(b, secs / 3600, 2);
+    b.push(b':');
+    push_padded(b, secs / 60 % 60, 2);
+    b.push(b':');
+    push_padded(b, secs % 60, 2);
+    b.push(b'.');
+    push_padded(b, u64::from(id.millis), 3);
+    b.push(b'Z');
+}
+
+fn push_padded(b: &mut Vec<u8>, n: u64, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let s = digits.format(n).as_bytes();
+    for _ in s.len()..width {
+        b.push(b'0');
+    }
+    b.extend_from_slice(s);
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Bytes that need an escape inside a JSON string.
+static ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        table[i] = true;
+        i += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// Append `bytes` as a JSON string. With `latin1`, every byte ≥ 0x80 becomes U+0080..U+00FF;
+/// otherwise `bytes` must be valid UTF-8 and passes through.
+fn push_string(b: &mut Vec<u8>, bytes: &[u8], latin1: bool) {
+    b.push(b'"');
+    let mut run_start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        let high = latin1 && byte >= 0x80;
+        if !ESCAPE[byte as usize] && !high {
+            continue;
+        }
+        b.extend_from_slice(&bytes[run_start..i]);
+        run_start = i + 1;
+        if high {
+            b.push(0xC0 | (byte >> 6));
+            b.push(0x80 | (byte & 0x3F));
+            continue;
+        }
+        match byte {
+            b'"' => b.extend_from_slice(b"\\\""),
+            b'\\' => b.extend_from_slice(b"\\\\"),
+            b'\n' => b.extend_from_slice(b"\\n"),
+            b'\r' => b.extend_from_slice(b"\\r"),
+            b'\t' => b.extend_from_slice(b"\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                b.extend_from_slice(b"\\u00");
+                b.push(HEX[(byte >> 4) as usize]);
+                b.push(HEX[(byte & 0xF) as usize]);
+            }
+        }
+    }
+    b.extend_from_slice(&bytes[run_start..]);
+    b.push(b'"');
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,149 @@
+use super::*;
+use crate::reassemble::Completion;
+use crate::record::{parse_log_line, parse_netlink};
+
+fn event(records: Vec<Record>) -> Event {
+    Event {
+        id: records[0].id,
+        node: records[0].node.clone(),
+        records,
+        incomplete: false,
+        late: false,
+        completion: Completion::EndOfEvent,
+    }
+}
+
+fn line(writer: &mut JsonWriter, out: &Output) -> String {
+    let bytes = writer.write(out).to_vec();
+    assert_eq!(bytes.last(), Some(&b'\n'));
+    assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn writes_the_schema_v1_event_exactly() {
+    let recs = vec![
+        parse_netlink(1300, b"audit(1795373270.780:6): arch=c000003e syscall=59 comm=\"id\" key=(null)").unwrap(),
+        parse_netlink(1320, b"audit(1795373270.780:6): ").unwrap(),
+    ];
+    let mut w = JsonWriter::new(None);
+    let got = line(&mut w, &Output::Event(event(recs)));
+    assert_eq!(
+        got,
+        concat!(
+            r#"{"sequence":6,"timestamp":"1795373270.780","time":"2026-11-22T18:47:50.780Z","records":["#,
+            r#"{"type":"SYSCALL","type_id":1300,"fields":{"arch":"c000003e","syscall":"59","comm":"id","key":"(null)"}},"#,
+            r#"{"type":"EOE","type_id":1320,"fields":{}}]}"#,
+            "\n"
+        )
+    );
+}
+
+#[test]
+fn id_prefix_node_and_flags() {
+    let rec = parse_log_line(b"node=web-1 type=UNKNOWN[1999] msg=audit(1.005:42): x=1").unwrap();
+    let mut ev = event(vec![rec]);
+    ev.incomplete = true;
+    ev.late = true;
+    let mut w = JsonWriter::new(Some("boot-abc".into()));
+    let got = line(&mut w, &Output::Event(ev));
+    assert_eq!(
+        got,
+        concat!(
+            r#"{"id":"boot-abc:1.005:42","sequence":42,"timestamp":"1.005","time":"1970-01-01T00:00:01.005Z","node":"web-1","#,
+            r#""records":[{"type":"UNKNOWN[1999]","type_id":1999,"fields":{"x":"1"}}],"incomplete":true,"late":true}"#,
+            "\n"
+        )
+    );
+}
+
+#[test]
+fn rfc3339_dates() {
+    for (secs, want) in [
+        (0, "1970-01-01T00:00:00.000Z"),
+        (951_782_400, "2000-02-29T00:00:00.000Z"),
+        (1_795_374_595, "2026-11-22T19:09:55.000Z"),
+        (4_102_444_800, "2100-01-01T00:00:00.000Z"),
+    ] {
+        let mut b = Vec::new();
+        push_rfc3339(&mut b, &EventId { seconds: secs, millis: 0, serial: 0 });
+        assert_eq!(String::from_utf8(b).unwrap(), want);
+    }
+}
+
+#[test]
+fn repeated_keys_become_arrays_and_words_are_kept() {
+    let rec = parse_netlink(1400, b"audit(1.000:2): avc:  denied  { read } for  pid=5 a=1 b=2 a=3").unwrap();
+    let mut w = JsonWriter::new(None);
+    let got = line(&mut w, &Output::Event(event(vec![rec])));
+    let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+    let fields = &v["records"][0]["fields"];
+    assert_eq!(fields["_words"], serde_json::json!(["avc:", "denied", "{", "read", "}", "for"]));
+    assert_eq!(fields["a"], serde_json::json!(["1", "3"]));
+    assert_eq!(fields["b"], "2");
+    assert!(got.contains(r#""fields":{"_words":["avc:","denied","{","read","}","for"],"pid":"5","a":["1","3"],"b":"2"}"#), "{got}");
+}
+
+#[test]
+fn a_single_word_is_still_an_array() {
+    let rec = parse_netlink(1400, b"audit(1.000:2): hello pid=5").unwrap();
+    let mut w = JsonWriter::new(None);
+    let got = line(&mut w, &Output::Event(event(vec![rec])));
+    assert!(got.contains(r#""fields":{"_words":["hello"],"pid":"5"}"#), "{got}");
+}
+
+#[test]
+fn escapes_quotes_backslashes_and_controls() {
+    let rec = parse_log_line(b"type=USER msg=audit(1.000:3): msg='a \"q\" b\\c\ttab\x01'").unwrap();
+    let mut w = JsonWriter::new(None);
+    let got = line(&mut w, &Output::Event(event(vec![rec])));
+    let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(v["records"][0]["fields"]["msg"], "a \"q\" b\\c\ttab\u{1}");
+    assert!(got.contains(r#""a \"q\" b\\c\ttab\u0001""#), "{got}");
+}
+
+#[test]
+fn valid_utf8_passes_through_and_invalid_is_latin1_with_a_marker() {
+    let rec = parse_netlink(1005, b"audit(1.000:4): ok=\"caf\xc3\xa9\" bad='caf\xe9 \xff'").unwrap();
+    let mut w = JsonWriter::new(None);
+    let got = line(&mut w, &Output::Event(event(vec![rec])));
+    let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+    let r = &v["records"][0];
+    assert_eq!(r["fields"]["ok"], "café");
+    assert_eq!(r["fields"]["bad"], "caf\u{e9} \u{ff}");
+    assert_eq!(r["non_utf8"], serde_json::json!(["bad"]));
+    // Reversible: Latin-1 re-encoding gives back the original bytes.
+    let back: Vec<u8> = r["fields"]["bad"].as_str().unwrap().chars().map(|c| c as u32 as u8).collect();
+    assert_eq!(back, b"caf\xe9 \xff");
+}
+
+#[test]
+fn enriched_interpreted_fields_are_written_after_fields() {
+    let rec = parse_log_line(b"type=SYSCALL msg=audit(1.000:5): arch=c000003e auid=1000\x1dARCH=x86_64 AUID=\"alice\"").unwrap();
+    let mut w = JsonWriter::new(None);
+    let got = line(&mut w, &Output::Event(event(vec![rec])));
+    assert!(
+        got.contains(r#""fields":{"arch":"c000003e","auid":"1000"},"interpreted":{"ARCH":"x86_64","AUID":"alice"}}"#),
+        "{got}"
+    );
+}
+
+#[test]
+fn loss_notices_are_their_own_lines() {
+    let mut w = JsonWriter::new(Some("boot".into()));
+    let got = line(&mut w, &Output::Loss(LossNotice::SerialGap { first: 10, last: 12, count: 3 }));
+    assert_eq!(got, "{\"loss\":{\"kind\":\"serial_gap\",\"first\":10,\"last\":12,\"count\":3}}\n");
+    let got = line(&mut w, &Output::Loss(LossNotice::KernelLost { records: 5, kernel_total: 9 }));
+    assert_eq!(got, "{\"loss\":{\"kind\":\"kernel_lost\",\"records\":5,\"kernel_total\":9}}\n");
+}
+
+#[test]
+fn the_buffer_is_reused() {
+    let rec = parse_netlink(1320, b"audit(1.000:5): ").unwrap();
+    let mut w = JsonWriter::new(None);
+    let out = Output::Event(event(vec![rec]));
+    let first = w.write(&out).to_vec();
+    let cap = w.buf.capacity();
+    assert_eq!(w.write(&out), &first[..]);
+    assert_eq!(w.buf.capacity(), cap);
+}

@@ -1,0 +1,40 @@
+//! When does a record end its event? audit-userspace's `audit_is_last_record` rule
+//! (common/common.c), minus PROCTITLE.
+//!
+//! auditd treats PROCTITLE as a last record; the kernel, however, always sends EOE after it for
+//! syscall events, and a PROCTITLE-ends rule would split off that EOE as a late event. So here only
+//! EOE and the types that are whole events by themselves end an event:
+//! - 1005 USER and 1007..=1299 (user-space messages, daemon records) — note LOGIN (1006) is *not*
+//!   standalone: the kernel follows it with SYSCALL, PROCTITLE and EOE;
+//! - 1406..=1419 (NetLabel MAC_UNLBL_ALLOW ..= MAC_CALIPSO_DEL);
+//! - 1700 and above (kernel anomalies such as ANOM_ABEND, integrity, KERNEL, and the user-space
+//!   2100..=2999 ranges).
+//!
+//! Everything else waits for EOE, the event timeout or a bound.
+
+use crate::record::MessageType;
+
+/// True when a record of this type completes its event.
+pub fn ends_event(kind: MessageType) -> bool {
+    let t = kind.0;
+    t == MessageType::EOE.0
+        || t == MessageType::USER.0
+        || (t > MessageType::LOGIN.0 && t < 1300)
+        || (MessageType::MAC_UNLBL_ALLOW.0..=MessageType::MAC_CALIPSO_DEL.0).contains(&t)
+        || t >= 1700
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_audit_is_last_record_without_proctitle() {
+        for t in [1320, 1005, 1100, 1112, 1123, 1130, 1299, 1406, 1419, 1701, 2000, 2100, 2999] {
+            assert!(ends_event(MessageType(t)), "{t}");
+        }
+        for t in [1006, 1300, 1302, 1305, 1309, 1327, 1334, 1400, 1405, 1420, 1699] {
+            assert!(!ends_event(MessageType(t)), "{t}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The identity of an audit event: `audit(SECONDS.MMM:SERIAL)`.
+//!
+//! The kernel stamps every record of one event with the same timestamp (taken at syscall entry or
+//! when the record was started) and the same serial, so the pair is the grouping key of the
+//! reassembler. Serials are `u32` and wrap; only the pair is unique, and even the pair can repeat
+//! after a reboot, which is why ordering serials is the gap tracker's job, not `Ord` here.
+//!
+//! Invariant: `Display` prints exactly the text the kernel wrote (`1795373270.780:6`, milliseconds
+//! zero-padded to three digits), and [`EventId::parse_stamp`] accepts exactly that text back.
+
+use std::fmt;
+
+/// `audit(1795373270.780:6)` → seconds 1795373270, millis 780, serial 6.
+///
+/// Ordered by time, then serial: the natural order of `ausearch` output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId {
+    pub seconds: u64,
+    pub millis: u16,
+    pub serial: u32,
+}
+
+/// Why an `audit(...)` stamp could not be read; the offset is relative to the stamp's start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StampError {
+    #[error("expected \"audit(\" at byte {0}")]
+    MissingPrefix(usize),
+    #[error("bad seconds at byte {0}")]
+    Seconds(usize),
+    #[error("bad milliseconds at byte {0} (need exactly three digits)")]
+    Millis(usize),
+    #[error("bad serial at byte {0}")]
+    Serial(usize),
+    #[error("missing ')' after the serial at byte {0}")]
+    Unclosed(usize),
+}
+
+impl EventId {
+    /// Milliseconds since the Unix epoch.
+    pub fn unix_millis(&self) -> u64 {
+        self.seconds.saturating_mul(1000).saturating_add(u64::from(self.millis))
+    }
+
+    /// Parse `audit(SEC.MMM:SERIAL)` at the start of `bytes`; returns the id and the offset just
+    /// after the closing parenthesis.
+    pub fn parse_stamp(bytes: &[u8]) -> Result<(EventId, usize), StampError> {
+        const PREFIX: &[u8] = b"audit(";
+        if !bytes.starts_with(PREFIX) {
+            return Err(StampError::MissingPrefix(0));
+        }
+        let mut pos = PREFIX.len();
+        let (seconds, used) = parse_decimal(&bytes[pos..], 20).ok_or(StampError::Seconds(pos))?;
+        pos += used;
+        if bytes.get(pos) != Some(&b'.') {
+            return Err(StampError::Seconds(pos));
+        }
+        pos += 1;
+        let (millis, used) = parse_decimal(&bytes[pos..], 3).ok_or(StampError::Millis(pos))?;
+        if used != 3 {
+            return Err(StampError::Millis(pos));
+        }
+        pos += used;
+        if bytes.get(pos) != Some(&b':') {
+            return Err(StampError::Millis(pos));
+        }
+        pos += 1;
+        let (serial, used) = parse_decimal(&bytes[pos..], 10).ok_or(StampError::Serial(pos))?;
+        let serial = u32::try_from(serial).map_err(|_| StampError::Serial(pos))?;
+        pos += used;
+        if bytes.get(pos) != Some(&b')') {
+            return Err(StampError::Unclosed(pos));
+        }
+        // millis has exactly three digits, so it is < 1000 and fits u16.
+        let millis = u16::try_from(millis).map_err(|_| StampError::Millis(pos))?;
+        Ok((EventId { seconds, millis, serial }, pos + 1))
+    }
+}
+
+/// Leading ASCII digits (at least one, at most `max_digits`) as a number, and how many were used.
+fn parse_decimal(bytes: &[u8], max_digits: usize) -> Option<(u64, usize)> {
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > max_digits {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &b in &bytes[..digits] {
+        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some((value, digits))
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:03}:{}", self.seconds, self.millis, self.serial)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_back() {
+        let (id, end) = EventId::parse_stamp(b"audit(1795373270.780:6): x=1").unwrap();
+        assert_eq!(id, EventId { seconds: 1795373270, millis: 780, serial: 6 });
+        assert_eq!(end, "audit(1795373270.780:6)".len());
+        assert_eq!(id.to_string(), "1795373270.780:6");
+        assert_eq!(id.unix_millis(), 1_795_373_270_780);
+    }
+
+    #[test]
+    fn keeps_leading_zero_millis() {
+        let (id, _) = EventId::parse_stamp(b"audit(1.005:4294967295)").unwrap();
+        assert_eq!(id.millis, 5);
+        assert_eq!(id.serial, u32::MAX);
+        assert_eq!(id.to_string(), "1.005:4294967295");
+    }
+
+    #[test]
+    fn rejects_malformed_stamps() {
+        assert_eq!(EventId::parse_stamp(b"audi(1.000:1)"), Err(StampError::MissingPrefix(0)));
+        assert_eq!(EventId::parse_stamp(b"audit(x.000:1)"), Err(StampError::Seconds(6)));
+        assert_eq!(EventId::parse_stamp(b"audit(1.00:1)"), Err(StampError::Millis(8)));
+        assert_eq!(EventId::parse_stamp(b"audit(1.0000:1)"), Err(StampError::Millis(8)));
+        assert_eq!(EventId::parse_stamp(b"audit(1.000:4294967296)"), Err(StampError::Serial(12)));
+        assert_eq!(EventId::parse_stamp(b"audit(1.000:5"), Err(StampError::Unclosed(13)));
+        assert_eq!(EventId::parse_stamp(b"audit(1.000:)"), Err(StampError::Serial(12)));
+    }
+
+    #[test]
+    fn orders_by_time_then_serial() {
+        let a = EventId { seconds: 1, millis: 999, serial: 9 };
+        let b = EventId { seconds: 2, millis: 0, serial: 1 };
+        let c = EventId { seconds: 2, millis: 0, serial: 2 };
+        assert!(a < b && b < c);
+    }
+}

@@ -1,0 +1,355 @@
+//! One audit record, parsed from a kernel netlink payload or an audit.log line.
+//!
+//! Why a record keeps its input: the kernel's text is the evidence. A [`Record`] owns the bytes it
+//! was parsed from (payload or line, never re-encoded) and describes its fields as spans into them,
+//! so parsing costs two allocations per record however many fields it has, non-UTF-8 bytes survive
+//! untouched, and interpretation (hex, uids, syscall names) is left to enrichment.
+//!
+//! Invariants:
+//! - fields are in the order written, repeated keys included;
+//! - auditd's ENRICHED form (`raw fields` 0x1d `interpreted fields`) keeps both halves, the
+//!   interpreted half as [`Record::interpreted`];
+//! - a record never exceeds [`MAX_RECORD_LEN`] bytes (the kernel's limit is 8970; the bound
+//!   protects replay from a corrupt file).
+
+mod event_id;
+mod fields;
+mod header;
+mod message_type;
+
+pub use event_id::{EventId, StampError};
+pub use fields::{FieldRef, Quoting};
+pub use message_type::MessageType;
+
+use std::collections::HashSet;
+
+use crate::hash::{hash16, FastHash};
+use fields::Field;
+
+/// The longest payload or log line accepted as one record.
+pub const MAX_RECORD_LEN: usize = 1 << 20;
+
+/// auditd's separator between raw and interpreted fields in `log_format = ENRICHED`.
+const ENRICHED_SEPARATOR: u8 = 0x1d;
+
+/// Why a payload or line is not a record. Byte offsets are positions in that payload or line;
+/// the caller adds the line number or datagram it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("empty record")]
+    Empty,
+    #[error("record of {0} bytes exceeds the {MAX_RECORD_LEN} byte limit")]
+    TooLong(usize),
+    #[error("expected \"type=\" at byte {0}")]
+    MissingType(usize),
+    #[error("unknown record type name {name:?} at byte {at}")]
+    UnknownType { name: String, at: usize },
+    #[error("expected \"msg=\" at byte {0}")]
+    MissingMsg(usize),
+    #[error("bad audit(...) stamp: {source}")]
+    Stamp { at: usize, source: StampError },
+    #[error("expected ':' after the audit(...) stamp at byte {0}")]
+    MissingColon(usize),
+}
+
+/// One audit record: type, event id, optional node, fields in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub kind: MessageType,
+    pub id: EventId,
+    /// `node=` of an audit.log line (auditd's `name_format`); kernel payloads have none.
+    pub node: Option<Box<[u8]>>,
+    /// The input, as received (trailing NULs and line ending removed).
+    buf: Vec<u8>,
+    body_start: u32,
+    fields: Vec<Field>,
+    /// `fields[interpreted_from..]` came after the ENRICHED separator.
+    interpreted_from: u32,
+    duplicate_keys: bool,
+}
+
+/// Parse a kernel payload (`audit(…): k=v …`) of netlink message type `kind`.
+pub fn parse_netlink(kind: u16, payload: &[u8]) -> Result<Record, RecordError> {
+    Record::from_netlink(kind, payload.to_vec())
+}
+
+/// Parse one audit.log line (`[node=X ]type=NAME msg=audit(…): …`, RAW or ENRICHED).
+pub fn parse_log_line(line: &[u8]) -> Result<Record, RecordError> {
+    Record::from_log_line(line.to_vec())
+}
+
+impl Record {
+    /// Like [`parse_netlink`], taking ownership of the payload buffer to avoid a copy.
+    pub fn from_netlink(kind: u16, payload: Vec<u8>) -> Result<Record, RecordError> {
+        Record::try_from_netlink(kind, payload).map_err(|(e, _)| e)
+    }
+
+    /// Like [`Record::from_netlink`], but a payload that is not a record is handed back with the
+    /// error, so the daemon can keep the kernel's bytes instead of dropping them.
+    pub fn try_from_netlink(kind: u16, mut payload: Vec<u8>) -> Result<Record, (RecordError, Vec<u8>)> {
+        // The kernel may NUL-terminate (and pads nothing we need); the text ends at the first NUL run.
+        while payload.last() == Some(&0) {
+            payload.pop();
+        }
+        let parsed = check_len(&payload).and_then(|()| header::parse_stamp_at(&payload, 0));
+        match parsed {
+            Ok((id, body_start)) => {
+                let end = payload.len();
+                Ok(Record::build(MessageType(kind), id, None, payload, body_start, end, None))
+            }
+            Err(e) => Err((e, payload)),
+        }
+    }
+
+    /// Like [`parse_log_line`], taking ownership of the line buffer.
+    pub fn from_log_line(mut line: Vec<u8>) -> Result<Record, RecordError> {
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        check_len(&line)?;
+        let head = header::parse_line_header(&line)?;
+        let node = head.node.map(|(start, end)| Box::from(&line[start..end]));
+        let separator = memchr::memchr(ENRICHED_SEPARATOR, &line[head.body_start..]).map(|p| head.body_start + p);
+        let (raw_end, interpreted) = match separator {
+            Some(sep) => (sep, Some(sep + 1)),
+            None => (line.len(), None),
+        };
+        Ok(Record::build(head.kind, head.id, node, line, head.body_start, raw_end, interpreted))
+    }
+
+    fn build(
+        kind: MessageType,
+        id: EventId,
+        node: Option<Box<[u8]>>,
+        buf: Vec<u8>,
+        body_start: usize,
+        raw_end: usize,
+        interpreted_start: Option<usize>,
+    ) -> Record {
+        let mut fields = Vec::with_capacity(estimate_fields(&buf[body_start..raw_end]));
+        fields::tokenize(&buf, body_start, raw_end, &mut fields);
+        let interpreted_from = fields.len();
+        let mut duplicate_keys = has_duplicate_keys(&buf, &fields);
+        if let Some(start) = interpreted_start {
+            fields::tokenize(&buf, start, buf.len(), &mut fields);
+            duplicate_keys |= has_duplicate_keys(&buf, &fields[interpreted_from..]);
+        }
+        // Lengths were checked against MAX_RECORD_LEN, which fits u32.
+        Record {
+            kind,
+            id,
+            node,
+            buf,
+            body_start: body_start as u32,
+            fields,
+            interpreted_from: interpreted_from as u32,
+            duplicate_keys,
+        }
+    }
+
+    /// The fields as written by the kernel or user space, in order.
+    pub fn fields(&self) -> impl ExactSizeIterator<Item = FieldRef<'_>> + '_ {
+        self.fields[..self.interpreted_from as usize].iter().map(|f| self.field_ref(f))
+    }
+
+    /// auditd's interpreted fields (ENRICHED log format), in order; empty otherwise.
+    pub fn interpreted(&self) -> impl ExactSizeIterator<Item = FieldRef<'_>> + '_ {
+        self.fields[self.interpreted_from as usize..].iter().map(|f| self.field_ref(f))
+    }
+
+    /// The first raw field named `key`.
+    pub fn get(&self, key: &[u8]) -> Option<FieldRef<'_>> {
+        self.fields().find(|f| f.key == key && f.quoting != Quoting::Word)
+    }
+
+    /// True when some key occurs more than once (in the raw or in the interpreted half).
+    pub fn has_duplicate_keys(&self) -> bool {
+        self.duplicate_keys
+    }
+
+    /// The message text after `audit(…): `, including any ENRICHED part.
+    pub fn body(&self) -> &[u8] {
+        &self.buf[self.body_start as usize..]
+    }
+
+    /// The payload or log line this record was parsed from.
+    pub fn raw(&self) -> &[u8] {
+        &self.buf
+    }
+
+    fn field_ref<'a>(&'a self, f: &Field) -> FieldRef<'a> {
+        FieldRef { key: f.key.get(&self.buf), value: f.value.get(&self.buf), quoting: f.quoting }
+    }
+}
+
+fn check_len(buf: &[u8]) -> Result<(), RecordError> {
+    if buf.is_empty() {
+        return Err(RecordError::Empty);
+    }
+    if buf.len() > MAX_RECORD_LEN {
+        return Err(RecordError::TooLong(buf.len()));
+    }
+    Ok(())
+}
+
+/// A cheap upper-ish bound on the field count (one per '=' plus a little) to size the Vec once.
+fn estimate_fields(body: &[u8]) -> usize {
+    memchr::memchr_iter(b'=', body).count() + 2
+}
+
+/// Whether any key repeats (words count as one key). Compares 16-bit key hashes pairwise and
+/// bytes only on a hash match: a record has a few dozen fields, so this beats building a set.
+fn has_duplicate_keys(buf: &[u8], fields: &[Field]) -> bool {
+    const WORD: u16 = 0;
+    let mut hashes = [0u16; 64];
+    if fields.len() > hashes.len() {
+        // Long EXECVE records (hundreds of arguments): a set, to stay linear.
+        let mut seen: HashSet<(bool, &[u8]), FastHash> = HashSet::with_capacity_and_hasher(fields.len(), FastHash::default());
+        return !fields.iter().all(|f| seen.insert((f.quoting == Quoting::Word, f.key.get(buf))));
+    }
+    for (j, b) in fields.iter().enumerate() {
+        let h = if b.quoting == Quoting::Word { WORD } else { hash16(b.key.get(buf)) | 1 };
+        for (i, &g) in hashes[..j].iter().enumerate() {
+            if g == h && same_key(buf, &fields[i], b) {
+                return true;
+            }
+        }
+        hashes[j] = h;
+    }
+    false
+}
+
+fn same_key(buf: &[u8], a: &Field, b: &Field) -> bool {
+    (a.quoting == Quoting::Word) == (b.quoting == Quoting::Word) && a.key.get(buf) == b.key.get(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(r: &Record) -> Vec<(String, String)> {
+        r.fields()
+            .map(|f| (String::from_utf8_lossy(f.key).into_owned(), String::from_utf8_lossy(f.value).into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_a_kernel_payload() {
+        let r = parse_netlink(1300, b"audit(1795374595.144:31353): arch=c000003e syscall=44 comm=\"python3\" key=(null)").unwrap();
+        assert_eq!(r.kind, MessageType::SYSCALL);
+        assert_eq!(r.id, EventId { seconds: 1795374595, millis: 144, serial: 31353 });
+        assert_eq!(r.node, None);
+        assert_eq!(r.get(b"comm").map(|f| f.value), Some(&b"python3"[..]));
+        assert_eq!(r.get(b"comm").map(|f| f.quoting), Some(Quoting::Double));
+        assert!(r.get(b"key").is_some_and(|f| f.is_null()));
+        assert_eq!(r.fields().len(), 4);
+        assert!(!r.has_duplicate_keys());
+    }
+
+    #[test]
+    fn eoe_payload_has_no_fields_and_trailing_nuls_are_dropped() {
+        let r = parse_netlink(1320, b"audit(1795374595.144:31353): \0\0").unwrap();
+        assert_eq!(r.fields().len(), 0);
+        assert_eq!(r.body(), b"");
+        let r = parse_netlink(1320, b"audit(1795374595.144:31353):").unwrap();
+        assert_eq!(r.fields().len(), 0);
+    }
+
+    #[test]
+    fn keeps_non_utf8_bytes() {
+        let r = parse_netlink(1005, b"audit(1.000:1): pid=1 msg='caf\xe9 \xff'").unwrap();
+        assert_eq!(r.get(b"msg").map(|f| f.value), Some(&b"caf\xe9 \xff"[..]));
+    }
+
+    #[test]
+    fn parses_a_log_line_with_node() {
+        let r = parse_log_line(b"node=web-1 type=CWD msg=audit(1795374595.448:31357): cwd=\"/root\"\n").unwrap();
+        assert_eq!(r.node.as_deref(), Some(&b"web-1"[..]));
+        assert_eq!(r.kind, MessageType::CWD);
+        assert_eq!(kv(&r), vec![("cwd".into(), "/root".into())]);
+        assert_eq!(r.raw(), b"node=web-1 type=CWD msg=audit(1795374595.448:31357): cwd=\"/root\"");
+    }
+
+    #[test]
+    fn parses_user_record_msg() {
+        let line = b"type=USER_LOGIN msg=audit(1795374595.880:31502): pid=882 uid=0 auid=4242 ses=34 msg='op=login id=1000 exe=\"/usr/sbin/sshd\" hostname=localhost addr=127.0.0.1 terminal=/dev/pts/1 res=success'";
+        let r = parse_log_line(line).unwrap();
+        let f = r.get(b"msg").unwrap();
+        assert_eq!(f.quoting, Quoting::Single);
+        assert_eq!(
+            f.value,
+            &b"op=login id=1000 exe=\"/usr/sbin/sshd\" hostname=localhost addr=127.0.0.1 terminal=/dev/pts/1 res=success"[..]
+        );
+        assert_eq!(r.fields().len(), 5);
+    }
+
+    #[test]
+    fn parses_unknown_type_names() {
+        let r = parse_log_line(b"type=UNKNOWN[1999] msg=audit(1.000:2): x=1").unwrap();
+        assert_eq!(r.kind, MessageType(1999));
+    }
+
+    #[test]
+    fn enriched_lines_keep_both_halves() {
+        let line = b"type=SYSCALL msg=audit(1.000:2): arch=c000003e syscall=59 auid=1000\x1dARCH=x86_64 SYSCALL=execve AUID=\"alice\"";
+        let r = parse_log_line(line).unwrap();
+        assert_eq!(kv(&r), vec![("arch".into(), "c000003e".into()), ("syscall".into(), "59".into()), ("auid".into(), "1000".into())]);
+        let interpreted: Vec<_> = r.interpreted().map(|f| (f.key.to_vec(), f.value.to_vec())).collect();
+        assert_eq!(
+            interpreted,
+            vec![
+                (b"ARCH".to_vec(), b"x86_64".to_vec()),
+                (b"SYSCALL".to_vec(), b"execve".to_vec()),
+                (b"AUID".to_vec(), b"alice".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn enriched_user_record_msg_stops_at_the_separator() {
+        let line = b"type=USER_CMD msg=audit(1.000:2): pid=1 msg='cmd=6964 res=success'\x1dUID=\"root\" AUID=\"unset\"";
+        let r = parse_log_line(line).unwrap();
+        assert_eq!(r.get(b"msg").map(|f| f.value), Some(&b"cmd=6964 res=success"[..]));
+        assert_eq!(r.interpreted().len(), 2);
+    }
+
+    #[test]
+    fn detects_repeated_keys() {
+        let r = parse_netlink(1400, b"audit(1.000:2): a=1 b=2 a=3").unwrap();
+        assert!(r.has_duplicate_keys());
+        let r = parse_netlink(1400, b"audit(1.000:2): a0=1 a1=2 a2=3 a3=4 uid=0 gid=0 pid=1 ppid=1").unwrap();
+        assert!(!r.has_duplicate_keys());
+        let many: String = (0..100).map(|i| format!(" a{i}=x")).collect();
+        let r = parse_netlink(1309, format!("audit(1.000:2):{many}").as_bytes()).unwrap();
+        assert!(!r.has_duplicate_keys());
+        let r = parse_netlink(1309, format!("audit(1.000:2):{many} a57=y").as_bytes()).unwrap();
+        assert!(r.has_duplicate_keys());
+        let r = parse_netlink(1309, format!("audit(1.000:2): w{many} v").as_bytes()).unwrap();
+        assert!(r.has_duplicate_keys(), "two words");
+    }
+
+    #[test]
+    fn malformed_input_is_a_typed_error_with_a_position() {
+        assert_eq!(parse_log_line(b"\n"), Err(RecordError::Empty));
+        assert_eq!(parse_log_line(b"garbage"), Err(RecordError::MissingType(0)));
+        assert_eq!(parse_log_line(b"node=x garbage"), Err(RecordError::MissingType(7)));
+        assert_eq!(
+            parse_log_line(b"type=NOPE msg=audit(1.000:1): "),
+            Err(RecordError::UnknownType { name: "NOPE".into(), at: 5 })
+        );
+        assert_eq!(parse_log_line(b"type=EOE audit(1.000:1): "), Err(RecordError::MissingMsg(9)));
+        assert_eq!(parse_log_line(b"type=EOE"), Err(RecordError::MissingMsg(8)));
+        assert_eq!(
+            parse_log_line(b"type=EOE msg=audit(1.00:1): "),
+            Err(RecordError::Stamp { at: 13, source: StampError::Millis(21) })
+        );
+        assert_eq!(parse_log_line(b"type=EOE msg=audit(1.000:1) x=1"), Err(RecordError::MissingColon(27)));
+        assert_eq!(parse_netlink(1300, b"\0\0"), Err(RecordError::Empty));
+        assert!(matches!(parse_netlink(1329, &[0x1b, 3, 0, 0]), Err(RecordError::Stamp { .. })));
+        let long = vec![b'a'; MAX_RECORD_LEN + 1];
+        assert_eq!(parse_netlink(1300, &long), Err(RecordError::TooLong(MAX_RECORD_LEN + 1)));
+    }
+}

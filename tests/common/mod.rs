@@ -1,0 +1,178 @@
+//! Shared helpers for end-to-end tests against the real kernel.
+//!
+//! Only one process can be the audit daemon and rules are global, so every kernel test holds an
+//! exclusive flock on [`LOCK_PATH`] (scripts use `flock` on the same file) for its whole run, and a
+//! [`KernelGuard`] puts back the status and rule list it found, also when the test fails.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use auditrelay::netlink::client::AuditClient;
+use auditrelay::netlink::status::{mask, AuditStatus};
+use nix::fcntl::{Flock, FlockArg};
+
+pub const LOCK_PATH: &str = "/tmp/auditrelay-kernel.lock";
+
+pub struct KernelGuard {
+    _lock: Flock<File>,
+    before: AuditStatus,
+    rules: Vec<Vec<u8>>,
+}
+
+impl KernelGuard {
+    pub fn take() -> KernelGuard {
+        let file = File::options().create(true).truncate(false).write(true).open(LOCK_PATH).expect("open lock file");
+        let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e).expect("flock");
+        let mut client = AuditClient::open().expect("audit netlink socket");
+        let before = client.status().expect("AUDIT_GET");
+        assert_eq!(before.pid, 0, "another audit daemon (pid {}) is registered; tests need the kernel to themselves", before.pid);
+        let rules = client.list_rules().expect("AUDIT_LIST_RULES");
+        KernelGuard { _lock: lock, before, rules }
+    }
+
+    pub fn before(&self) -> AuditStatus {
+        self.before
+    }
+
+    /// The current status.
+    pub fn status(&self) -> AuditStatus {
+        AuditClient::open().and_then(|mut c| c.status()).expect("AUDIT_GET")
+    }
+}
+
+impl Drop for KernelGuard {
+    fn drop(&mut self) {
+        let Ok(mut client) = AuditClient::open() else { return };
+        if let Ok(now) = client.status() {
+            if now.pid != 0 && now.pid != self.before.pid {
+                // A daemon a test started is still registered: it is a child of ours; kill it.
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(now.pid as i32), nix::sys::signal::Signal::SIGKILL);
+                std::thread::sleep(Duration::from_millis(200));
+                let _ = client.set_pid(0);
+            }
+        }
+        if let Ok(rules) = client.list_rules() {
+            for rule in rules.iter().filter(|r| !self.rules.contains(r)) {
+                let _ = client.delete_rule(rule);
+            }
+        }
+        let b = self.before;
+        let _ = client.set_status(&AuditStatus {
+            mask: mask::ENABLED | mask::FAILURE | mask::RATE_LIMIT | mask::BACKLOG_LIMIT | mask::BACKLOG_WAIT_TIME,
+            ..b
+        });
+    }
+}
+
+/// A running `auditrelay` with its stdout lines arriving on a channel.
+pub struct Daemon {
+    pub child: Child,
+    pub lines: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Daemon {
+    pub fn start(args: &[&str]) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_auditrelay"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start auditrelay");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon { child, lines: rx, seen: Vec::new() }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait until the kernel names this process as its audit daemon.
+    pub fn wait_registered(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut client = AuditClient::open().expect("socket");
+        loop {
+            if client.status().map(|s| s.pid).ok() == Some(self.pid()) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("auditrelay exited early: {status}");
+            }
+            assert!(Instant::now() < deadline, "auditrelay did not register within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The first JSON line (parsed) for which `pred` holds, waiting up to `timeout`.
+    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        for line in &self.seen {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                if pred(&v) {
+                    return Some(v);
+                }
+            }
+        }
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.lines.recv_timeout(left) else { break };
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+            self.seen.push(line);
+            if pred(&v) {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// SIGTERM and wait for the exit status, collecting the remaining output.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), nix::sys::signal::Signal::SIGTERM).expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                self.seen.extend(self.lines.try_iter());
+                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(l);
+                }
+                return (status, std::mem::take(&mut self.seen));
+            }
+            assert!(Instant::now() < deadline, "auditrelay did not exit within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run Debian's auditctl (the reference implementation) and insist it succeeds.
+pub fn auditctl(args: &[&str]) {
+    let out = Command::new("auditctl").args(args).output().expect("run auditctl (apt-get install auditd)");
+    assert!(out.status.success(), "auditctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A marker unique to this test run.
+pub fn marker(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("auditrelay-{name}-{}-{nanos}", std::process::id())
+}
