@@ -29,6 +29,7 @@ fn cfg(dir: &Path) -> SpoolConfig {
         fsync_interval: Duration::from_millis(100),
         fsync_every: 0,
         cursor_interval: Duration::from_secs(1),
+        drain_timeout: Duration::from_secs(5),
     }
 }
 

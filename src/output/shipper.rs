@@ -124,7 +124,7 @@ const CLOSE_TIME: Duration = Duration::from_secs(3);
 impl Shipper {
     pub fn start(spool: &SpoolConfig, outputs: &[OutputConfig], rt: &tokio::runtime::Handle) -> Result<Shipper, ShipError> {
         if outputs.is_empty() {
-            return Ok(Shipper { mode: Mode::Direct { out: std::io::BufWriter::new(std::io::stdout()), appended: 0 } });
+            return Ok(Shipper { mode: Mode::Direct { out: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()), appended: 0 } });
         }
         let plans: Vec<SinkPlan> = outputs.iter().map(OutputConfig::plan).collect();
         let mut names = Vec::with_capacity(plans.len());
@@ -182,17 +182,28 @@ impl Shipper {
 
     /// Hand one event (one JSON line, no '\n') to the outputs. Returns once it is in the spool's
     /// file (page cache; durable per the fsync policy). Dropped events under `drop_newest` are not
-    /// an error: they are counted and announced.
+    /// an error: they are counted and announced. In direct stdout mode the line is buffered until
+    /// [`Shipper::flush`] (or 64 KiB).
     pub fn submit(&mut self, time_ms: u64, id: &str, body: &[u8]) -> Result<(), ShipError> {
         match &mut self.mode {
             Mode::Direct { out, appended } => {
-                out.write_all(body).and_then(|_| out.write_all(b"\n")).and_then(|_| out.flush()).map_err(ShipError::Stdout)?;
+                out.write_all(body).and_then(|_| out.write_all(b"\n")).map_err(ShipError::Stdout)?;
                 *appended += 1;
                 Ok(())
             }
             Mode::Spooled(s) => match s.spool.append(time_ms, id, body)? {
                 Appended::Stored { .. } | Appended::Dropped => Ok(()),
             },
+        }
+    }
+
+    /// Push buffered direct-mode output to stdout (the daemon calls this once per loop, so output
+    /// is batched under load and prompt when idle). Nothing to do with a spool: appends are
+    /// written at once and synced by the spool's policy.
+    pub fn flush(&mut self) -> Result<(), ShipError> {
+        match &mut self.mode {
+            Mode::Direct { out, .. } => out.flush().map_err(ShipError::Stdout),
+            Mode::Spooled(_) => Ok(()),
         }
     }
 
@@ -416,6 +427,7 @@ mod tests {
             fsync_interval: Duration::from_millis(20),
             fsync_every: 0,
             cursor_interval: Duration::from_millis(20),
+            drain_timeout: Duration::from_secs(5),
         }
     }
 

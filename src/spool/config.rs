@@ -45,6 +45,10 @@ pub struct SpoolConfig {
     pub fsync_every: u64,
     #[serde(deserialize_with = "de_duration")]
     pub cursor_interval: Duration,
+    /// At shutdown, how long outputs get to deliver what is spooled before the process exits
+    /// (what is left is sent after the next start).
+    #[serde(deserialize_with = "de_duration")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for SpoolConfig {
@@ -58,6 +62,7 @@ impl Default for SpoolConfig {
             fsync_interval: Duration::from_secs(1),
             fsync_every: 0,
             cursor_interval: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -20,6 +20,7 @@ fn cfg(dir: &Path) -> SpoolConfig {
         fsync_interval: Duration::from_millis(50),
         fsync_every: 0,
         cursor_interval: Duration::from_secs(3600),
+        drain_timeout: Duration::from_secs(5),
     }
 }
 
