@@ -9,7 +9,6 @@
 //! changed, exit 0. A [`Registration`] guard restores the kernel even when start-up fails midway
 //! or this thread panics.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -24,6 +23,7 @@ use crate::netlink::socket::{AuditSocket, RcvBuf};
 use crate::netlink::status::{mask, AuditStatus};
 use crate::netlink::NetlinkError;
 use crate::loss::LossNotice;
+use crate::output::{ShipError, Shipper};
 use crate::reassemble::{Output, Reassembler};
 use crate::record::Record;
 
@@ -44,6 +44,10 @@ pub enum DaemonError {
     Output(#[source] std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] nix::Error),
+    #[error(transparent)]
+    Ship(#[from] ShipError),
+    #[error("cannot start the output runtime: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -103,6 +107,15 @@ fn boot_id() -> Option<String> {
 pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     config.kernel.validate().map_err(DaemonError::Config)?;
     install_signal_handlers()?;
+    // Outputs first: a spool that cannot be opened (locked, no permission) fails before we take
+    // the kernel's audit pid.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("auditrelay-out")
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let mut shipper = Shipper::start(&config.spool, &config.output, runtime.handle())?;
     let mut control = AuditClient::open()?;
     let before = control.status()?;
 
@@ -149,7 +162,6 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     };
 
     let mut pipeline = Pipeline::new(config, boot_id());
-    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut draining = false;
     loop {
         if !draining && STOP.load(Ordering::Acquire) {
@@ -175,8 +187,8 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
             Err(RecvTimeoutError::Disconnected) => break,
         }
         pipeline.tick(Instant::now());
-        pipeline.write_to(&mut stdout).map_err(DaemonError::Output)?;
-        stdout.flush().map_err(DaemonError::Output)?;
+        pipeline.ship(&mut shipper)?;
+        shipper.flush()?;
     }
     match reader_thread.join() {
         Ok(Ok(())) => {}
@@ -185,9 +197,23 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     }
     let _ = poller.join();
     pipeline.flush();
-    pipeline.write_to(&mut stdout).map_err(DaemonError::Output)?;
-    stdout.flush().map_err(DaemonError::Output)?;
+    pipeline.ship(&mut shipper)?;
     registration.release();
+    let shipped = shipper.shutdown(config.spool.drain_timeout)?;
+    if config.output.is_empty() {
+        eprintln!("auditrelay: {} events written to stdout", shipped.appended);
+    } else {
+        eprintln!(
+        "auditrelay: outputs: {} events spooled, dropped {} oldest / {} newest / {} oversize, {} refused, {} spool write errors; acked {}",
+        shipped.appended,
+        shipped.dropped_oldest,
+        shipped.dropped_newest,
+        shipped.dropped_oversize,
+        pipeline.refused,
+        pipeline.ship_errors,
+        shipped.outputs.iter().map(|o| format!("{}={}", o.name, o.acked)).collect::<Vec<_>>().join(" "),
+        );
+    }
     let s = &reader_stats;
     eprintln!(
         "auditrelay: stopped: {} records in {} datagrams, {} events out, {} unparsable records, {} socket overruns, {} records dropped on a full channel",
@@ -262,6 +288,14 @@ fn poll_lost(tx: SyncSender<Input>, interval: Duration, mut last: u32, stop: Arc
 struct Pipeline {
     reassembler: Reassembler,
     writer: JsonWriter,
+    /// Prefix of event ids (the boot id), the same as in the JSON `id`.
+    id_prefix: String,
+    /// Lines that are not kernel events (loss notices, unparsable records) get ids from this.
+    local_seq: u64,
+    /// Events the shipper refused (too large); counted, logged.
+    refused: u64,
+    /// Events lost to spool write errors (disk full); counted, logged.
+    ship_errors: u64,
     out: Vec<Output>,
     events_out: u64,
     unparsable: u64,
@@ -272,6 +306,10 @@ impl Pipeline {
     fn new(config: &Config, id_prefix: Option<String>) -> Pipeline {
         Pipeline {
             reassembler: Reassembler::new(&config.reassemble),
+            id_prefix: id_prefix.clone().unwrap_or_else(|| "noboot".into()),
+            local_seq: 0,
+            refused: 0,
+            ship_errors: 0,
             writer: JsonWriter::new(id_prefix),
             out: Vec::new(),
             events_out: 0,
@@ -328,7 +366,53 @@ impl Pipeline {
         self.reassembler.flush(&mut self.out);
     }
 
-    fn write_to(&mut self, w: &mut impl Write) -> std::io::Result<()> {
+    /// Hand everything pending to the shipper (spool or direct stdout), one JSON line per event.
+    fn ship(&mut self, shipper: &mut Shipper) -> Result<(), DaemonError> {
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let unparsed = std::mem::take(&mut self.unparsed_lines);
+        for line in unparsed.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            self.local_seq += 1;
+            let id = format!("{}:local:{now_ms}:{}", self.id_prefix, self.local_seq);
+            Self::submit(shipper, now_ms, &id, line, &mut self.refused, &mut self.ship_errors)?;
+        }
+        for output in self.out.drain(..) {
+            let (time_ms, id) = match &output {
+                Output::Event(e) => (
+                    e.id.seconds * 1000 + u64::from(e.id.millis),
+                    format!("{}:{}.{:03}:{}", self.id_prefix, e.id.seconds, e.id.millis, e.id.serial),
+                ),
+                Output::Loss(_) => {
+                    self.local_seq += 1;
+                    (now_ms, format!("{}:local:{now_ms}:{}", self.id_prefix, self.local_seq))
+                }
+            };
+            let line = self.writer.write(&output);
+            let body = line.strip_suffix(b"\n").unwrap_or(line);
+            Self::submit(shipper, time_ms, &id, body, &mut self.refused, &mut self.ship_errors)?;
+            self.events_out += 1;
+        }
+        Ok(())
+    }
+
+    /// Per-event refusals and spool write errors are counted and logged (sparsely: a full disk
+    /// would otherwise print a line per event); only a broken stdout ends the daemon.
+    fn submit(shipper: &mut Shipper, time_ms: u64, id: &str, body: &[u8], refused: &mut u64, errors: &mut u64) -> Result<(), DaemonError> {
+        match shipper.submit(time_ms, id, body) {
+            Ok(()) => Ok(()),
+            Err(ShipError::Stdout(e)) => Err(DaemonError::Output(e)),
+            Err(e) => {
+                let n = if e.is_per_event() { refused } else { errors };
+                *n += 1;
+                if n.is_power_of_two() {
+                    eprintln!("auditrelay: error: event {id} not spooled ({n} so far): {e}");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn write_to(&mut self, w: &mut impl std::io::Write) -> std::io::Result<()> {
         w.write_all(&self.unparsed_lines)?;
         self.unparsed_lines.clear();
         for output in self.out.drain(..) {
