@@ -200,9 +200,8 @@ pub async fn run(
     serve(config, deliveries, acks, shutdown, REOPEN.subscribe(), Some(usr1)).await
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, FileError> {
+/// File I/O (write, fdatasync, rename) blocks: keep it off the runtime's worker threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, FileError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| FileError::Join(e.to_string()))
 }
 
@@ -251,7 +250,7 @@ async fn serve(
         let Some(mut t) = target.take() else { return Ok(()) };
         let work = std::mem::take(&mut batch);
         let (t, work, res) = blocking(move || {
-            let res = if do_reopen { t_reopen(&mut t) } else { t.write_batch(&work) };
+            let res = if do_reopen { t.reopen() } else { t.write_batch(&work) };
             (t, work, res)
         })
         .await?;
@@ -265,10 +264,6 @@ async fn serve(
         batch = work;
         batch.clear();
     }
-}
-
-fn t_reopen(t: &mut Target) -> Result<(), FileError> {
-    t.reopen()
 }
 
 #[cfg(test)]
