@@ -116,6 +116,20 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         .build()
         .map_err(DaemonError::Runtime)?;
     let mut shipper = Shipper::start(&config.spool, &config.output, runtime.handle())?;
+    if config.spool.on_full == crate::spool::OnFull::Block && !config.output.is_empty() {
+        // A full spool under on_full = "block" holds this thread in submit(), where it cannot see
+        // STOP: let another thread turn SIGTERM into an interrupt of that wait.
+        let interrupter = shipper.interrupter();
+        std::thread::Builder::new()
+            .name("stop-watch".into())
+            .spawn(move || {
+                while !STOP.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                interrupter.interrupt();
+            })
+            .map_err(|source| DaemonError::Thread { name: "stop-watch", source })?;
+    }
     let mut control = AuditClient::open()?;
     let before = control.status()?;
 
