@@ -218,7 +218,7 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         eprintln!("auditrelay: {} events written to stdout", shipped.appended);
     } else {
         eprintln!(
-        "auditrelay: outputs: {} events spooled, dropped {} oldest / {} newest / {} oversize, {} refused, {} spool write errors; acked {}",
+        "auditrelay: outputs: {} events spooled, dropped {} oldest / {} newest / {} oversize, {} refused, {} not spooled (write error, or full at shutdown under block); acked {}",
         shipped.appended,
         shipped.dropped_oldest,
         shipped.dropped_newest,
