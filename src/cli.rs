@@ -30,10 +30,57 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Audit rules in auditctl syntax: check, compile, load into the kernel, list, diff.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Print the kernel's audit status (enabled, pid, backlog, lost, ...).
     Status {
         /// One JSON object instead of `key=value` text.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Check rule files or rules.d directories; exit 1 listing every error as file:line: message.
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the kernel rules the sources compile to.
+    Compile {
+        #[arg(long, value_enum, default_value_t = CompileFormat::Json)]
+        format: CompileFormat,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Make the kernel's rules exactly these sources (atomic: nothing changes on any error).
+    Load {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Apply a `-e 2` line (locks the rules until reboot).
+        #[arg(long)]
+        immutable: bool,
+        /// Config file ([rules] immutable, [kernel] allow_panic).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print the kernel's rules as `auditctl -l` does.
+    List,
+    /// Show what `load` would change.
+    Diff {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompileFormat {
+    /// One JSON object per kernel rule, one per line.
+    Json,
+    /// `auditctl -l` text of the resulting kernel rules.
+    Text,
 }

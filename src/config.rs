@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::netlink::settings::{KernelConfig, NetlinkConfig};
 use crate::output::OutputConfig;
 use crate::reassemble::ReassembleConfig;
+use crate::rules::config::RulesConfig;
 use crate::spool::SpoolConfig;
 
 /// Where `run` looks for a config file when none is given.
@@ -38,6 +39,8 @@ pub struct Config {
     /// `[[output]]` tables; none means JSON lines on stdout without a spool.
     #[serde(default)]
     pub output: Vec<OutputConfig>,
+    #[serde(default)]
+    pub rules: RulesConfig,
 }
 
 impl Config {
@@ -53,6 +56,47 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        config.validate().map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
+        Ok(config)
+    }
+
+    /// Cross-field checks that serde cannot express; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        self.kernel.validate()?;
+        self.reassemble.validate()?;
+        self.rules.validate().map_err(|e| e.to_string())?;
+        if self.netlink.batch == 0 || self.netlink.channel_capacity == 0 {
+            return Err("netlink.batch and netlink.channel_capacity must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = Config::parse("[netlink]\nrecieve_buffer = 1\n", Path::new("a.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("a.toml:") && e.contains("recieve_buffer"), "{e}");
+        let e = Config::parse("[nope]\n", Path::new("a.toml")).unwrap_err().to_string();
+        assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_with_the_key() {
+        let e = Config::parse("[kernel]\nfailure = 2\n", Path::new("b.toml")).unwrap_err().to_string();
+        assert!(e.contains("allow_panic"), "{e}");
+        let e = Config::parse("[netlink]\nbatch = 0\n", Path::new("b.toml")).unwrap_err().to_string();
+        assert!(e.contains("netlink.batch"), "{e}");
+    }
+
+    #[test]
+    fn shipped_example_parses() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/auditrelay.toml"));
+        let text = std::fs::read_to_string(path).expect("example config");
+        Config::parse(&text, path).expect("example parses");
     }
 }

@@ -21,5 +21,6 @@ pub mod output;
 pub mod reassemble;
 pub mod record;
 pub mod replay;
+pub mod rules;
 pub mod spool;
 pub mod units;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use auditrelay::cli::{Cli, Command};
+use auditrelay::cli::{Cli, Command, CompileFormat, RulesCommand};
 use auditrelay::config::Config;
 use auditrelay::netlink::client::AuditClient;
 
@@ -44,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("auditrelay: replay: {stats}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rules { command } => rules(command),
         Command::Status { json } => {
             let s = AuditClient::open()?.status()?;
             let fields = [
@@ -69,4 +70,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
+    use auditrelay::rules::command;
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let code = match command {
+        RulesCommand::Check { paths } => command::check(&paths, &mut out, &mut err)?,
+        RulesCommand::Compile { format, paths } => command::compile_cmd(&paths, format == CompileFormat::Json, &mut out, &mut err)?,
+        RulesCommand::List => command::list(&mut out, &mut err)?,
+        RulesCommand::Diff { paths } => command::diff(&paths, &mut out, &mut err)?,
+        RulesCommand::Load { paths, immutable, config } => {
+            let config = Config::load(config.as_deref())?;
+            let rules = config.rules.validate()?;
+            let perms = auditrelay::rules::sync::Permissions { immutable: immutable || rules.immutable, allow_panic: config.kernel.allow_panic };
+            command::load(&paths, &rules, perms, &mut out, &mut err)?
+        }
+    };
+    Ok(ExitCode::from(code))
 }

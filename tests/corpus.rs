@@ -155,6 +155,12 @@ fn every_netlink_datagram_parses_and_matches_its_log_line() {
         let record = parse_netlink(kind, &payload).unwrap_or_else(|e| panic!("datagram {n}: {e}"));
         let from_log = log_records.next().unwrap();
         assert!(same_record(&record, &from_log), "datagram {n}: {record:?} != {from_log:?}");
+        // Both print back as the very line auditd wrote.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        record.write_log_line(&mut a);
+        from_log.write_log_line(&mut b);
+        assert_eq!(a, b, "datagram {n}");
+        assert_eq!(&b[..], from_log.raw(), "datagram {n}");
         events += 1;
     }
     assert!(log_records.next().is_none());

@@ -46,15 +46,13 @@ impl JsonWriter {
         let b = &mut self.buf;
         b.push(b'{');
         if let Some(prefix) = &self.id_prefix {
-            b.extend_from_slice(b"\"id\":");
-            let mut id = Vec::with_capacity(prefix.len() + 32);
-            id.extend_from_slice(prefix.as_bytes());
-            id.push(b':');
-            push_timestamp(&mut id, &event.id);
-            id.push(b':');
-            id.extend_from_slice(itoa::Buffer::new().format(event.id.serial).as_bytes());
-            push_string(b, &id, false);
-            b.push(b',');
+            b.extend_from_slice(b"\"id\":\"");
+            push_escaped(b, prefix.as_bytes(), false);
+            b.push(b':');
+            push_timestamp(b, &event.id);
+            b.push(b':');
+            b.extend_from_slice(itoa::Buffer::new().format(event.id.serial).as_bytes());
+            b.extend_from_slice(b"\",");
         }
         b.extend_from_slice(b"\"sequence\":");
         b.extend_from_slice(itoa::Buffer::new().format(event.id.serial).as_bytes());
@@ -282,14 +280,38 @@ static ESCAPE: [bool; 256] = {
 /// otherwise `bytes` must be valid UTF-8 and passes through.
 fn push_string(b: &mut Vec<u8>, bytes: &[u8], latin1: bool) {
     b.push(b'"');
+    push_escaped(b, bytes, latin1);
+    b.push(b'"');
+}
+
+/// [`push_string`] without the quotes.
+fn push_escaped(b: &mut Vec<u8>, bytes: &[u8], latin1: bool) {
     let mut run_start = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Most values need no escape at all: skip clean 8-byte words without looking at each byte.
+        if !latin1 {
+            while let Some(word) = bytes.get(i..i + 8) {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(word);
+                if needs_escape(u64::from_le_bytes(w)) {
+                    break;
+                }
+                i += 8;
+            }
+            if i >= bytes.len() {
+                break;
+            }
+        }
+        let byte = bytes[i];
         let high = latin1 && byte >= 0x80;
         if !ESCAPE[byte as usize] && !high {
+            i += 1;
             continue;
         }
         b.extend_from_slice(&bytes[run_start..i]);
-        run_start = i + 1;
+        i += 1;
+        run_start = i;
         if high {
             b.push(0xC0 | (byte >> 6));
             b.push(0x80 | (byte & 0x3F));
@@ -310,7 +332,17 @@ fn push_string(b: &mut Vec<u8>, bytes: &[u8], latin1: bool) {
         }
     }
     b.extend_from_slice(&bytes[run_start..]);
-    b.push(b'"');
+}
+
+/// Whether any byte of `w` is a control byte (< 0x20), `"` or `\` (SWAR: no per-byte branches).
+#[inline]
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    // Bytes < 0x20: subtracting 0x20 borrows into the high bit, excluding bytes that were ≥ 0x80.
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+    below_space | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\'))) != 0
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //!
 //! A record for an event that was already emitted (remembered for `completed_memory` events)
 //! opens a new event flagged `late`, which completes by the same rules: late data is never dropped
-//! and never merged into another event. Serial gaps are tracked per node ([`gap`]) and reported
+//! and never merged into another event. Serial gaps are tracked per node (`gap.rs`) and reported
 //! in-band as [`LossNotice::SerialGap`].
 //!
 //! Time is a parameter (`now`), never read from a clock here: the daemon passes
@@ -171,7 +171,7 @@ impl Reassembler {
         let late = self.completed.contains(&key);
         if late {
             self.stats.late_records += 1;
-        } else {
+        } else if policy::kernel_serial(rec.kind) {
             self.observe_serial(key, now, out);
         }
         if ends || self.cfg.max_records_per_event <= 1 {

@@ -24,6 +24,13 @@ pub fn ends_event(kind: MessageType) -> bool {
         || t >= 1700
 }
 
+/// True when the record's serial comes from the kernel's counter. auditd writes its own DAEMON_*
+/// records (1200..=1299) straight to the log with serials of its own; feeding those to gap
+/// detection would report phantom gaps or restarts during replay.
+pub fn kernel_serial(kind: MessageType) -> bool {
+    !(1200..=1299).contains(&kind.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +43,13 @@ mod tests {
         for t in [1006, 1300, 1302, 1305, 1309, 1327, 1334, 1400, 1405, 1420, 1699] {
             assert!(!ends_event(MessageType(t)), "{t}");
         }
+    }
+
+    #[test]
+    fn daemon_records_have_no_kernel_serial() {
+        assert!(!kernel_serial(MessageType::DAEMON_START));
+        assert!(!kernel_serial(MessageType(1299)));
+        assert!(kernel_serial(MessageType::USER_LOGIN));
+        assert!(kernel_serial(MessageType::SYSCALL));
     }
 }

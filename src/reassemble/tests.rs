@@ -213,6 +213,21 @@ fn serial_gaps_are_reported_in_band_across_the_wrap() {
 }
 
 #[test]
+fn auditd_daemon_records_do_not_disturb_gap_detection() {
+    let t0 = Instant::now();
+    let mut r = Reassembler::new(&ReassembleConfig { reorder_window: 8, ..Default::default() });
+    let mut out = Vec::new();
+    r.push(rec(USER, 100, 0), t0, &mut out);
+    r.push(rec(1200, 5_000, 1), t0, &mut out); // DAEMON_START, auditd's own serial
+    r.push(rec(1203, 120, 2), t0, &mut out); // DAEMON_CONFIG
+    r.push(rec(USER, 101, 3), t0, &mut out);
+    r.tick(t0 + Duration::from_secs(3600), &mut out);
+    assert!(losses(&out).is_empty(), "{:?}", losses(&out));
+    assert_eq!(r.stats().serial_restarts, 0);
+    assert_eq!(emitted(&out).len(), 4);
+}
+
+#[test]
 fn nodes_do_not_merge() {
     let now = Instant::now();
     let mut r = Reassembler::new(&ReassembleConfig::default());

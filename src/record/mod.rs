@@ -175,6 +175,22 @@ impl Record {
         &self.buf[self.body_start as usize..]
     }
 
+    /// Append this record as an audit.log line (auditd's RAW format plus any ENRICHED part, no
+    /// newline): the text it was parsed from, whether it came from a log line or a kernel payload.
+    pub fn write_log_line(&self, out: &mut Vec<u8>) {
+        if let Some(node) = &self.node {
+            out.extend_from_slice(b"node=");
+            out.extend_from_slice(node);
+            out.push(b' ');
+        }
+        out.extend_from_slice(b"type=");
+        out.extend_from_slice(self.kind.name().as_bytes());
+        out.extend_from_slice(b" msg=audit(");
+        out.extend_from_slice(self.id.to_string().as_bytes());
+        out.extend_from_slice(b"): ");
+        out.extend_from_slice(self.body());
+    }
+
     /// The payload or log line this record was parsed from.
     pub fn raw(&self) -> &[u8] {
         &self.buf
@@ -200,8 +216,8 @@ fn estimate_fields(body: &[u8]) -> usize {
     memchr::memchr_iter(b'=', body).count() + 2
 }
 
-/// Whether any key repeats (words count as one key). Compares 16-bit key hashes pairwise and
-/// bytes only on a hash match: a record has a few dozen fields, so this beats building a set.
+/// Whether any key repeats (words count as one key). A 1024-bit filter of 16-bit key hashes
+/// settles most records in one pass; only on a filter hit are earlier keys compared.
 fn has_duplicate_keys(buf: &[u8], fields: &[Field]) -> bool {
     const WORD: u16 = 0;
     let mut hashes = [0u16; 64];
@@ -210,13 +226,18 @@ fn has_duplicate_keys(buf: &[u8], fields: &[Field]) -> bool {
         let mut seen: HashSet<(bool, &[u8]), FastHash> = HashSet::with_capacity_and_hasher(fields.len(), FastHash::default());
         return !fields.iter().all(|f| seen.insert((f.quoting == Quoting::Word, f.key.get(buf))));
     }
+    let mut filter = [0u64; 16];
     for (j, b) in fields.iter().enumerate() {
         let h = if b.quoting == Quoting::Word { WORD } else { hash16(b.key.get(buf)) | 1 };
-        for (i, &g) in hashes[..j].iter().enumerate() {
-            if g == h && same_key(buf, &fields[i], b) {
-                return true;
+        let (slot, bit) = (usize::from(h >> 6) & 15, 1u64 << (h & 63));
+        if filter[slot] & bit != 0 {
+            for (i, &g) in hashes[..j].iter().enumerate() {
+                if g == h && same_key(buf, &fields[i], b) {
+                    return true;
+                }
             }
         }
+        filter[slot] |= bit;
         hashes[j] = h;
     }
     false
@@ -284,6 +305,17 @@ mod tests {
             &b"op=login id=1000 exe=\"/usr/sbin/sshd\" hostname=localhost addr=127.0.0.1 terminal=/dev/pts/1 res=success"[..]
         );
         assert_eq!(r.fields().len(), 5);
+    }
+
+    #[test]
+    fn prints_back_as_a_log_line() {
+        let line = b"node=n1 type=UNKNOWN[1999] msg=audit(1.005:42): a=\"b c\" msg='x y'\x1dA=\"z\"";
+        let mut out = Vec::new();
+        parse_log_line(line).unwrap().write_log_line(&mut out);
+        assert_eq!(out, line);
+        out.clear();
+        parse_netlink(1300, b"audit(1.005:42): syscall=59").unwrap().write_log_line(&mut out);
+        assert_eq!(out, b"type=SYSCALL msg=audit(1.005:42): syscall=59");
     }
 
     #[test]

@@ -147,3 +147,94 @@ fn the_buffer_is_reused() {
     assert_eq!(w.write(&out), &first[..]);
     assert_eq!(w.buf.capacity(), cap);
 }
+
+#[test]
+fn the_id_prefix_is_escaped() {
+    let rec = parse_netlink(1320, b"audit(1.000:5): ").unwrap();
+    let mut w = JsonWriter::new(Some("a\"b".into()));
+    let got = line(&mut w, &Output::Event(event(vec![rec])));
+    let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(v["id"], "a\"b:1.000:5");
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn body_bytes() -> impl Strategy<Value = Vec<u8>> {
+        // Biased towards the syntax that matters: spaces, '=', quotes, 0x1d, high bytes.
+        let byte = prop_oneof![
+            4 => prop::sample::select(b"ab=  \"'\x1d\\\n\t\x00\x7f\xc3\xa9\xe9\xff(null)?".to_vec()),
+            1 => any::<u8>(),
+        ];
+        prop::collection::vec(byte, 0..120)
+    }
+
+    /// The string a JSON value stands for, as bytes: Latin-1 when the key is listed in non_utf8.
+    fn decode(v: &serde_json::Value, latin1: bool) -> Vec<u8> {
+        let s = v.as_str().unwrap();
+        if latin1 {
+            s.chars().map(|c| u8::try_from(u32::from(c)).unwrap()).collect()
+        } else {
+            s.as_bytes().to_vec()
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(line in body_bytes(), kind in any::<u16>()) {
+            let _ = crate::record::parse_log_line(&line);
+            let _ = parse_netlink(kind, &line);
+        }
+
+        /// Any payload body gives valid JSON from which every raw field value comes back byte for byte.
+        #[test]
+        fn json_is_valid_and_lossless(body in body_bytes()) {
+            let mut payload = b"audit(1700000000.001:77): ".to_vec();
+            payload.extend_from_slice(&body);
+            let Ok(rec) = parse_netlink(1300, &payload) else { return Ok(()) };
+            let mut w = JsonWriter::new(None);
+            let text = w.write(&Output::Event(event(vec![rec.clone()]))).to_vec();
+            let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+            let r = &v["records"][0];
+            let latin1: Vec<Vec<u8>> = r["non_utf8"]
+                .as_array()
+                .map(|keys| keys.iter().map(|k| k.as_str().unwrap().as_bytes().to_vec()).collect())
+                .unwrap_or_default();
+            let mut by_key: std::collections::BTreeMap<Vec<u8>, Vec<Vec<u8>>> = Default::default();
+            for f in rec.fields() {
+                let key = if f.quoting == Quoting::Word { WORDS_KEY.to_vec() } else { f.key.to_vec() };
+                by_key.entry(key).or_default().push(f.value.to_vec());
+            }
+            let fields = r["fields"].as_object().unwrap();
+            prop_assert_eq!(fields.len(), by_key.len());
+            for (key, values) in by_key {
+                let key_text = String::from_utf8(key.clone()).unwrap_or_else(|e| e.into_bytes().iter().map(|&b| b as char).collect());
+                let member = &fields[&key_text];
+                let is_latin1 = latin1.contains(&key_text.as_bytes().to_vec());
+                let got: Vec<Vec<u8>> = match member {
+                    serde_json::Value::Array(items) => items.iter().map(|i| decode(i, is_latin1)).collect(),
+                    single => vec![decode(single, is_latin1)],
+                };
+                prop_assert_eq!(got, values);
+            }
+        }
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn swar_escape_check_matches_the_table(word in proptest::prelude::any::<[u8; 8]>()) {
+        let naive = word.iter().any(|&b| ESCAPE[b as usize]);
+        proptest::prop_assert_eq!(needs_escape(u64::from_le_bytes(word)), naive);
+    }
+}
+
+#[test]
+fn swar_escape_check_edges() {
+    for b in 0..=255u8 {
+        let mut w = [b'a'; 8];
+        w[5] = b;
+        assert_eq!(needs_escape(u64::from_le_bytes(w)), ESCAPE[b as usize], "{b:#x}");
+    }
+}

@@ -1,0 +1,164 @@
+//! `[rules]` config section: where the rule set comes from and how it is applied.
+//!
+//! ```toml
+//! [rules]
+//! sources = ["/etc/auditrelay/rules.d", "https://rules.example.org/web.rules"]
+//! refresh_interval = "5m"
+//! sha256 = { "https://rules.example.org/web.rules" = "<hex>" }
+//! immutable = false
+//! ```
+//! No `sources` means the embedded rules/default.rules. URL sources are fetched with a
+//! `fetch_timeout`, revalidated with ETags and kept under `cache_dir` (see [`crate::rules::fetch`]). `immutable = true` is the only way a
+//! `-e 2` line is applied (it locks the rules until reboot).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::units::HumanDuration;
+
+/// The rule set `run` loads when no source is configured.
+pub const DEFAULT_RULES: &str = include_str!("../../rules/default.rules");
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Files, rules.d directories or http(s) URLs, combined in order.
+    pub sources: Vec<String>,
+    /// How often URL sources are fetched again ("30s", "5m", "1h"); at least 1s.
+    pub refresh_interval: HumanDuration,
+    /// Optional pinned SHA-256 (hex) per URL source.
+    pub sha256: BTreeMap<String, String>,
+    /// Apply `-e 2` (rules locked until reboot). Off by default.
+    pub immutable: bool,
+    /// Where the last good copy of each URL source is kept (used when the server is unreachable).
+    pub cache_dir: PathBuf,
+    /// Time limit for one URL fetch.
+    pub fetch_timeout: HumanDuration,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            sources: Vec::new(),
+            refresh_interval: HumanDuration(Duration::from_secs(300)),
+            sha256: BTreeMap::new(),
+            immutable: false,
+            cache_dir: PathBuf::from("/var/lib/auditrelay/rules-cache"),
+            fetch_timeout: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RulesConfigError {
+    #[error("[rules] refresh_interval must be at least 1s")]
+    Interval,
+    #[error("[rules] fetch_timeout must be at least 100ms")]
+    FetchTimeout,
+    #[error("[rules] sha256 for {url}: expected 64 hex digits")]
+    Sha256 { url: String },
+    #[error("[rules] sha256 pins {url}, which is not one of the sources")]
+    UnknownPin { url: String },
+}
+
+/// Validated `[rules]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rules {
+    pub sources: Vec<String>,
+    pub refresh_interval: Duration,
+    pub sha256: BTreeMap<String, String>,
+    pub immutable: bool,
+    pub cache_dir: PathBuf,
+    pub fetch_timeout: Duration,
+}
+
+impl Rules {
+    /// The fetcher for URL sources, caching under `cache_dir`.
+    pub fn fetcher(&self) -> crate::rules::fetch::Fetcher {
+        crate::rules::fetch::Fetcher::new(self.fetch_timeout, Some(self.cache_dir.clone()))
+    }
+}
+
+impl RulesConfig {
+    pub fn validate(&self) -> Result<Rules, RulesConfigError> {
+        let refresh_interval = self.refresh_interval.0;
+        if refresh_interval < Duration::from_secs(1) {
+            return Err(RulesConfigError::Interval);
+        }
+        for (source, pin) in &self.sha256 {
+            if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(RulesConfigError::Sha256 { url: source.clone() });
+            }
+            if !self.sources.contains(source) {
+                return Err(RulesConfigError::UnknownPin { url: source.clone() });
+            }
+        }
+        if self.fetch_timeout.0 < Duration::from_millis(100) {
+            return Err(RulesConfigError::FetchTimeout);
+        }
+        Ok(Rules {
+            sources: self.sources.clone(),
+            refresh_interval,
+            sha256: self.sha256.clone(),
+            immutable: self.immutable,
+            cache_dir: self.cache_dir.clone(),
+            fetch_timeout: self.fetch_timeout.0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_validation() {
+        let c: RulesConfig = toml::from_str("").unwrap();
+        let v = c.validate().unwrap();
+        assert_eq!(v.refresh_interval, Duration::from_secs(300));
+        assert!(!v.immutable);
+        let c: RulesConfig = toml::from_str(
+            "sources = [\"/etc/auditrelay/rules.d\", \"https://x/y.rules\"]\nrefresh_interval = \"30s\"\nsha256 = { \"https://x/y.rules\" = \"0000000000000000000000000000000000000000000000000000000000000000\" }\n",
+        )
+        .unwrap();
+        assert_eq!(c.validate().unwrap().refresh_interval, Duration::from_secs(30));
+        let bad: Result<RulesConfig, _> = toml::from_str("sourcez = []");
+        assert!(bad.is_err());
+        let c = RulesConfig { sha256: [("https://z".to_string(), "ab".to_string())].into(), ..RulesConfig::default() };
+        assert_eq!(c.validate(), Err(RulesConfigError::Sha256 { url: "https://z".into() }));
+        let c: RulesConfig = toml::from_str("refresh_interval = \"10ms\"").unwrap();
+        assert_eq!(c.validate(), Err(RulesConfigError::Interval));
+        assert!(toml::from_str::<RulesConfig>("refresh_interval = \"5x\"").is_err());
+    }
+
+    #[test]
+    fn example_config_documents_a_valid_rules_section() {
+        let text = include_str!("../../examples/auditrelay.toml");
+        let config = crate::config::Config::parse(text, std::path::Path::new("examples/auditrelay.toml")).unwrap();
+        assert_eq!(config.rules, RulesConfig::default());
+        for key in ["sources", "refresh_interval", "sha256", "immutable", "cache_dir", "fetch_timeout"] {
+            assert!(text.contains(&format!("{key} =")), "examples/auditrelay.toml must document [rules] {key}");
+        }
+    }
+
+    #[test]
+    fn embedded_default_rules_compile() {
+        struct H;
+        impl crate::rules::parse::Host for H {
+            fn is_dir(&self, p: &str) -> bool {
+                std::path::Path::new(p).is_dir()
+            }
+            fn uid_by_name(&self, _: &str) -> Option<u32> {
+                None
+            }
+            fn gid_by_name(&self, _: &str) -> Option<u32> {
+                None
+            }
+        }
+        let set = crate::rules::compile::compile_text("default.rules", DEFAULT_RULES, &H).unwrap();
+        assert!(set.desired.len() >= 10);
+    }
+}

@@ -1,0 +1,254 @@
+//! Centrally managed rule sets: fetch an http(s) rule source with ETag revalidation, an optional
+//! pinned SHA-256, a timeout and a size bound, and keep the last good copy on disk.
+//!
+//! Cache layout (one pair per URL, named by the SHA-256 of the URL): `<hash>.rules` is the last
+//! body that passed its pin, `<hash>.etag` the server's ETag for it. Both are written to a
+//! temporary file and renamed, so a crash never leaves a half-written cache.
+//!
+//! Outcomes: 200 → the new body (pin checked, then cached); 304 → the cached body; any transport
+//! error or other status → the cached body with the reason (this is what makes boot work while the
+//! server is down), or an error when there is no cache. A pin mismatch is always an error and never
+//! touches the cache: the caller keeps the rules it has. Every fallback and failure is counted in
+//! [`FetchStats`] so the daemon can log and export it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::rules::data::hex;
+use crate::rules::source::MAX_SOURCE_BYTES;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{url}: fetch failed ({detail}) and no cached copy exists")]
+    Unavailable { url: String, detail: String },
+    #[error("{url}: larger than {MAX_SOURCE_BYTES} bytes")]
+    TooLarge { url: String },
+    #[error("{url}: sha256 {got} does not match the pinned {expected}; keeping the current rules")]
+    Pin { url: String, expected: String, got: String },
+    #[error("{url}: the rule set is not UTF-8 text")]
+    NotUtf8 { url: String },
+    #[error("{path}: rule cache: {source}")]
+    Cache { path: PathBuf, source: std::io::Error },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// 200: a new body from the server.
+    Fresh,
+    /// 304: the server confirmed the cached body.
+    NotModified,
+    /// The server could not be used; this is the last good copy.
+    Cache { reason: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    pub url: String,
+    pub text: String,
+    pub sha256: String,
+    pub origin: Origin,
+}
+
+/// Counters for logs and metrics.
+#[derive(Debug, Default)]
+pub struct FetchStats {
+    pub fetched: AtomicU64,
+    pub not_modified: AtomicU64,
+    pub served_from_cache: AtomicU64,
+    pub failed: AtomicU64,
+    pub pin_mismatches: AtomicU64,
+}
+
+pub struct Fetcher {
+    agent: ureq::Agent,
+    cache_dir: Option<PathBuf>,
+    pub stats: FetchStats,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex(Sha256::digest(bytes).as_slice())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FetchError> {
+    let tmp = path.with_extension("tmp");
+    let io = |source| FetchError::Cache { path: path.to_path_buf(), source };
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+impl Fetcher {
+    /// `cache_dir: None` fetches without keeping a copy (`rules check` of a URL).
+    pub fn new(timeout: Duration, cache_dir: Option<PathBuf>) -> Fetcher {
+        let agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
+        Fetcher { agent, cache_dir, stats: FetchStats::default() }
+    }
+
+    fn cache_paths(&self, url: &str) -> Option<(PathBuf, PathBuf)> {
+        let dir = self.cache_dir.as_ref()?;
+        let name = sha256_hex(url.as_bytes());
+        Some((dir.join(format!("{name}.rules")), dir.join(format!("{name}.etag"))))
+    }
+
+    fn cached(&self, url: &str) -> Option<(Vec<u8>, Option<String>)> {
+        let (body, etag) = self.cache_paths(url)?;
+        let body = std::fs::read(body).ok()?;
+        Some((body, std::fs::read_to_string(etag).ok()))
+    }
+
+    fn finish(&self, url: &str, body: Vec<u8>, pin: Option<&str>, origin: Origin) -> Result<Fetched, FetchError> {
+        let sha256 = sha256_hex(&body);
+        if let Some(expected) = pin {
+            if !expected.eq_ignore_ascii_case(&sha256) {
+                self.stats.pin_mismatches.fetch_add(1, Ordering::Relaxed);
+                return Err(FetchError::Pin { url: url.to_string(), expected: expected.to_string(), got: sha256 });
+            }
+        }
+        let text = String::from_utf8(body).map_err(|_| FetchError::NotUtf8 { url: url.to_string() })?;
+        Ok(Fetched { url: url.to_string(), text, sha256, origin })
+    }
+
+    fn fall_back_to_cache(&self, url: &str, pin: Option<&str>, reason: String) -> Result<Fetched, FetchError> {
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        match self.cached(url) {
+            Some((body, _)) => {
+                self.stats.served_from_cache.fetch_add(1, Ordering::Relaxed);
+                self.finish(url, body, pin, Origin::Cache { reason })
+            }
+            None => Err(FetchError::Unavailable { url: url.to_string(), detail: reason }),
+        }
+    }
+
+    /// Fetch `url` (revalidating the cached copy), checking `pin` when given.
+    pub fn fetch(&self, url: &str, pin: Option<&str>) -> Result<Fetched, FetchError> {
+        let cached = self.cached(url);
+        let mut req = self.agent.get(url);
+        if let Some((_, Some(etag))) = &cached {
+            req = req.header("If-None-Match", etag.trim());
+        }
+        let mut resp = match req.call() {
+            Ok(r) => r,
+            Err(e) => return self.fall_back_to_cache(url, pin, e.to_string()),
+        };
+        match resp.status().as_u16() {
+            304 => match cached {
+                Some((body, _)) => {
+                    self.stats.not_modified.fetch_add(1, Ordering::Relaxed);
+                    self.finish(url, body, pin, Origin::NotModified)
+                }
+                None => self.fall_back_to_cache(url, pin, "304 without a cached copy".into()),
+            },
+            200 => {
+                let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
+                let mut body = Vec::new();
+                let read = resp.body_mut().as_reader().take(MAX_SOURCE_BYTES + 1).read_to_end(&mut body);
+                if let Err(e) = read {
+                    return self.fall_back_to_cache(url, pin, format!("reading the body: {e}"));
+                }
+                if body.len() as u64 > MAX_SOURCE_BYTES {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    return Err(FetchError::TooLarge { url: url.to_string() });
+                }
+                let fetched = self.finish(url, body, pin, Origin::Fresh)?;
+                self.stats.fetched.fetch_add(1, Ordering::Relaxed);
+                if let Some((body_path, etag_path)) = self.cache_paths(url) {
+                    if let Some(dir) = &self.cache_dir {
+                        std::fs::create_dir_all(dir).map_err(|source| FetchError::Cache { path: dir.clone(), source })?;
+                    }
+                    write_atomic(&body_path, fetched.text.as_bytes())?;
+                    match etag {
+                        Some(e) => write_atomic(&etag_path, e.as_bytes())?,
+                        None => {
+                            let _ = std::fs::remove_file(&etag_path);
+                        }
+                    }
+                }
+                Ok(fetched)
+            }
+            status => self.fall_back_to_cache(url, pin, format!("HTTP status {status}")),
+        }
+    }
+}
+
+pub fn is_url(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    /// A one-connection-at-a-time HTTP server: serves `body` with ETag "v1", answers 304 to
+    /// If-None-Match: "v1", and records the requests it saw.
+    fn serve(body: &'static str, requests: usize) -> (String, Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/web.rules", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let handle = std::thread::spawn(move || {
+            for _ in 0..requests {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let revalidate = head.to_ascii_lowercase().contains("if-none-match: \"v1\"");
+                log.lock().unwrap().push(head);
+                let mut stream = stream;
+                if revalidate {
+                    write!(stream, "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n").unwrap();
+                } else {
+                    write!(stream, "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+                }
+            }
+        });
+        (url, seen, handle)
+    }
+
+    #[test]
+    fn etag_revalidation_pin_and_cache_fallback() {
+        let body = "-w /etc/hosts -p wa -k web\n";
+        let (url, seen, server) = serve(body, 3);
+        let dir = std::env::temp_dir().join(format!("auditrelay-fetch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let f = Fetcher::new(Duration::from_secs(5), Some(dir.clone()));
+        let pin = sha256_hex(body.as_bytes());
+
+        let first = f.fetch(&url, Some(&pin)).unwrap();
+        assert_eq!(first.origin, Origin::Fresh);
+        assert_eq!(first.text, body);
+
+        let second = f.fetch(&url, Some(&pin)).unwrap();
+        assert_eq!(second.origin, Origin::NotModified);
+        assert_eq!(second.text, body);
+        assert!(seen.lock().unwrap()[1].to_ascii_lowercase().contains("if-none-match: \"v1\""));
+
+        // A wrong pin is refused and leaves the cache alone.
+        let wrong = "0".repeat(64);
+        let err = Fetcher::new(Duration::from_secs(5), None).fetch(&url, Some(&wrong)).unwrap_err();
+        assert!(matches!(err, FetchError::Pin { .. }), "{err}");
+        server.join().unwrap();
+
+        // Server gone: the last good copy is served, and counted.
+        let third = f.fetch(&url, Some(&pin)).unwrap();
+        assert!(matches!(third.origin, Origin::Cache { .. }), "{:?}", third.origin);
+        assert_eq!(third.text, body);
+        assert_eq!(f.stats.served_from_cache.load(Ordering::Relaxed), 1);
+
+        // No cache and no server: an error naming the URL.
+        let err = Fetcher::new(Duration::from_secs(5), None).fetch(&url, None).unwrap_err();
+        assert!(matches!(err, FetchError::Unavailable { .. }), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
