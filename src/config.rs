@@ -66,6 +66,8 @@ impl Config {
         self.kernel.validate()?;
         self.reassemble.validate()?;
         self.rules.validate().map_err(|e| e.to_string())?;
+        self.spool.validate().map_err(|e| e.to_string())?;
+        crate::output::output_names(&self.output).map_err(|(name, m)| format!("[[output]] {name}: {m}"))?;
         if self.netlink.batch == 0 || self.netlink.channel_capacity == 0 {
             return Err("netlink.batch and netlink.channel_capacity must be at least 1".into());
         }
@@ -91,6 +93,12 @@ mod tests {
         assert!(e.contains("allow_panic"), "{e}");
         let e = Config::parse("[netlink]\nbatch = 0\n", Path::new("b.toml")).unwrap_err().to_string();
         assert!(e.contains("netlink.batch"), "{e}");
+        let e = Config::parse("[spool]\nmax_bytes = \"1MiB\"\n", Path::new("b.toml")).unwrap_err().to_string();
+        assert!(e.contains("max_bytes") && e.contains("segment_bytes"), "{e}");
+        let e = Config::parse("[[output]]\ntype = \"file\"\n", Path::new("b.toml")).unwrap_err().to_string();
+        assert!(e.contains("file-0") && e.contains("path"), "{e}");
+        let e = Config::parse("[[output]]\ntype = \"stdout\"\nname = \"a b\"\n", Path::new("b.toml")).unwrap_err().to_string();
+        assert!(e.contains("`name`"), "{e}");
     }
 
     #[test]

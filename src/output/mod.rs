@@ -58,6 +58,28 @@ impl OutputConfig {
     }
 }
 
+/// The cursor name of each output (config `name`, default `<type>-<index>`), after checking what
+/// the shipper relies on: names usable as file names and unique, per-type settings consistent.
+/// Errors are (output name, message naming the key).
+pub fn output_names(outputs: &[OutputConfig]) -> Result<Vec<String>, (String, String)> {
+    let mut names: Vec<String> = Vec::with_capacity(outputs.len());
+    for (i, cfg) in outputs.iter().enumerate() {
+        let plan = cfg.plan();
+        let name = plan.name.clone().unwrap_or_else(|| format!("{}-{i}", plan.kind));
+        if !crate::spool::cursor::valid_name(&name) {
+            return Err((name, "`name` must be 1-64 of [A-Za-z0-9_.-], not starting with '.'".into()));
+        }
+        if names.contains(&name) {
+            return Err((name, "two outputs have this `name`".into()));
+        }
+        if let OutputConfig::File(f) = cfg {
+            f.validate().map_err(|m| (name.clone(), m))?;
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
 /// A sink's failure as the supervisor sees it: the sink's own error, with its "where".
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -127,22 +127,7 @@ impl Shipper {
             return Ok(Shipper { mode: Mode::Direct { out: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()), appended: 0 } });
         }
         let plans: Vec<SinkPlan> = outputs.iter().map(OutputConfig::plan).collect();
-        let mut names = Vec::with_capacity(plans.len());
-        for (i, p) in plans.iter().enumerate() {
-            let name = p.name.clone().unwrap_or_else(|| format!("{}-{i}", p.kind));
-            if !crate::spool::cursor::valid_name(&name) {
-                return Err(ShipError::Output { name, message: "name must be 1-64 of [A-Za-z0-9_.-], not starting with '.'".into() });
-            }
-            if names.contains(&name) {
-                return Err(ShipError::Output { name, message: "two outputs have this name".into() });
-            }
-            names.push(name);
-        }
-        for (cfg, name) in outputs.iter().zip(&names) {
-            if let OutputConfig::File(f) = cfg {
-                f.validate().map_err(|message| ShipError::Output { name: name.clone(), message })?;
-            }
-        }
+        let names = super::output_names(outputs).map_err(|(name, message)| ShipError::Output { name, message })?;
         let spool_handle = Spool::open(spool, &names)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let states: Vec<Arc<OutputState>> = plans
