@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::netlink::settings::{KernelConfig, NetlinkConfig};
+use crate::output::OutputConfig;
 use crate::reassemble::ReassembleConfig;
 use crate::rules::config::RulesConfig;
+use crate::spool::SpoolConfig;
 
 /// Where `run` looks for a config file when none is given.
 pub const DEFAULT_PATH: &str = "/etc/auditrelay/auditrelay.toml";
@@ -32,6 +34,11 @@ pub struct Config {
     pub kernel: KernelConfig,
     #[serde(default)]
     pub reassemble: ReassembleConfig,
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    /// `[[output]]` tables; none means JSON lines on stdout without a spool.
+    #[serde(default)]
+    pub output: Vec<OutputConfig>,
     #[serde(default)]
     pub rules: RulesConfig,
 }
@@ -59,6 +66,8 @@ impl Config {
         self.kernel.validate()?;
         self.reassemble.validate()?;
         self.rules.validate().map_err(|e| e.to_string())?;
+        self.spool.validate().map_err(|e| e.to_string())?;
+        crate::output::output_names(&self.output).map_err(|(name, m)| format!("[[output]] {name}: {m}"))?;
         if self.netlink.batch == 0 || self.netlink.channel_capacity == 0 {
             return Err("netlink.batch and netlink.channel_capacity must be at least 1".into());
         }
@@ -84,6 +93,12 @@ mod tests {
         assert!(e.contains("allow_panic"), "{e}");
         let e = Config::parse("[netlink]\nbatch = 0\n", Path::new("b.toml")).unwrap_err().to_string();
         assert!(e.contains("netlink.batch"), "{e}");
+        let e = Config::parse("[spool]\nmax_bytes = \"1MiB\"\n", Path::new("b.toml")).unwrap_err().to_string();
+        assert!(e.contains("max_bytes") && e.contains("segment_bytes"), "{e}");
+        let e = Config::parse("[[output]]\ntype = \"file\"\n", Path::new("b.toml")).unwrap_err().to_string();
+        assert!(e.contains("file-0") && e.contains("path"), "{e}");
+        let e = Config::parse("[[output]]\ntype = \"stdout\"\nname = \"a b\"\n", Path::new("b.toml")).unwrap_err().to_string();
+        assert!(e.contains("`name`"), "{e}");
     }
 
     #[test]

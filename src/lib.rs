@@ -22,4 +22,5 @@ pub mod reassemble;
 pub mod record;
 pub mod replay;
 pub mod rules;
+pub mod spool;
 pub mod units;

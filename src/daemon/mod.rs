@@ -16,7 +16,6 @@ mod pipeline;
 mod rules;
 pub mod signals;
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -29,6 +28,7 @@ use crate::netlink::settings::{self, KernelConfig};
 use crate::netlink::socket::{AuditSocket, RcvBuf};
 use crate::netlink::status::{mask, AuditStatus};
 use crate::netlink::NetlinkError;
+use crate::output::{ShipError, Shipper};
 use crate::rules::sync::Permissions;
 use pipeline::Pipeline;
 use rules::RuleManager;
@@ -52,6 +52,10 @@ pub enum DaemonError {
     Signals(#[source] nix::Error),
     #[error("rules not loaded, the kernel's rules are unchanged:\n  {}", .0.join("\n  "))]
     Rules(Vec<String>),
+    #[error(transparent)]
+    Ship(#[from] ShipError),
+    #[error("cannot start the output runtime: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// The kernel state we changed, undone on drop (also on error paths and panics).
@@ -113,6 +117,29 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     config.validate().map_err(DaemonError::Config)?;
     let rules = config.rules.validate().map_err(|e| DaemonError::Config(e.to_string()))?;
     signals::install().map_err(DaemonError::Signals)?;
+    // Outputs first: a spool that cannot be opened (locked, no permission) fails before we take
+    // the kernel's audit pid.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("auditrelay-out")
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let mut shipper = Shipper::start(&config.spool, &config.output, runtime.handle())?;
+    if config.spool.on_full == crate::spool::OnFull::Block && !config.output.is_empty() {
+        // A full spool under on_full = "block" holds this thread in submit(), where it cannot see
+        // the stop flag: another thread turns SIGTERM into an interrupt of that wait.
+        let interrupter = shipper.interrupter();
+        std::thread::Builder::new()
+            .name("stop-watch".into())
+            .spawn(move || {
+                while !signals::stop_requested() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                interrupter.interrupt();
+            })
+            .map_err(|source| DaemonError::Thread { name: "stop-watch", source })?;
+    }
     let mut control = AuditClient::open()?;
     let before = control.status()?;
 
@@ -187,7 +214,6 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     };
 
     let mut pipeline = Pipeline::new(config, boot_id());
-    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut draining = false;
     let mut failure = None;
     loop {
@@ -214,10 +240,13 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
             Err(RecvTimeoutError::Disconnected) => break,
         }
         pipeline.tick(Instant::now());
-        if let Err(e) = pipeline.write_to(&mut stdout).and_then(|()| stdout.flush()) {
+        if signals::take_reopen() {
+            shipper.reopen_files();
+        }
+        if let Err(e) = pipeline.ship(&mut shipper).and_then(|()| shipper.flush().map_err(DaemonError::from)) {
             // Shut down in order (unregister, put rules back) rather than return with threads live.
-            eprintln!("auditrelay: error: writing events: {e}; stopping");
-            failure = Some(DaemonError::Output(e));
+            eprintln!("auditrelay: error: {e}; stopping");
+            failure = Some(e);
             registration.release();
             stop_reader.store(true, Ordering::Release);
             poller_stop.store(true, Ordering::Release);
@@ -237,11 +266,28 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     }
     pipeline.flush();
     if failure.is_none() {
-        if let Err(e) = pipeline.write_to(&mut stdout).and_then(|()| stdout.flush()) {
-            failure = Some(DaemonError::Output(e));
+        if let Err(e) = pipeline.ship(&mut shipper) {
+            failure = Some(e);
         }
     }
     registration.release();
+    match shipper.shutdown(config.spool.drain_timeout) {
+        Ok(shipped) if config.output.is_empty() => eprintln!("auditrelay: {} events written to stdout", shipped.appended),
+        Ok(shipped) => eprintln!(
+            "auditrelay: outputs: {} events spooled, dropped {} oldest / {} newest / {} oversize, {} refused, {} not spooled (write error, or full at shutdown under block); acked {}",
+            shipped.appended,
+            shipped.dropped_oldest,
+            shipped.dropped_newest,
+            shipped.dropped_oversize,
+            pipeline.refused,
+            pipeline.ship_errors,
+            shipped.outputs.iter().map(|o| format!("{}={}", o.name, o.acked)).collect::<Vec<_>>().join(" "),
+        ),
+        Err(e) => {
+            eprintln!("auditrelay: error: shutting down outputs: {e}");
+            failure.get_or_insert(DaemonError::Ship(e));
+        }
+    }
     let s = &reader_stats;
     eprintln!(
         "auditrelay: stopped: {} records in {} datagrams, {} events out, {} unparsable records, {} socket overruns, {} records dropped on a full channel",

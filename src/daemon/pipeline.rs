@@ -1,34 +1,48 @@
 //! Parse → reassemble → format, as plain synchronous code the daemon's processing thread drives.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::format::json::JsonWriter;
 use crate::loss::LossNotice;
 use crate::netlink::reader::{Input, ReaderLoss};
+use crate::output::{ShipError, Shipper};
 use crate::reassemble::{Output, Reassembler};
 use crate::record::Record;
+
+use super::DaemonError;
 
 /// Parse → reassemble → format, as plain synchronous code.
 pub struct Pipeline {
     reassembler: Reassembler,
     writer: JsonWriter,
+    /// Prefix of event ids (the boot id), the same as in the JSON `id`.
+    id_prefix: String,
+    /// Lines that are not kernel events (loss notices, unparsable records) get ids from this.
+    local_seq: u64,
+    /// Events the shipper refused (too large); counted, logged.
+    pub refused: u64,
+    /// Events lost to spool write errors (disk full); counted, logged.
+    pub ship_errors: u64,
     out: Vec<Output>,
     pub events_out: u64,
     pub unparsable: u64,
-    unparsed_lines: Vec<u8>,
+    unparsed: Vec<Vec<u8>>,
 }
 
 impl Pipeline {
     pub fn new(config: &Config, id_prefix: Option<String>) -> Pipeline {
         Pipeline {
             reassembler: Reassembler::new(&config.reassemble),
+            id_prefix: id_prefix.clone().unwrap_or_else(|| "noboot".into()),
+            local_seq: 0,
+            refused: 0,
+            ship_errors: 0,
             writer: JsonWriter::new(id_prefix),
             out: Vec::new(),
             events_out: 0,
             unparsable: 0,
-            unparsed_lines: Vec::new(),
+            unparsed: Vec::new(),
         }
     }
 
@@ -68,8 +82,7 @@ impl Pipeline {
         eprintln!("auditrelay: warning: unparsable kernel record of type {kind}: {error}");
         let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
         let line = serde_json::json!({ "unparsed": { "type_id": kind, "error": error.to_string(), "payload_hex": hex } });
-        self.unparsed_lines.extend_from_slice(line.to_string().as_bytes());
-        self.unparsed_lines.push(b'\n');
+        self.unparsed.push(line.to_string().into_bytes());
     }
 
     pub fn tick(&mut self, now: Instant) {
@@ -80,9 +93,53 @@ impl Pipeline {
         self.reassembler.flush(&mut self.out);
     }
 
-    pub fn write_to(&mut self, w: &mut impl Write) -> std::io::Result<()> {
-        w.write_all(&self.unparsed_lines)?;
-        self.unparsed_lines.clear();
+    /// Hand everything pending to the shipper (spool or direct stdout), one JSON line per event.
+    pub fn ship(&mut self, shipper: &mut Shipper) -> Result<(), DaemonError> {
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        for line in std::mem::take(&mut self.unparsed) {
+            self.local_seq += 1;
+            let id = format!("{}:local:{now_ms}:{}", self.id_prefix, self.local_seq);
+            Self::submit(shipper, now_ms, &id, &line, &mut self.refused, &mut self.ship_errors)?;
+        }
+        for output in self.out.drain(..) {
+            let (time_ms, id) = match &output {
+                Output::Event(e) => (e.id.unix_millis(), format!("{}:{}", self.id_prefix, e.id)),
+                Output::Loss(_) => {
+                    self.local_seq += 1;
+                    (now_ms, format!("{}:local:{now_ms}:{}", self.id_prefix, self.local_seq))
+                }
+            };
+            let line = self.writer.write(&output);
+            let body = line.strip_suffix(b"\n").unwrap_or(line);
+            Self::submit(shipper, time_ms, &id, body, &mut self.refused, &mut self.ship_errors)?;
+            self.events_out += 1;
+        }
+        Ok(())
+    }
+
+    /// Only a broken stdout stops the daemon; a refused event or a spool write error is counted
+    /// and logged (sparingly: at powers of two) and the daemon goes on.
+    fn submit(shipper: &mut Shipper, time_ms: u64, id: &str, body: &[u8], refused: &mut u64, errors: &mut u64) -> Result<(), DaemonError> {
+        match shipper.submit(time_ms, id, body) {
+            Ok(()) => Ok(()),
+            Err(ShipError::Stdout(e)) => Err(DaemonError::Output(e)),
+            Err(e) => {
+                let n = if e.is_per_event() { refused } else { errors };
+                *n += 1;
+                if n.is_power_of_two() {
+                    eprintln!("auditrelay: error: event {id} not spooled ({n} so far): {e}");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn write_to(&mut self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        for line in self.unparsed.drain(..) {
+            w.write_all(&line)?;
+            w.write_all(b"\n")?;
+        }
         for output in self.out.drain(..) {
             w.write_all(self.writer.write(&output))?;
             self.events_out += 1;

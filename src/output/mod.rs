@@ -2,9 +2,182 @@
 //!
 //! Every sink runs as its own task fed by [`delivery::Delivery`] values through a bounded channel and
 //! answers with cumulative acknowledgements; what "acknowledged" means is said in each sink's docs.
+//! All sinks have the same shape:
+//! ```text
+//! pub async fn run(config: XConfig, deliveries: mpsc::Receiver<Delivery>, acks: mpsc::Sender<Ack>,
+//!                  shutdown: watch::Receiver<bool>) -> Result<(), XError>
+//! ```
+//! [`OutputConfig::plan`] is the one place where a sink type is wired to its config; the
+//! [`shipper::Shipper`] runs each planned sink under a supervisor that feeds it from the spool,
+//! records its acks, and restarts it (resending everything unacknowledged) when it fails.
 
 pub mod delivery;
+pub mod file;
+pub mod shipper;
+pub mod stdout;
 
-// Spool-side: delivery driver, shipper, file and stdout sinks.
+// Network sinks (branch ship-output): relp, syslog (RFC 5424 + RFC 6587), tcp, udp, unix, tls.
 
-// Network sinks: relp, syslog (RFC 5424 + RFC 6587), tcp, udp, unix, tls.
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+
+pub use delivery::{Ack, Delivery};
+pub use shipper::{Interrupter, OutputStats, ShipError, ShipStats, Shipper};
+
+/// How an event is rendered for an output. The spool stores the native JSON; other formats
+/// (go-audit, ecs, auditlog) will be derived from it per output when they exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    #[default]
+    Native,
+}
+
+/// One `[[output]]` table, selected by its `type` key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum OutputConfig {
+    File(file::FileConfig),
+    Stdout(stdout::StdoutConfig),
+    // Network variants, one line each when ship-output is merged:
+    // Relp(relp::RelpConfig), Tcp(tcp::TcpConfig), Udp(udp::UdpConfig), Unix(unix::UnixConfig),
+}
+
+impl OutputConfig {
+    /// How to run this output: the only match over sink types.
+    pub fn plan(&self) -> SinkPlan {
+        match self {
+            OutputConfig::File(c) => SinkPlan::new("file", c.name.as_deref(), c.batch, c.clone(), file::run),
+            OutputConfig::Stdout(c) => SinkPlan::new("stdout", c.name.as_deref(), c.batch, c.clone(), stdout::run),
+            // OutputConfig::Relp(c) => SinkPlan::new("relp", c.name.as_deref(), c.window, c.clone(), relp::run),
+        }
+    }
+}
+
+/// The cursor name of each output (config `name`, default `<type>-<index>`), after checking what
+/// the shipper relies on: names usable as file names and unique, per-type settings consistent.
+/// Errors are (output name, message naming the key).
+pub fn output_names(outputs: &[OutputConfig]) -> Result<Vec<String>, (String, String)> {
+    let mut names: Vec<String> = Vec::with_capacity(outputs.len());
+    for (i, cfg) in outputs.iter().enumerate() {
+        let plan = cfg.plan();
+        let name = plan.name.clone().unwrap_or_else(|| format!("{}-{i}", plan.kind));
+        if !crate::spool::cursor::valid_name(&name) {
+            return Err((name, "`name` must be 1-64 of [A-Za-z0-9_.-], not starting with '.'".into()));
+        }
+        if names.contains(&name) {
+            return Err((name, "two outputs have this `name`".into()));
+        }
+        if let OutputConfig::File(f) = cfg {
+            f.validate().map_err(|m| (name.clone(), m))?;
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// A sink's failure as the supervisor sees it: the sink's own error, with its "where".
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(Box<dyn std::error::Error + Send + Sync>);
+
+pub type SinkFuture = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send>>;
+type Launch = Arc<dyn Fn(mpsc::Receiver<Delivery>, mpsc::Sender<Ack>, watch::Receiver<bool>) -> SinkFuture + Send + Sync>;
+
+/// Everything the shipper needs to (re)start one output.
+#[derive(Clone)]
+pub struct SinkPlan {
+    pub kind: &'static str,
+    /// Config `name`: names the output's cursor file; default `<kind>-<index>`.
+    pub name: Option<String>,
+    /// Capacity of the delivery channel: the most events in flight between spool and sink.
+    pub window: usize,
+    launch: Launch,
+}
+
+impl std::fmt::Debug for SinkPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkPlan").field("kind", &self.kind).field("name", &self.name).field("window", &self.window).finish()
+    }
+}
+
+impl SinkPlan {
+    pub fn new<C, E, F, Fut>(
+        kind: &'static str,
+        name: Option<&str>,
+        window: usize,
+        config: C,
+        run: F,
+    ) -> SinkPlan
+    where
+        C: Clone + Send + Sync + 'static,
+        F: Fn(C, mpsc::Receiver<Delivery>, mpsc::Sender<Ack>, watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let launch: Launch = Arc::new(move |d, a, s| {
+            let fut = run(config.clone(), d, a, s);
+            Box::pin(async move { fut.await.map_err(|e| SinkError(Box::new(e))) })
+        });
+        SinkPlan { kind, name: name.map(str::to_string), window: window.max(1), launch }
+    }
+
+    /// Start one incarnation of the sink.
+    pub fn launch(
+        &self,
+        deliveries: mpsc::Receiver<Delivery>,
+        acks: mpsc::Sender<Ack>,
+        shutdown: watch::Receiver<bool>,
+    ) -> SinkFuture {
+        (self.launch)(deliveries, acks, shutdown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Outputs {
+        output: Vec<OutputConfig>,
+    }
+
+    #[test]
+    fn output_tables_select_by_type_and_reject_unknown_keys() {
+        let o: Outputs = toml::from_str(
+            "[[output]]\ntype = \"file\"\npath = \"/tmp/x.jsonl\"\nmax_size = \"10MiB\"\n\n[[output]]\ntype = \"stdout\"\nname = \"console\"\n",
+        )
+        .unwrap();
+        assert!(matches!(&o.output[0], OutputConfig::File(f) if f.max_size == 10 << 20 && f.format == OutputFormat::Native));
+        assert_eq!(o.output[1].plan().name.as_deref(), Some("console"));
+        let e = toml::from_str::<Outputs>("[[output]]\ntype = \"file\"\npath = \"/x\"\nrotate = 3\n").err().unwrap();
+        assert!(e.to_string().contains("rotate"), "{e}");
+        let e = toml::from_str::<Outputs>("[[output]]\ntype = \"carrier-pigeon\"\n").err().unwrap();
+        assert!(e.to_string().contains("carrier-pigeon"), "{e}");
+        let e = toml::from_str::<Outputs>("[[output]]\ntype = \"stdout\"\nformat = \"ecs\"\n").err().unwrap();
+        assert!(e.to_string().contains("ecs"), "{e}");
+    }
+
+    /// The shipped example config parses, including the commented-out [[output]] examples.
+    #[test]
+    fn example_config_parses_with_outputs_uncommented() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/auditrelay.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = crate::config::Config::parse(&text, &path).unwrap();
+        c.spool.validate().unwrap();
+        assert!(c.output.is_empty());
+        let start = text.find("# [[output]]\n").unwrap();
+        let uncommented: String = text[start..]
+            .lines()
+            .filter(|l| !l.starts_with("# #") && l.trim() != "#")
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+            .collect();
+        let c = crate::config::Config::parse(&format!("{}{uncommented}", &text[..start]), &path).unwrap();
+        assert_eq!(c.output.len(), 2);
+        assert!(matches!(&c.output[0], OutputConfig::File(f) if f.mode == 0o600 && f.generations == 5));
+    }
+}

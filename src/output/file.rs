@@ -1,0 +1,416 @@
+//! File sink: JSON lines appended to a file, size-based rotation with N generations, reopen on
+//! SIGUSR1 (for logrotate's `postrotate`).
+//!
+//! Ack meaning: a batch (up to `batch` events already waiting in the channel) is written and then
+//! `fdatasync`ed; only then is its last position acknowledged. So an acknowledged event survives a
+//! power cut. A failed write cuts the file back to its length before the batch, so a retry (the
+//! shipper restarts the sink and resends everything unacknowledged) never leaves half a line.
+//!
+//! Rotation: before a line would take the file past `max_size`, the file is synced and renamed
+//! `path` → `path.1` → … → `path.<generations>`, the oldest is deleted, and a new `path` is created.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+
+use super::delivery::{Ack, Delivery};
+use super::OutputFormat;
+use crate::spool::config::de_size;
+
+/// `[[output]] type = "file"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub name: Option<String>,
+    pub format: OutputFormat,
+    /// The file; its directory must exist (a missing one is an error, retried with backoff, not
+    /// created: a typo should not grow a tree).
+    pub path: PathBuf,
+    /// Rotate before the file would exceed this; 0 = never rotate (leave it to logrotate).
+    #[serde(deserialize_with = "de_size")]
+    pub max_size: u64,
+    /// Rotated files kept: `path.1` (newest) … `path.N`.
+    pub generations: u32,
+    /// Most events per write + fdatasync; also the delivery window.
+    pub batch: usize,
+    /// Permission bits for files this sink creates.
+    pub mode: u32,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            name: None,
+            format: OutputFormat::Native,
+            path: PathBuf::new(),
+            max_size: 100 << 20,
+            generations: 5,
+            batch: 512,
+            mode: 0o600,
+        }
+    }
+}
+
+impl FileConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.path.as_os_str().is_empty() {
+            return Err("file output needs `path`".into());
+        }
+        if self.max_size > 0 && self.generations == 0 {
+            return Err("file output: `generations` must be at least 1 when `max_size` is set".into());
+        }
+        if self.batch == 0 {
+            return Err("file output: `batch` must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("file output {path}: {op}: {source}")]
+    Io { path: PathBuf, op: &'static str, source: std::io::Error },
+    #[error("file output: {0}")]
+    Config(String),
+    #[error("file output: blocking task failed: {0}")]
+    Join(String),
+}
+
+fn io(path: &Path, op: &'static str) -> impl FnOnce(std::io::Error) -> FileError {
+    let path = path.to_path_buf();
+    move |source| FileError::Io { path, op, source }
+}
+
+/// Process-wide reopen generation: bumped by SIGUSR1 (each file sink listens itself) or by
+/// [`request_reopen`] (for a daemon that handles signals in one place, and for tests).
+static REOPEN: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+
+/// Ask every running file sink to close and reopen its file (after logrotate moved it).
+pub fn request_reopen() {
+    REOPEN.send_modify(|g| *g += 1);
+}
+
+/// The open file and its length.
+struct Target {
+    cfg: FileConfig,
+    file: File,
+    len: u64,
+    line: Vec<u8>,
+    /// fdatasyncs done, for tests of the ack rule.
+    syncs: u64,
+}
+
+impl Target {
+    fn open(cfg: FileConfig) -> Result<Target, FileError> {
+        let file = open_append(&cfg.path, cfg.mode)?;
+        let len = file.metadata().map_err(io(&cfg.path, "stat"))?.len();
+        Ok(Target { cfg, file, len, line: Vec::new(), syncs: 0 })
+    }
+
+    fn reopen(&mut self) -> Result<(), FileError> {
+        self.file.sync_data().map_err(io(&self.cfg.path, "fdatasync"))?;
+        self.file = open_append(&self.cfg.path, self.cfg.mode)?;
+        self.len = self.file.metadata().map_err(io(&self.cfg.path, "stat"))?.len();
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<(), FileError> {
+        let path = self.cfg.path.clone();
+        self.file.sync_data().map_err(io(&path, "fdatasync"))?;
+        self.syncs += 1;
+        let generation = |n: u32| {
+            let mut p = path.clone().into_os_string();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        };
+        let n = self.cfg.generations;
+        match std::fs::remove_file(generation(n)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&generation(n), "remove")(e)),
+            _ => {}
+        }
+        for i in (1..n).rev() {
+            match std::fs::rename(generation(i), generation(i + 1)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&generation(i), "rename")(e)),
+                _ => {}
+            }
+        }
+        std::fs::rename(&path, generation(1)).map_err(io(&path, "rename"))?;
+        self.file = open_append(&path, self.cfg.mode)?;
+        self.len = 0;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir, "fsync dir"))?;
+        }
+        Ok(())
+    }
+
+    /// Write a batch and fdatasync it: on success every line is durable.
+    fn write_batch(&mut self, batch: &[Delivery]) -> Result<(), FileError> {
+        let max = self.cfg.max_size;
+        let mut pending = std::mem::take(&mut self.line);
+        pending.clear();
+        for d in batch {
+            let line_len = d.body.len() as u64 + 1;
+            if max > 0 && self.len + pending.len() as u64 > 0 && self.len + pending.len() as u64 + line_len > max {
+                self.flush_pending(&mut pending)?;
+                self.rotate()?;
+            }
+            pending.extend_from_slice(&d.body);
+            pending.push(b'\n');
+        }
+        self.flush_pending(&mut pending)?;
+        self.line = pending;
+        self.file.sync_data().map_err(io(&self.cfg.path, "fdatasync"))?;
+        self.syncs += 1;
+        Ok(())
+    }
+
+    fn flush_pending(&mut self, pending: &mut Vec<u8>) -> Result<(), FileError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_all(pending) {
+            // Cut a partial line so that the resend starts on a line boundary.
+            let _ = self.file.set_len(self.len);
+            return Err(io(&self.cfg.path, "write")(e));
+        }
+        self.len += pending.len() as u64;
+        pending.clear();
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path, mode: u32) -> Result<File, FileError> {
+    OpenOptions::new().create(true).append(true).mode(mode).open(path).map_err(io(path, "open"))
+}
+
+/// Run the file sink until `shutdown` turns true or the delivery channel closes.
+pub async fn run(
+    config: FileConfig,
+    deliveries: mpsc::Receiver<Delivery>,
+    acks: mpsc::Sender<Ack>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), FileError> {
+    let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .map_err(|e| FileError::Config(format!("cannot listen for SIGUSR1: {e}")))?;
+    serve(config, deliveries, acks, shutdown, REOPEN.subscribe(), Some(usr1)).await
+}
+
+/// File I/O (write, fdatasync, rename) blocks: keep it off the runtime's worker threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, FileError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| FileError::Join(e.to_string()))
+}
+
+/// The sink loop, with the reopen triggers as parameters so tests can drive them.
+async fn serve(
+    config: FileConfig,
+    mut deliveries: mpsc::Receiver<Delivery>,
+    acks: mpsc::Sender<Ack>,
+    mut shutdown: watch::Receiver<bool>,
+    mut reopen: watch::Receiver<u64>,
+    mut usr1: Option<tokio::signal::unix::Signal>,
+) -> Result<(), FileError> {
+    config.validate().map_err(FileError::Config)?;
+    let batch_max = config.batch;
+    let mut target = Some(blocking(move || Target::open(config)).await??);
+    reopen.mark_unchanged();
+    let mut batch: Vec<Delivery> = Vec::with_capacity(batch_max);
+    loop {
+        let signalled = async {
+            match usr1.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut do_reopen = false;
+        tokio::select! {
+            biased;
+            r = shutdown.changed() => {
+                if r.is_err() || *shutdown.borrow() {
+                    return Ok(());
+                }
+            }
+            _ = reopen.changed() => do_reopen = true,
+            _ = signalled => do_reopen = true,
+            d = deliveries.recv() => {
+                let Some(d) = d else { return Ok(()) };
+                batch.push(d);
+                while batch.len() < batch_max {
+                    match deliveries.try_recv() {
+                        Ok(d) => batch.push(d),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        let Some(mut t) = target.take() else { return Ok(()) };
+        let work = std::mem::take(&mut batch);
+        let (t, work, res) = blocking(move || {
+            let res = if do_reopen { t.reopen() } else { t.write_batch(&work) };
+            (t, work, res)
+        })
+        .await?;
+        target = Some(t);
+        res?;
+        if let Some(last) = work.last() {
+            if acks.send(Ack(last.pos)).await.is_err() {
+                return Ok(());
+            }
+        }
+        batch = work;
+        batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn delivery(pos: u64, body: &str) -> Delivery {
+        Delivery { pos, time_ms: pos, id: Arc::from(format!("id-{pos}")), body: Arc::from(body.as_bytes()) }
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        crate::spool::store::test_dir(name)
+    }
+
+    struct Harness {
+        tx: mpsc::Sender<Delivery>,
+        acks: mpsc::Receiver<Ack>,
+        stop: watch::Sender<bool>,
+        reopen: watch::Sender<u64>,
+        task: tokio::task::JoinHandle<Result<(), FileError>>,
+    }
+
+    fn start(cfg: FileConfig) -> Harness {
+        let (tx, rx) = mpsc::channel(cfg.batch);
+        let (atx, acks) = mpsc::channel(64);
+        let (stop, srx) = watch::channel(false);
+        let (reopen, rrx) = watch::channel(0);
+        let task = tokio::spawn(serve(cfg, rx, atx, srx, rrx, None));
+        Harness { tx, acks, stop, reopen, task }
+    }
+
+    async fn ack(h: &mut Harness) -> u64 {
+        tokio::time::timeout(Duration::from_secs(5), h.acks.recv()).await.unwrap().unwrap().0
+    }
+
+    #[tokio::test]
+    async fn batches_are_written_synced_and_acked_cumulatively() {
+        let d = dir("filesink");
+        let path = d.join("events.jsonl");
+        let mut h = start(FileConfig { path: path.clone(), ..FileConfig::default() });
+        for i in 1..=100 {
+            h.tx.send(delivery(i, &format!("{{\"n\":{i}}}"))).await.unwrap();
+        }
+        let mut last = 0;
+        while last < 100 {
+            let a = ack(&mut h).await;
+            assert!(a > last, "acks increase");
+            last = a;
+            // Everything acknowledged is in the file at that moment.
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.lines().count() as u64 >= a);
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let want: String = (1..=100).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+        assert_eq!(text, want);
+        h.stop.send(true).unwrap();
+        h.task.await.unwrap().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn every_batch_is_fdatasynced_before_it_counts_and_rotation_syncs_the_old_file() {
+        let d = dir("filesync");
+        let mut t = Target::open(FileConfig { path: d.join("s.jsonl"), max_size: 25, generations: 3, ..FileConfig::default() }).unwrap();
+        t.write_batch(&[delivery(1, "aaaaaaaaa"), delivery(2, "bbbbbbbbb")]).unwrap();
+        assert_eq!(t.syncs, 1, "one fdatasync per batch");
+        // The third line does not fit: the old file is synced before the rename, the new one after.
+        t.write_batch(&[delivery(3, "ccccccccc")]).unwrap();
+        assert_eq!(t.syncs, 3);
+        assert_eq!(std::fs::read_to_string(d.join("s.jsonl.1")).unwrap(), "aaaaaaaaa\nbbbbbbbbb\n");
+        assert_eq!(std::fs::read_to_string(d.join("s.jsonl")).unwrap(), "ccccccccc\n");
+    }
+
+    #[tokio::test]
+    async fn rotation_keeps_n_generations_and_never_splits_a_line() {
+        let d = dir("filerotate");
+        let path = d.join("a.jsonl");
+        // 10-byte lines, at most 3 per file.
+        let mut h = start(FileConfig { path: path.clone(), max_size: 35, generations: 2, batch: 4, ..FileConfig::default() });
+        for i in 1..=20u64 {
+            h.tx.send(delivery(i, &format!("{{\"n\":{i:04}}}"))).await.unwrap();
+        }
+        while ack(&mut h).await < 20 {}
+        h.stop.send(true).unwrap();
+        h.task.await.unwrap().unwrap();
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        let gen = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+        assert!(!gen(3).exists(), "only 2 generations kept");
+        // 20 lines, 3 per file: 18 in six full files, the last 2 in the current file.
+        assert_eq!(read(&path), "{\"n\":0019}\n{\"n\":0020}\n");
+        assert_eq!(read(&gen(1)), "{\"n\":0016}\n{\"n\":0017}\n{\"n\":0018}\n");
+        assert_eq!(read(&gen(2)), "{\"n\":0013}\n{\"n\":0014}\n{\"n\":0015}\n");
+        for p in [path.clone(), gen(1), gen(2)] {
+            assert!(std::fs::metadata(&p).unwrap().len() <= 35);
+        }
+    }
+
+    #[tokio::test]
+    async fn reopen_follows_a_renamed_file() {
+        let d = dir("filereopen");
+        let path = d.join("r.jsonl");
+        let moved = d.join("r.jsonl.old");
+        let mut h = start(FileConfig { path: path.clone(), max_size: 0, ..FileConfig::default() });
+        h.tx.send(delivery(1, "one")).await.unwrap();
+        assert_eq!(ack(&mut h).await, 1);
+        std::fs::rename(&path, &moved).unwrap(); // what logrotate does
+        h.reopen.send_modify(|g| *g += 1);
+        // Give the sink the reopen before the next event (the select is biased to it anyway).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        h.tx.send(delivery(2, "two")).await.unwrap();
+        assert_eq!(ack(&mut h).await, 2);
+        assert_eq!(std::fs::read_to_string(&moved).unwrap(), "one\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+        h.stop.send(true).unwrap();
+        h.task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn sigusr1_reopens() {
+        let d = dir("filesigusr1");
+        let path = d.join("s.jsonl");
+        let moved = d.join("s.jsonl.1");
+        let (tx, rx) = mpsc::channel(8);
+        let (atx, mut acks) = mpsc::channel(8);
+        let (stop, srx) = watch::channel(false);
+        let task = tokio::spawn(run(FileConfig { path: path.clone(), max_size: 0, ..FileConfig::default() }, rx, atx, srx));
+        tx.send(delivery(1, "one")).await.unwrap();
+        assert_eq!(acks.recv().await.unwrap().0, 1);
+        std::fs::rename(&path, &moved).unwrap();
+        // The sink's own SIGUSR1 listener is installed (it acked), so this does not kill the test.
+        nix::sys::signal::raise(nix::sys::signal::Signal::SIGUSR1).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tx.send(delivery(2, "two")).await.unwrap();
+        assert_eq!(acks.recv().await.unwrap().0, 2);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+        assert_eq!(std::fs::read_to_string(&moved).unwrap(), "one\n");
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn open_error_names_the_path() {
+        let mut h = start(FileConfig { path: PathBuf::from("/nonexistent-dir/x.jsonl"), ..FileConfig::default() });
+        let e = (&mut h.task).await.unwrap().unwrap_err().to_string();
+        assert!(e.contains("/nonexistent-dir/x.jsonl") && e.contains("open"), "{e}");
+    }
+}

@@ -1,0 +1,140 @@
+//! `[spool]` configuration.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::SpoolError;
+use crate::units::{ByteSize, HumanDuration};
+
+/// What to do when an append would push the spool past `max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFull {
+    DropOldest,
+    DropNewest,
+    Block,
+}
+
+impl fmt::Display for OnFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OnFull::DropOldest => "drop_oldest",
+            OnFull::DropNewest => "drop_newest",
+            OnFull::Block => "block",
+        })
+    }
+}
+
+/// `[spool]`: see the module docs of [`crate::spool`] for what each bound means.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    #[serde(deserialize_with = "de_size")]
+    pub max_bytes: u64,
+    #[serde(deserialize_with = "de_size")]
+    pub segment_bytes: u64,
+    #[serde(deserialize_with = "de_size")]
+    pub max_record_bytes: u64,
+    pub on_full: OnFull,
+    #[serde(deserialize_with = "de_duration")]
+    pub fsync_interval: Duration,
+    pub fsync_every: u64,
+    #[serde(deserialize_with = "de_duration")]
+    pub cursor_interval: Duration,
+    /// At shutdown, how long outputs get to deliver what is spooled before the process exits
+    /// (what is left is sent after the next start).
+    #[serde(deserialize_with = "de_duration")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: PathBuf::from("/var/lib/auditrelay/spool"),
+            max_bytes: 1 << 30,
+            segment_bytes: 32 << 20,
+            max_record_bytes: 4 << 20,
+            on_full: OnFull::DropOldest,
+            fsync_interval: Duration::from_secs(1),
+            fsync_every: 0,
+            cursor_interval: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SpoolConfig {
+    /// The relations between the bounds that the spool relies on.
+    pub fn validate(&self) -> Result<(), SpoolError> {
+        // Header + pos + time + id length: the smallest possible record.
+        if self.max_record_bytes < 64 {
+            return Err(SpoolError::Config(format!("max_record_bytes = {} is below 64", self.max_record_bytes)));
+        }
+        if self.max_record_bytes > u64::from(u32::MAX) {
+            return Err(SpoolError::Config("max_record_bytes must be below 4GiB".into()));
+        }
+        if self.segment_bytes < self.max_record_bytes {
+            return Err(SpoolError::Config(format!(
+                "segment_bytes ({}) must be at least max_record_bytes ({})",
+                self.segment_bytes, self.max_record_bytes
+            )));
+        }
+        // Two segments: the one being dropped or drained and the active one.
+        if self.max_bytes < 2 * self.segment_bytes {
+            return Err(SpoolError::Config(format!(
+                "max_bytes ({}) must be at least twice segment_bytes ({})",
+                self.max_bytes, self.segment_bytes
+            )));
+        }
+        if self.fsync_interval.is_zero() && self.fsync_every == 0 {
+            return Err(SpoolError::Config("fsync_interval = \"0s\" needs fsync_every >= 1".into()));
+        }
+        if self.cursor_interval.is_zero() {
+            return Err(SpoolError::Config("cursor_interval must be above 0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// serde helper: a size as "64MiB" or a plain integer (bytes), via [`crate::units::ByteSize`].
+pub fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    ByteSize::deserialize(d).map(|b| b.0)
+}
+
+/// serde helper: a duration as "2s" / "250ms" or a plain integer (seconds).
+pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    HumanDuration::deserialize(d).map(|h| h.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_section_and_unknown_key() {
+        let c: SpoolConfig = toml::from_str(
+            "dir = \"/tmp/x\"\nmax_bytes = \"1GiB\"\non_full = \"drop_newest\"\nsegment_bytes = 8388608\nfsync_every = 1\n",
+        )
+        .unwrap();
+        assert_eq!(c.max_bytes, 1 << 30);
+        assert_eq!(c.segment_bytes, 8 << 20);
+        assert_eq!(c.on_full, OnFull::DropNewest);
+        assert_eq!(c.fsync_interval, Duration::from_secs(1));
+        c.validate().unwrap();
+        let e = toml::from_str::<SpoolConfig>("max_byte = \"1GiB\"").unwrap_err();
+        assert!(e.to_string().contains("max_byte"), "{e}");
+        SpoolConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn validation_rejects_inconsistent_bounds() {
+        let c = SpoolConfig { max_bytes: 1 << 20, segment_bytes: 1 << 20, ..SpoolConfig::default() };
+        assert!(c.validate().is_err());
+        let c = SpoolConfig { segment_bytes: 1 << 10, max_bytes: 1 << 30, ..SpoolConfig::default() };
+        assert!(c.validate().is_err());
+    }
+}

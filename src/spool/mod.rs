@@ -1,0 +1,139 @@
+//! The spool: a disk-backed queue between the processing thread and the output sinks.
+//!
+//! Why: the receiver may be down for an hour and auditrelay may be killed -9; neither may lose an
+//! event that was handed to the spool, and neither may make the processing thread (and through it
+//! the netlink reader) wait. So every event is appended to disk first, and each output reads the
+//! spool at its own pace and acknowledges what its receiver accepted.
+//!
+//! # Layout on disk (`[spool] dir`)
+//! ```text
+//! lock                         flock(LOCK_EX) held for the life of the process: one writer per spool
+//! seg-00000000000000000001.log segment files, named by the position of their first record (20 digits)
+//! seg-00000000000000004097.log
+//! cursor-<output name>         per output: last acknowledged position, 20 decimal digits + '\n'
+//! ```
+//! Positions are per-spool sequence numbers starting at 1 (`0` = "nothing", as an ack). Within a
+//! segment positions are contiguous; between segments there may be a gap (events deleted by
+//! `drop_oldest`, or a power cut that lost an unsynced tail whose positions were already acked).
+//!
+//! # Record format (see [`record`])
+//! ```text
+//! u32 LE  payload length
+//! u32 LE  CRC-32 (IEEE) of the payload
+//! payload: u64 LE pos | u64 LE time_ms | u16 LE id length | id (UTF-8) | body (JSON, no '\n')
+//! ```
+//! The length is checked against `max_record_bytes` before anything is allocated, so a corrupt
+//! length cannot make a reader allocate gigabytes. An event larger than that, or with an id over 255
+//! bytes, is refused by `append` with an error (and counted): sinks cut oversized messages long
+//! before this bound, which only guards the spool itself.
+//!
+//! Files are created 0600 in a 0700 directory: audit events are for root's eyes.
+//!
+//! # Writing, fsync policy and what a power cut can lose
+//! One `write(2)` per record to the active segment (no user-space buffer, so a record is visible to
+//! readers in the page cache as soon as `append` returns). The active segment is `fdatasync`ed
+//! - after every `fsync_every` appended events (0 = never by count; 1 = every event),
+//! - at least every `fsync_interval` while it has unsynced records (by the spool's sync thread),
+//! - when it is sealed (rolled over at `segment_bytes`), so sealed segments are always durable.
+//!
+//! New segment and cursor files are made durable with an `fsync` of the directory.
+//! A power cut (or kernel crash) can lose the records appended to the active segment since its last
+//! fdatasync: at most `fsync_every - 1` events or `fsync_interval` worth of events. A kill -9 of the
+//! process loses nothing that `append` returned for: the data is in the page cache.
+//!
+//! # Cursors (the ledger)
+//! Each output has a cursor file holding the last position its receiver acknowledged. Acks arrive
+//! cumulatively ([`crate::output::delivery::Ack`]); cursors are persisted (one in-place `pwrite` of
+//! fixed width + fdatasync, see [`cursor`]: in place so that a full disk cannot stop them) at most
+//! every `cursor_interval` and at shutdown. A cursor that lags behind the
+//! real ack only causes resends after a crash: delivery is at-least-once, and each event carries a
+//! stable `id` for receiver-side deduplication. Output names (config `name`, default `<type>-<index>`)
+//! name the cursor files, so renaming an output makes it start again from the oldest spooled event.
+//!
+//! # Deletion
+//! A sealed segment is deleted only when every configured output's *persisted* cursor is at or past
+//! its last position (persisted, so that after a crash no cursor points into a deleted segment and
+//! loss accounting stays exact). The active segment is never deleted. The only other way a segment
+//! goes away is `on_full = "drop_oldest"`.
+//!
+//! # Bound and `on_full`
+//! The sum of all segment sizes stays at or below `max_bytes`. When an append would exceed it:
+//! - `drop_oldest` (default): delete the oldest sealed segments (rolling the active one first if it
+//!   is the only one) even if not acknowledged; the unacknowledged events in them are counted,
+//! - `drop_newest`: refuse the new event and count it,
+//! - `block`: wait until outputs acknowledge enough to free a segment (this stalls the caller, and
+//!   through it the kernel reader: the kernel's backlog and `lost` counter take over). Nothing is
+//!   dropped; [`Spool::interrupt`] (at shutdown) makes a blocked append give up with an error.
+//!
+//! Every drop is counted in [`SpoolStats`], logged, and announced in band: once space returns, a loss
+//! notice `{"loss":{"kind":"spool_dropped",...}}` is appended before the next event, so every
+//! receiver sees that something is missing and how much.
+//!
+//! # Recovery (on [`Spool::open`])
+//! 1. Take the lock; list segments; delete empty ones.
+//! 2. Scan the last segment record by record; a torn tail (a record cut short by a crash, or one whose
+//!    CRC fails at the very end) is truncated away and reported with path, offset and bytes cut.
+//!    Older segments were fdatasynced when sealed and are checked by readers as they stream them.
+//! 3. Read each output's cursor; the next position is `max(last record, highest cursor) + 1`, so a
+//!    position the receiver already acknowledged is never reused for a different event.
+//! 4. Start a new active segment. Each reader resumes at `cursor + 1`: everything not acknowledged
+//!    is sent again.
+//!
+//! # Readers and memory
+//! A reader streams records from disk with `pread` into a small buffer (64 KiB, or one record if
+//! larger), never past the writer's committed length, so memory does not grow with the backlog. A
+//! corrupt record found by a reader (length, CRC or position check) is reported with the segment path
+//! and offset; the reader skips the rest of that segment and counts the skipped events.
+//!
+//! # Errors
+//! A failed write (disk full, I/O error) returns an error naming the segment path; the partial
+//! record is cut off again and the next append starts a fresh segment, so nothing already accepted
+//! is lost or hidden behind garbage.
+
+pub mod config;
+pub mod crc32;
+pub mod cursor;
+pub mod reader;
+pub mod record;
+pub mod segment;
+pub(crate) mod store;
+
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod tests;
+
+pub use config::{OnFull, SpoolConfig};
+pub use reader::SpoolReader;
+pub use record::Record;
+pub use store::{inspect, Appended, Spool, SpoolStats, SpoolSummary};
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the spool; each variant says where.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool {path}: {op}: {source}")]
+    Io { path: PathBuf, op: &'static str, source: std::io::Error },
+    #[error("spool {path}: already locked by another process")]
+    Locked { path: PathBuf },
+    #[error("spool {path} offset {offset}: corrupt record: {reason}")]
+    Corrupt { path: PathBuf, offset: u64, reason: String },
+    #[error("spool cursor {path}: invalid content {content:?}")]
+    BadCursor { path: PathBuf, content: String },
+    #[error("spool: event {id:?} is {size} bytes, more than max_record_bytes ({max})")]
+    TooLarge { id: String, size: usize, max: u64 },
+    #[error("spool: event id {id:?} is longer than 255 bytes")]
+    IdTooLong { id: String },
+    #[error("spool full (on_full = block) and shutting down: event not stored")]
+    Interrupted,
+    #[error("spool: invalid config: {0}")]
+    Config(String),
+}
+
+impl SpoolError {
+    fn io(path: impl Into<PathBuf>, op: &'static str) -> impl FnOnce(std::io::Error) -> SpoolError {
+        let path = path.into();
+        move |source| SpoolError::Io { path, op, source }
+    }
+}

@@ -1,0 +1,141 @@
+//! One output's view of the spool: streams records from disk in position order, starting after the
+//! output's acknowledged position. Memory: one bounded read buffer, whatever the backlog.
+
+use std::time::{Duration, Instant};
+
+use super::record::Record;
+use super::segment::SegmentFile;
+use super::store::{log, Spool};
+use super::SpoolError;
+
+struct Current {
+    first_pos: u64,
+    file: SegmentFile,
+    offset: u64,
+    /// Position the next record in this segment must carry.
+    expect: u64,
+    /// A corrupt record was found: nothing more is read from this segment.
+    poisoned: bool,
+}
+
+pub struct SpoolReader {
+    spool: Spool,
+    output: usize,
+    next_pos: u64,
+    cur: Option<Current>,
+}
+
+enum Step {
+    Read { limit: u64 },
+    Open { first_pos: u64, path: std::path::PathBuf },
+    Again,
+    Timeout,
+}
+
+impl Spool {
+    /// A reader for output `idx` that starts after its acknowledged position.
+    pub fn reader(&self, idx: usize) -> SpoolReader {
+        let next_pos = self.acked(idx) + 1;
+        SpoolReader { spool: self.clone(), output: idx, next_pos, cur: None }
+    }
+}
+
+impl SpoolReader {
+    /// Position of the next record this reader will return (at least).
+    pub fn next_pos(&self) -> u64 {
+        self.next_pos
+    }
+
+    /// The next record, waiting up to `wait` for one to be appended. `Ok(None)` on timeout.
+    /// A corrupt record is returned as an error once; the reader then continues after it.
+    pub fn next(&mut self, wait: Duration) -> Result<Option<Record>, SpoolError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match self.step(deadline) {
+                Step::Timeout => return Ok(None),
+                Step::Again => continue,
+                Step::Open { first_pos, path } => match SegmentFile::open(&path) {
+                    Ok(file) => {
+                        self.cur = Some(Current { first_pos, file, offset: 0, expect: first_pos, poisoned: false })
+                    }
+                    // Deleted under us by drop_oldest: step() will find the next one.
+                    Err(SpoolError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                },
+                Step::Read { limit } => {
+                    if let Some(rec) = self.read_one(limit)? {
+                        return Ok(Some(rec));
+                    }
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, deadline: Instant) -> Step {
+        let inner = &self.spool.inner;
+        let mut st = inner.lock();
+        if let Some(cur) = &self.cur {
+            match st.segments.iter().find(|s| s.first_pos == cur.first_pos) {
+                None => {
+                    // Dropped by on_full = drop_oldest (already counted there).
+                    self.cur = None;
+                    return Step::Again;
+                }
+                Some(meta) if !cur.poisoned && cur.offset < meta.bytes => return Step::Read { limit: meta.bytes },
+                Some(meta) if meta.sealed => {
+                    self.next_pos = self.next_pos.max(meta.last_pos + 1);
+                    self.cur = None;
+                    return Step::Again;
+                }
+                Some(_) => {}
+            }
+        } else {
+            let next = self.next_pos;
+            if let Some(meta) = st.segments.iter().find(|s| !s.sealed || s.last_pos >= next) {
+                // A gap before this segment: dropped or lost positions, nothing to deliver there.
+                self.next_pos = next.max(meta.first_pos);
+                return Step::Open { first_pos: meta.first_pos, path: meta.path.clone() };
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Step::Timeout;
+        }
+        st = inner.cond.wait_timeout(st, deadline - now).map_or_else(|p| p.into_inner().0, |r| r.0);
+        drop(st);
+        Step::Again
+    }
+
+    /// Read the record at the current offset; `None` when it was one to skip (before next_pos).
+    fn read_one(&mut self, limit: u64) -> Result<Option<Record>, SpoolError> {
+        let max = self.spool.inner.cfg.max_record_bytes;
+        let Some(cur) = self.cur.as_mut() else { return Ok(None) };
+        let problem = match cur.file.record_at(cur.offset, limit, max)? {
+            Ok((rec, used)) if rec.pos == cur.expect => {
+                cur.offset += used as u64;
+                cur.expect += 1;
+                if rec.pos < self.next_pos {
+                    return Ok(None);
+                }
+                self.next_pos = rec.pos + 1;
+                return Ok(Some(rec));
+            }
+            Ok((rec, _)) => format!("position {} where {} was expected", rec.pos, cur.expect),
+            Err(e) => e.to_string(),
+        };
+        cur.poisoned = true;
+        let err = SpoolError::Corrupt { path: cur.file.path().to_path_buf(), offset: cur.offset, reason: problem };
+        let first_pos = cur.first_pos;
+        let mut st = self.spool.inner.lock();
+        let skipped = st
+            .segments
+            .iter()
+            .find(|s| s.first_pos == first_pos)
+            .map_or(0, |m| (m.last_pos + 1).saturating_sub(self.next_pos));
+        st.stats.corrupt_skipped += skipped;
+        drop(st);
+        let name = self.spool.output_names().get(self.output).cloned().unwrap_or_default();
+        log(format_args!("output {name}: {err}; skipping {skipped} events to the next segment"));
+        Err(err)
+    }
+}

@@ -1,0 +1,651 @@
+//! The spool itself: appending, rolling, the `on_full` policies, acks, cursors, deletion, recovery.
+//! The design is in the parent module's docs.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::config::{OnFull, SpoolConfig};
+use super::record::{self, MAX_ID_LEN};
+use super::segment::{self, sync_dir};
+use super::{cursor, SpoolError};
+
+/// Result of [`Spool::append`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    Stored { pos: u64 },
+    /// Refused under `on_full = "drop_newest"`; counted and announced later.
+    Dropped,
+}
+
+/// Counters and levels; a snapshot from [`Spool::stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpoolStats {
+    /// Events stored (loss notices not included).
+    pub appended: u64,
+    /// Unacknowledged events deleted with their segment under `drop_oldest`.
+    pub dropped_oldest: u64,
+    /// Events refused under `drop_newest`.
+    pub dropped_newest: u64,
+    /// Events refused because they exceed `max_record_bytes`.
+    pub dropped_oversize: u64,
+    /// Loss notices appended.
+    pub loss_notices: u64,
+    /// Bytes cut from a torn tail at recovery.
+    pub recovered_truncated_bytes: u64,
+    /// Events readers skipped because a record was corrupt (summed over outputs).
+    pub corrupt_skipped: u64,
+    pub bytes: u64,
+    pub segments: usize,
+    /// Position of the last stored record (0 = none yet).
+    pub last_pos: u64,
+    /// Per output (config order): name and acknowledged position.
+    pub acked: Vec<(String, u64)>,
+}
+
+pub(crate) struct SegMeta {
+    pub first_pos: u64,
+    /// `first_pos - 1` while empty. For recovered older segments: the next one's `first_pos - 1`.
+    pub last_pos: u64,
+    /// Committed length: readers never read past it.
+    pub bytes: u64,
+    pub path: PathBuf,
+    pub sealed: bool,
+}
+
+struct PendingLoss {
+    count: u64,
+    first_ms: u64,
+    last_ms: u64,
+}
+
+pub(crate) struct State {
+    pub segments: VecDeque<SegMeta>,
+    /// The open file of the last segment when it is not sealed.
+    active: Option<Arc<File>>,
+    pub next_pos: u64,
+    total_bytes: u64,
+    pub acked: Vec<u64>,
+    persisted: Vec<u64>,
+    synced_pos: u64,
+    last_sync: Instant,
+    last_persist: Instant,
+    pending_loss: Option<PendingLoss>,
+    pub stats: SpoolStats,
+    buf: Vec<u8>,
+}
+
+pub(crate) struct Inner {
+    pub cfg: SpoolConfig,
+    pub outputs: Vec<String>,
+    pub state: Mutex<State>,
+    /// Signalled on every append, ack, deletion: wakes readers, `block`ed appends, drain waits.
+    pub cond: Condvar,
+    /// Serialises cursor writes between the sync thread and a blocked append.
+    persist_lock: Mutex<()>,
+    /// Set by [`Spool::interrupt`]: a `block`ed append gives up (the daemon is shutting down).
+    interrupted: std::sync::atomic::AtomicBool,
+    _lock: Flock<File>,
+}
+
+/// A handle on one spool directory; cheap to clone (shared by the writer, readers, sync thread).
+#[derive(Clone)]
+pub struct Spool {
+    pub(crate) inner: Arc<Inner>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Where spool messages go until the daemon has a logger: stderr, one line each.
+pub(crate) fn log(msg: std::fmt::Arguments<'_>) {
+    eprintln!("auditrelay: spool: {msg}");
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain counters behind, still consistent enough to
+        // keep shipping; refusing to continue would lose more than it protects.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Spool {
+    /// Open (creating if needed) and recover the spool in `cfg.dir` for these outputs.
+    pub fn open(cfg: &SpoolConfig, outputs: &[String]) -> Result<Spool, SpoolError> {
+        cfg.validate()?;
+        let dir = cfg.dir.clone();
+        // Audit events are sensitive: the spool is for root's eyes only.
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(SpoolError::io(&dir, "create dir"))?;
+        let lock_path = dir.join("lock");
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(SpoolError::io(&lock_path, "open"))?;
+        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+            .map_err(|_| SpoolError::Locked { path: dir.clone() })?;
+
+        let mut stats = SpoolStats::default();
+        let mut found = segment::list(&dir)?;
+        // Empty files carry nothing and would collide with the name of the next segment.
+        found.retain(|(_, p)| match std::fs::metadata(p) {
+            Ok(m) if m.len() == 0 => std::fs::remove_file(p).is_err(),
+            _ => true,
+        });
+        let mut segments = VecDeque::new();
+        let mut last_rec_pos = 0u64;
+        for (i, (first, path)) in found.iter().enumerate() {
+            let bytes = std::fs::metadata(path).map_err(SpoolError::io(path, "stat"))?.len();
+            if let Some((next_first, _)) = found.get(i + 1) {
+                let last_pos = next_first.saturating_sub(1).max(first.saturating_sub(1));
+                segments.push_back(SegMeta { first_pos: *first, last_pos, bytes, path: path.clone(), sealed: true });
+                last_rec_pos = last_rec_pos.max(last_pos);
+                continue;
+            }
+            let scan = segment::scan(path, *first, cfg.max_record_bytes)?;
+            if let Some((offset, reason)) = &scan.problem {
+                let cut = scan.file_len - scan.valid_len;
+                log(format_args!(
+                    "recovery: {}: bad record at offset {offset} ({reason}); truncating {cut} bytes after {} good records",
+                    path.display(),
+                    scan.records
+                ));
+                let f = OpenOptions::new().write(true).open(path).map_err(SpoolError::io(path, "open"))?;
+                f.set_len(scan.valid_len).map_err(SpoolError::io(path, "truncate"))?;
+                f.sync_all().map_err(SpoolError::io(path, "fsync"))?;
+                stats.recovered_truncated_bytes += cut;
+            }
+            match scan.last_pos {
+                Some(last) => {
+                    segments.push_back(SegMeta {
+                        first_pos: *first,
+                        last_pos: last,
+                        bytes: scan.valid_len,
+                        path: path.clone(),
+                        sealed: true,
+                    });
+                    last_rec_pos = last_rec_pos.max(last);
+                }
+                None => {
+                    std::fs::remove_file(path).map_err(SpoolError::io(path, "remove empty segment"))?;
+                }
+            }
+        }
+
+        let mut acked = Vec::with_capacity(outputs.len());
+        for name in outputs {
+            if !cursor::valid_name(name) {
+                return Err(SpoolError::Config(format!("output name {name:?} is not usable as a file name")));
+            }
+            let pos = cursor::load(&dir, name)?;
+            if pos.is_none() {
+                // Create it now, while there may still be space: later writes are in place.
+                cursor::store(&dir, name, 0)?;
+            }
+            acked.push(pos.unwrap_or(0));
+        }
+        // Never hand out a position some receiver already acknowledged (its data may have been
+        // lost with an unsynced tail), or that output would skip the new event.
+        let max_cursor = cursor::load_all(&dir)?.into_iter().map(|(_, p)| p).max().unwrap_or(0);
+        let next_pos = last_rec_pos.max(max_cursor) + 1;
+        let total_bytes = segments.iter().map(|s| s.bytes).sum();
+        let now = Instant::now();
+        let state = State {
+            segments,
+            active: None,
+            next_pos,
+            total_bytes,
+            persisted: acked.clone(),
+            acked,
+            synced_pos: next_pos - 1,
+            last_sync: now,
+            last_persist: now,
+            pending_loss: None,
+            stats,
+            buf: Vec::new(),
+        };
+        let spool = Spool {
+            inner: Arc::new(Inner {
+                cfg: cfg.clone(),
+                outputs: outputs.to_vec(),
+                state: Mutex::new(state),
+                cond: Condvar::new(),
+                persist_lock: Mutex::new(()),
+                interrupted: std::sync::atomic::AtomicBool::new(false),
+                _lock: lock,
+            }),
+        };
+        {
+            let mut st = spool.inner.lock();
+            spool.open_segment(&mut st)?;
+        }
+        Ok(spool)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.cfg.dir
+    }
+
+    pub fn output_names(&self) -> &[String] {
+        &self.inner.outputs
+    }
+
+    /// Append one event. Never waits for a sink, except under `on_full = "block"`.
+    pub fn append(&self, time_ms: u64, id: &str, body: &[u8]) -> Result<Appended, SpoolError> {
+        if id.len() > MAX_ID_LEN {
+            return Err(SpoolError::IdTooLong { id: id.chars().take(64).collect() });
+        }
+        let len = record::encoded_len(id, body) as u64;
+        if len - record::HEADER_LEN as u64 > self.inner.cfg.max_record_bytes {
+            let mut st = self.inner.lock();
+            st.stats.dropped_oversize += 1;
+            return Err(SpoolError::TooLarge { id: id.to_string(), size: body.len(), max: self.inner.cfg.max_record_bytes });
+        }
+        let cfg = &self.inner.cfg;
+        let mut st = self.inner.lock();
+        loop {
+            let total = st.stats.dropped_oldest + st.stats.dropped_newest;
+            let notice = st.pending_loss.as_ref().map(|l| loss_notice(l, cfg.on_full, st.next_pos, total));
+            let notice_len = notice.as_ref().map_or(0, |(id, b)| record::encoded_len(id, b) as u64);
+            if st.total_bytes + len + notice_len <= cfg.max_bytes {
+                if let Some((nid, nbody)) = notice {
+                    let count = st.pending_loss.as_ref().map_or(0, |l| l.count);
+                    self.write_record(&mut st, now_ms(), &nid, &nbody)?;
+                    st.pending_loss = None;
+                    st.stats.loss_notices += 1;
+                    log(format_args!("space again: appended a loss notice for {count} dropped events"));
+                }
+                let pos = self.write_record(&mut st, time_ms, id, body)?;
+                st.stats.appended += 1;
+                return Ok(Appended::Stored { pos });
+            }
+            match cfg.on_full {
+                OnFull::DropNewest => {
+                    if st.pending_loss.is_none() {
+                        log(format_args!(
+                            "full ({} of {} bytes): dropping new events (on_full = drop_newest)",
+                            st.total_bytes, cfg.max_bytes
+                        ));
+                    }
+                    note_loss(&mut st.pending_loss, 1);
+                    st.stats.dropped_newest += 1;
+                    return Ok(Appended::Dropped);
+                }
+                OnFull::DropOldest => {
+                    if !self.delete_acked(&mut st)? && !self.drop_oldest_segment(&mut st)? {
+                        // Nothing left to drop: only possible if max_bytes cannot hold one record,
+                        // which validation rules out; refuse rather than exceed the bound.
+                        note_loss(&mut st.pending_loss, 1);
+                        st.stats.dropped_newest += 1;
+                        return Ok(Appended::Dropped);
+                    }
+                }
+                OnFull::Block => {
+                    if self.inner.interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+                        return Err(SpoolError::Interrupted);
+                    }
+                    if !self.delete_acked(&mut st)? {
+                        // Seal the active segment so that acks can free it too.
+                        if st.segments.back().is_some_and(|s| !s.sealed && s.last_pos >= s.first_pos) {
+                            self.roll(&mut st)?;
+                        }
+                        drop(st);
+                        self.persist_cursors(true)?;
+                        st = self.inner.lock();
+                        if !self.delete_acked(&mut st)? {
+                            st = self.inner.cond.wait_timeout(st, Duration::from_millis(100)).map_or_else(|p| p.into_inner().0, |r| r.0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn write_record(&self, st: &mut State, time_ms: u64, id: &str, body: &[u8]) -> Result<u64, SpoolError> {
+        let len = record::encoded_len(id, body) as u64;
+        let need_roll = match (st.active.is_some(), st.segments.back()) {
+            (true, Some(s)) => s.bytes > 0 && s.bytes + len > self.inner.cfg.segment_bytes,
+            _ => true,
+        };
+        if need_roll {
+            self.roll(st)?;
+        }
+        let pos = st.next_pos;
+        let mut buf = std::mem::take(&mut st.buf);
+        buf.clear();
+        record::encode(&mut buf, pos, time_ms, id, body);
+        let (file, meta) = match (st.active.clone(), st.segments.back_mut()) {
+            (Some(f), Some(m)) => (f, m),
+            _ => return Err(SpoolError::Config("no active segment after roll".into())),
+        };
+        let offset = meta.bytes;
+        if let Err(source) = file.write_all_at(&buf, offset) {
+            // Cut the partial record and never write to this file again: the next append starts a
+            // new segment, so garbage can only ever sit at the tail of a sealed segment.
+            let _ = file.set_len(offset);
+            let path = meta.path.clone();
+            st.buf = buf;
+            self.seal_active(st, false);
+            return Err(SpoolError::Io { path, op: "write", source });
+        }
+        meta.bytes += len;
+        meta.last_pos = pos;
+        st.buf = buf;
+        st.total_bytes += len;
+        st.next_pos += 1;
+        st.stats.last_pos = pos;
+        self.inner.cond.notify_all();
+        let every = self.inner.cfg.fsync_every;
+        if every > 0 && pos - st.synced_pos >= every {
+            let path = st.segments.back().map(|s| s.path.clone()).unwrap_or_default();
+            file.sync_data().map_err(SpoolError::io(path, "fdatasync"))?;
+            st.synced_pos = pos;
+            st.last_sync = Instant::now();
+        }
+        Ok(pos)
+    }
+
+    /// Seal the active segment (fdatasync'd) and open the next one.
+    fn roll(&self, st: &mut State) -> Result<(), SpoolError> {
+        if let (Some(file), Some(meta)) = (st.active.as_ref(), st.segments.back()) {
+            if st.synced_pos < meta.last_pos {
+                file.sync_data().map_err(SpoolError::io(&meta.path, "fdatasync"))?;
+                st.synced_pos = meta.last_pos;
+            }
+        }
+        self.seal_active(st, true);
+        self.open_segment(st)
+    }
+
+    /// Mark the last segment sealed; an empty one is removed so its name can be reused.
+    fn seal_active(&self, st: &mut State, synced: bool) {
+        st.active = None;
+        if let Some(meta) = st.segments.back_mut() {
+            meta.sealed = true;
+            if !synced {
+                // Records of a segment that failed are as durable as the page cache makes them.
+                st.synced_pos = st.synced_pos.max(meta.last_pos);
+            }
+            if meta.last_pos < meta.first_pos {
+                let _ = std::fs::remove_file(&meta.path);
+                st.segments.pop_back();
+            }
+        }
+        self.inner.cond.notify_all();
+    }
+
+    fn open_segment(&self, st: &mut State) -> Result<(), SpoolError> {
+        let path = segment::path(&self.inner.cfg.dir, st.next_pos);
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(SpoolError::io(&path, "create segment"))?;
+        sync_dir(&self.inner.cfg.dir)?;
+        st.segments.push_back(SegMeta {
+            first_pos: st.next_pos,
+            last_pos: st.next_pos - 1,
+            bytes: 0,
+            path,
+            sealed: false,
+        });
+        st.active = Some(Arc::new(file));
+        Ok(())
+    }
+
+    /// Delete the oldest segment whatever its acks say. Returns false when there is nothing to drop.
+    fn drop_oldest_segment(&self, st: &mut State) -> Result<bool, SpoolError> {
+        let Some(front) = st.segments.front() else { return Ok(false) };
+        if !front.sealed {
+            if front.last_pos < front.first_pos {
+                return Ok(false);
+            }
+            self.roll(st)?;
+        }
+        let Some(front) = st.segments.front() else { return Ok(false) };
+        let unacked = st
+            .acked
+            .iter()
+            .map(|&a| front.last_pos.saturating_sub(a.max(front.first_pos - 1)))
+            .max()
+            .unwrap_or(0);
+        std::fs::remove_file(&front.path).map_err(SpoolError::io(&front.path, "remove segment"))?;
+        log(format_args!(
+            "full: dropped segment {} (positions {}..={}) with {unacked} unacknowledged events (on_full = drop_oldest)",
+            front.path.display(),
+            front.first_pos,
+            front.last_pos
+        ));
+        st.total_bytes -= front.bytes;
+        st.segments.pop_front();
+        st.stats.dropped_oldest += unacked;
+        if unacked > 0 {
+            note_loss(&mut st.pending_loss, unacked);
+        }
+        Ok(true)
+    }
+
+    /// Delete sealed segments every output's persisted cursor has passed. Returns whether any went.
+    fn delete_acked(&self, st: &mut State) -> Result<bool, SpoolError> {
+        let floor = st.persisted.iter().copied().min().unwrap_or(0);
+        let mut any = false;
+        while let Some(front) = st.segments.front() {
+            if !front.sealed || front.last_pos > floor {
+                break;
+            }
+            match std::fs::remove_file(&front.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(SpoolError::Io { path: front.path.clone(), op: "remove segment", source }),
+            }
+            st.total_bytes -= front.bytes;
+            st.segments.pop_front();
+            any = true;
+        }
+        if any {
+            self.inner.cond.notify_all();
+        }
+        Ok(any)
+    }
+
+    /// Record output `idx`'s cumulative ack. Acks never go backwards; an ack past the last written
+    /// position is a sink bug and is clamped.
+    pub fn ack(&self, idx: usize, pos: u64) {
+        let mut st = self.inner.lock();
+        let last = st.next_pos - 1;
+        if let Some(a) = st.acked.get_mut(idx) {
+            if pos > *a {
+                *a = pos.min(last);
+                self.inner.cond.notify_all();
+            }
+        }
+    }
+
+    /// Write cursors that changed (all when `force`, else only after `cursor_interval`).
+    fn persist_cursors(&self, force: bool) -> Result<(), SpoolError> {
+        let _g = self.inner.persist_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let todo: Vec<(usize, u64)> = {
+            let st = self.inner.lock();
+            if !force && st.last_persist.elapsed() < self.inner.cfg.cursor_interval {
+                return Ok(());
+            }
+            st.acked.iter().zip(&st.persisted).enumerate().filter(|(_, (a, p))| a > p).map(|(i, (a, _))| (i, *a)).collect()
+        };
+        for &(i, pos) in &todo {
+            cursor::store(&self.inner.cfg.dir, &self.inner.outputs[i], pos)?;
+        }
+        let mut st = self.inner.lock();
+        for (i, pos) in todo {
+            st.persisted[i] = st.persisted[i].max(pos);
+        }
+        st.last_persist = Instant::now();
+        Ok(())
+    }
+
+    /// fdatasync the active segment if it has records older than `fsync_interval` (or `force`).
+    fn sync_active(&self, force: bool) -> Result<(), SpoolError> {
+        let (file, path, upto) = {
+            let st = self.inner.lock();
+            let interval = self.inner.cfg.fsync_interval;
+            let due = force || (!interval.is_zero() && st.last_sync.elapsed() >= interval);
+            match (&st.active, st.segments.back()) {
+                (Some(f), Some(m)) if due && st.synced_pos < m.last_pos => (f.clone(), m.path.clone(), m.last_pos),
+                _ => return Ok(()),
+            }
+        };
+        // Outside the lock: appends continue while the disk flushes.
+        file.sync_data().map_err(SpoolError::io(path, "fdatasync"))?;
+        let mut st = self.inner.lock();
+        st.synced_pos = st.synced_pos.max(upto);
+        st.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Periodic work (the sync thread calls this every few hundred ms): fsync by interval, persist
+    /// cursors by interval, delete fully acknowledged segments.
+    pub fn maintain(&self) -> Result<(), SpoolError> {
+        self.sync_active(false)?;
+        self.persist_cursors(false)?;
+        let mut st = self.inner.lock();
+        self.delete_acked(&mut st)?;
+        Ok(())
+    }
+
+    /// Make everything durable: fdatasync, persist all cursors, delete what is fully acknowledged.
+    pub fn flush(&self) -> Result<(), SpoolError> {
+        self.sync_active(true)?;
+        self.persist_cursors(true)?;
+        let mut st = self.inner.lock();
+        self.delete_acked(&mut st)?;
+        Ok(())
+    }
+
+    /// Wait until every output acknowledged the last stored position, or `deadline`.
+    pub fn wait_all_acked(&self, deadline: Instant) -> bool {
+        let mut st = self.inner.lock();
+        loop {
+            let last = st.next_pos - 1;
+            if st.acked.iter().all(|&a| a >= last) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self.inner.cond.wait_timeout(st, deadline - now).map_or_else(|p| p.into_inner().0, |r| r.0);
+        }
+    }
+
+    pub fn acked(&self, idx: usize) -> u64 {
+        self.inner.lock().acked.get(idx).copied().unwrap_or(0)
+    }
+
+    pub fn stats(&self) -> SpoolStats {
+        let st = self.inner.lock();
+        let mut s = st.stats.clone();
+        s.bytes = st.total_bytes;
+        s.segments = st.segments.len();
+        s.last_pos = st.next_pos - 1;
+        s.acked = self.inner.outputs.iter().cloned().zip(st.acked.iter().copied()).collect();
+        s
+    }
+
+    /// How often the sync thread should call [`Spool::maintain`]: often enough for both intervals.
+    pub fn tick(&self) -> Duration {
+        let c = &self.inner.cfg;
+        let f = if c.fsync_interval.is_zero() { c.cursor_interval } else { c.fsync_interval.min(c.cursor_interval) };
+        (f / 2).clamp(Duration::from_millis(10), Duration::from_millis(200))
+    }
+
+    /// Make appends blocked by `on_full = "block"` (now and later) return
+    /// [`SpoolError::Interrupted`], so a shutdown is not held up by a receiver that never returns.
+    /// Callable from any thread (e.g. a signal handler task).
+    pub fn interrupt(&self) {
+        self.inner.interrupted.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.inner.cond.notify_all();
+    }
+
+    /// Wake everything waiting on the spool (readers re-check their stop flags).
+    pub fn wake(&self) {
+        self.inner.cond.notify_all();
+    }
+}
+
+/// What a spool directory holds, read without taking its lock (for `status` while the daemon runs:
+/// a segment may be appended to or deleted meanwhile, so the numbers are a snapshot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolSummary {
+    pub segments: usize,
+    pub bytes: u64,
+    /// First position of the oldest segment (0 when empty).
+    pub oldest_pos: u64,
+    /// Every cursor file: output name and acknowledged position.
+    pub cursors: Vec<(String, u64)>,
+}
+
+pub fn inspect(dir: &Path) -> Result<SpoolSummary, SpoolError> {
+    let segs = segment::list(dir)?;
+    let mut bytes = 0;
+    for (_, p) in &segs {
+        match std::fs::metadata(p) {
+            Ok(m) => bytes += m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(SpoolError::Io { path: p.clone(), op: "stat", source }),
+        }
+    }
+    let mut cursors = cursor::load_all(dir)?;
+    cursors.sort();
+    Ok(SpoolSummary { segments: segs.len(), bytes, oldest_pos: segs.first().map_or(0, |(p, _)| *p), cursors })
+}
+
+fn note_loss(pending: &mut Option<PendingLoss>, n: u64) {
+    let now = now_ms();
+    match pending {
+        Some(l) => {
+            l.count += n;
+            l.last_ms = now;
+        }
+        None => *pending = Some(PendingLoss { count: n, first_ms: now, last_ms: now }),
+    }
+}
+
+/// The in-band loss notice: id and JSON body.
+/// `count` is what was dropped since the previous notice (which may itself have been dropped);
+/// `total` is every event dropped since the process started.
+fn loss_notice(l: &PendingLoss, policy: OnFull, pos: u64, total: u64) -> (String, Vec<u8>) {
+    let body = serde_json::json!({
+        "loss": {
+            "kind": "spool_dropped",
+            "policy": policy.to_string(),
+            "count": l.count,
+            "total": total,
+            "first_ms": l.first_ms,
+            "last_ms": l.last_ms,
+        }
+    });
+    (format!("auditrelay-loss-{}-{pos}", l.first_ms), body.to_string().into_bytes())
+}
+
+#[cfg(test)]
+pub(crate) fn test_dir(name: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "auditrelay-test-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

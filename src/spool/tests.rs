@@ -1,0 +1,406 @@
+//! Unit tests of the spool as a whole: append, read, recover, ack, delete, on_full.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use super::record::{self, Record};
+use super::store::test_dir;
+use super::*;
+
+const NOW: Duration = Duration::ZERO;
+
+fn cfg(dir: &Path) -> SpoolConfig {
+    SpoolConfig {
+        dir: dir.to_path_buf(),
+        max_bytes: 1 << 20,
+        segment_bytes: 4096,
+        max_record_bytes: 2048,
+        on_full: OnFull::DropOldest,
+        fsync_interval: Duration::from_millis(50),
+        fsync_every: 0,
+        cursor_interval: Duration::from_secs(3600),
+        drain_timeout: Duration::from_secs(5),
+    }
+}
+
+fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("out-{i}")).collect()
+}
+
+fn body(i: u64) -> Vec<u8> {
+    format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat((i % 97) as usize)).into_bytes()
+}
+
+fn append_n(s: &Spool, from: u64, to: u64) {
+    for i in from..=to {
+        assert_eq!(s.append(1000 + i, &format!("id-{i}"), &body(i)).unwrap(), Appended::Stored { pos: i });
+    }
+}
+
+fn read_all(r: &mut SpoolReader) -> Vec<Record> {
+    let mut out = Vec::new();
+    while let Some(rec) = r.next(NOW).unwrap() {
+        out.push(rec);
+    }
+    out
+}
+
+fn positions(recs: &[Record]) -> Vec<u64> {
+    recs.iter().map(|r| r.pos).collect()
+}
+
+fn segment_files(dir: &Path) -> Vec<u64> {
+    segment::list(dir).unwrap().into_iter().map(|(p, _)| p).collect()
+}
+
+#[test]
+fn round_trip_across_segments() {
+    let dir = test_dir("roundtrip");
+    let s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+    append_n(&s, 1, 200);
+    assert!(segment_files(&dir).len() > 3, "small segments roll over");
+    let recs = read_all(&mut s.reader(0));
+    assert_eq!(positions(&recs), (1..=200).collect::<Vec<_>>());
+    for r in &recs {
+        assert_eq!(r.time_ms, 1000 + r.pos);
+        assert_eq!(r.id, format!("id-{}", r.pos));
+        assert_eq!(r.body, body(r.pos));
+    }
+    assert_eq!(s.stats().appended, 200);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let (_, seg) = segment::list(&dir).unwrap().remove(0);
+    assert_eq!((mode(&seg), mode(&cursor::path(&dir, "out-0"))), (0o600, 0o600));
+}
+
+#[test]
+fn a_new_spool_dir_is_private() {
+    let dir = test_dir("private").join("a/b");
+    let _s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn reader_waits_for_new_records() {
+    let dir = test_dir("wait");
+    let s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+    let mut r = s.reader(0);
+    assert!(r.next(Duration::from_millis(20)).unwrap().is_none());
+    let s2 = s.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        append_n(&s2, 1, 1);
+    });
+    let rec = r.next(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(rec.pos, 1);
+    t.join().unwrap();
+}
+
+#[test]
+fn torn_tail_is_truncated_on_recovery() {
+    let dir = test_dir("torn");
+    {
+        let s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+        append_n(&s, 1, 10);
+    }
+    // A crash in the middle of a write: the first 20 bytes of the next record.
+    let (_, last) = segment::list(&dir).unwrap().pop().unwrap();
+    let mut rec = Vec::new();
+    record::encode(&mut rec, 11, 0, "id-11", &body(11));
+    std::fs::OpenOptions::new().append(true).open(&last).unwrap().write_all(&rec[..20]).unwrap();
+
+    let s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+    assert_eq!(s.stats().recovered_truncated_bytes, 20);
+    assert_eq!(positions(&read_all(&mut s.reader(0))), (1..=10).collect::<Vec<_>>());
+    assert_eq!(s.append(0, "next", b"{}").unwrap(), Appended::Stored { pos: 11 });
+}
+
+#[test]
+fn crc_corruption_in_older_segment_is_reported_with_path_and_offset() {
+    let dir = test_dir("crc");
+    {
+        let s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+        append_n(&s, 1, 100);
+    }
+    let segs = segment::list(&dir).unwrap();
+    let (first, path) = segs[0].clone();
+    // Offset of the third record, then flip a byte inside its body.
+    let data = std::fs::read(&path).unwrap();
+    let r1 = record::total_len(&data, 1 << 20).unwrap();
+    let r2 = record::total_len(&data[r1..], 1 << 20).unwrap();
+    let off3 = r1 + r2;
+    let mut bad = data.clone();
+    bad[off3 + 30] ^= 0x01;
+    std::fs::write(&path, &bad).unwrap();
+
+    let s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+    let mut r = s.reader(0);
+    assert_eq!(r.next(NOW).unwrap().unwrap().pos, first);
+    assert_eq!(r.next(NOW).unwrap().unwrap().pos, first + 1);
+    match r.next(NOW) {
+        Err(SpoolError::Corrupt { path: p, offset, reason }) => {
+            assert_eq!(p, path);
+            assert_eq!(offset, off3 as u64);
+            assert!(reason.contains("CRC"), "{reason}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    // The reader continues with the next segment; the rest of the bad one is counted as skipped.
+    let rest = read_all(&mut r);
+    let second_first = segs[1].0;
+    assert_eq!(rest.first().unwrap().pos, second_first);
+    assert_eq!(rest.last().unwrap().pos, 100);
+    assert_eq!(s.stats().corrupt_skipped, second_first - (first + 2));
+}
+
+#[test]
+fn corruption_in_last_segment_is_cut_at_recovery() {
+    let dir = test_dir("crclast");
+    {
+        let s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+        append_n(&s, 1, 5);
+    }
+    let (_, path) = segment::list(&dir).unwrap().pop().unwrap();
+    let mut data = std::fs::read(&path).unwrap();
+    let len = data.len();
+    data[len - 3] ^= 0xFF;
+    std::fs::write(&path, &data).unwrap();
+    let s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+    let last_len = record::encoded_len("id-5", &body(5)) as u64;
+    assert_eq!(s.stats().recovered_truncated_bytes, last_len);
+    assert_eq!(positions(&read_all(&mut s.reader(0))), vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn cursors_persist_and_restart_resends_unacked() {
+    let dir = test_dir("cursor");
+    {
+        let s = Spool::open(&cfg(&dir), &names(2)).unwrap();
+        append_n(&s, 1, 10);
+        s.ack(0, 4);
+        s.ack(1, 9);
+        s.flush().unwrap();
+        s.ack(0, 6); // acked but never persisted: a crash loses only this knowledge
+    }
+    let s = Spool::open(&cfg(&dir), &names(2)).unwrap();
+    assert_eq!(s.stats().acked, vec![("out-0".into(), 4), ("out-1".into(), 9)]);
+    assert_eq!(positions(&read_all(&mut s.reader(0))), (5..=10).collect::<Vec<_>>());
+    assert_eq!(positions(&read_all(&mut s.reader(1))), vec![10]);
+}
+
+#[test]
+fn ack_never_goes_backwards_nor_past_the_end() {
+    let dir = test_dir("ackmono");
+    let s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+    append_n(&s, 1, 3);
+    s.ack(0, 2);
+    s.ack(0, 1);
+    assert_eq!(s.acked(0), 2);
+    s.ack(0, 99);
+    assert_eq!(s.acked(0), 3);
+}
+
+#[test]
+fn segment_deleted_only_after_every_output_acked_it() {
+    let dir = test_dir("delete");
+    let s = Spool::open(&cfg(&dir), &names(2)).unwrap();
+    append_n(&s, 1, 200);
+    let before = segment_files(&dir);
+    assert!(before.len() > 3);
+    s.ack(0, 200);
+    s.flush().unwrap();
+    assert_eq!(segment_files(&dir), before, "output 1 has acked nothing");
+    // Output 1 acks up to the middle of the third segment: the first two go.
+    let mid = before[2] + 1;
+    s.ack(1, mid);
+    s.flush().unwrap();
+    assert_eq!(segment_files(&dir), before[2..].to_vec());
+    s.ack(1, 200);
+    s.flush().unwrap();
+    // The active segment always stays.
+    assert_eq!(segment_files(&dir), vec![*before.last().unwrap()]);
+    assert_eq!(s.stats().bytes, std::fs::metadata(segment::path(&dir, *before.last().unwrap())).unwrap().len());
+}
+
+#[test]
+fn positions_acknowledged_before_a_power_cut_are_not_reused() {
+    let dir = test_dir("gap");
+    {
+        let s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+        append_n(&s, 1, 5);
+    }
+    // The receiver acknowledged up to 8, but 6..=8 never reached the disk.
+    cursor::store(&dir, "out-0", 8).unwrap();
+    let s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+    assert_eq!(s.append(0, "new", b"{}").unwrap(), Appended::Stored { pos: 9 });
+    assert_eq!(positions(&read_all(&mut s.reader(0))), vec![9]);
+}
+
+#[test]
+fn a_second_process_cannot_open_the_same_spool() {
+    let dir = test_dir("lock");
+    let _s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+    let e = Spool::open(&cfg(&dir), &names(1)).err().unwrap();
+    assert!(matches!(e, SpoolError::Locked { .. }), "{e}");
+}
+
+#[test]
+fn oversize_event_and_long_id_are_refused_and_counted() {
+    let dir = test_dir("oversize");
+    let s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+    let e = s.append(0, "big", &vec![b'x'; 4000]).unwrap_err();
+    assert!(matches!(e, SpoolError::TooLarge { .. }), "{e}");
+    assert!(matches!(s.append(0, &"i".repeat(300), b"{}").unwrap_err(), SpoolError::IdTooLong { .. }));
+    assert_eq!(s.stats().dropped_oversize, 1);
+}
+
+fn small(dir: &Path, on_full: OnFull) -> SpoolConfig {
+    SpoolConfig { max_bytes: 3 * 4096, on_full, ..cfg(dir) }
+}
+
+fn loss_count(r: &Record) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+    v.get("loss")?.get("count")?.as_u64()
+}
+
+#[test]
+fn on_full_drop_oldest_bounds_bytes_counts_and_announces() {
+    let dir = test_dir("dropoldest");
+    let s = Spool::open(&small(&dir, OnFull::DropOldest), &names(1)).unwrap();
+    for i in 1..=300 {
+        assert!(matches!(s.append(i, &format!("id-{i}"), &body(i)).unwrap(), Appended::Stored { .. }));
+        let st = s.stats();
+        assert!(st.bytes <= 3 * 4096, "bytes {} over the bound", st.bytes);
+    }
+    let st = s.stats();
+    assert!(st.dropped_oldest > 0);
+    let recs = read_all(&mut s.reader(0));
+    // Notices can be dropped too (they count as dropped records); the last one carries the total.
+    let notices: Vec<&Record> = recs.iter().filter(|r| loss_count(r).is_some()).collect();
+    let last_total = serde_json::from_slice::<serde_json::Value>(&notices.last().unwrap().body).unwrap()["loss"]["total"].as_u64();
+    assert_eq!(last_total, Some(st.dropped_oldest), "the total is announced");
+    let events: Vec<&Record> = recs.iter().filter(|r| loss_count(r).is_none()).collect();
+    assert_eq!(recs.len() as u64 + st.dropped_oldest, 300 + st.loss_notices, "every record is read or counted");
+    assert_eq!(events.last().unwrap().id, "id-300");
+    assert!(events.windows(2).all(|w| w[0].pos < w[1].pos));
+}
+
+#[test]
+fn on_full_drop_newest_refuses_counts_and_announces_when_space_returns() {
+    let dir = test_dir("dropnewest");
+    let s = Spool::open(&small(&dir, OnFull::DropNewest), &names(1)).unwrap();
+    let mut stored = 0u64;
+    let mut dropped = 0u64;
+    for i in 1..=300 {
+        match s.append(i, &format!("id-{i}"), &body(i)).unwrap() {
+            Appended::Stored { .. } => stored += 1,
+            Appended::Dropped => dropped += 1,
+        }
+    }
+    assert!(dropped > 0);
+    assert_eq!(s.stats().dropped_newest, dropped);
+    // The receiver catches up: space returns, the notice goes in before the next event.
+    let mut r = s.reader(0);
+    let recs = read_all(&mut r);
+    assert_eq!(recs.len() as u64, stored);
+    assert!(recs.iter().all(|r| loss_count(r).is_none()));
+    s.ack(0, recs.last().unwrap().pos);
+    s.flush().unwrap();
+    assert!(matches!(s.append(0, "after", b"{}").unwrap(), Appended::Stored { .. }));
+    let tail = read_all(&mut r);
+    assert_eq!(tail.len(), 2);
+    assert_eq!(loss_count(&tail[0]), Some(dropped));
+    assert!(tail[0].id.starts_with("auditrelay-loss-"));
+    assert_eq!(tail[1].id, "after");
+    assert_eq!(s.stats().loss_notices, 1);
+}
+
+#[test]
+fn on_full_block_waits_for_acks_and_loses_nothing() {
+    let dir = test_dir("block");
+    let s = Spool::open(&small(&dir, OnFull::Block), &names(1)).unwrap();
+    // A slow consumer thread acking what it read.
+    let s2 = s.clone();
+    let consumer = std::thread::spawn(move || {
+        let mut r = s2.reader(0);
+        let mut got = Vec::new();
+        while got.len() < 300 {
+            std::thread::sleep(Duration::from_millis(1));
+            if let Some(rec) = r.next(Duration::from_secs(5)).unwrap() {
+                got.push(rec.pos);
+                if got.len() % 20 == 0 {
+                    s2.ack(0, rec.pos);
+                }
+            }
+        }
+        s2.ack(0, *got.last().unwrap());
+        got
+    });
+    for i in 1..=300 {
+        assert_eq!(s.append(i, &format!("id-{i}"), &body(i)).unwrap(), Appended::Stored { pos: i });
+        assert!(s.stats().bytes <= 3 * 4096);
+    }
+    let got = consumer.join().unwrap();
+    assert_eq!(got, (1..=300).collect::<Vec<_>>());
+    let st = s.stats();
+    assert_eq!((st.dropped_newest, st.dropped_oldest, st.loss_notices), (0, 0, 0));
+}
+
+#[test]
+fn a_reader_skips_segments_dropped_under_it() {
+    let dir = test_dir("dropunder");
+    let s = Spool::open(&small(&dir, OnFull::DropOldest), &names(1)).unwrap();
+    append_n(&s, 1, 10);
+    let mut r = s.reader(0);
+    assert_eq!(r.next(NOW).unwrap().unwrap().pos, 1);
+    for i in 11..=300 {
+        s.append(i, &format!("id-{i}"), &body(i)).unwrap();
+    }
+    let rest = read_all(&mut r);
+    assert!(rest.first().unwrap().pos > 10, "the reader jumped over the dropped segments");
+    assert_eq!(rest.last().map(|r| r.id.as_str()), Some("id-300"));
+}
+
+#[test]
+fn a_blocked_append_gives_up_when_interrupted() {
+    let dir = test_dir("interrupt");
+    let s = Spool::open(&small(&dir, OnFull::Block), &names(1)).unwrap();
+    let mut i = 0;
+    // Fill it: with nobody acking, the next append would block forever.
+    while s.stats().bytes + 200 < 3 * 4096 {
+        i += 1;
+        s.append(i, "x", &body(i)).unwrap();
+    }
+    let s2 = s.clone();
+    let t = std::thread::spawn(move || {
+        let mut j = 10_000;
+        loop {
+            j += 1;
+            if let Err(e) = s2.append(j, "y", &body(j)) {
+                return e;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!t.is_finished(), "blocked while full");
+    s.interrupt();
+    assert!(matches!(t.join().unwrap(), SpoolError::Interrupted));
+    // Nothing was dropped: block never loses.
+    assert_eq!((s.stats().dropped_oldest, s.stats().dropped_newest), (0, 0));
+}
+
+#[test]
+fn inspect_reports_segments_bytes_and_cursors_while_locked() {
+    let dir = test_dir("inspect");
+    let s = Spool::open(&cfg(&dir), &names(2)).unwrap();
+    append_n(&s, 1, 50);
+    s.ack(1, 7);
+    s.flush().unwrap();
+    let i = inspect(&dir).unwrap();
+    assert_eq!(i.bytes, s.stats().bytes);
+    assert_eq!(i.segments, s.stats().segments);
+    assert_eq!(i.oldest_pos, 1);
+    assert_eq!(i.cursors, vec![("out-0".to_string(), 0), ("out-1".to_string(), 7)]);
+}
