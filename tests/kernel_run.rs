@@ -174,3 +174,46 @@ fn bad_rules_refuse_to_start_and_leave_the_kernel_alone() {
     assert_eq!(after.pid, 0);
     assert_eq!((after.enabled, after.backlog_limit), (guard.before().enabled, guard.before().backlog_limit));
 }
+
+/// SIGHUP reloads the rule sources: the kernel gets the new set, the self-exclusion rule stays
+/// first; a broken edit keeps the current rules.
+#[test]
+fn sighup_reloads_rules_and_a_bad_edit_keeps_the_current_ones() {
+    let _guard = KernelGuard::take();
+    let dir = TempDir::new("hup");
+    let config = dir.config_with_rules("-w /etc/hosts -p wa -k hup-one\n", "");
+    let mut daemon = Daemon::start(&["run", "--config", &config]);
+    daemon.wait_registered(Duration::from_secs(10));
+    let list = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_auditrelay")).args(["rules", "list"]).output().expect("rules list");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let wait_for = |want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = list();
+            if text.contains(want) {
+                return text;
+            }
+            assert!(std::time::Instant::now() < deadline, "rules never showed {want:?}:\n{text}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("-k hup-one");
+    let hup = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.pid() as i32), nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+
+    std::fs::write(dir.path("test.rules"), "-w /etc/passwd -p wa -k hup-two\n").expect("edit rules");
+    hup();
+    let text = wait_for("-k hup-two");
+    assert!(!text.contains("hup-one"), "old rule removed:\n{text}");
+    assert!(text.lines().next().is_some_and(|l| l.starts_with("-a never,exit -S all -F pid=")), "self-exclusion first:\n{text}");
+
+    std::fs::write(dir.path("test.rules"), "-w /etc/group -p wa -k hup-three\n-a always,exit -S nosuchcall\n").expect("bad edit");
+    hup();
+    std::thread::sleep(Duration::from_secs(1));
+    let text = list();
+    assert!(text.contains("hup-two") && !text.contains("hup-three"), "bad set not applied:\n{text}");
+    assert_eq!(daemon.child.try_wait().expect("wait"), None, "a bad reload does not stop the daemon");
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success());
+}
