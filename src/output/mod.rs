@@ -8,3 +8,8 @@ pub mod delivery;
 // Spool-side: delivery driver, shipper, file and stdout sinks.
 
 // Network sinks: relp, syslog (RFC 5424 + RFC 6587), tcp, udp, unix, tls.
+pub mod backoff;
+pub mod netstats;
+pub mod syslog;
+pub mod truncate;
+pub mod units;
