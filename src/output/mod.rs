@@ -10,6 +10,8 @@ pub mod delivery;
 // Network sinks: relp, syslog (RFC 5424 + RFC 6587), tcp, udp, unix, tls.
 pub mod backoff;
 pub mod netstats;
+pub mod relp;
 pub mod syslog;
+pub mod tls;
 pub mod truncate;
 pub mod units;
