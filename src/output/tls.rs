@@ -8,6 +8,7 @@
 //! presented when `cert_file` and `key_file` are both set (imrelp `tls.authMode` needs one).
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,13 @@ pub enum TlsError {
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 pub type BoxStream = Box<dyn Stream>;
+
+/// A connected stream and the raw socket under it (for `SIOCOUTQ`, see `tcp.rs`); the fd is valid
+/// as long as `stream` lives.
+pub struct Connected {
+    pub stream: BoxStream,
+    pub fd: RawFd,
+}
 
 /// Where and how to connect; built once per sink from config, used for every reconnect.
 #[derive(Clone)]
@@ -122,17 +130,16 @@ impl Connector {
 
     /// Resolve (again, so DNS changes are followed), connect, and do the TLS handshake, all within
     /// the connect timeout.
-    pub async fn connect(&self) -> io::Result<BoxStream> {
+    pub async fn connect(&self) -> io::Result<Connected> {
         let fut = async {
             let tcp = TcpStream::connect(self.address.as_str()).await?;
             tcp.set_nodelay(true)?;
-            match &self.tls {
-                None => Ok(Box::new(tcp) as BoxStream),
-                Some((connector, name)) => {
-                    let tls = connector.connect(name.clone(), tcp).await?;
-                    Ok(Box::new(tls) as BoxStream)
-                }
-            }
+            let fd = tcp.as_raw_fd();
+            let stream = match &self.tls {
+                None => Box::new(tcp) as BoxStream,
+                Some((connector, name)) => Box::new(connector.connect(name.clone(), tcp).await?) as BoxStream,
+            };
+            Ok(Connected { stream, fd })
         };
         match tokio::time::timeout(self.connect_timeout, fut).await {
             Ok(r) => r,

@@ -181,12 +181,12 @@ pub(crate) async fn run_with(
             _ = shutdown.changed() => continue,
         };
         let end = match stream {
-            Ok(stream) => {
+            Ok(connected) => {
                 if !first {
                     bump(&NET_STATS.reconnects, 1);
                 }
                 first = false;
-                session.run(stream, &mut shutdown).await
+                session.run(connected.stream, &mut shutdown).await
             }
             Err(e) => Err(session::SessionError::Connect(e)),
         };
