@@ -355,3 +355,126 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::net::TcpListener;
+
+    fn delivery(i: u64) -> Delivery {
+        Delivery { pos: i, time_ms: 0, id: Arc::from("x"), body: Arc::from(format!("{{\"n\":{i}}}").as_bytes()) }
+    }
+
+    /// Split an octet-counted stream into messages.
+    fn octet_frames(mut b: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            let sp = b.iter().position(|&c| c == b' ').unwrap();
+            let len: usize = std::str::from_utf8(&b[..sp]).unwrap().parse().unwrap();
+            out.push(String::from_utf8(b[sp + 1..sp + 1 + len].to_vec()).unwrap());
+            b = &b[sp + 1 + len..];
+        }
+        out
+    }
+
+    fn start(cfg: TcpConfig) -> (mpsc::Sender<Delivery>, mpsc::Receiver<Ack>, watch::Sender<bool>, tokio::task::JoinHandle<Result<(), TcpError>>) {
+        let (tx, rx) = mpsc::channel(16);
+        let (atx, arx) = mpsc::channel(16);
+        let (stx, srx) = watch::channel(false);
+        (tx, arx, stx, tokio::spawn(run(cfg, rx, atx, srx)))
+    }
+
+    fn cfg(addr: String, framing: Framing) -> TcpConfig {
+        TcpConfig {
+            address: addr,
+            framing,
+            hostname: Some("h".into()),
+            reconnect_min: ConfigDuration(Duration::from_millis(10)),
+            ..TcpConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn octet_counted_messages_acked_after_write() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (tx, mut acks, stop, task) = start(cfg(l.local_addr().unwrap().to_string(), Framing::OctetCounting));
+        let (mut s, _) = l.accept().await.unwrap();
+        for i in 1..=20 {
+            tx.send(delivery(i)).await.unwrap();
+        }
+        let mut last = 0;
+        while last < 20 {
+            last = acks.recv().await.unwrap().0;
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).await.unwrap();
+        let msgs = octet_frames(&all);
+        assert_eq!(msgs.len(), 20);
+        for (i, m) in msgs.iter().enumerate() {
+            assert!(m.starts_with("<14>1 1970-01-01T00:00:00.000Z h auditrelay "), "{m}");
+            assert!(m.ends_with(&format!("{{\"n\":{}}}", i + 1)), "{m}");
+        }
+    }
+
+    #[tokio::test]
+    async fn lf_framing() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (tx, mut acks, stop, task) = start(cfg(l.local_addr().unwrap().to_string(), Framing::Lf));
+        let (mut s, _) = l.accept().await.unwrap();
+        tx.send(delivery(1)).await.unwrap();
+        tx.send(delivery(2)).await.unwrap();
+        let mut last = 0;
+        while last < 2 {
+            last = acks.recv().await.unwrap().0;
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        let mut all = String::new();
+        s.read_to_string(&mut all).await.unwrap();
+        let lines: Vec<&str> = all.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[1].ends_with("{\"n\":2}"));
+    }
+
+    #[tokio::test]
+    async fn closed_receiver_is_noticed_and_reconnected() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (tx, mut acks, stop, task) = start(cfg(l.local_addr().unwrap().to_string(), Framing::OctetCounting));
+        let (s, _) = l.accept().await.unwrap();
+        tx.send(delivery(1)).await.unwrap();
+        assert_eq!(acks.recv().await.unwrap(), Ack(1));
+        drop(s);
+        // The sink notices the close without sending anything and connects again.
+        let (mut s2, _) = tokio::time::timeout(Duration::from_secs(5), l.accept()).await.unwrap().unwrap();
+        tx.send(delivery(2)).await.unwrap();
+        assert_eq!(acks.recv().await.unwrap(), Ack(2));
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        let mut all = Vec::new();
+        s2.read_to_end(&mut all).await.unwrap();
+        let msgs = octet_frames(&all);
+        assert_eq!(msgs.len(), 1);
+        assert!(msgs[0].ends_with("{\"n\":2}"));
+    }
+
+    #[tokio::test]
+    async fn nothing_acked_while_nobody_listens() {
+        let addr = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let (tx, mut acks, stop, task) = start(cfg(addr.clone(), Framing::OctetCounting));
+        tx.send(delivery(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(acks.try_recv().is_err());
+        // The receiver appears: the held delivery is written and acked.
+        let l = TcpListener::bind(&addr).await.unwrap();
+        let (_s, _) = tokio::time::timeout(Duration::from_secs(5), l.accept()).await.unwrap().unwrap();
+        assert_eq!(tokio::time::timeout(Duration::from_secs(5), acks.recv()).await.unwrap(), Some(Ack(1)));
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    }
+}
