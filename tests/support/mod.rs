@@ -115,6 +115,11 @@ impl Rsyslogd {
              input(type=\"imrelp\" address=\"127.0.0.1\" port=\"{relp_port}\" ruleset=\"fromRelp\" maxDataSize=\"256k\"{relp_tls})\n\
              input(type=\"imtcp\"  address=\"127.0.0.1\" port=\"{tcp_port}\" ruleset=\"fromTcp\")\n"
         );
+        Rsyslogd::from_config(dir, &conf, relp_port, tcp_port)
+    }
+
+    /// Start rsyslogd on a ready-made config in `dir`; `ports` are awaited as the readiness signal.
+    pub fn from_config(dir: PathBuf, conf: &str, relp_port: u16, tcp_port: u16) -> Rsyslogd {
         let conf_path = dir.join("rsyslog.conf");
         std::fs::write(&conf_path, conf).expect("write conf");
         let mut r = Rsyslogd { dir, relp_port, tcp_port, conf: conf_path, child: None };
