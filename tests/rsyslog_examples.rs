@@ -4,6 +4,9 @@
 //! rsyslog-openssl and rsyslog-elasticsearch (for the -N1 check of the Elasticsearch config), and
 //! the openssl CLI.
 
+// Test code: a failed expectation is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -83,8 +86,14 @@ fn every_example_config_passes_rsyslogd_n1() {
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 
-async fn run_until_acked<F, E>(n: u64, start: impl FnOnce(mpsc::Receiver<auditrelay::output::delivery::Delivery>, mpsc::Sender<Ack>, watch::Receiver<bool>) -> F)
-where
+async fn run_until_acked<F, E>(
+    n: u64,
+    start: impl FnOnce(
+        mpsc::Receiver<auditrelay::output::delivery::Delivery>,
+        mpsc::Sender<Ack>,
+        watch::Receiver<bool>,
+    ) -> F,
+) where
     F: std::future::Future<Output = Result<(), E>> + Send + 'static,
     E: std::fmt::Debug + Send + 'static,
 {

@@ -1,6 +1,9 @@
 //! RELP output against a real rsyslogd (imrelp): every event arrives as RFC 5424 with its JSON
 //! intact, acks reach N, and stopping/flapping the receiver loses nothing and reorders nothing.
 
+// Test code: a failed expectation is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -230,7 +233,12 @@ fn huge_delivery(n: u64) -> Delivery {
     let body = format!(
         "{{\"sequence\":{n},\"records\":[{{\"type\":\"EXECVE\",\"type_id\":1309,\"fields\":{{\"argc\":\"2\",\"a0\":\"/bin/true\",\"a1\":\"{arg}\"}}}}]}}"
     );
-    Delivery { pos: n, time_ms: 1_795_373_270_000, id: Arc::from(format!("huge-{n}")), body: Arc::from(body.into_bytes()) }
+    Delivery {
+        pos: n,
+        time_ms: 1_795_373_270_000,
+        id: Arc::from(format!("huge-{n}")),
+        body: Arc::from(body.into_bytes()),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

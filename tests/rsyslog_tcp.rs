@@ -3,6 +3,9 @@
 //! application ack, so a receiver stop may lose what its socket buffer held: that loss is measured
 //! and bounded here, not claimed to be zero.
 
+// Test code: a failed expectation is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};

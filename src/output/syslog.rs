@@ -282,13 +282,7 @@ pub fn rfc3339_millis(ms: u64) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`).
@@ -306,6 +300,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use std::sync::Arc;
@@ -323,7 +318,12 @@ mod tests {
     }
 
     fn delivery(body: &str) -> Delivery {
-        Delivery { pos: 1, time_ms: 1_795_373_270_780, id: Arc::from("boot-1795373270.780-6"), body: Arc::from(body.as_bytes()) }
+        Delivery {
+            pos: 1,
+            time_ms: 1_795_373_270_780,
+            id: Arc::from("boot-1795373270.780-6"),
+            body: Arc::from(body.as_bytes()),
+        }
     }
 
     #[test]
@@ -368,7 +368,8 @@ mod tests {
     #[test]
     fn oversized_event_fits_and_is_counted() {
         let f = Formatter::new("t", &HeaderSpec { max_message_size: 2048, ..spec() }).unwrap();
-        let body = format!("{{\"records\":[{{\"type\":\"EXECVE\",\"fields\":{{\"a0\":\"{}\"}}}}]}}", "x".repeat(100_000));
+        let body =
+            format!("{{\"records\":[{{\"type\":\"EXECVE\",\"fields\":{{\"a0\":\"{}\"}}}}]}}", "x".repeat(100_000));
         let before = crate::output::netstats::snapshot().truncated_events;
         let mut out = Vec::new();
         f.format(&delivery(&body), &mut out);

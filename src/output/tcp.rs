@@ -357,8 +357,16 @@ pub async fn run(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    type Harness = (
+        mpsc::Sender<Delivery>,
+        mpsc::Receiver<Ack>,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<Result<(), TcpError>>,
+    );
     use std::sync::Arc;
     use tokio::net::TcpListener;
 
@@ -378,7 +386,7 @@ mod tests {
         out
     }
 
-    fn start(cfg: TcpConfig) -> (mpsc::Sender<Delivery>, mpsc::Receiver<Ack>, watch::Sender<bool>, tokio::task::JoinHandle<Result<(), TcpError>>) {
+    fn start(cfg: TcpConfig) -> Harness {
         let (tx, rx) = mpsc::channel(16);
         let (atx, arx) = mpsc::channel(16);
         let (stx, srx) = watch::channel(false);

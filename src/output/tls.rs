@@ -116,8 +116,7 @@ impl Connector {
             None => None,
             Some(cfg) => {
                 let name = cfg.server_name.clone().unwrap_or_else(|| host_of(address).to_string());
-                let server_name =
-                    ServerName::try_from(name.clone()).map_err(|_| TlsError::ServerName { name })?;
+                let server_name = ServerName::try_from(name.clone()).map_err(|_| TlsError::ServerName { name })?;
                 Some((TlsConnector::from(Arc::new(client_config(cfg)?)), server_name))
             }
         };
@@ -149,6 +148,7 @@ impl Connector {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -161,7 +161,8 @@ mod tests {
 
     #[test]
     fn missing_ca_file_is_an_error_naming_it() {
-        let cfg = TlsConfig { ca_file: "/nonexistent/ca.pem".into(), cert_file: None, key_file: None, server_name: None };
+        let cfg =
+            TlsConfig { ca_file: "/nonexistent/ca.pem".into(), cert_file: None, key_file: None, server_name: None };
         let err = client_config(&cfg).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/ca.pem"), "{err}");
     }

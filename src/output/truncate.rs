@@ -285,10 +285,7 @@ fn event_stub(ev: Option<&Event>, original_len: usize, id: &str, time_ms: u64) -
 /// Smallest argument length that, applied to all longer arguments, frees at least `demand` bytes.
 fn level_for(args: &[Arg], demand: usize) -> Option<usize> {
     let freed = |level: usize| -> usize {
-        args.iter()
-            .filter(|a| a.value.len() > level + MARKER_MAX)
-            .map(|a| a.value.len() - level - MARKER_MAX)
-            .sum()
+        args.iter().filter(|a| a.value.len() > level + MARKER_MAX).map(|a| a.value.len() - level - MARKER_MAX).sum()
     };
     let longest = args.iter().map(|a| a.value.len()).max()?;
     if freed(MIN_KEEP) < demand {
@@ -359,6 +356,7 @@ pub fn fit<'a>(body: &'a [u8], budget: usize, id: &str, time_ms: u64) -> Fit<'a>
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -417,7 +415,8 @@ mod tests {
 
     #[test]
     fn several_long_arguments_cut_to_a_common_level() {
-        let args: Vec<String> = (0..5).map(|i| char::from(b'a' + i).to_string().repeat(3000 + usize::from(i) * 1000)).collect();
+        let args: Vec<String> =
+            (0..5).map(|i| char::from(b'a' + i).to_string().repeat(3000 + usize::from(i) * 1000)).collect();
         let body = event_with_args(&args);
         let (out, report) = cut(&body, 8000);
         assert!(out.len() <= 8000);
@@ -460,8 +459,10 @@ mod tests {
 
     #[test]
     fn last_resort_stub_keeps_identity() {
-        let records: Vec<String> = (0..2000).map(|i| format!("{{\"type\":\"PATH\",\"fields\":{{\"item\":\"{i}\"}}}}")).collect();
-        let body = format!("{{\"sequence\":99,\"time\":\"2026-11-22T18:47:50.780Z\",\"records\":[{}]}}", records.join(","));
+        let records: Vec<String> =
+            (0..2000).map(|i| format!("{{\"type\":\"PATH\",\"fields\":{{\"item\":\"{i}\"}}}}")).collect();
+        let body =
+            format!("{{\"sequence\":99,\"time\":\"2026-11-22T18:47:50.780Z\",\"records\":[{}]}}", records.join(","));
         let (out, report) = cut(&body, 1024);
         assert!(report.event_stubbed);
         assert!(out.len() <= 1024);

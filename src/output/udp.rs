@@ -164,6 +164,7 @@ pub async fn run(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use std::sync::Arc;
@@ -171,15 +172,24 @@ mod tests {
     #[tokio::test]
     async fn one_datagram_per_event_acked_in_order() {
         let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let cfg = UdpConfig { address: server.local_addr().unwrap().to_string(), hostname: Some("h".into()), ..UdpConfig::default() };
+        let cfg = UdpConfig {
+            address: server.local_addr().unwrap().to_string(),
+            hostname: Some("h".into()),
+            ..UdpConfig::default()
+        };
         let (tx, rx) = mpsc::channel(8);
         let (atx, mut arx) = mpsc::channel(8);
         let (stx, srx) = watch::channel(false);
         let task = tokio::spawn(run(cfg, rx, atx, srx));
         for i in 1..=3u64 {
-            tx.send(Delivery { pos: i, time_ms: 0, id: Arc::from("x"), body: Arc::from(format!("{{\"n\":{i}}}").as_bytes()) })
-                .await
-                .unwrap();
+            tx.send(Delivery {
+                pos: i,
+                time_ms: 0,
+                id: Arc::from("x"),
+                body: Arc::from(format!("{{\"n\":{i}}}").as_bytes()),
+            })
+            .await
+            .unwrap();
         }
         let mut buf = [0u8; 2048];
         for i in 1..=3u64 {

@@ -92,6 +92,7 @@ impl<'de> Deserialize<'de> for ConfigSize {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -188,8 +188,16 @@ pub async fn run(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    type Harness = (
+        mpsc::Sender<Delivery>,
+        mpsc::Receiver<Ack>,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<Result<(), UnixError>>,
+    );
     use std::os::unix::net::{UnixDatagram, UnixListener};
     use std::sync::Arc;
 
@@ -197,7 +205,7 @@ mod tests {
         Delivery { pos: i, time_ms: 1000, id: Arc::from("x"), body: Arc::from(format!("{{\"n\":{i}}}").as_bytes()) }
     }
 
-    fn start(path: PathBuf) -> (mpsc::Sender<Delivery>, mpsc::Receiver<Ack>, watch::Sender<bool>, tokio::task::JoinHandle<Result<(), UnixError>>) {
+    fn start(path: PathBuf) -> Harness {
         let cfg = UnixConfig { address: path, hostname: Some("h".into()), ..UnixConfig::default() };
         let (tx, rx) = mpsc::channel(8);
         let (atx, arx) = mpsc::channel(8);

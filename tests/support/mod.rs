@@ -191,11 +191,7 @@ impl Rsyslogd {
     }
 
     pub fn lines(&self, file: &str) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join(file))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default().lines().map(str::to_string).collect()
     }
 
     /// Poll `file` until it has at least `n` lines or `timeout` passes.

@@ -215,6 +215,7 @@ impl Response {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -270,16 +271,16 @@ mod tests {
     #[test]
     fn malformed_frames_are_errors() {
         let cases: &[&[u8]] = &[
-            b"1234567890 rsp 0\n",  // 10-digit txnr
-            b"x rsp 0\n",           // txnr not digits
-            b" 1 rsp 0\n",          // leading space
-            b"1 r5p 0\n",           // command with digit
-            b"1  rsp 0\n",          // empty command
-            b"1 rsp 0 \n",          // SP after DATALEN 0
-            b"1 rsp 2\nab\n",       // DATALEN>0 without SP
-            b"1 rsp 2 abX",         // bad trailer
-            b"1 rsp -1\n",          // negative length
-            b"1 rsp 1234567890 x",  // 10-digit datalen
+            b"1234567890 rsp 0\n",                      // 10-digit txnr
+            b"x rsp 0\n",                               // txnr not digits
+            b" 1 rsp 0\n",                              // leading space
+            b"1 r5p 0\n",                               // command with digit
+            b"1  rsp 0\n",                              // empty command
+            b"1 rsp 0 \n",                              // SP after DATALEN 0
+            b"1 rsp 2\nab\n",                           // DATALEN>0 without SP
+            b"1 rsp 2 abX",                             // bad trailer
+            b"1 rsp -1\n",                              // negative length
+            b"1 rsp 1234567890 x",                      // 10-digit datalen
             b"1 abcdefghijklmnopqrstuvwxyzabcdefg 0\n", // 33-letter command
         ];
         for c in cases {
@@ -300,7 +301,10 @@ mod tests {
         d.extend(b"1 rsp 0\n2 rsp 0\n3 r!p");
         assert!(d.decode().unwrap().is_some());
         assert!(d.decode().unwrap().is_some());
-        assert_eq!(d.decode(), Err(FrameError::Malformed { offset: 19, what: "COMMAND must be 1-32 letters followed by SP" }));
+        assert_eq!(
+            d.decode(),
+            Err(FrameError::Malformed { offset: 19, what: "COMMAND must be 1-32 letters followed by SP" })
+        );
     }
 
     #[test]

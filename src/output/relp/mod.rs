@@ -219,4 +219,5 @@ pub(crate) async fn run_with(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;

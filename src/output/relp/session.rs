@@ -260,11 +260,17 @@ impl Session {
             Command::Rsp => {}
             Command::ServerClose => return Err(SessionError::ServerClose),
             ref other => {
-                return Err(SessionError::Protocol { txnr: f.txnr, what: format!("unexpected command {other} from the receiver") })
+                return Err(SessionError::Protocol {
+                    txnr: f.txnr,
+                    what: format!("unexpected command {other} from the receiver"),
+                })
             }
         }
         if f.txnr != txnr {
-            return Err(SessionError::Protocol { txnr: f.txnr, what: format!("rsp out of order, expected txnr {txnr}") });
+            return Err(SessionError::Protocol {
+                txnr: f.txnr,
+                what: format!("rsp out of order, expected txnr {txnr}"),
+            });
         }
         let rsp = Response::parse(&f.data).ok_or_else(|| SessionError::Protocol {
             txnr,
@@ -293,10 +299,16 @@ impl Session {
             return Err(SessionError::ServerClose);
         }
         let Some(front) = self.unacked.front() else {
-            return Err(SessionError::Protocol { txnr: f.txnr, what: format!("unexpected {} with nothing outstanding", f.command) });
+            return Err(SessionError::Protocol {
+                txnr: f.txnr,
+                what: format!("unexpected {} with nothing outstanding", f.command),
+            });
         };
         if conn.sent == 0 {
-            return Err(SessionError::Protocol { txnr: f.txnr, what: format!("unexpected {} with nothing sent", f.command) });
+            return Err(SessionError::Protocol {
+                txnr: f.txnr,
+                what: format!("unexpected {} with nothing sent", f.command),
+            });
         }
         self.check_rsp(&f, conn.base_txnr, front.pos)?;
         let pos = front.pos;
@@ -322,7 +334,11 @@ impl Session {
     }
 
     /// Run one session on a connected stream until shutdown, rotation or error.
-    pub async fn run(&mut self, stream: BoxStream, shutdown: &mut watch::Receiver<bool>) -> Result<SessionEnd, SessionError> {
+    pub async fn run(
+        &mut self,
+        stream: BoxStream,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<SessionEnd, SessionError> {
         let mut conn = self.open(stream).await?;
         // Resend the window, in order, with this session's txnrs.
         let resend = self.unacked.len();

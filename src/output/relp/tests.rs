@@ -91,7 +91,12 @@ async fn fake_server(script: Script) -> Fake {
                         match f.command {
                             Command::Open => {
                                 st.lock().unwrap().opens_txnr.push(f.txnr);
-                                encode(f.txnr, "rsp", b"200 OK\nrelp_version=0\nrelp_software=fake\ncommands=syslog", &mut out);
+                                encode(
+                                    f.txnr,
+                                    "rsp",
+                                    b"200 OK\nrelp_version=0\nrelp_software=fake\ncommands=syslog",
+                                    &mut out,
+                                );
                             }
                             Command::Close => {
                                 st.lock().unwrap().closes += 1;
@@ -109,7 +114,9 @@ async fn fake_server(script: Script) -> Fake {
                                 match script(idx) {
                                     Answer::Ok if held.is_empty() => encode(f.txnr, "rsp", b"200 OK", &mut out),
                                     Answer::Ok | Answer::Hold => held.push(f.txnr),
-                                    Answer::Code(c) => encode(f.txnr, "rsp", format!("{c} go away").as_bytes(), &mut out),
+                                    Answer::Code(c) => {
+                                        encode(f.txnr, "rsp", format!("{c} go away").as_bytes(), &mut out)
+                                    }
                                     Answer::ServerClose => {
                                         encode(0, "serverclose", b"", &mut out);
                                         let _ = sock.write_all(&out).await;
@@ -148,7 +155,12 @@ fn config(addr: &str, window: usize) -> RelpConfig {
 }
 
 fn delivery(n: u64) -> Delivery {
-    Delivery { pos: n, time_ms: 1_795_373_270_780 + n, id: Arc::from(format!("id-{n}")), body: Arc::from(format!("{{\"n\":{n}}}").as_bytes()) }
+    Delivery {
+        pos: n,
+        time_ms: 1_795_373_270_780 + n,
+        id: Arc::from(format!("id-{n}")),
+        body: Arc::from(format!("{{\"n\":{n}}}").as_bytes()),
+    }
 }
 
 struct Harness {
