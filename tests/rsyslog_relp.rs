@@ -228,6 +228,30 @@ async fn relp_tls_with_wrong_ca_delivers_nothing() {
     let _ = std::fs::remove_dir_all(&dir_b);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relp_tls_with_wrong_server_name_delivers_nothing() {
+    if !rsyslog_available() {
+        return;
+    }
+    let dir = temp_dir("relp-tls-name");
+    let certs = make_certs(&dir).expect("openssl CLI not found: apt-get install openssl");
+    let rs = Rsyslogd::start("relp-tls-name", Some(&certs));
+    let mut cfg = config(&rs);
+    cfg.tls = Some(TlsConfig {
+        ca_file: certs.ca.clone(),
+        cert_file: Some(certs.client_cert.clone()),
+        key_file: Some(certs.client_key.clone()),
+        server_name: Some("not-the-receiver.example".into()),
+    });
+    let r = ship(cfg, 10, Duration::ZERO, delivery);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(r.acked.load(Ordering::SeqCst), 0, "acked to a receiver with another name");
+    assert!(rs.lines("relp.log").is_empty());
+    r.shutdown.send(true).expect("shutdown");
+    tokio::time::timeout(Duration::from_secs(10), r.task).await.expect("stops").expect("join").expect("ok");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn huge_delivery(n: u64) -> Delivery {
     let arg = format!("BEGIN{}END", "x".repeat(500_000));
     let body = format!(

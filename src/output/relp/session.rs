@@ -240,7 +240,7 @@ impl Session {
             out: Vec::new(),
         };
         let offers = format!(
-            "relp_version=0\nrelp_software=auditrelay,{},https://github.com/auditrelay\ncommands=syslog",
+            "relp_version=0\nrelp_software=auditrelay,{}\ncommands=syslog",
             env!("CARGO_PKG_VERSION")
         );
         let txnr = Self::next_frame_txnr(&mut conn);
