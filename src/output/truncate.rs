@@ -502,6 +502,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn output_is_valid_json_within_budget(
             args in proptest::collection::vec(".{0,3000}", 1..6),
