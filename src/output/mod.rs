@@ -16,7 +16,17 @@ pub mod file;
 pub mod shipper;
 pub mod stdout;
 
-// Network sinks (branch ship-output): relp, syslog (RFC 5424 + RFC 6587), tcp, udp, unix, tls.
+// Network sinks: relp, syslog (RFC 5424 + RFC 6587), tcp, udp, unix, tls.
+pub mod backoff;
+pub mod netstats;
+pub mod relp;
+pub mod syslog;
+pub mod tcp;
+pub mod tls;
+pub mod truncate;
+pub mod udp;
+pub mod units;
+pub mod unix;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,8 +53,10 @@ pub enum OutputFormat {
 pub enum OutputConfig {
     File(file::FileConfig),
     Stdout(stdout::StdoutConfig),
-    // Network variants, one line each when ship-output is merged:
-    // Relp(relp::RelpConfig), Tcp(tcp::TcpConfig), Udp(udp::UdpConfig), Unix(unix::UnixConfig),
+    Relp(relp::RelpConfig),
+    Tcp(tcp::TcpConfig),
+    Udp(udp::UdpConfig),
+    Unix(unix::UnixConfig),
 }
 
 impl OutputConfig {
@@ -53,7 +65,10 @@ impl OutputConfig {
         match self {
             OutputConfig::File(c) => SinkPlan::new("file", c.name.as_deref(), c.batch, c.clone(), file::run),
             OutputConfig::Stdout(c) => SinkPlan::new("stdout", c.name.as_deref(), c.batch, c.clone(), stdout::run),
-            // OutputConfig::Relp(c) => SinkPlan::new("relp", c.name.as_deref(), c.window, c.clone(), relp::run),
+            OutputConfig::Relp(c) => SinkPlan::new("relp", c.name.as_deref(), c.window, c.clone(), relp::run),
+            OutputConfig::Tcp(c) => SinkPlan::new("tcp", c.name.as_deref(), c.batch, c.clone(), tcp::run),
+            OutputConfig::Udp(c) => SinkPlan::new("udp", c.name.as_deref(), 64, c.clone(), udp::run),
+            OutputConfig::Unix(c) => SinkPlan::new("unix", c.name.as_deref(), 64, c.clone(), unix::run),
         }
     }
 }
@@ -177,7 +192,9 @@ mod tests {
             .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
             .collect();
         let c = crate::config::Config::parse(&format!("{}{uncommented}", &text[..start]), &path).unwrap();
-        assert_eq!(c.output.len(), 2);
+        let kinds: Vec<&str> = c.output.iter().map(|o| o.plan().kind).collect();
+        assert_eq!(kinds, ["file", "stdout", "relp", "tcp", "udp", "unix"]);
+        assert!(matches!(&c.output[2], OutputConfig::Relp(r) if r.window == 128 && r.tls.is_some()));
         assert!(matches!(&c.output[0], OutputConfig::File(f) if f.mode == 0o600 && f.generations == 5));
     }
 }

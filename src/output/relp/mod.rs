@@ -1,0 +1,223 @@
+//! RELP output: our own client of the Reliable Event Logging Protocol as librelp (rsyslog's imrelp)
+//! speaks it; no maintained Rust RELP crate exists.
+//!
+//! What an ack means here: `Ack(pos)` is sent once the receiver answered `rsp 200` for the frame
+//! carrying `pos` and for every frame before it. imrelp answers after handing the message to
+//! rsyslog's main queue, so an acked event survives our crash but not necessarily the receiver's
+//! (that is rsyslog's queue configuration).
+//!
+//! Invariants:
+//! - At most `window` deliveries are taken from the spool and not yet acked; the sink stops reading
+//!   its delivery channel while the window is full, which is the back-pressure the spool sees.
+//! - Frames go out in spool order and acks come back cumulative and in order.
+//! - A broken session (I/O error, malformed frame, non-200 rsp, `serverclose`, response timeout)
+//!   is reconnected with exponential backoff; the new session sends `open` (txnr 1) and then every
+//!   unacked delivery again, in the original order, with new txnrs. Duplicates are therefore
+//!   possible, and only within one window (frames the receiver took whose rsp we never saw).
+//! - A session is closed and reopened before its txnr would pass 999,999,999 (librelp's wrap
+//!   produces a number its own parser rejects).
+//! - On shutdown no new delivery is taken; outstanding rsps are awaited for `shutdown_timeout`,
+//!   then `close` is sent. Whatever is still unacked is redelivered by the spool after restart.
+//!
+//! Not done: a receiver whose `maxDataSize` is below our `max_message_size` rejects or drops the
+//! session on big events forever (retried with backoff, logged each time): keep `max_message_size`
+//! at or below the receiver's limit.
+
+pub mod frame;
+mod session;
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::output::backoff::Backoff;
+use crate::output::delivery::{Ack, Delivery};
+use crate::output::netstats::{bump, NET_STATS};
+use crate::output::syslog::{BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
+use crate::output::tls::{Connector, TlsConfig, TlsError};
+use crate::output::units::{ConfigDuration, ConfigSize};
+
+use session::{Session, SessionEnd};
+
+/// Largest accepted window: bounds the memory held for resends (`window * max_message_size`).
+pub const MAX_WINDOW: usize = 65_536;
+
+/// `[[output]] type = "relp"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelpConfig {
+    /// Name used in logs; default: `relp:<address>`.
+    pub name: Option<String>,
+    /// `host:port` of the RELP receiver.
+    pub address: String,
+    pub format: BodyFormat,
+    /// TLS from the first byte (imrelp `tls="on"`).
+    pub tls: Option<TlsConfig>,
+    /// Frames sent and not yet acknowledged, at most.
+    pub window: usize,
+    /// Largest syslog message (header included); larger events are cut.
+    pub max_message_size: ConfigSize,
+    pub facility: Facility,
+    pub severity: Severity,
+    /// HOSTNAME in the syslog header; default: the kernel hostname.
+    pub hostname: Option<String>,
+    pub app_name: String,
+    pub msgid: String,
+    /// SD-ID for a structured-data element carrying the event id (e.g. "auditrelay@12345").
+    pub sd_id: Option<String>,
+    pub reconnect_min: ConfigDuration,
+    pub reconnect_max: ConfigDuration,
+    /// TCP connect plus TLS handshake.
+    pub connect_timeout: ConfigDuration,
+    /// How long the oldest outstanding frame may wait for its rsp before the session is
+    /// considered dead; also bounds a single write.
+    pub response_timeout: ConfigDuration,
+    /// How long shutdown waits for outstanding rsps before sending `close`.
+    pub shutdown_timeout: ConfigDuration,
+}
+
+impl Default for RelpConfig {
+    fn default() -> Self {
+        RelpConfig {
+            name: None,
+            address: "127.0.0.1:2514".to_string(),
+            format: BodyFormat::Native,
+            tls: None,
+            window: 128,
+            max_message_size: ConfigSize(64 * 1024),
+            facility: Facility::default(),
+            severity: Severity::default(),
+            hostname: None,
+            app_name: "auditrelay".to_string(),
+            msgid: "AUDIT".to_string(),
+            sd_id: None,
+            reconnect_min: ConfigDuration(Duration::from_millis(500)),
+            reconnect_max: ConfigDuration(Duration::from_secs(30)),
+            connect_timeout: ConfigDuration(Duration::from_secs(10)),
+            response_timeout: ConfigDuration(Duration::from_secs(30)),
+            shutdown_timeout: ConfigDuration(Duration::from_secs(5)),
+        }
+    }
+}
+
+impl RelpConfig {
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| format!("relp:{}", self.address))
+    }
+
+    fn header_spec(&self) -> HeaderSpec {
+        HeaderSpec {
+            facility: self.facility,
+            severity: self.severity,
+            hostname: self.hostname.clone(),
+            app_name: self.app_name.clone(),
+            msgid: self.msgid.clone(),
+            sd_id: self.sd_id.clone(),
+            max_message_size: self.max_message_size.0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelpError {
+    #[error(transparent)]
+    Header(#[from] SyslogError),
+    #[error("output {output}: {source}")]
+    Tls { output: String, source: TlsError },
+    #[error("output {output}: window {window} must be between 1 and {MAX_WINDOW}")]
+    Window { output: String, window: usize },
+}
+
+/// Knobs tests turn; production uses [`Limits::default`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Highest txnr a session may use before it is closed and reopened.
+    pub max_txnr: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_txnr: frame::MAX_TXNR }
+    }
+}
+
+/// Run the RELP output until shutdown is signalled (or the delivery channel closes and everything
+/// taken is acked or the shutdown timeout passed). Errors only for invalid configuration; network
+/// trouble is retried forever, because the spool keeps the events meanwhile.
+pub async fn run(
+    config: RelpConfig,
+    deliveries: mpsc::Receiver<Delivery>,
+    acks: mpsc::Sender<Ack>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), RelpError> {
+    run_with(config, Limits::default(), deliveries, acks, shutdown).await
+}
+
+pub(crate) async fn run_with(
+    config: RelpConfig,
+    limits: Limits,
+    deliveries: mpsc::Receiver<Delivery>,
+    acks: mpsc::Sender<Ack>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), RelpError> {
+    let name = config.display_name();
+    if config.window == 0 || config.window > MAX_WINDOW {
+        return Err(RelpError::Window { output: name, window: config.window });
+    }
+    let formatter = Formatter::new(&name, &config.header_spec())?;
+    let connector = Connector::new(&config.address, config.tls.as_ref(), config.connect_timeout.0)
+        .map_err(|source| RelpError::Tls { output: name.clone(), source })?;
+    let mut backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
+    let mut session = Session::new(&name, &config, limits, formatter, deliveries, acks);
+    let mut first = true;
+    loop {
+        if session::shutdown_requested(&shutdown) || session.input_done() {
+            session.flush_ack().await;
+            return Ok(());
+        }
+        let stream = tokio::select! {
+            r = connector.connect() => r,
+            _ = shutdown.changed() => continue,
+        };
+        let end = match stream {
+            Ok(connected) => {
+                if !first {
+                    bump(&NET_STATS.reconnects, 1);
+                }
+                first = false;
+                session.run(connected.stream, &mut shutdown).await
+            }
+            Err(e) => Err(session::SessionError::Connect(e)),
+        };
+        match end {
+            Ok(SessionEnd::Closed) => {
+                session.flush_ack().await;
+                return Ok(());
+            }
+            Ok(SessionEnd::Rotate) => {
+                log::info!("output {name}: txnr limit reached, reopening the session");
+                continue;
+            }
+            Err(e) => {
+                if session.take_progress() {
+                    backoff.reset();
+                }
+                let delay = backoff.next_delay();
+                log::warn!(
+                    "output {name}: {e}; {} unacked deliveries will be resent; retrying in {delay:?}",
+                    session.unacked()
+                );
+                session.flush_ack().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;

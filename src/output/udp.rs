@@ -1,0 +1,214 @@
+//! UDP syslog output (RFC 5426): one RFC 5424 message per datagram, for local or same-LAN receivers.
+//!
+//! What an ack means here: nothing beyond "the kernel accepted the datagram". UDP is unacknowledged
+//! and lossy by design (receiver down, socket buffer full, a lost packet); nothing here can notice.
+//! A send error (e.g. ECONNREFUSED reported from an earlier ICMP, ENOBUFS) is retried with backoff
+//! for the same datagram, so the sink never skips an event on an error it can see. Use RELP for
+//! anything that must arrive.
+//!
+//! `max_message_size` defaults to 8 KiB and may not exceed 65,507 (the IPv4 UDP payload limit);
+//! oversized events are cut like on every other network output.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+use crate::output::backoff::Backoff;
+use crate::output::delivery::{Ack, Delivery};
+use crate::output::netstats::{bump, NET_STATS};
+use crate::output::syslog::{BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
+use crate::output::units::{ConfigDuration, ConfigSize};
+
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// `[[output]] type = "udp"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UdpConfig {
+    pub name: Option<String>,
+    pub address: String,
+    pub format: BodyFormat,
+    pub max_message_size: ConfigSize,
+    pub facility: Facility,
+    pub severity: Severity,
+    pub hostname: Option<String>,
+    pub app_name: String,
+    pub msgid: String,
+    pub sd_id: Option<String>,
+    /// Backoff between retries of a datagram whose send failed.
+    pub reconnect_min: ConfigDuration,
+    pub reconnect_max: ConfigDuration,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig {
+            name: None,
+            address: "127.0.0.1:514".to_string(),
+            format: BodyFormat::Native,
+            max_message_size: ConfigSize(8 * 1024),
+            facility: Facility::default(),
+            severity: Severity::default(),
+            hostname: None,
+            app_name: "auditrelay".to_string(),
+            msgid: "AUDIT".to_string(),
+            sd_id: None,
+            reconnect_min: ConfigDuration(Duration::from_millis(100)),
+            reconnect_max: ConfigDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UdpError {
+    #[error(transparent)]
+    Header(#[from] SyslogError),
+    #[error("output {output}: max_message_size {size} exceeds the UDP payload limit {MAX_DATAGRAM}")]
+    TooLarge { output: String, size: usize },
+}
+
+fn shutdown_requested(rx: &watch::Receiver<bool>) -> bool {
+    *rx.borrow() || rx.has_changed().is_err()
+}
+
+async fn connect(address: &str) -> std::io::Result<UdpSocket> {
+    let target = tokio::net::lookup_host(address)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "address resolves to nothing"))?;
+    let local = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let sock = UdpSocket::bind(local).await?;
+    sock.connect(target).await?;
+    Ok(sock)
+}
+
+/// Run the UDP output until shutdown or until the delivery channel closes.
+pub async fn run(
+    config: UdpConfig,
+    mut deliveries: mpsc::Receiver<Delivery>,
+    acks: mpsc::Sender<Ack>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), UdpError> {
+    let name = config.name.clone().unwrap_or_else(|| format!("udp:{}", config.address));
+    if config.max_message_size.0 > MAX_DATAGRAM {
+        return Err(UdpError::TooLarge { output: name, size: config.max_message_size.0 });
+    }
+    let formatter = Formatter::new(
+        &name,
+        &HeaderSpec {
+            facility: config.facility,
+            severity: config.severity,
+            hostname: config.hostname.clone(),
+            app_name: config.app_name.clone(),
+            msgid: config.msgid.clone(),
+            sd_id: config.sd_id.clone(),
+            max_message_size: config.max_message_size.0,
+        },
+    )?;
+    let mut backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
+    let mut sock: Option<UdpSocket> = None;
+    let mut msg = Vec::new();
+    loop {
+        if shutdown_requested(&shutdown) {
+            return Ok(());
+        }
+        let d = tokio::select! {
+            d = deliveries.recv() => match d {
+                Some(d) => d,
+                None => return Ok(()),
+            },
+            _ = shutdown.changed() => continue,
+        };
+        msg.clear();
+        formatter.format(&d, &mut msg);
+        // Retry this datagram until it is sent or we shut down: never skip an event on an error.
+        loop {
+            let sent = match &sock {
+                Some(s) => s.send(&msg).await.map(|_| ()),
+                None => match connect(&config.address).await {
+                    Ok(s) => {
+                        let r = s.send(&msg).await.map(|_| ());
+                        sock = Some(s);
+                        r
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            match sent {
+                Ok(()) => {
+                    backoff.reset();
+                    break;
+                }
+                Err(e) => {
+                    sock = None;
+                    bump(&NET_STATS.reconnects, 1);
+                    let delay = backoff.next_delay();
+                    log::warn!("output {name}: send of pos {} failed: {e}; retrying in {delay:?}", d.pos);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    if shutdown_requested(&shutdown) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        bump(&NET_STATS.acked, 1);
+        if acks.send(Ack(d.pos)).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn one_datagram_per_event_acked_in_order() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let cfg = UdpConfig {
+            address: server.local_addr().unwrap().to_string(),
+            hostname: Some("h".into()),
+            ..UdpConfig::default()
+        };
+        let (tx, rx) = mpsc::channel(8);
+        let (atx, mut arx) = mpsc::channel(8);
+        let (stx, srx) = watch::channel(false);
+        let task = tokio::spawn(run(cfg, rx, atx, srx));
+        for i in 1..=3u64 {
+            tx.send(Delivery {
+                pos: i,
+                time_ms: 0,
+                id: Arc::from("x"),
+                body: Arc::from(format!("{{\"n\":{i}}}").as_bytes()),
+            })
+            .await
+            .unwrap();
+        }
+        let mut buf = [0u8; 2048];
+        for i in 1..=3u64 {
+            let n = server.recv(&mut buf).await.unwrap();
+            let s = std::str::from_utf8(&buf[..n]).unwrap();
+            assert!(s.starts_with("<14>1 1970-01-01T00:00:00.000Z h auditrelay "), "{s}");
+            assert!(s.ends_with(&format!(" AUDIT - {{\"n\":{i}}}")), "{s}");
+            assert_eq!(arx.recv().await.unwrap(), Ack(i));
+        }
+        stx.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn oversized_limit_rejected() {
+        let (_tx, rx) = mpsc::channel(1);
+        let (atx, _arx) = mpsc::channel(1);
+        let (_s, srx) = watch::channel(false);
+        let cfg = UdpConfig { max_message_size: ConfigSize(70_000), ..UdpConfig::default() };
+        assert!(matches!(run(cfg, rx, atx, srx).await, Err(UdpError::TooLarge { .. })));
+    }
+}
