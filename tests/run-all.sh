@@ -24,6 +24,8 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ "$added_policy" = 1 ] && rm -f "$policy"
+    trap - EXIT
 fi
 
 if pgrep -x auditd >/dev/null; then
@@ -33,9 +35,21 @@ fi
 
 cargo build --all-targets --locked
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked --no-fail-fast
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --locked --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
 
 state_tool=../shared/tools/audit-state
-if [ -x "$state_tool" ]; then
-    "$state_tool" --check
+if [ -x "$state_tool" ] && ! "$state_tool" --check; then
+    echo "run-all: the tests left kernel audit state behind" >&2
+    status=1
 fi
+
+# One closing line over every test binary (cargo prints one summary per binary, the last of which
+# is the doc tests').
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
