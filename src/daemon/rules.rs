@@ -37,8 +37,12 @@ impl RuleManager {
         let fetcher = rules.fetcher();
         let set = compile_all(&rules, &fetcher).map_err(DaemonError::Rules)?;
         let mut client = AuditClient::open()?;
-        let before = client.list_rules()?;
         let pid = std::process::id();
+        let (before, stale) = sync::without_stale_self_exclusions(client.list_rules()?, sync::pid_is_running);
+        for dead in stale {
+            // The load below deletes it; leaving it out of `before` keeps the exit restore from re-adding it.
+            eprintln!("auditrelay: removing the self-exclusion rule of pid {dead}, a daemon that is gone (killed without cleanup)");
+        }
         let report = sync::load_for_daemon(&mut client, &set, pid, perms).map_err(|e| DaemonError::Rules(vec![e.to_string()]))?;
         log_report("loaded", &rules, &report);
         Ok(RuleManager { client, rules, fetcher, perms, pid, before, restore, reloads_failed: Arc::new(AtomicU64::new(0)) })

@@ -267,6 +267,41 @@ pub fn load_for_daemon(client: &mut AuditClient, set: &RuleSet, pid: u32, perms:
     load_with(client, set, &[self_exclusion(pid)], perms)
 }
 
+/// The pid of a rule that is exactly a [`self_exclusion`] rule; `None` for any other rule.
+pub fn self_exclusion_pid(rule: &RuleData) -> Option<u32> {
+    let [f] = rule.fields.as_slice() else { return None };
+    let is_pid = f.field == data::F_PID && f.op == data::OP_EQUAL && f.text.is_none() && f.value != 0;
+    (is_pid && rule.same_rule(&self_exclusion(f.value))).then_some(f.value)
+}
+
+/// Whether `pid` is a running process (a zombie is not: it runs nothing and never will again).
+pub fn pid_is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // `pid (comm) S ...`: comm may contain spaces and parentheses, the state follows the last ')'.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X' | 'x'))
+}
+
+/// Self-exclusion rules left behind by a daemon that died without removing its own (kill -9):
+/// their pid runs no more. Such a rule is not merely useless: once the pid is reused, it silently
+/// exempts an unrelated process from every exit rule. Loading the daemon's set deletes it anyway
+/// (it is not in the desired set); this is for the rules the daemon restores at exit, which must
+/// not bring it back. Returns `rules` without those, and the stale pids.
+pub fn without_stale_self_exclusions(rules: Vec<Vec<u8>>, running: impl Fn(u32) -> bool) -> (Vec<Vec<u8>>, Vec<u32>) {
+    let mut stale = Vec::new();
+    let kept = rules
+        .into_iter()
+        .filter(|raw| match RuleData::decode(raw).ok().as_ref().and_then(self_exclusion_pid) {
+            Some(pid) if !running(pid) => {
+                stale.push(pid);
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    (kept, stale)
+}
+
 /// At daemon exit: remove the self-exclusion rule (the rest of the set stays loaded).
 pub fn remove_self_exclusion(table: &mut dyn RuleTable, pid: u32) -> Result<(), SyncError> {
     let rule = self_exclusion(pid);
@@ -402,6 +437,44 @@ mod tests {
         remove_self_exclusion(&mut k, 42).unwrap();
         assert_eq!(current_rules(&mut k).unwrap(), vec![a]);
         assert!(remove_self_exclusion(&mut k, 42).is_err());
+    }
+
+    /// Regression: after `kill -9` of a daemon, the next one kept the dead pid's self-exclusion rule
+    /// in the rules it restores at exit, so `-a never,exit -S all -F pid=<dead>` outlived both.
+    #[test]
+    fn stale_self_exclusion_of_a_dead_daemon_is_not_kept() {
+        let a = rule(FILTER_EXIT, "a");
+        let mut not_quite = self_exclusion(7);
+        not_quite.fields.push(FieldEntry::string(F_FILTERKEY, OP_EQUAL, b"k"));
+        let before = vec![self_exclusion(7).encode(), self_exclusion(42).encode(), a.encode(), not_quite.encode()];
+        let (kept, stale) = without_stale_self_exclusions(before.clone(), |pid| pid == 42);
+        assert_eq!(stale, vec![7]);
+        assert_eq!(kept, before[1..].to_vec(), "a live daemon's rule, other rules and look-alikes stay");
+        assert_eq!(self_exclusion_pid(&self_exclusion(42)), Some(42));
+        assert_eq!(self_exclusion_pid(&a), None);
+        assert_eq!(self_exclusion_pid(&not_quite), None);
+        // Loading a daemon's set over them deletes the stale rule as well.
+        let mut k = kernel_with(&[self_exclusion(7), a.clone()]);
+        let now = current_rules(&mut k).unwrap();
+        sync_rules(&mut k, &now, &[self_exclusion(42), a.clone()]).unwrap();
+        assert_eq!(current_rules(&mut k).unwrap(), vec![self_exclusion(42), a]);
+    }
+
+    #[test]
+    fn running_pids_are_told_from_gone_ones() {
+        assert!(pid_is_running(std::process::id()));
+        // Past the kernel's pid_max (at most 2^22).
+        assert!(!pid_is_running(1 << 23));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited but not reaped yet: a zombie counts as gone.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while pid_is_running(pid) {
+            assert!(std::time::Instant::now() < deadline, "child {pid} still running");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        child.wait().unwrap();
+        assert!(!pid_is_running(pid));
     }
 
     #[test]

@@ -41,6 +41,30 @@
 //! fdatasync: at most `fsync_every - 1` events or `fsync_interval` worth of events. A kill -9 of the
 //! process loses nothing that `append` returned for: the data is in the page cache.
 //!
+//! # The one window kill -9 can still lose
+//! Only what has not reached the spool yet: records the kernel already handed to us that are not
+//! yet inside an appended event. In pipeline order:
+//! - the netlink socket's receive buffer (`[netlink] receive_buffer`) — records the kernel has
+//!   queued to our socket but the reader thread has not taken: normally empty within microseconds;
+//! - the reader → processing channel (`[netlink] channel_capacity` batches of up to `batch`
+//!   records) — normally empty; it only fills when processing falls behind;
+//! - the reassembler's open events. This is the part that lasts: an event is open from its first
+//!   record until EOE, a record type that ends an event by itself, or `[reassemble] event_timeout`
+//!   (default 2 s). Syscall events end on the EOE the kernel sends right after their last record,
+//!   so they are open for microseconds; records without an EOE (kernel records outside a syscall,
+//!   or an event whose EOE is lost) wait up to the full `event_timeout`;
+//! - events formatted in the processing loop and not yet appended (one loop iteration).
+//!
+//! So while processing keeps up, the window is at most `event_timeout` (2 s) plus one loop
+//! iteration, and microseconds for ordinary syscall events; shorten it with a smaller
+//! `event_timeout`. Records the kernel had not yet sent to our socket are the kernel's business:
+//! after a kill -9 it keeps naming the dead pid until a send fails, then prints records to the
+//! kernel log and, depending on the kernel and the `audit=` boot parameter, holds them for the next
+//! daemon (which replaces the dead one's registration without error). Graceful shutdown (SIGTERM)
+//! has no such window: it unregisters, drains the socket, flushes every open event and appends it
+//! before exiting. `tests/ship_kernel.rs` kills the daemon once the marker events are spooled and
+//! checks that every one of them is delivered after the restart.
+//!
 //! # Cursors (the ledger)
 //! Each output has a cursor file holding the last position its receiver acknowledged. Acks arrive
 //! cumulatively ([`crate::output::delivery::Ack`]); cursors are persisted (one in-place `pwrite` of
