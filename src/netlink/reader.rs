@@ -103,8 +103,10 @@ pub fn run(
                     reader.stats.bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);
                     if truncated {
                         reader.stats.truncated.fetch_add(1, Ordering::Relaxed);
+                        if reader.pending.truncated == 0 {
+                            eprintln!("auditrelay: warning: netlink datagram truncated (MSG_TRUNC); kept as received, counted");
+                        }
                         reader.pending.truncated += 1;
-                        eprintln!("auditrelay: warning: netlink datagram truncated by the kernel (MSG_TRUNC); record kept as received");
                     }
                     if let Some(record) = RawRecord::from_datagram(datagram) {
                         batch.push(record);
