@@ -217,3 +217,37 @@ fn sighup_reloads_rules_and_a_bad_edit_keeps_the_current_ones() {
     let (exit, _) = daemon.terminate();
     assert!(exit.success());
 }
+
+/// Records the kernel drops for a full backlog consume no serial, so only the kernel's `lost`
+/// counter shows them: a stalled daemon (SIGSTOP) with a tiny backlog and no backlog wait must
+/// produce a `kernel_lost` notice in-band whose count matches the kernel counter's increase.
+#[test]
+fn kernel_backlog_loss_is_announced_in_band() {
+    let guard = KernelGuard::take();
+    let dir = TempDir::new("lost");
+    let key = marker("lost");
+    let config = dir.config_with_rules(
+        &format!("-a always,exit -F arch=b64 -S execve -k {key}\n"),
+        "[kernel]\nbacklog_limit = 64\nbacklog_wait_time = 0\n[netlink]\nreceive_buffer = \"32KiB\"\nlost_poll_interval = \"1s\"\n",
+    );
+    let mut daemon = Daemon::start(&["run", "--config", &config]);
+    daemon.wait_registered(Duration::from_secs(10));
+    let lost_before = guard.status().lost;
+    let pid = nix::unistd::Pid::from_raw(daemon.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    for i in 0..400 {
+        Command::new("/bin/true").arg(format!("{key}-{i}")).status().expect("marker");
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    let lost_after = guard.status().lost;
+    assert!(lost_after > lost_before, "the stalled daemon made the kernel drop records ({lost_before} → {lost_after})");
+    let notice = daemon.wait_for(Duration::from_secs(10), |v| v["loss"]["kind"] == "kernel_lost").expect("kernel_lost notice");
+    let mut announced = notice["loss"]["records"].as_u64().expect("records");
+    // The drop may straddle two polls: add any later notice.
+    if let Some(more) = daemon.wait_for(Duration::from_secs(2), |v| v["loss"]["kind"] == "kernel_lost" && v != &notice) {
+        announced += more["loss"]["records"].as_u64().expect("records");
+    }
+    assert_eq!(announced, u64::from(lost_after - lost_before), "notice counts what the kernel counted: {notice}");
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success());
+}
