@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use auditrelay::output::delivery::{Ack, Delivery};
 use auditrelay::output::relp::{self, RelpConfig};
 use auditrelay::output::tls::TlsConfig;
-use auditrelay::output::units::ConfigDuration;
+use auditrelay::units::HumanDuration;
 use tokio::sync::{mpsc, watch};
 
 use support::*;
@@ -86,8 +86,8 @@ fn config(rs: &Rsyslogd) -> RelpConfig {
     RelpConfig {
         address: rs.relp_address(),
         hostname: Some("e2e-host".into()),
-        reconnect_min: ConfigDuration(Duration::from_millis(100)),
-        reconnect_max: ConfigDuration(Duration::from_secs(1)),
+        reconnect_min: HumanDuration(Duration::from_millis(100)),
+        reconnect_max: HumanDuration(Duration::from_secs(1)),
         ..RelpConfig::default()
     }
 }

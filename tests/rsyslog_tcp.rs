@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use auditrelay::output::delivery::Ack;
 use auditrelay::output::syslog::Framing;
 use auditrelay::output::tcp::{self, TcpConfig};
-use auditrelay::output::units::ConfigDuration;
+use auditrelay::units::HumanDuration;
 use tokio::sync::{mpsc, watch};
 
 use support::*;
@@ -72,8 +72,8 @@ fn config(rs: &Rsyslogd, framing: Framing) -> TcpConfig {
         address: rs.tcp_address(),
         framing,
         hostname: Some("e2e-host".into()),
-        reconnect_min: ConfigDuration(Duration::from_millis(100)),
-        reconnect_max: ConfigDuration(Duration::from_secs(1)),
+        reconnect_min: HumanDuration(Duration::from_millis(100)),
+        reconnect_max: HumanDuration(Duration::from_secs(1)),
         ..TcpConfig::default()
     }
 }

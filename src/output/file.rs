@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::delivery::{Ack, Delivery};
 use super::OutputFormat;
-use crate::spool::config::de_size;
+use crate::units::de_size;
 
 /// `[[output]] type = "file"`.
 #[derive(Debug, Clone, Deserialize)]

@@ -25,7 +25,6 @@ pub mod tcp;
 pub mod tls;
 pub mod truncate;
 pub mod udp;
-pub mod units;
 pub mod unix;
 
 use std::future::Future;

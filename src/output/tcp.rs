@@ -31,7 +31,7 @@ use crate::output::delivery::{Ack, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
 use crate::output::syslog::{BodyFormat, Facility, Formatter, Framing, HeaderSpec, Severity, SyslogError};
 use crate::output::tls::{BoxStream, Connected, Connector, TlsConfig, TlsError};
-use crate::output::units::{ConfigDuration, ConfigSize};
+use crate::units::{ByteSize, HumanDuration};
 
 pub const MAX_BATCH: usize = 65_536;
 
@@ -46,7 +46,7 @@ pub struct TcpConfig {
     /// TLS from the first byte (RFC 5425; rsyslog imtcp with a TLS stream driver).
     pub tls: Option<TlsConfig>,
     pub framing: Framing,
-    pub max_message_size: ConfigSize,
+    pub max_message_size: ByteSize,
     /// Deliveries written per batch and held until the send queue drains.
     pub batch: usize,
     pub facility: Facility,
@@ -55,11 +55,11 @@ pub struct TcpConfig {
     pub app_name: String,
     pub msgid: String,
     pub sd_id: Option<String>,
-    pub reconnect_min: ConfigDuration,
-    pub reconnect_max: ConfigDuration,
-    pub connect_timeout: ConfigDuration,
+    pub reconnect_min: HumanDuration,
+    pub reconnect_max: HumanDuration,
+    pub connect_timeout: HumanDuration,
     /// How long a batch may take to be written and acknowledged by the peer's TCP stack.
-    pub write_timeout: ConfigDuration,
+    pub write_timeout: HumanDuration,
 }
 
 impl Default for TcpConfig {
@@ -70,7 +70,7 @@ impl Default for TcpConfig {
             format: BodyFormat::Native,
             tls: None,
             framing: Framing::OctetCounting,
-            max_message_size: ConfigSize(64 * 1024),
+            max_message_size: ByteSize(64 * 1024),
             batch: 128,
             facility: Facility::default(),
             severity: Severity::default(),
@@ -78,10 +78,10 @@ impl Default for TcpConfig {
             app_name: "auditrelay".to_string(),
             msgid: "AUDIT".to_string(),
             sd_id: None,
-            reconnect_min: ConfigDuration(Duration::from_millis(500)),
-            reconnect_max: ConfigDuration(Duration::from_secs(30)),
-            connect_timeout: ConfigDuration(Duration::from_secs(10)),
-            write_timeout: ConfigDuration(Duration::from_secs(30)),
+            reconnect_min: HumanDuration(Duration::from_millis(500)),
+            reconnect_max: HumanDuration(Duration::from_secs(30)),
+            connect_timeout: HumanDuration(Duration::from_secs(10)),
+            write_timeout: HumanDuration(Duration::from_secs(30)),
         }
     }
 }
@@ -99,7 +99,7 @@ impl TcpConfig {
             app_name: self.app_name.clone(),
             msgid: self.msgid.clone(),
             sd_id: self.sd_id.clone(),
-            max_message_size: self.max_message_size.0,
+            max_message_size: self.max_message_size.as_usize(),
         }
     }
 }
@@ -398,7 +398,7 @@ mod tests {
             address: addr,
             framing,
             hostname: Some("h".into()),
-            reconnect_min: ConfigDuration(Duration::from_millis(10)),
+            reconnect_min: HumanDuration(Duration::from_millis(10)),
             ..TcpConfig::default()
         }
     }

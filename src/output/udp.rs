@@ -19,7 +19,7 @@ use crate::output::backoff::Backoff;
 use crate::output::delivery::{Ack, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
 use crate::output::syslog::{BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
-use crate::output::units::{ConfigDuration, ConfigSize};
+use crate::units::{ByteSize, HumanDuration};
 
 pub const MAX_DATAGRAM: usize = 65_507;
 
@@ -30,7 +30,7 @@ pub struct UdpConfig {
     pub name: Option<String>,
     pub address: String,
     pub format: BodyFormat,
-    pub max_message_size: ConfigSize,
+    pub max_message_size: ByteSize,
     pub facility: Facility,
     pub severity: Severity,
     pub hostname: Option<String>,
@@ -38,8 +38,8 @@ pub struct UdpConfig {
     pub msgid: String,
     pub sd_id: Option<String>,
     /// Backoff between retries of a datagram whose send failed.
-    pub reconnect_min: ConfigDuration,
-    pub reconnect_max: ConfigDuration,
+    pub reconnect_min: HumanDuration,
+    pub reconnect_max: HumanDuration,
 }
 
 impl Default for UdpConfig {
@@ -48,15 +48,15 @@ impl Default for UdpConfig {
             name: None,
             address: "127.0.0.1:514".to_string(),
             format: BodyFormat::Native,
-            max_message_size: ConfigSize(8 * 1024),
+            max_message_size: ByteSize(8 * 1024),
             facility: Facility::default(),
             severity: Severity::default(),
             hostname: None,
             app_name: "auditrelay".to_string(),
             msgid: "AUDIT".to_string(),
             sd_id: None,
-            reconnect_min: ConfigDuration(Duration::from_millis(100)),
-            reconnect_max: ConfigDuration(Duration::from_secs(10)),
+            reconnect_min: HumanDuration(Duration::from_millis(100)),
+            reconnect_max: HumanDuration(Duration::from_secs(10)),
         }
     }
 }
@@ -92,8 +92,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), UdpError> {
     let name = config.name.clone().unwrap_or_else(|| format!("udp:{}", config.address));
-    if config.max_message_size.0 > MAX_DATAGRAM {
-        return Err(UdpError::TooLarge { output: name, size: config.max_message_size.0 });
+    if config.max_message_size.as_usize() > MAX_DATAGRAM {
+        return Err(UdpError::TooLarge { output: name, size: config.max_message_size.as_usize() });
     }
     let formatter = Formatter::new(
         &name,
@@ -104,7 +104,7 @@ pub async fn run(
             app_name: config.app_name.clone(),
             msgid: config.msgid.clone(),
             sd_id: config.sd_id.clone(),
-            max_message_size: config.max_message_size.0,
+            max_message_size: config.max_message_size.as_usize(),
         },
     )?;
     let mut backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
@@ -208,7 +208,7 @@ mod tests {
         let (_tx, rx) = mpsc::channel(1);
         let (atx, _arx) = mpsc::channel(1);
         let (_s, srx) = watch::channel(false);
-        let cfg = UdpConfig { max_message_size: ConfigSize(70_000), ..UdpConfig::default() };
+        let cfg = UdpConfig { max_message_size: ByteSize(70_000), ..UdpConfig::default() };
         assert!(matches!(run(cfg, rx, atx, srx).await, Err(UdpError::TooLarge { .. })));
     }
 }

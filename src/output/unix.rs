@@ -25,7 +25,7 @@ use crate::output::backoff::Backoff;
 use crate::output::delivery::{Ack, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
 use crate::output::syslog::{BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
-use crate::output::units::{ConfigDuration, ConfigSize};
+use crate::units::{ByteSize, HumanDuration};
 
 /// Deliveries written per blocking call.
 const BATCH: usize = 64;
@@ -38,15 +38,15 @@ pub struct UnixConfig {
     /// Path of the local syslog socket.
     pub address: PathBuf,
     pub format: BodyFormat,
-    pub max_message_size: ConfigSize,
+    pub max_message_size: ByteSize,
     pub facility: Facility,
     pub severity: Severity,
     pub hostname: Option<String>,
     pub app_name: String,
     pub msgid: String,
     pub sd_id: Option<String>,
-    pub reconnect_min: ConfigDuration,
-    pub reconnect_max: ConfigDuration,
+    pub reconnect_min: HumanDuration,
+    pub reconnect_max: HumanDuration,
 }
 
 impl Default for UnixConfig {
@@ -55,15 +55,15 @@ impl Default for UnixConfig {
             name: None,
             address: PathBuf::from("/dev/log"),
             format: BodyFormat::Native,
-            max_message_size: ConfigSize(64 * 1024),
+            max_message_size: ByteSize(64 * 1024),
             facility: Facility::default(),
             severity: Severity::default(),
             hostname: None,
             app_name: "auditrelay".to_string(),
             msgid: "AUDIT".to_string(),
             sd_id: None,
-            reconnect_min: ConfigDuration(Duration::from_millis(100)),
-            reconnect_max: ConfigDuration(Duration::from_secs(10)),
+            reconnect_min: HumanDuration(Duration::from_millis(100)),
+            reconnect_max: HumanDuration(Duration::from_secs(10)),
         }
     }
 }
@@ -126,7 +126,7 @@ pub async fn run(
             app_name: config.app_name.clone(),
             msgid: config.msgid.clone(),
             sd_id: config.sd_id.clone(),
-            max_message_size: config.max_message_size.0,
+            max_message_size: config.max_message_size.as_usize(),
         },
     )?;
     let mut backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);

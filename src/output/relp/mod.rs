@@ -36,7 +36,7 @@ use crate::output::delivery::{Ack, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
 use crate::output::syslog::{BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
 use crate::output::tls::{Connector, TlsConfig, TlsError};
-use crate::output::units::{ConfigDuration, ConfigSize};
+use crate::units::{ByteSize, HumanDuration};
 
 use session::{Session, SessionEnd};
 
@@ -57,7 +57,7 @@ pub struct RelpConfig {
     /// Frames sent and not yet acknowledged, at most.
     pub window: usize,
     /// Largest syslog message (header included); larger events are cut.
-    pub max_message_size: ConfigSize,
+    pub max_message_size: ByteSize,
     pub facility: Facility,
     pub severity: Severity,
     /// HOSTNAME in the syslog header; default: the kernel hostname.
@@ -66,15 +66,15 @@ pub struct RelpConfig {
     pub msgid: String,
     /// SD-ID for a structured-data element carrying the event id (e.g. "auditrelay@12345").
     pub sd_id: Option<String>,
-    pub reconnect_min: ConfigDuration,
-    pub reconnect_max: ConfigDuration,
+    pub reconnect_min: HumanDuration,
+    pub reconnect_max: HumanDuration,
     /// TCP connect plus TLS handshake.
-    pub connect_timeout: ConfigDuration,
+    pub connect_timeout: HumanDuration,
     /// How long the oldest outstanding frame may wait for its rsp before the session is
     /// considered dead; also bounds a single write.
-    pub response_timeout: ConfigDuration,
+    pub response_timeout: HumanDuration,
     /// How long shutdown waits for outstanding rsps before sending `close`.
-    pub shutdown_timeout: ConfigDuration,
+    pub shutdown_timeout: HumanDuration,
 }
 
 impl Default for RelpConfig {
@@ -85,18 +85,18 @@ impl Default for RelpConfig {
             format: BodyFormat::Native,
             tls: None,
             window: 128,
-            max_message_size: ConfigSize(64 * 1024),
+            max_message_size: ByteSize(64 * 1024),
             facility: Facility::default(),
             severity: Severity::default(),
             hostname: None,
             app_name: "auditrelay".to_string(),
             msgid: "AUDIT".to_string(),
             sd_id: None,
-            reconnect_min: ConfigDuration(Duration::from_millis(500)),
-            reconnect_max: ConfigDuration(Duration::from_secs(30)),
-            connect_timeout: ConfigDuration(Duration::from_secs(10)),
-            response_timeout: ConfigDuration(Duration::from_secs(30)),
-            shutdown_timeout: ConfigDuration(Duration::from_secs(5)),
+            reconnect_min: HumanDuration(Duration::from_millis(500)),
+            reconnect_max: HumanDuration(Duration::from_secs(30)),
+            connect_timeout: HumanDuration(Duration::from_secs(10)),
+            response_timeout: HumanDuration(Duration::from_secs(30)),
+            shutdown_timeout: HumanDuration(Duration::from_secs(5)),
         }
     }
 }
@@ -114,7 +114,7 @@ impl RelpConfig {
             app_name: self.app_name.clone(),
             msgid: self.msgid.clone(),
             sd_id: self.sd_id.clone(),
-            max_message_size: self.max_message_size.0,
+            max_message_size: self.max_message_size.as_usize(),
         }
     }
 }
