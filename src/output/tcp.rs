@@ -29,8 +29,9 @@ use tokio::time::Instant;
 use crate::output::backoff::Backoff;
 use crate::output::delivery::{Ack, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
-use crate::output::syslog::{BodyFormat, Facility, Formatter, Framing, HeaderSpec, Severity, SyslogError};
+use crate::output::syslog::{header_spec, BodyFormat, Facility, Formatter, Framing, HeaderSpec, Severity, SyslogError};
 use crate::output::tls::{BoxStream, Connected, Connector, TlsConfig, TlsError};
+use crate::output::{shutdown_requested, sleep_unless_shutdown};
 use crate::units::{ByteSize, HumanDuration};
 
 pub const MAX_BATCH: usize = 65_536;
@@ -64,20 +65,21 @@ pub struct TcpConfig {
 
 impl Default for TcpConfig {
     fn default() -> Self {
+        let h = HeaderSpec::defaults(64 * 1024);
         TcpConfig {
             name: None,
             address: "127.0.0.1:514".to_string(),
             format: BodyFormat::Native,
             tls: None,
             framing: Framing::OctetCounting,
-            max_message_size: ByteSize(64 * 1024),
+            max_message_size: ByteSize(h.max_message_size as u64),
             batch: 128,
-            facility: Facility::default(),
-            severity: Severity::default(),
-            hostname: None,
-            app_name: "auditrelay".to_string(),
-            msgid: "AUDIT".to_string(),
-            sd_id: None,
+            facility: h.facility,
+            severity: h.severity,
+            hostname: h.hostname,
+            app_name: h.app_name,
+            msgid: h.msgid,
+            sd_id: h.sd_id,
             reconnect_min: HumanDuration(Duration::from_millis(500)),
             reconnect_max: HumanDuration(Duration::from_secs(30)),
             connect_timeout: HumanDuration(Duration::from_secs(10)),
@@ -91,17 +93,6 @@ impl TcpConfig {
         self.name.clone().unwrap_or_else(|| format!("tcp:{}", self.address))
     }
 
-    pub(crate) fn header_spec(&self) -> HeaderSpec {
-        HeaderSpec {
-            facility: self.facility,
-            severity: self.severity,
-            hostname: self.hostname.clone(),
-            app_name: self.app_name.clone(),
-            msgid: self.msgid.clone(),
-            sd_id: self.sd_id.clone(),
-            max_message_size: self.max_message_size.as_usize(),
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -278,10 +269,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn shutdown_requested(rx: &watch::Receiver<bool>) -> bool {
-    *rx.borrow() || rx.has_changed().is_err()
-}
-
 /// Run the TCP output until shutdown (or the delivery channel closes). Errors only for invalid
 /// configuration; network trouble is retried forever with backoff.
 pub async fn run(
@@ -294,7 +281,7 @@ pub async fn run(
     if config.batch == 0 || config.batch > MAX_BATCH {
         return Err(TcpError::Batch { output: name, batch: config.batch });
     }
-    let formatter = Formatter::new(&name, &config.header_spec())?;
+    let formatter = Formatter::new(&name, &header_spec!(config))?;
     let connector = Connector::new(&config.address, config.tls.as_ref(), config.connect_timeout.0)
         .map_err(|source| TcpError::Tls { output: name.clone(), source })?;
     let mut backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
@@ -347,10 +334,7 @@ pub async fn run(
                     sink.unconfirmed.len()
                 );
                 sink.flush_ack().await;
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.changed() => {}
-                }
+                sleep_unless_shutdown(delay, &mut shutdown).await;
             }
         }
     }

@@ -34,8 +34,9 @@ use tokio::sync::{mpsc, watch};
 use crate::output::backoff::Backoff;
 use crate::output::delivery::{Ack, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
-use crate::output::syslog::{BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
+use crate::output::syslog::{header_spec, BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
 use crate::output::tls::{Connector, TlsConfig, TlsError};
+use crate::output::{shutdown_requested, sleep_unless_shutdown};
 use crate::units::{ByteSize, HumanDuration};
 
 use session::{Session, SessionEnd};
@@ -79,19 +80,20 @@ pub struct RelpConfig {
 
 impl Default for RelpConfig {
     fn default() -> Self {
+        let h = HeaderSpec::defaults(64 * 1024);
         RelpConfig {
             name: None,
             address: "127.0.0.1:2514".to_string(),
             format: BodyFormat::Native,
             tls: None,
             window: 128,
-            max_message_size: ByteSize(64 * 1024),
-            facility: Facility::default(),
-            severity: Severity::default(),
-            hostname: None,
-            app_name: "auditrelay".to_string(),
-            msgid: "AUDIT".to_string(),
-            sd_id: None,
+            max_message_size: ByteSize(h.max_message_size as u64),
+            facility: h.facility,
+            severity: h.severity,
+            hostname: h.hostname,
+            app_name: h.app_name,
+            msgid: h.msgid,
+            sd_id: h.sd_id,
             reconnect_min: HumanDuration(Duration::from_millis(500)),
             reconnect_max: HumanDuration(Duration::from_secs(30)),
             connect_timeout: HumanDuration(Duration::from_secs(10)),
@@ -106,17 +108,6 @@ impl RelpConfig {
         self.name.clone().unwrap_or_else(|| format!("relp:{}", self.address))
     }
 
-    fn header_spec(&self) -> HeaderSpec {
-        HeaderSpec {
-            facility: self.facility,
-            severity: self.severity,
-            hostname: self.hostname.clone(),
-            app_name: self.app_name.clone(),
-            msgid: self.msgid.clone(),
-            sd_id: self.sd_id.clone(),
-            max_message_size: self.max_message_size.as_usize(),
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,14 +156,14 @@ pub(crate) async fn run_with(
     if config.window == 0 || config.window > MAX_WINDOW {
         return Err(RelpError::Window { output: name, window: config.window });
     }
-    let formatter = Formatter::new(&name, &config.header_spec())?;
+    let formatter = Formatter::new(&name, &header_spec!(config))?;
     let connector = Connector::new(&config.address, config.tls.as_ref(), config.connect_timeout.0)
         .map_err(|source| RelpError::Tls { output: name.clone(), source })?;
     let mut backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
     let mut session = Session::new(&name, &config, limits, formatter, deliveries, acks);
     let mut first = true;
     loop {
-        if session::shutdown_requested(&shutdown) || session.input_done() {
+        if shutdown_requested(&shutdown) || session.input_done() {
             session.flush_ack().await;
             return Ok(());
         }
@@ -209,10 +200,7 @@ pub(crate) async fn run_with(
                     session.unacked()
                 );
                 session.flush_ack().await;
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.changed() => {}
-                }
+                sleep_unless_shutdown(delay, &mut shutdown).await;
             }
         }
     }

@@ -25,6 +25,7 @@ use crate::output::delivery::{Ack, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
 use crate::output::syslog::Formatter;
 use crate::output::tls::BoxStream;
+use crate::output::shutdown_requested;
 
 /// Largest rsp/hint frame we accept from a server (open rsp offers are a few hundred bytes).
 const MAX_SERVER_FRAME: usize = 64 * 1024;
@@ -124,10 +125,6 @@ async fn read_frames(mut rd: ReadHalf<BoxStream>, tx: mpsc::Sender<Result<Frame,
             }
         }
     }
-}
-
-pub fn shutdown_requested(rx: &watch::Receiver<bool>) -> bool {
-    *rx.borrow() || rx.has_changed().is_err()
 }
 
 enum Ev {
