@@ -19,6 +19,7 @@ pub mod stdout;
 // Network sinks: relp, syslog (RFC 5424 + RFC 6587), tcp, udp, unix, tls.
 pub mod backoff;
 pub mod netstats;
+mod reconnect;
 pub mod relp;
 pub mod syslog;
 pub mod tcp;

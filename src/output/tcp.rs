@@ -30,8 +30,9 @@ use crate::output::backoff::Backoff;
 use crate::output::delivery::{Ack, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
 use crate::output::syslog::{header_spec, BodyFormat, Facility, Formatter, Framing, HeaderSpec, Severity, SyslogError};
+use crate::output::reconnect::{self, ConnEnd, StreamSink};
 use crate::output::tls::{BoxStream, Connected, Connector, TlsConfig, TlsError};
-use crate::output::{shutdown_requested, sleep_unless_shutdown};
+use crate::output::shutdown_requested;
 use crate::units::{ByteSize, HumanDuration};
 
 pub const MAX_BATCH: usize = 65_536;
@@ -284,7 +285,7 @@ pub async fn run(
     let formatter = Formatter::new(&name, &header_spec!(config))?;
     let connector = Connector::new(&config.address, config.tls.as_ref(), config.connect_timeout.0)
         .map_err(|source| TcpError::Tls { output: name.clone(), source })?;
-    let mut backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
+    let backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
     let mut sink = Sink {
         name: name.clone(),
         framing: config.framing,
@@ -299,44 +300,35 @@ pub async fn run(
         scratch: Vec::new(),
         progress: false,
     };
-    let mut first = true;
-    loop {
-        if shutdown_requested(&shutdown) || (sink.input_closed && sink.unconfirmed.is_empty()) {
-            sink.flush_ack().await;
-            return Ok(());
-        }
-        let connected = tokio::select! {
-            r = connector.connect() => r.map_err(ConnError::Connect),
-            _ = shutdown.changed() => continue,
-        };
-        let result = match connected {
-            Ok(conn) => {
-                if !first {
-                    bump(&NET_STATS.reconnects, 1);
-                }
-                first = false;
-                sink.run_conn(conn, &mut shutdown).await
-            }
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => {
-                sink.flush_ack().await;
-                return Ok(());
-            }
-            Err(e) => {
-                if std::mem::take(&mut sink.progress) {
-                    backoff.reset();
-                }
-                let delay = backoff.next_delay();
-                log::warn!(
-                    "output {name}: {e}; {} unconfirmed deliveries will be rewritten; retrying in {delay:?}",
-                    sink.unconfirmed.len()
-                );
-                sink.flush_ack().await;
-                sleep_unless_shutdown(delay, &mut shutdown).await;
-            }
-        }
+    reconnect::run(&name, &mut sink, &connector, backoff, &mut shutdown).await;
+    Ok(())
+}
+
+impl StreamSink for Sink {
+    type Error = ConnError;
+
+    fn connect_failed(e: io::Error) -> ConnError {
+        ConnError::Connect(e)
+    }
+
+    fn finished(&self) -> bool {
+        self.input_closed && self.unconfirmed.is_empty()
+    }
+
+    async fn serve(&mut self, conn: Connected, shutdown: &mut watch::Receiver<bool>) -> Result<ConnEnd, ConnError> {
+        self.run_conn(conn, shutdown).await.map(|()| ConnEnd::Done)
+    }
+
+    fn take_progress(&mut self) -> bool {
+        std::mem::take(&mut self.progress)
+    }
+
+    fn backlog(&self) -> String {
+        format!("{} unconfirmed deliveries will be rewritten", self.unconfirmed.len())
+    }
+
+    async fn flush_ack(&mut self) {
+        Sink::flush_ack(self).await
     }
 }
 

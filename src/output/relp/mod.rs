@@ -33,10 +33,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::output::backoff::Backoff;
 use crate::output::delivery::{Ack, Delivery};
-use crate::output::netstats::{bump, NET_STATS};
 use crate::output::syslog::{header_spec, BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
-use crate::output::tls::{Connector, TlsConfig, TlsError};
-use crate::output::{shutdown_requested, sleep_unless_shutdown};
+use crate::output::reconnect::{self, ConnEnd, StreamSink};
+use crate::output::tls::{Connected, Connector, TlsConfig, TlsError};
 use crate::units::{ByteSize, HumanDuration};
 
 use session::{Session, SessionEnd};
@@ -159,50 +158,43 @@ pub(crate) async fn run_with(
     let formatter = Formatter::new(&name, &header_spec!(config))?;
     let connector = Connector::new(&config.address, config.tls.as_ref(), config.connect_timeout.0)
         .map_err(|source| RelpError::Tls { output: name.clone(), source })?;
-    let mut backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
+    let backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
     let mut session = Session::new(&name, &config, limits, formatter, deliveries, acks);
-    let mut first = true;
-    loop {
-        if shutdown_requested(&shutdown) || session.input_done() {
-            session.flush_ack().await;
-            return Ok(());
-        }
-        let stream = tokio::select! {
-            r = connector.connect() => r,
-            _ = shutdown.changed() => continue,
-        };
-        let end = match stream {
-            Ok(connected) => {
-                if !first {
-                    bump(&NET_STATS.reconnects, 1);
-                }
-                first = false;
-                session.run(connected.stream, &mut shutdown).await
-            }
-            Err(e) => Err(session::SessionError::Connect(e)),
-        };
-        match end {
-            Ok(SessionEnd::Closed) => {
-                session.flush_ack().await;
-                return Ok(());
-            }
-            Ok(SessionEnd::Rotate) => {
-                log::info!("output {name}: txnr limit reached, reopening the session");
-                continue;
-            }
-            Err(e) => {
-                if session.take_progress() {
-                    backoff.reset();
-                }
-                let delay = backoff.next_delay();
-                log::warn!(
-                    "output {name}: {e}; {} unacked deliveries will be resent; retrying in {delay:?}",
-                    session.unacked()
-                );
-                session.flush_ack().await;
-                sleep_unless_shutdown(delay, &mut shutdown).await;
+    reconnect::run(&name, &mut session, &connector, backoff, &mut shutdown).await;
+    Ok(())
+}
+
+impl StreamSink for Session {
+    type Error = session::SessionError;
+
+    fn connect_failed(e: std::io::Error) -> Self::Error {
+        session::SessionError::Connect(e)
+    }
+
+    fn finished(&self) -> bool {
+        self.input_done()
+    }
+
+    async fn serve(&mut self, conn: Connected, shutdown: &mut watch::Receiver<bool>) -> Result<ConnEnd, Self::Error> {
+        match self.run(conn.stream, shutdown).await? {
+            SessionEnd::Closed => Ok(ConnEnd::Done),
+            SessionEnd::Rotate => {
+                log::info!("output {}: txnr limit reached, reopening the session", self.name());
+                Ok(ConnEnd::Again)
             }
         }
+    }
+
+    fn take_progress(&mut self) -> bool {
+        Session::take_progress(self)
+    }
+
+    fn backlog(&self) -> String {
+        format!("{} unacked deliveries will be resent", self.unacked())
+    }
+
+    async fn flush_ack(&mut self) {
+        Session::flush_ack(self).await
     }
 }
 

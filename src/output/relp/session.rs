@@ -174,6 +174,10 @@ impl Session {
         }
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn unacked(&self) -> usize {
         self.unacked.len()
     }
