@@ -138,12 +138,7 @@ async fn relp_over_tls_with_client_certificate() {
     };
     let mut rs = Rsyslogd::start("relp-tls", Some(&certs));
     let mut cfg = config(&rs);
-    cfg.tls = Some(TlsConfig {
-        ca_file: certs.ca.clone(),
-        cert_file: Some(certs.client_cert.clone()),
-        key_file: Some(certs.client_key.clone()),
-        server_name: None,
-    });
+    cfg.tls = Some(client_tls(&certs, None));
     let n = 1000;
     let r = ship(cfg, n, Duration::from_micros(200), delivery);
     wait_acked(&r, 300, Duration::from_secs(30)).await;
@@ -170,18 +165,8 @@ async fn relp_tls_with_wrong_ca_delivers_nothing() {
     };
     let rs = Rsyslogd::start("relp-tls-bad", Some(&server_certs));
     let mut cfg = config(&rs);
-    cfg.tls = Some(TlsConfig {
-        ca_file: other.ca.clone(),
-        cert_file: Some(other.client_cert.clone()),
-        key_file: Some(other.client_key.clone()),
-        server_name: None,
-    });
-    let r = ship(cfg, 10, Duration::ZERO, delivery);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(r.acked.load(Ordering::SeqCst), 0, "acked over an untrusted TLS session");
-    assert!(rs.lines("relp.log").is_empty());
-    r.shutdown.send(true).expect("shutdown");
-    tokio::time::timeout(Duration::from_secs(10), r.task).await.expect("stops").expect("join").expect("ok");
+    cfg.tls = Some(client_tls(&other, None));
+    delivers_nothing(&rs, cfg, "acked over an untrusted TLS session").await;
     let _ = std::fs::remove_dir_all(&dir_a);
     let _ = std::fs::remove_dir_all(&dir_b);
 }
@@ -195,19 +180,29 @@ async fn relp_tls_with_wrong_server_name_delivers_nothing() {
     let certs = make_certs(&dir).expect("openssl CLI not found: apt-get install openssl");
     let rs = Rsyslogd::start("relp-tls-name", Some(&certs));
     let mut cfg = config(&rs);
-    cfg.tls = Some(TlsConfig {
+    cfg.tls = Some(client_tls(&certs, Some("not-the-receiver.example")));
+    delivers_nothing(&rs, cfg, "acked to a receiver with another name").await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// TLS client settings from `certs`, checking the receiver's name against `server_name` if given.
+fn client_tls(certs: &Certs, server_name: Option<&str>) -> TlsConfig {
+    TlsConfig {
         ca_file: certs.ca.clone(),
         cert_file: Some(certs.client_cert.clone()),
         key_file: Some(certs.client_key.clone()),
-        server_name: Some("not-the-receiver.example".into()),
-    });
+        server_name: server_name.map(str::to_string),
+    }
+}
+
+/// Ship 10 events with `cfg` for 2 s: none may be acked or reach the receiver; then stop cleanly.
+async fn delivers_nothing(rs: &Rsyslogd, cfg: RelpConfig, why: &str) {
     let r = ship(cfg, 10, Duration::ZERO, delivery);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(r.acked.load(Ordering::SeqCst), 0, "acked to a receiver with another name");
+    assert_eq!(r.acked.load(Ordering::SeqCst), 0, "{why}");
     assert!(rs.lines("relp.log").is_empty());
     r.shutdown.send(true).expect("shutdown");
     tokio::time::timeout(Duration::from_secs(10), r.task).await.expect("stops").expect("join").expect("ok");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn huge_delivery(n: u64) -> Delivery {
