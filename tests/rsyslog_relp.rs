@@ -6,65 +6,23 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auditrelay::output::delivery::{Ack, Delivery};
+use auditrelay::output::delivery::Delivery;
 use auditrelay::output::relp::{self, RelpConfig};
 use auditrelay::output::tls::TlsConfig;
-use auditrelay::output::units::ConfigDuration;
-use tokio::sync::{mpsc, watch};
+use auditrelay::units::HumanDuration;
 
 use support::*;
 
-struct Running {
-    acked: Arc<AtomicU64>,
-    shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), relp::RelpError>>,
-    feeder: tokio::task::JoinHandle<()>,
-}
+type Running = support::Running<relp::RelpError>;
 
 /// Start relp::run and feed it deliveries 1..=n, `pause` apart.
 fn ship(cfg: RelpConfig, n: u64, pause: Duration, make: fn(u64) -> Delivery) -> Running {
-    let (tx, rx) = mpsc::channel(cfg.window);
-    let (atx, mut arx) = mpsc::channel::<Ack>(64);
-    let (shutdown, srx) = watch::channel(false);
-    let task = tokio::spawn(relp::run(cfg, rx, atx, srx));
-    let acked = Arc::new(AtomicU64::new(0));
-    let a = acked.clone();
-    tokio::spawn(async move {
-        while let Some(Ack(p)) = arx.recv().await {
-            let prev = a.swap(p, Ordering::SeqCst);
-            assert!(p > prev, "ack went backwards: {prev} -> {p}");
-        }
-    });
-    let feeder = tokio::spawn(async move {
-        for i in 1..=n {
-            if tx.send(make(i)).await.is_err() {
-                return;
-            }
-            if !pause.is_zero() {
-                tokio::time::sleep(pause).await;
-            }
-        }
-    });
-    Running { acked, shutdown, task, feeder }
-}
-
-async fn wait_acked(r: &Running, n: u64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while r.acked.load(Ordering::SeqCst) < n {
-        assert!(Instant::now() < deadline, "acks stuck at {} of {n}", r.acked.load(Ordering::SeqCst));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn finish(r: Running) {
-    r.feeder.await.expect("feeder");
-    // The sink may have finished already: the feeder closing the channel ends it too.
-    let _ = r.shutdown.send(true);
-    tokio::time::timeout(Duration::from_secs(15), r.task).await.expect("sink stops").expect("join").expect("sink ok");
+    let window = cfg.window;
+    support::ship(move |d, a, s| relp::run(cfg, d, a, s), window, n, pause, make)
 }
 
 /// Wait until `file` holds every sequence 1..=n (duplicates allowed), then return all lines.
@@ -86,8 +44,8 @@ fn config(rs: &Rsyslogd) -> RelpConfig {
     RelpConfig {
         address: rs.relp_address(),
         hostname: Some("e2e-host".into()),
-        reconnect_min: ConfigDuration(Duration::from_millis(100)),
-        reconnect_max: ConfigDuration(Duration::from_secs(1)),
+        reconnect_min: HumanDuration(Duration::from_millis(100)),
+        reconnect_max: HumanDuration(Duration::from_secs(1)),
         ..RelpConfig::default()
     }
 }
@@ -180,12 +138,7 @@ async fn relp_over_tls_with_client_certificate() {
     };
     let mut rs = Rsyslogd::start("relp-tls", Some(&certs));
     let mut cfg = config(&rs);
-    cfg.tls = Some(TlsConfig {
-        ca_file: certs.ca.clone(),
-        cert_file: Some(certs.client_cert.clone()),
-        key_file: Some(certs.client_key.clone()),
-        server_name: None,
-    });
+    cfg.tls = Some(client_tls(&certs, None));
     let n = 1000;
     let r = ship(cfg, n, Duration::from_micros(200), delivery);
     wait_acked(&r, 300, Duration::from_secs(30)).await;
@@ -212,18 +165,8 @@ async fn relp_tls_with_wrong_ca_delivers_nothing() {
     };
     let rs = Rsyslogd::start("relp-tls-bad", Some(&server_certs));
     let mut cfg = config(&rs);
-    cfg.tls = Some(TlsConfig {
-        ca_file: other.ca.clone(),
-        cert_file: Some(other.client_cert.clone()),
-        key_file: Some(other.client_key.clone()),
-        server_name: None,
-    });
-    let r = ship(cfg, 10, Duration::ZERO, delivery);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(r.acked.load(Ordering::SeqCst), 0, "acked over an untrusted TLS session");
-    assert!(rs.lines("relp.log").is_empty());
-    r.shutdown.send(true).expect("shutdown");
-    tokio::time::timeout(Duration::from_secs(10), r.task).await.expect("stops").expect("join").expect("ok");
+    cfg.tls = Some(client_tls(&other, None));
+    delivers_nothing(&rs, cfg, "acked over an untrusted TLS session").await;
     let _ = std::fs::remove_dir_all(&dir_a);
     let _ = std::fs::remove_dir_all(&dir_b);
 }
@@ -237,19 +180,29 @@ async fn relp_tls_with_wrong_server_name_delivers_nothing() {
     let certs = make_certs(&dir).expect("openssl CLI not found: apt-get install openssl");
     let rs = Rsyslogd::start("relp-tls-name", Some(&certs));
     let mut cfg = config(&rs);
-    cfg.tls = Some(TlsConfig {
+    cfg.tls = Some(client_tls(&certs, Some("not-the-receiver.example")));
+    delivers_nothing(&rs, cfg, "acked to a receiver with another name").await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// TLS client settings from `certs`, checking the receiver's name against `server_name` if given.
+fn client_tls(certs: &Certs, server_name: Option<&str>) -> TlsConfig {
+    TlsConfig {
         ca_file: certs.ca.clone(),
         cert_file: Some(certs.client_cert.clone()),
         key_file: Some(certs.client_key.clone()),
-        server_name: Some("not-the-receiver.example".into()),
-    });
+        server_name: server_name.map(str::to_string),
+    }
+}
+
+/// Ship 10 events with `cfg` for 2 s: none may be acked or reach the receiver; then stop cleanly.
+async fn delivers_nothing(rs: &Rsyslogd, cfg: RelpConfig, why: &str) {
     let r = ship(cfg, 10, Duration::ZERO, delivery);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(r.acked.load(Ordering::SeqCst), 0, "acked to a receiver with another name");
+    assert_eq!(r.acked.load(Ordering::SeqCst), 0, "{why}");
     assert!(rs.lines("relp.log").is_empty());
     r.shutdown.send(true).expect("shutdown");
     tokio::time::timeout(Duration::from_secs(10), r.task).await.expect("stops").expect("join").expect("ok");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn huge_delivery(n: u64) -> Delivery {

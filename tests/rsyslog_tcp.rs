@@ -8,63 +8,18 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auditrelay::output::delivery::Ack;
 use auditrelay::output::syslog::Framing;
 use auditrelay::output::tcp::{self, TcpConfig};
-use auditrelay::output::units::ConfigDuration;
-use tokio::sync::{mpsc, watch};
+use auditrelay::units::HumanDuration;
 
 use support::*;
 
-struct Running {
-    acked: Arc<AtomicU64>,
-    shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), tcp::TcpError>>,
-    feeder: tokio::task::JoinHandle<()>,
-}
+type Running = support::Running<tcp::TcpError>;
 
 fn ship(cfg: TcpConfig, n: u64, pause: Duration) -> Running {
-    let (tx, rx) = mpsc::channel(128);
-    let (atx, mut arx) = mpsc::channel::<Ack>(64);
-    let (shutdown, srx) = watch::channel(false);
-    let task = tokio::spawn(tcp::run(cfg, rx, atx, srx));
-    let acked = Arc::new(AtomicU64::new(0));
-    let a = acked.clone();
-    tokio::spawn(async move {
-        while let Some(Ack(p)) = arx.recv().await {
-            let prev = a.swap(p, Ordering::SeqCst);
-            assert!(p > prev, "ack went backwards: {prev} -> {p}");
-        }
-    });
-    let feeder = tokio::spawn(async move {
-        for i in 1..=n {
-            if tx.send(delivery(i)).await.is_err() {
-                return;
-            }
-            if !pause.is_zero() {
-                tokio::time::sleep(pause).await;
-            }
-        }
-    });
-    Running { acked, shutdown, task, feeder }
-}
-
-async fn wait_acked(r: &Running, n: u64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while r.acked.load(Ordering::SeqCst) < n {
-        assert!(Instant::now() < deadline, "acks stuck at {} of {n}", r.acked.load(Ordering::SeqCst));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn finish(r: Running) {
-    r.feeder.await.expect("feeder");
-    let _ = r.shutdown.send(true);
-    tokio::time::timeout(Duration::from_secs(15), r.task).await.expect("sink stops").expect("join").expect("sink ok");
+    support::ship(move |d, a, s| tcp::run(cfg, d, a, s), 128, n, pause, delivery)
 }
 
 fn config(rs: &Rsyslogd, framing: Framing) -> TcpConfig {
@@ -72,8 +27,8 @@ fn config(rs: &Rsyslogd, framing: Framing) -> TcpConfig {
         address: rs.tcp_address(),
         framing,
         hostname: Some("e2e-host".into()),
-        reconnect_min: ConfigDuration(Duration::from_millis(100)),
-        reconnect_max: ConfigDuration(Duration::from_secs(1)),
+        reconnect_min: HumanDuration(Duration::from_millis(100)),
+        reconnect_max: HumanDuration(Duration::from_secs(1)),
         ..TcpConfig::default()
     }
 }

@@ -3,6 +3,9 @@
 //! up: every event that reached the spool arrives, once, in order, and the kernel's `lost` counter
 //! does not move.
 
+// Test code: a failed expectation is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::Command;
@@ -31,10 +34,31 @@ fn quoted(tag: &str, i: usize) -> String {
     format!("\"{tag}-{i}\"")
 }
 
-#[test]
-fn kill_9_with_events_in_the_spool_then_restart_delivers_every_one() {
-    let guard = KernelGuard::take();
-    let dir = std::env::temp_dir().join(format!("auditrelay-kill9-{}", std::process::id()));
+/// Poll `read` until it holds every marker `tag-0..EVENTS`; panics with `what` after 30 s.
+fn wait_for_markers(read: impl Fn() -> Vec<u8>, tag: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let bytes = read();
+        if (0..EVENTS).all(|i| contains(&bytes, &quoted(tag, i))) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A fresh temp dir holding a config with the given `[spool]` keys and one file output whose
+/// directory (`recv`) does not exist yet, i.e. a receiver that is down.
+struct Setup {
+    dir: std::path::PathBuf,
+    spool: std::path::PathBuf,
+    recv: std::path::PathBuf,
+    events: std::path::PathBuf,
+    config_arg: String,
+}
+
+fn setup(tag: &str, spool_keys: &str) -> Setup {
+    let dir = std::env::temp_dir().join(format!("auditrelay-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let spool = dir.join("spool");
@@ -44,7 +68,7 @@ fn kill_9_with_events_in_the_spool_then_restart_delivers_every_one() {
     std::fs::write(
         &config,
         format!(
-            "[spool]\ndir = \"{}\"\nfsync_interval = \"100ms\"\ncursor_interval = \"100ms\"\ndrain_timeout = \"10s\"\n\n\
+            "[spool]\ndir = \"{}\"\n{spool_keys}\n\
              [[output]]\ntype = \"file\"\nname = \"recv\"\npath = \"{}\"\nmax_size = 0\n",
             spool.display(),
             events.display()
@@ -52,6 +76,14 @@ fn kill_9_with_events_in_the_spool_then_restart_delivers_every_one() {
     )
     .unwrap();
     let config_arg = config.to_string_lossy().to_string();
+    Setup { dir, spool, recv, events, config_arg }
+}
+
+#[test]
+fn kill_9_with_events_in_the_spool_then_restart_delivers_every_one() {
+    let guard = KernelGuard::take();
+    let Setup { dir, spool, recv, events, config_arg } =
+        setup("kill9", "fsync_interval = \"100ms\"\ncursor_interval = \"100ms\"\ndrain_timeout = \"10s\"\n");
 
     let mut daemon = Daemon::start(&["run", "--config", &config_arg]);
     daemon.wait_registered(Duration::from_secs(10));
@@ -64,15 +96,7 @@ fn kill_9_with_events_in_the_spool_then_restart_delivers_every_one() {
     }
 
     // Wait until every marker event is in the spool, then SIGKILL.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let bytes = spool_bytes(&spool);
-        if (0..EVENTS).all(|i| contains(&bytes, &quoted(&tag, i))) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "markers did not all reach the spool");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_markers(|| spool_bytes(&spool), &tag, "markers did not all reach the spool");
     daemon.child.kill().unwrap();
     daemon.child.wait().unwrap();
     assert!(!events.exists(), "the receiver was down: nothing delivered before the kill");
@@ -89,15 +113,7 @@ fn kill_9_with_events_in_the_spool_then_restart_delivers_every_one() {
     std::fs::create_dir_all(&recv).unwrap();
     let mut daemon = Daemon::start(&["run", "--config", &config_arg]);
     daemon.wait_registered(Duration::from_secs(10));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read(&events).unwrap_or_default();
-        if (0..EVENTS).all(|i| contains(&text, &quoted(&tag, i))) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "markers did not all arrive after the restart");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_markers(|| std::fs::read(&events).unwrap_or_default(), &tag, "markers did not all arrive after the restart");
     let (exit, _) = daemon.terminate();
     assert!(exit.success(), "exit status {exit}");
 
@@ -125,25 +141,11 @@ fn kill_9_with_events_in_the_spool_then_restart_delivers_every_one() {
 #[test]
 fn block_policy_full_spool_still_stops_on_sigterm_and_keeps_what_it_spooled() {
     let _guard = KernelGuard::take();
-    let dir = std::env::temp_dir().join(format!("auditrelay-block-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let spool = dir.join("spool");
-    let recv = dir.join("recv");
-    let events = recv.join("events.jsonl");
-    let config = dir.join("auditrelay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[spool]\ndir = \"{}\"\nmax_bytes = \"64KiB\"\nsegment_bytes = \"16KiB\"\nmax_record_bytes = \"16KiB\"\n\
-             on_full = \"block\"\ndrain_timeout = \"1s\"\n\n\
-             [[output]]\ntype = \"file\"\nname = \"recv\"\npath = \"{}\"\nmax_size = 0\n",
-            spool.display(),
-            events.display()
-        ),
-    )
-    .unwrap();
-    let config_arg = config.to_string_lossy().to_string();
+    let Setup { dir, spool, recv, events, config_arg } = setup(
+        "block",
+        "max_bytes = \"64KiB\"\nsegment_bytes = \"16KiB\"\nmax_record_bytes = \"16KiB\"\n\
+         on_full = \"block\"\ndrain_timeout = \"1s\"\n",
+    );
     let mut daemon = Daemon::start(&["run", "--config", &config_arg]);
     daemon.wait_registered(Duration::from_secs(10));
     let key = marker("blockkey");

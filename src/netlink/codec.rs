@@ -132,10 +132,11 @@ pub fn error_code(payload: &[u8]) -> Option<(i32, u32)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn datagram(len: u32, kind: u16, payload: &[u8]) -> Vec<u8> {
+    /// A datagram with the given `nlmsg_len` (which the kernel sets inconsistently) and payload.
+    pub(crate) fn datagram(len: u32, kind: u16, payload: &[u8]) -> Vec<u8> {
         let mut d = Vec::new();
         Header { len, kind, flags: 0, seq: 0, pid: 0 }.emit(&mut d);
         d.extend_from_slice(payload);

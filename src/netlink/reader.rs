@@ -204,14 +204,7 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::codec::Header;
-
-    fn datagram(len: u32, kind: u16, payload: &[u8]) -> Vec<u8> {
-        let mut d = Vec::new();
-        Header { len, kind, flags: 0, seq: 0, pid: 0 }.emit(&mut d);
-        d.extend_from_slice(payload);
-        d
-    }
+    use crate::netlink::codec::tests::datagram;
 
     #[test]
     fn control_messages_are_not_records() {

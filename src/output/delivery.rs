@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
+
 /// One spooled event on its way to a sink.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -25,3 +27,33 @@ pub struct Delivery {
 /// Cumulative acknowledgement: everything up to and including this spool position is delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ack(pub u64);
+
+/// Move deliveries already waiting in `rx` into `batch` until it holds `max`, without waiting: a
+/// batching sink writes what has queued up during its previous write in one go.
+pub fn take_waiting(rx: &mut mpsc::Receiver<Delivery>, batch: &mut Vec<Delivery>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(d) => batch.push(d),
+            Err(_) => break,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn take_waiting_stops_at_max_and_when_empty() {
+        let (tx, mut rx) = mpsc::channel(8);
+        for pos in 1..=3 {
+            tx.send(Delivery { pos, time_ms: 0, id: Arc::from("i"), body: Arc::from(&b"{}"[..]) }).await.unwrap();
+        }
+        let mut batch = Vec::new();
+        take_waiting(&mut rx, &mut batch, 2);
+        assert_eq!(batch.iter().map(|d| d.pos).collect::<Vec<_>>(), [1, 2]);
+        take_waiting(&mut rx, &mut batch, 10);
+        assert_eq!(batch.iter().map(|d| d.pos).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+}

@@ -18,9 +18,9 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
-use super::delivery::{Ack, Delivery};
+use super::delivery::{take_waiting, Ack, Delivery};
 use super::OutputFormat;
-use crate::spool::config::de_size;
+use crate::units::de_size;
 
 /// `[[output]] type = "file"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -239,12 +239,7 @@ async fn serve(
             d = deliveries.recv() => {
                 let Some(d) = d else { return Ok(()) };
                 batch.push(d);
-                while batch.len() < batch_max {
-                    match deliveries.try_recv() {
-                        Ok(d) => batch.push(d),
-                        Err(_) => break,
-                    }
-                }
+                take_waiting(&mut deliveries, &mut batch, batch_max);
             }
         }
         let Some(mut t) = target.take() else { return Ok(()) };

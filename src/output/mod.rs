@@ -19,13 +19,13 @@ pub mod stdout;
 // Network sinks: relp, syslog (RFC 5424 + RFC 6587), tcp, udp, unix, tls.
 pub mod backoff;
 pub mod netstats;
+mod reconnect;
 pub mod relp;
 pub mod syslog;
 pub mod tcp;
 pub mod tls;
 pub mod truncate;
 pub mod udp;
-pub mod units;
 pub mod unix;
 
 use std::future::Future;
@@ -93,6 +93,20 @@ pub fn output_names(outputs: &[OutputConfig]) -> Result<Vec<String>, (String, St
         names.push(name);
     }
     Ok(names)
+}
+
+/// True once shutdown was signalled or its sender is gone (the daemon is going away either way).
+pub(crate) fn shutdown_requested(rx: &watch::Receiver<bool>) -> bool {
+    *rx.borrow() || rx.has_changed().is_err()
+}
+
+/// Wait out a retry delay, cut short by a shutdown signal; the caller re-checks
+/// [`shutdown_requested`] afterwards.
+pub(crate) async fn sleep_unless_shutdown(delay: std::time::Duration, shutdown: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = shutdown.changed() => {}
+    }
 }
 
 /// A sink's failure as the supervisor sees it: the sink's own error, with its "where".

@@ -8,7 +8,7 @@ use std::io::Write;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
-use super::delivery::{Ack, Delivery};
+use super::delivery::{take_waiting, Ack, Delivery};
 use super::OutputFormat;
 
 /// `[[output]] type = "stdout"`.
@@ -64,12 +64,7 @@ pub async fn run(
             d = deliveries.recv() => {
                 let Some(d) = d else { return Ok(()) };
                 batch.push(d);
-                while batch.len() < batch_max {
-                    match deliveries.try_recv() {
-                        Ok(d) => batch.push(d),
-                        Err(_) => break,
-                    }
-                }
+                take_waiting(&mut deliveries, &mut batch, batch_max);
             }
         }
         let work = std::mem::take(&mut batch);

@@ -126,6 +126,43 @@ pub struct HeaderSpec {
     pub max_message_size: usize,
 }
 
+impl HeaderSpec {
+    /// The header defaults of every syslog output (the one place they are written down); only the
+    /// size limit depends on the transport.
+    pub fn defaults(max_message_size: usize) -> HeaderSpec {
+        HeaderSpec {
+            facility: Facility::default(),
+            severity: Severity::default(),
+            hostname: None,
+            app_name: "auditrelay".to_string(),
+            msgid: "AUDIT".to_string(),
+            sd_id: None,
+            max_message_size,
+        }
+    }
+}
+
+/// `header_spec!(config)`: the [`HeaderSpec`] from an output config's header keys (`facility`,
+/// `severity`, `hostname`, `app_name`, `msgid`, `sd_id`, `max_message_size`).
+///
+/// Why a macro: those keys are repeated field by field in each syslog output's config struct,
+/// because serde's `flatten` does not work together with `deny_unknown_fields`; this is the one
+/// mapping from the same-named fields to a spec, checked by the compiler for each struct.
+macro_rules! header_spec {
+    ($config:expr) => {
+        $crate::output::syslog::HeaderSpec {
+            facility: $config.facility,
+            severity: $config.severity,
+            hostname: $config.hostname.clone(),
+            app_name: $config.app_name.clone(),
+            msgid: $config.msgid.clone(),
+            sd_id: $config.sd_id.clone(),
+            max_message_size: $config.max_message_size.as_usize(),
+        }
+    };
+}
+pub(crate) use header_spec;
+
 /// Builds RFC 5424 messages for one output.
 #[derive(Debug, Clone)]
 pub struct Formatter {

@@ -29,9 +29,11 @@ use tokio::time::Instant;
 use crate::output::backoff::Backoff;
 use crate::output::delivery::{Ack, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
-use crate::output::syslog::{BodyFormat, Facility, Formatter, Framing, HeaderSpec, Severity, SyslogError};
+use crate::output::syslog::{header_spec, BodyFormat, Facility, Formatter, Framing, HeaderSpec, Severity, SyslogError};
+use crate::output::reconnect::{self, ConnEnd, StreamSink};
 use crate::output::tls::{BoxStream, Connected, Connector, TlsConfig, TlsError};
-use crate::output::units::{ConfigDuration, ConfigSize};
+use crate::output::shutdown_requested;
+use crate::units::{ByteSize, HumanDuration};
 
 pub const MAX_BATCH: usize = 65_536;
 
@@ -46,7 +48,7 @@ pub struct TcpConfig {
     /// TLS from the first byte (RFC 5425; rsyslog imtcp with a TLS stream driver).
     pub tls: Option<TlsConfig>,
     pub framing: Framing,
-    pub max_message_size: ConfigSize,
+    pub max_message_size: ByteSize,
     /// Deliveries written per batch and held until the send queue drains.
     pub batch: usize,
     pub facility: Facility,
@@ -55,33 +57,34 @@ pub struct TcpConfig {
     pub app_name: String,
     pub msgid: String,
     pub sd_id: Option<String>,
-    pub reconnect_min: ConfigDuration,
-    pub reconnect_max: ConfigDuration,
-    pub connect_timeout: ConfigDuration,
+    pub reconnect_min: HumanDuration,
+    pub reconnect_max: HumanDuration,
+    pub connect_timeout: HumanDuration,
     /// How long a batch may take to be written and acknowledged by the peer's TCP stack.
-    pub write_timeout: ConfigDuration,
+    pub write_timeout: HumanDuration,
 }
 
 impl Default for TcpConfig {
     fn default() -> Self {
+        let h = HeaderSpec::defaults(64 * 1024);
         TcpConfig {
             name: None,
             address: "127.0.0.1:514".to_string(),
             format: BodyFormat::Native,
             tls: None,
             framing: Framing::OctetCounting,
-            max_message_size: ConfigSize(64 * 1024),
+            max_message_size: ByteSize(h.max_message_size as u64),
             batch: 128,
-            facility: Facility::default(),
-            severity: Severity::default(),
-            hostname: None,
-            app_name: "auditrelay".to_string(),
-            msgid: "AUDIT".to_string(),
-            sd_id: None,
-            reconnect_min: ConfigDuration(Duration::from_millis(500)),
-            reconnect_max: ConfigDuration(Duration::from_secs(30)),
-            connect_timeout: ConfigDuration(Duration::from_secs(10)),
-            write_timeout: ConfigDuration(Duration::from_secs(30)),
+            facility: h.facility,
+            severity: h.severity,
+            hostname: h.hostname,
+            app_name: h.app_name,
+            msgid: h.msgid,
+            sd_id: h.sd_id,
+            reconnect_min: HumanDuration(Duration::from_millis(500)),
+            reconnect_max: HumanDuration(Duration::from_secs(30)),
+            connect_timeout: HumanDuration(Duration::from_secs(10)),
+            write_timeout: HumanDuration(Duration::from_secs(30)),
         }
     }
 }
@@ -91,17 +94,6 @@ impl TcpConfig {
         self.name.clone().unwrap_or_else(|| format!("tcp:{}", self.address))
     }
 
-    pub(crate) fn header_spec(&self) -> HeaderSpec {
-        HeaderSpec {
-            facility: self.facility,
-            severity: self.severity,
-            hostname: self.hostname.clone(),
-            app_name: self.app_name.clone(),
-            msgid: self.msgid.clone(),
-            sd_id: self.sd_id.clone(),
-            max_message_size: self.max_message_size.0,
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -278,10 +270,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn shutdown_requested(rx: &watch::Receiver<bool>) -> bool {
-    *rx.borrow() || rx.has_changed().is_err()
-}
-
 /// Run the TCP output until shutdown (or the delivery channel closes). Errors only for invalid
 /// configuration; network trouble is retried forever with backoff.
 pub async fn run(
@@ -294,10 +282,10 @@ pub async fn run(
     if config.batch == 0 || config.batch > MAX_BATCH {
         return Err(TcpError::Batch { output: name, batch: config.batch });
     }
-    let formatter = Formatter::new(&name, &config.header_spec())?;
+    let formatter = Formatter::new(&name, &header_spec!(config))?;
     let connector = Connector::new(&config.address, config.tls.as_ref(), config.connect_timeout.0)
         .map_err(|source| TcpError::Tls { output: name.clone(), source })?;
-    let mut backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
+    let backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
     let mut sink = Sink {
         name: name.clone(),
         framing: config.framing,
@@ -312,47 +300,35 @@ pub async fn run(
         scratch: Vec::new(),
         progress: false,
     };
-    let mut first = true;
-    loop {
-        if shutdown_requested(&shutdown) || (sink.input_closed && sink.unconfirmed.is_empty()) {
-            sink.flush_ack().await;
-            return Ok(());
-        }
-        let connected = tokio::select! {
-            r = connector.connect() => r.map_err(ConnError::Connect),
-            _ = shutdown.changed() => continue,
-        };
-        let result = match connected {
-            Ok(conn) => {
-                if !first {
-                    bump(&NET_STATS.reconnects, 1);
-                }
-                first = false;
-                sink.run_conn(conn, &mut shutdown).await
-            }
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => {
-                sink.flush_ack().await;
-                return Ok(());
-            }
-            Err(e) => {
-                if std::mem::take(&mut sink.progress) {
-                    backoff.reset();
-                }
-                let delay = backoff.next_delay();
-                log::warn!(
-                    "output {name}: {e}; {} unconfirmed deliveries will be rewritten; retrying in {delay:?}",
-                    sink.unconfirmed.len()
-                );
-                sink.flush_ack().await;
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-        }
+    reconnect::run(&name, &mut sink, &connector, backoff, &mut shutdown).await;
+    Ok(())
+}
+
+impl StreamSink for Sink {
+    type Error = ConnError;
+
+    fn connect_failed(e: io::Error) -> ConnError {
+        ConnError::Connect(e)
+    }
+
+    fn finished(&self) -> bool {
+        self.input_closed && self.unconfirmed.is_empty()
+    }
+
+    async fn serve(&mut self, conn: Connected, shutdown: &mut watch::Receiver<bool>) -> Result<ConnEnd, ConnError> {
+        self.run_conn(conn, shutdown).await.map(|()| ConnEnd::Done)
+    }
+
+    fn take_progress(&mut self) -> bool {
+        std::mem::take(&mut self.progress)
+    }
+
+    fn backlog(&self) -> String {
+        format!("{} unconfirmed deliveries will be rewritten", self.unconfirmed.len())
+    }
+
+    async fn flush_ack(&mut self) {
+        Sink::flush_ack(self).await
     }
 }
 
@@ -398,7 +374,7 @@ mod tests {
             address: addr,
             framing,
             hostname: Some("h".into()),
-            reconnect_min: ConfigDuration(Duration::from_millis(10)),
+            reconnect_min: HumanDuration(Duration::from_millis(10)),
             ..TcpConfig::default()
         }
     }

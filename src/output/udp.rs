@@ -18,8 +18,9 @@ use tokio::sync::{mpsc, watch};
 use crate::output::backoff::Backoff;
 use crate::output::delivery::{Ack, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
-use crate::output::syslog::{BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
-use crate::output::units::{ConfigDuration, ConfigSize};
+use crate::output::syslog::{header_spec, BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
+use crate::output::{shutdown_requested, sleep_unless_shutdown};
+use crate::units::{ByteSize, HumanDuration};
 
 pub const MAX_DATAGRAM: usize = 65_507;
 
@@ -30,7 +31,7 @@ pub struct UdpConfig {
     pub name: Option<String>,
     pub address: String,
     pub format: BodyFormat,
-    pub max_message_size: ConfigSize,
+    pub max_message_size: ByteSize,
     pub facility: Facility,
     pub severity: Severity,
     pub hostname: Option<String>,
@@ -38,25 +39,26 @@ pub struct UdpConfig {
     pub msgid: String,
     pub sd_id: Option<String>,
     /// Backoff between retries of a datagram whose send failed.
-    pub reconnect_min: ConfigDuration,
-    pub reconnect_max: ConfigDuration,
+    pub reconnect_min: HumanDuration,
+    pub reconnect_max: HumanDuration,
 }
 
 impl Default for UdpConfig {
     fn default() -> Self {
+        let h = HeaderSpec::defaults(8 * 1024);
         UdpConfig {
             name: None,
             address: "127.0.0.1:514".to_string(),
             format: BodyFormat::Native,
-            max_message_size: ConfigSize(8 * 1024),
-            facility: Facility::default(),
-            severity: Severity::default(),
-            hostname: None,
-            app_name: "auditrelay".to_string(),
-            msgid: "AUDIT".to_string(),
-            sd_id: None,
-            reconnect_min: ConfigDuration(Duration::from_millis(100)),
-            reconnect_max: ConfigDuration(Duration::from_secs(10)),
+            max_message_size: ByteSize(h.max_message_size as u64),
+            facility: h.facility,
+            severity: h.severity,
+            hostname: h.hostname,
+            app_name: h.app_name,
+            msgid: h.msgid,
+            sd_id: h.sd_id,
+            reconnect_min: HumanDuration(Duration::from_millis(100)),
+            reconnect_max: HumanDuration(Duration::from_secs(10)),
         }
     }
 }
@@ -67,10 +69,6 @@ pub enum UdpError {
     Header(#[from] SyslogError),
     #[error("output {output}: max_message_size {size} exceeds the UDP payload limit {MAX_DATAGRAM}")]
     TooLarge { output: String, size: usize },
-}
-
-fn shutdown_requested(rx: &watch::Receiver<bool>) -> bool {
-    *rx.borrow() || rx.has_changed().is_err()
 }
 
 async fn connect(address: &str) -> std::io::Result<UdpSocket> {
@@ -92,21 +90,10 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), UdpError> {
     let name = config.name.clone().unwrap_or_else(|| format!("udp:{}", config.address));
-    if config.max_message_size.0 > MAX_DATAGRAM {
-        return Err(UdpError::TooLarge { output: name, size: config.max_message_size.0 });
+    if config.max_message_size.as_usize() > MAX_DATAGRAM {
+        return Err(UdpError::TooLarge { output: name, size: config.max_message_size.as_usize() });
     }
-    let formatter = Formatter::new(
-        &name,
-        &HeaderSpec {
-            facility: config.facility,
-            severity: config.severity,
-            hostname: config.hostname.clone(),
-            app_name: config.app_name.clone(),
-            msgid: config.msgid.clone(),
-            sd_id: config.sd_id.clone(),
-            max_message_size: config.max_message_size.0,
-        },
-    )?;
+    let formatter = Formatter::new(&name, &header_spec!(config))?;
     let mut backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
     let mut sock: Option<UdpSocket> = None;
     let mut msg = Vec::new();
@@ -146,10 +133,7 @@ pub async fn run(
                     bump(&NET_STATS.reconnects, 1);
                     let delay = backoff.next_delay();
                     log::warn!("output {name}: send of pos {} failed: {e}; retrying in {delay:?}", d.pos);
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.changed() => {}
-                    }
+                    sleep_unless_shutdown(delay, &mut shutdown).await;
                     if shutdown_requested(&shutdown) {
                         return Ok(());
                     }
@@ -208,7 +192,7 @@ mod tests {
         let (_tx, rx) = mpsc::channel(1);
         let (atx, _arx) = mpsc::channel(1);
         let (_s, srx) = watch::channel(false);
-        let cfg = UdpConfig { max_message_size: ConfigSize(70_000), ..UdpConfig::default() };
+        let cfg = UdpConfig { max_message_size: ByteSize(70_000), ..UdpConfig::default() };
         assert!(matches!(run(cfg, rx, atx, srx).await, Err(UdpError::TooLarge { .. })));
     }
 }

@@ -24,8 +24,9 @@ use tokio::sync::{mpsc, watch};
 use crate::output::backoff::Backoff;
 use crate::output::delivery::{Ack, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
-use crate::output::syslog::{BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
-use crate::output::units::{ConfigDuration, ConfigSize};
+use crate::output::syslog::{header_spec, BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
+use crate::output::{shutdown_requested, sleep_unless_shutdown};
+use crate::units::{ByteSize, HumanDuration};
 
 /// Deliveries written per blocking call.
 const BATCH: usize = 64;
@@ -38,32 +39,33 @@ pub struct UnixConfig {
     /// Path of the local syslog socket.
     pub address: PathBuf,
     pub format: BodyFormat,
-    pub max_message_size: ConfigSize,
+    pub max_message_size: ByteSize,
     pub facility: Facility,
     pub severity: Severity,
     pub hostname: Option<String>,
     pub app_name: String,
     pub msgid: String,
     pub sd_id: Option<String>,
-    pub reconnect_min: ConfigDuration,
-    pub reconnect_max: ConfigDuration,
+    pub reconnect_min: HumanDuration,
+    pub reconnect_max: HumanDuration,
 }
 
 impl Default for UnixConfig {
     fn default() -> Self {
+        let h = HeaderSpec::defaults(64 * 1024);
         UnixConfig {
             name: None,
             address: PathBuf::from("/dev/log"),
             format: BodyFormat::Native,
-            max_message_size: ConfigSize(64 * 1024),
-            facility: Facility::default(),
-            severity: Severity::default(),
-            hostname: None,
-            app_name: "auditrelay".to_string(),
-            msgid: "AUDIT".to_string(),
-            sd_id: None,
-            reconnect_min: ConfigDuration(Duration::from_millis(100)),
-            reconnect_max: ConfigDuration(Duration::from_secs(10)),
+            max_message_size: ByteSize(h.max_message_size as u64),
+            facility: h.facility,
+            severity: h.severity,
+            hostname: h.hostname,
+            app_name: h.app_name,
+            msgid: h.msgid,
+            sd_id: h.sd_id,
+            reconnect_min: HumanDuration(Duration::from_millis(100)),
+            reconnect_max: HumanDuration(Duration::from_secs(10)),
         }
     }
 }
@@ -86,10 +88,6 @@ impl LogFormat<&str> for Preformatted {
 }
 
 type Conn = Logger<LoggerBackend, Preformatted>;
-
-fn shutdown_requested(rx: &watch::Receiver<bool>) -> bool {
-    *rx.borrow() || rx.has_changed().is_err()
-}
 
 /// Connect if needed and write `msgs` in order; returns the connection (if still usable), how many
 /// were written, and the error that stopped it.
@@ -117,18 +115,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), UnixError> {
     let name = config.name.clone().unwrap_or_else(|| format!("unix:{}", config.address.display()));
-    let formatter = Formatter::new(
-        &name,
-        &HeaderSpec {
-            facility: config.facility,
-            severity: config.severity,
-            hostname: config.hostname.clone(),
-            app_name: config.app_name.clone(),
-            msgid: config.msgid.clone(),
-            sd_id: config.sd_id.clone(),
-            max_message_size: config.max_message_size.0,
-        },
-    )?;
+    let formatter = Formatter::new(&name, &header_spec!(config))?;
     let mut backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
     let mut conn: Option<Conn> = None;
     // (pos, message) taken and not yet written, in order.
@@ -179,10 +166,7 @@ pub async fn run(
             bump(&NET_STATS.reconnects, 1);
             let delay = backoff.next_delay();
             log::warn!("output {name}: {e}; {} deliveries wait, retrying in {delay:?}", pending.len());
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.changed() => {}
-            }
+            sleep_unless_shutdown(delay, &mut shutdown).await;
         }
     }
 }

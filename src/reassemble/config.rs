@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-use crate::units::HumanDuration;
+use crate::units::de_duration;
 
 /// Bounds and timers of the reassembler. See examples/auditrelay.toml for each key's meaning.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -72,11 +72,6 @@ impl ReassembleConfig {
         }
         Ok(())
     }
-}
-
-/// Durations as everywhere in the config: "2s", "500ms", "5m", "1h" or bare seconds.
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    HumanDuration::deserialize(d).map(|h| h.0)
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use super::SpoolError;
-use crate::units::{ByteSize, HumanDuration};
+use crate::units::{de_duration, de_size};
 
 /// What to do when an append would push the spool past `max_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -98,16 +98,6 @@ impl SpoolConfig {
         }
         Ok(())
     }
-}
-
-/// serde helper: a size as "64MiB" or a plain integer (bytes), via [`crate::units::ByteSize`].
-pub fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    ByteSize::deserialize(d).map(|b| b.0)
-}
-
-/// serde helper: a duration as "2s" / "250ms" or a plain integer (seconds).
-pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    HumanDuration::deserialize(d).map(|h| h.0)
 }
 
 #[cfg(test)]

@@ -10,11 +10,13 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auditrelay::output::delivery::Delivery;
+use auditrelay::output::delivery::{Ack, Delivery};
+use tokio::sync::{mpsc, watch};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -295,4 +297,65 @@ pub fn assert_complete_in_order(seqs: &[u64], n: u64, window: u64) {
     let missing: Vec<u64> = (1..=n).filter(|i| !seen.contains(i)).collect();
     assert!(missing.is_empty(), "missing {} events: {:?}", missing.len(), &missing[..missing.len().min(20)]);
     assert_eq!(high, n);
+}
+
+/// A sink task under test, fed by a feeder task; `acked` follows its cumulative acks.
+pub struct Running<E> {
+    pub acked: Arc<AtomicU64>,
+    pub shutdown: watch::Sender<bool>,
+    pub task: tokio::task::JoinHandle<Result<(), E>>,
+    pub feeder: tokio::task::JoinHandle<()>,
+}
+
+/// Start a sink (`run` gets its delivery channel of `capacity`, ack channel and shutdown) and feed
+/// it deliveries 1..=n made by `make`, `pause` apart. Acks are checked never to go backwards.
+pub fn ship<E, Fut>(
+    run: impl FnOnce(mpsc::Receiver<Delivery>, mpsc::Sender<Ack>, watch::Receiver<bool>) -> Fut,
+    capacity: usize,
+    n: u64,
+    pause: Duration,
+    make: fn(u64) -> Delivery,
+) -> Running<E>
+where
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(capacity);
+    let (atx, mut arx) = mpsc::channel::<Ack>(64);
+    let (shutdown, srx) = watch::channel(false);
+    let task = tokio::spawn(run(rx, atx, srx));
+    let acked = Arc::new(AtomicU64::new(0));
+    let a = acked.clone();
+    tokio::spawn(async move {
+        while let Some(Ack(p)) = arx.recv().await {
+            let prev = a.swap(p, Ordering::SeqCst);
+            assert!(p > prev, "ack went backwards: {prev} -> {p}");
+        }
+    });
+    let feeder = tokio::spawn(async move {
+        for i in 1..=n {
+            if tx.send(make(i)).await.is_err() {
+                return;
+            }
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+        }
+    });
+    Running { acked, shutdown, task, feeder }
+}
+
+pub async fn wait_acked<E>(r: &Running<E>, n: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while r.acked.load(Ordering::SeqCst) < n {
+        assert!(Instant::now() < deadline, "acks stuck at {} of {n}", r.acked.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn finish<E: std::fmt::Debug>(r: Running<E>) {
+    r.feeder.await.expect("feeder");
+    // The sink may have finished already: the feeder closing the channel ends it too.
+    let _ = r.shutdown.send(true);
+    tokio::time::timeout(Duration::from_secs(15), r.task).await.expect("sink stops").expect("join").expect("sink ok");
 }

@@ -33,10 +33,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::output::backoff::Backoff;
 use crate::output::delivery::{Ack, Delivery};
-use crate::output::netstats::{bump, NET_STATS};
-use crate::output::syslog::{BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
-use crate::output::tls::{Connector, TlsConfig, TlsError};
-use crate::output::units::{ConfigDuration, ConfigSize};
+use crate::output::syslog::{header_spec, BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
+use crate::output::reconnect::{self, ConnEnd, StreamSink};
+use crate::output::tls::{Connected, Connector, TlsConfig, TlsError};
+use crate::units::{ByteSize, HumanDuration};
 
 use session::{Session, SessionEnd};
 
@@ -57,7 +57,7 @@ pub struct RelpConfig {
     /// Frames sent and not yet acknowledged, at most.
     pub window: usize,
     /// Largest syslog message (header included); larger events are cut.
-    pub max_message_size: ConfigSize,
+    pub max_message_size: ByteSize,
     pub facility: Facility,
     pub severity: Severity,
     /// HOSTNAME in the syslog header; default: the kernel hostname.
@@ -66,37 +66,38 @@ pub struct RelpConfig {
     pub msgid: String,
     /// SD-ID for a structured-data element carrying the event id (e.g. "auditrelay@12345").
     pub sd_id: Option<String>,
-    pub reconnect_min: ConfigDuration,
-    pub reconnect_max: ConfigDuration,
+    pub reconnect_min: HumanDuration,
+    pub reconnect_max: HumanDuration,
     /// TCP connect plus TLS handshake.
-    pub connect_timeout: ConfigDuration,
+    pub connect_timeout: HumanDuration,
     /// How long the oldest outstanding frame may wait for its rsp before the session is
     /// considered dead; also bounds a single write.
-    pub response_timeout: ConfigDuration,
+    pub response_timeout: HumanDuration,
     /// How long shutdown waits for outstanding rsps before sending `close`.
-    pub shutdown_timeout: ConfigDuration,
+    pub shutdown_timeout: HumanDuration,
 }
 
 impl Default for RelpConfig {
     fn default() -> Self {
+        let h = HeaderSpec::defaults(64 * 1024);
         RelpConfig {
             name: None,
             address: "127.0.0.1:2514".to_string(),
             format: BodyFormat::Native,
             tls: None,
             window: 128,
-            max_message_size: ConfigSize(64 * 1024),
-            facility: Facility::default(),
-            severity: Severity::default(),
-            hostname: None,
-            app_name: "auditrelay".to_string(),
-            msgid: "AUDIT".to_string(),
-            sd_id: None,
-            reconnect_min: ConfigDuration(Duration::from_millis(500)),
-            reconnect_max: ConfigDuration(Duration::from_secs(30)),
-            connect_timeout: ConfigDuration(Duration::from_secs(10)),
-            response_timeout: ConfigDuration(Duration::from_secs(30)),
-            shutdown_timeout: ConfigDuration(Duration::from_secs(5)),
+            max_message_size: ByteSize(h.max_message_size as u64),
+            facility: h.facility,
+            severity: h.severity,
+            hostname: h.hostname,
+            app_name: h.app_name,
+            msgid: h.msgid,
+            sd_id: h.sd_id,
+            reconnect_min: HumanDuration(Duration::from_millis(500)),
+            reconnect_max: HumanDuration(Duration::from_secs(30)),
+            connect_timeout: HumanDuration(Duration::from_secs(10)),
+            response_timeout: HumanDuration(Duration::from_secs(30)),
+            shutdown_timeout: HumanDuration(Duration::from_secs(5)),
         }
     }
 }
@@ -106,17 +107,6 @@ impl RelpConfig {
         self.name.clone().unwrap_or_else(|| format!("relp:{}", self.address))
     }
 
-    fn header_spec(&self) -> HeaderSpec {
-        HeaderSpec {
-            facility: self.facility,
-            severity: self.severity,
-            hostname: self.hostname.clone(),
-            app_name: self.app_name.clone(),
-            msgid: self.msgid.clone(),
-            sd_id: self.sd_id.clone(),
-            max_message_size: self.max_message_size.0,
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,56 +155,46 @@ pub(crate) async fn run_with(
     if config.window == 0 || config.window > MAX_WINDOW {
         return Err(RelpError::Window { output: name, window: config.window });
     }
-    let formatter = Formatter::new(&name, &config.header_spec())?;
+    let formatter = Formatter::new(&name, &header_spec!(config))?;
     let connector = Connector::new(&config.address, config.tls.as_ref(), config.connect_timeout.0)
         .map_err(|source| RelpError::Tls { output: name.clone(), source })?;
-    let mut backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
+    let backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
     let mut session = Session::new(&name, &config, limits, formatter, deliveries, acks);
-    let mut first = true;
-    loop {
-        if session::shutdown_requested(&shutdown) || session.input_done() {
-            session.flush_ack().await;
-            return Ok(());
-        }
-        let stream = tokio::select! {
-            r = connector.connect() => r,
-            _ = shutdown.changed() => continue,
-        };
-        let end = match stream {
-            Ok(connected) => {
-                if !first {
-                    bump(&NET_STATS.reconnects, 1);
-                }
-                first = false;
-                session.run(connected.stream, &mut shutdown).await
-            }
-            Err(e) => Err(session::SessionError::Connect(e)),
-        };
-        match end {
-            Ok(SessionEnd::Closed) => {
-                session.flush_ack().await;
-                return Ok(());
-            }
-            Ok(SessionEnd::Rotate) => {
-                log::info!("output {name}: txnr limit reached, reopening the session");
-                continue;
-            }
-            Err(e) => {
-                if session.take_progress() {
-                    backoff.reset();
-                }
-                let delay = backoff.next_delay();
-                log::warn!(
-                    "output {name}: {e}; {} unacked deliveries will be resent; retrying in {delay:?}",
-                    session.unacked()
-                );
-                session.flush_ack().await;
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.changed() => {}
-                }
+    reconnect::run(&name, &mut session, &connector, backoff, &mut shutdown).await;
+    Ok(())
+}
+
+impl StreamSink for Session {
+    type Error = session::SessionError;
+
+    fn connect_failed(e: std::io::Error) -> Self::Error {
+        session::SessionError::Connect(e)
+    }
+
+    fn finished(&self) -> bool {
+        self.input_done()
+    }
+
+    async fn serve(&mut self, conn: Connected, shutdown: &mut watch::Receiver<bool>) -> Result<ConnEnd, Self::Error> {
+        match self.run(conn.stream, shutdown).await? {
+            SessionEnd::Closed => Ok(ConnEnd::Done),
+            SessionEnd::Rotate => {
+                log::info!("output {}: txnr limit reached, reopening the session", self.name());
+                Ok(ConnEnd::Again)
             }
         }
+    }
+
+    fn take_progress(&mut self) -> bool {
+        Session::take_progress(self)
+    }
+
+    fn backlog(&self) -> String {
+        format!("{} unacked deliveries will be resent", self.unacked())
+    }
+
+    async fn flush_ack(&mut self) {
+        Session::flush_ack(self).await
     }
 }
 

@@ -25,6 +25,7 @@ use crate::output::delivery::{Ack, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
 use crate::output::syslog::Formatter;
 use crate::output::tls::BoxStream;
+use crate::output::shutdown_requested;
 
 /// Largest rsp/hint frame we accept from a server (open rsp offers are a few hundred bytes).
 const MAX_SERVER_FRAME: usize = 64 * 1024;
@@ -126,10 +127,6 @@ async fn read_frames(mut rd: ReadHalf<BoxStream>, tx: mpsc::Sender<Result<Frame,
     }
 }
 
-pub fn shutdown_requested(rx: &watch::Receiver<bool>) -> bool {
-    *rx.borrow() || rx.has_changed().is_err()
-}
-
 enum Ev {
     Nothing,
     Frame(Option<Result<Frame, SessionError>>),
@@ -175,6 +172,10 @@ impl Session {
             progress: false,
             scratch: Vec::new(),
         }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn unacked(&self) -> usize {

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::frame::{encode, Command, Decoder};
 use super::*;
 use crate::output::delivery::{Ack, Delivery};
-use crate::output::units::ConfigDuration;
+use crate::units::HumanDuration;
 
 /// What the fake server does with the n-th syslog frame it receives (counted over all connections).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -146,10 +146,10 @@ fn config(addr: &str, window: usize) -> RelpConfig {
         address: addr.to_string(),
         window,
         hostname: Some("testhost".into()),
-        reconnect_min: ConfigDuration(Duration::from_millis(10)),
-        reconnect_max: ConfigDuration(Duration::from_millis(50)),
-        response_timeout: ConfigDuration(Duration::from_secs(5)),
-        shutdown_timeout: ConfigDuration(Duration::from_secs(2)),
+        reconnect_min: HumanDuration(Duration::from_millis(10)),
+        reconnect_max: HumanDuration(Duration::from_millis(50)),
+        response_timeout: HumanDuration(Duration::from_secs(5)),
+        shutdown_timeout: HumanDuration(Duration::from_secs(2)),
         ..RelpConfig::default()
     }
 }
@@ -332,7 +332,7 @@ async fn session_rotates_before_txnr_limit() {
 async fn silent_receiver_times_out_and_reconnects() {
     let fake = fake_server(Arc::new(|i| if i == 3 { Answer::Hold } else { Answer::Ok })).await;
     let mut cfg = config(&fake.addr, 4);
-    cfg.response_timeout = ConfigDuration(Duration::from_millis(300));
+    cfg.response_timeout = HumanDuration(Duration::from_millis(300));
     let mut h = start(cfg, Limits::default());
     // The held rsp is never released; a new session must take over.
     deliver_all(&mut h, 10).await;
