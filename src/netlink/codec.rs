@@ -11,15 +11,13 @@ pub const NLMSG_ERROR: u16 = 2;
 /// `NLMSG_DONE`: end of a multi-part dump.
 pub const NLMSG_DONE: u16 = 3;
 
-pub const AUDIT_GET: u16 = 1000;
-pub const AUDIT_SET: u16 = 1001;
-pub const AUDIT_ADD_RULE: u16 = 1011;
-pub const AUDIT_DEL_RULE: u16 = 1012;
-pub const AUDIT_LIST_RULES: u16 = 1013;
-/// Sent by the kernel to the old daemon when the daemon pid changes.
-pub const AUDIT_REPLACE: u16 = 1329;
+// The message-type numbers are right in netlink-packet-audit (they are linux/audit.h's), so we
+// take them from there. AUDIT_REPLACE is sent by the kernel to the old daemon when the daemon pid
+// changes; it is not an event.
+pub use netlink_packet_audit::constants::{AUDIT_ADD_RULE, AUDIT_DEL_RULE, AUDIT_GET, AUDIT_LIST_RULES, AUDIT_REPLACE, AUDIT_SET};
+
 /// First record type that is an audit event rather than a command or reply.
-pub const AUDIT_FIRST_EVENT: u16 = 1100;
+pub const AUDIT_FIRST_EVENT: u16 = netlink_packet_audit::constants::AUDIT_FIRST_USER_MSG;
 
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_ACK: u16 = 0x4;

@@ -15,7 +15,7 @@ use nix::sys::socket::{setsockopt, sockopt};
 use super::NetlinkError;
 
 /// `AUDIT_NLGRP_READLOG`: the multicast group that gets a copy of every record.
-pub const AUDIT_NLGRP_READLOG: u32 = 1;
+pub use netlink_packet_audit::constants::AUDIT_NLGRP_READLOG;
 
 /// Largest record the kernel sends (`MAX_AUDIT_MESSAGE_LENGTH`) plus the header, rounded up.
 pub const MAX_DATAGRAM: usize = 9216;
