@@ -30,6 +30,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Replay { file, config } => {
             let config = Config::load(config.as_deref())?;
+            if !config.output.is_empty() {
+                eprintln!("auditrelay: replay: note: replay writes JSON lines to stdout; the config's [[output]] tables are used by `run` only");
+            }
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
             let stats = match &file {
