@@ -54,6 +54,8 @@ pub enum DaemonError {
     Rules(Vec<String>),
     #[error(transparent)]
     Ship(#[from] ShipError),
+    #[error("the netlink reader stopped (see the error above)")]
+    ReaderStopped,
     #[error("cannot start the output runtime: {0}")]
     Runtime(#[source] std::io::Error),
 }
@@ -224,6 +226,15 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
             stop_reader.store(true, Ordering::Release);
             poller_stop.store(true, Ordering::Release);
         }
+        if !draining && reader_thread.is_finished() {
+            // The reader only returns on a socket error (or a panic): without it nothing arrives,
+            // so stop in order and exit non-zero (systemd restarts us) rather than sit deaf.
+            eprintln!("auditrelay: error: the netlink reader stopped; shutting down");
+            failure = Some(DaemonError::ReaderStopped);
+            draining = true;
+            registration.release();
+            poller_stop.store(true, Ordering::Release);
+        }
         let wait = pipeline.wait_time(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(input) => {
@@ -265,9 +276,10 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         let _ = t.join();
     }
     pipeline.flush();
-    if failure.is_none() {
+    // After an output failure there is nowhere to write; otherwise flush what is left.
+    if !matches!(failure, Some(DaemonError::Output(_) | DaemonError::Ship(_))) {
         if let Err(e) = pipeline.ship(&mut shipper) {
-            failure = Some(e);
+            failure.get_or_insert(e);
         }
     }
     registration.release();
