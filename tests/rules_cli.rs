@@ -53,7 +53,7 @@ fn io_uring_rules_check_and_compile() {
     let dir = std::env::temp_dir().join(format!("auditrelay-cli-uring-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("uring.rules");
-    std::fs::write(&good, "-a always,io_uring -S openat,openat2 -F auid>=1000 -F auid!=unset -k uring-open\n-A never,io_uring -S connect -F uid=0\n-a always,io_uring -S all -F exe=/usr/bin/curl -k uring-curl\n").unwrap();
+    std::fs::write(&good, "-a always,io_uring -S openat,openat2 -F auid>=1000 -F auid!=unset -k uring-open\n-A never,io_uring -S connect -F uid=0\n-a always,io_uring -F exe=/usr/bin/curl -k uring-curl\n").unwrap();
     let (code, out, err) = run(&["rules", "check", good.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = run(&["rules", "compile", "--format", "json", good.to_str().unwrap()]);

@@ -164,15 +164,18 @@ fn io_uring_rules_round_trip_through_the_kernel() {
     let rules = "-a always,exit -F arch=b64 -S openat -k sys-open\n\
                  -a always,io_uring -S openat,openat2 -F auid>=1000 -F auid!=unset -k uring-open\n\
                  -a always,io_uring -S connect,bind,listen -k uring-net\n\
-                 -A never,io_uring -S all -F uid=0 -F exe=/usr/bin/true\n\
-                 -a always,io_uring -S 22,sendmsg -F gid!=0\n";
+                 -A never,io_uring -F uid=0 -F exe=/usr/bin/true\n\
+                 -a always,io_uring -S 22,sendmsg -F gid!=0 -F exe!=/usr/bin/curl\n\
+                 -a always,io_uring -S all -k uring-all\n";
     // What upstream auditctl -l prints for that state: lists in kernel order (exit 4, io_uring 7),
-    // -A first within its list, operations in bit order, numbers where the table has no name.
+    // -A first within its list, operations in bit order, numbers where the table has no name,
+    // `-S all` for the full mask of a rule without -S, the table's names for an explicit `-S all`.
     let expected = "-a always,exit -F arch=b64 -S openat -F key=sys-open\n\
                     -a never,io_uring -S all -F uid=0 -F exe=/usr/bin/true\n\
                     -a always,io_uring -S openat,openat2 -F auid>=1000 -F auid!=-1 -F key=uring-open\n\
                     -a always,io_uring -S connect,bind,listen -F key=uring-net\n\
-                    -a always,io_uring -S sendmsg,22 -F gid!=0\n";
+                    -a always,io_uring -S sendmsg,22 -F gid!=0 -F exe!=/usr/bin/curl\n\
+                    -a always,io_uring -S sendmsg,recvmsg,accept,connect,fallocate,openat,close,openat2,shutdown,renameat,unlinkat,mkdirat,symlinkat,linkat,msg_ring,fsetxattr,setxattr,fgetxattr,getxattr,uring_cmd,sendmsg_zc,waitid,futex_wait,futex_wake,futex_waitv,fixed_fd_install,ftruncate,bind,listen -F key=uring-all\n";
     let dir = std::env::temp_dir().join(format!("auditrelay-uring-kernel-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("uring.rules");
@@ -191,7 +194,7 @@ fn io_uring_rules_round_trip_through_the_kernel() {
     assert_eq!(String::from_utf8_lossy(&cli.stdout), expected);
 
     // -d with the same words deletes exactly that rule.
-    let del = "-d always,io_uring -S connect,bind,listen -k uring-net\n-d never,io_uring -S all -F uid=0 -F exe=/usr/bin/true\n";
+    let del = "-d always,io_uring -S connect,bind,listen -k uring-net\n-d never,io_uring -F uid=0 -F exe=/usr/bin/true\n-d always,io_uring -S all -k uring-all\n";
     for l in del.lines() {
         let Ok(Line::Rule(r)) = parse_words(&words(l), &SystemHost) else { panic!("{l}") };
         c.delete_rule(&r.data.encode()).unwrap();
@@ -201,7 +204,7 @@ fn io_uring_rules_round_trip_through_the_kernel() {
         print::listing(&left),
         "-a always,exit -F arch=b64 -S openat -F key=sys-open\n\
          -a always,io_uring -S openat,openat2 -F auid>=1000 -F auid!=-1 -F key=uring-open\n\
-         -a always,io_uring -S sendmsg,22 -F gid!=0\n"
+         -a always,io_uring -S sendmsg,22 -F gid!=0 -F exe!=/usr/bin/curl\n"
     );
 
     // We refuse perm on io_uring at parse time; the kernel refuses it too (EINVAL).

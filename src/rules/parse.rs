@@ -5,8 +5,11 @@
 //! Deliberate differences, each tested: syscalls the kernel knows but auditctl 3.0.9's table lacks
 //! are accepted (recorded in [`Rule::newer_syscalls`]); the io_uring list, which 3.0.9 predates, is
 //! accepted as auditctl 3.1 and later accept it (`-S` names io_uring operations from the uringop
-//! table; the exit-only fields stay exit-only, so path/dir/perm/exit/success/filetype/obj_*,
-//! msgtype, sessionid and `-C` are refused on it); only x86_64 hosts and the x86 arches are
+//! table; libaudit's exit-only guards compare the list with exit, so path/dir/perm/exit/success/
+//! filetype/devmajor/devminor/inode/ppid/obj_*, msgtype, sessionid and `-C` are refused on it —
+//! followed from upstream auditctl.c opt_syscall/parse_io_uring and libaudit.c
+//! audit_rule_io_uringbyname_data/audit_rule_fieldpair_data as of audit-userspace master, read at
+//! stevegrubb/audit-userspace 21d1ef71482f2d5e96333801a5c67677c07979f8); only x86_64 hosts and the x86 arches are
 //! modelled; options that only make sense interactively (`-l`, `-s`, `-m`, `-R`, `-t`, `-q`,
 //! `--signal`, `--reset-lost`, …) are refused in rule files instead of being executed.
 //!
@@ -16,6 +19,7 @@
 use crate::rules::ast::{Control, Line, Op, Rule, RuleOp};
 use crate::rules::data::{self, FieldEntry, RuleData};
 use crate::rules::lookup::{self, Machine, SyscallName};
+use crate::rules::uringop_table;
 
 /// Facts from the machine that change what auditctl compiles.
 pub trait Host {
@@ -280,12 +284,18 @@ impl<'h> State<'h> {
 
     /// `-S` on the io_uring list names io_uring operations, not syscalls (upstream auditctl's
     /// parse_io_uring / audit_rule_io_uringbyname_data): a name from the uringop table, else a
-    /// number (strtol base 0), or `all`. The arch plays no part: io_uring operation numbers are
-    /// the same on every architecture.
+    /// number (strtol base 0), or `all` — which, unlike a syscall `all`, sets only the operations
+    /// the table names (the ones the kernel audits), so it lists as their names. The arch plays no
+    /// part: io_uring operation numbers are the same on every architecture.
     fn uringops(&mut self, arg: &str) -> Result<(), ParseError> {
+        let word = format!("-S {arg}");
+        let mut any = false;
         for name in arg.split(',').filter(|s| !s.is_empty()) {
+            any = true;
             if name == "all" {
-                self.rule.set_all_syscalls();
+                for (nr, _) in uringop_table::URINGOPS {
+                    self.rule.set_syscall(*nr);
+                }
                 continue;
             }
             let nr = match lookup::uringop_by_name(name) {
@@ -296,6 +306,11 @@ impl<'h> State<'h> {
             if !self.rule.set_syscall(nr) {
                 return Err(err(name, "io_uring operation number beyond the 2048-bit mask"));
             }
+        }
+        // Upstream's strtok loop starts from "unknown op": a list of only commas is an error
+        // (for syscalls it is silently nothing).
+        if !any {
+            return Err(err(word, "no io_uring operation given"));
         }
         self.syscall_added = true;
         Ok(())
@@ -892,7 +907,10 @@ mod tests {
         let r = rule("-A io_uring,never -S all");
         assert_eq!(r.op, RuleOp::Prepend);
         assert_eq!(r.data.flags, data::FILTER_URING_EXIT | data::FILTER_PREPEND);
-        assert!(r.data.mask_is_all());
+        // `all` is the table's operations, not every bit.
+        assert_eq!(r.data.syscalls().count(), uringop_table::URINGOPS.len());
+        assert!(r.data.syscalls().all(|nr| lookup::uringop_name(nr).is_some()));
+        assert!(parse("-a always,io_uring -S ,").is_err());
         assert_eq!(rule("-d always,io_uring -S close").op, RuleOp::Delete);
         // No -S: all operations, as for the exit list.
         assert!(rule("-a never,io_uring -F auid=unset").data.mask_is_all());

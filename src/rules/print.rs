@@ -6,8 +6,11 @@
 //! operator of those fields — a lossy listing, so `rules compile --format json` reports the real
 //! operator); numbers print signed (`auid!=-1`), a0..a3 in hex, negative exit codes by errno
 //! name; syscalls newer than auditctl's table print as numbers. io_uring rules, which 3.0.9 cannot
-//! list by name, print as auditctl 3.1 and later print them: `-a always,io_uring -S openat,connect`,
-//! operations named from the uringop table (numbers where it has no name).
+//! list, print as auditctl 3.1 and later print them (auditctl-listing.c print_syscall):
+//! `-a always,io_uring -S openat,connect`, operations named from the uringop table, numbers where
+//! it has no name, `-S all` only for a full mask (a rule without `-S`), `exe!=` with its operator.
+//! One upstream quirk is not reproduced: it lists only bits below the IORING_OP_LAST of the headers
+//! it was built with (and reads past the mask when that exceeds 64); we list every set bit.
 
 use std::fmt::Write;
 
@@ -113,7 +116,10 @@ pub fn rule_text(r: &RuleData) -> String {
                 }
             }
             data::F_EXE => {
-                let _ = write!(out, " -F exe={}", text(f));
+                // 3.0.9 drops the operator; only auditctl 3.1+ lists io_uring rules at all, and it
+                // prints the real one.
+                let op = if r.list() == data::FILTER_URING_EXIT { op } else { Op::Equal };
+                let _ = write!(out, " -F exe{op}{}", text(f));
             }
             data::F_FILTERKEY => {
                 let raw = f.text.clone().unwrap_or_default();
@@ -221,7 +227,14 @@ mod tests {
         for (line, printed) in [
             ("-a always,io_uring -S openat -k x", "-a always,io_uring -S openat -F key=x\n"),
             ("-a always,io_uring -S connect,openat -F uid=0", "-a always,io_uring -S connect,openat -F uid=0\n"),
-            ("-A io_uring,never -S all -F auid=unset", "-a never,io_uring -S all -F auid=-1\n"),
+            // No -S: the full mask (auditctl's "all" syscalls default) lists as -S all.
+            ("-A io_uring,never -F auid=unset", "-a never,io_uring -S all -F auid=-1\n"),
+            // -S all names every operation of the uringop table, so it lists them.
+            (
+                "-a always,io_uring -S all",
+                "-a always,io_uring -S sendmsg,recvmsg,accept,connect,fallocate,openat,close,openat2,shutdown,renameat,unlinkat,mkdirat,symlinkat,linkat,msg_ring,fsetxattr,setxattr,fgetxattr,getxattr,uring_cmd,sendmsg_zc,waitid,futex_wait,futex_wake,futex_waitv,fixed_fd_install,ftruncate,bind,listen\n",
+            ),
+            ("-a always,io_uring -S openat -F exe!=/usr/bin/curl", "-a always,io_uring -S openat -F exe!=/usr/bin/curl\n"),
             // No name in upstream's table (IORING_OP_READ is audit_skip): the number.
             ("-a always,io_uring -S 22,close", "-a always,io_uring -S close,22\n"),
             ("-a always,io_uring -F exe=/usr/bin/curl", "-a always,io_uring -S all -F exe=/usr/bin/curl\n"),
