@@ -16,7 +16,7 @@ use std::process::Command;
 use auditrelay::netlink::client::AuditClient;
 use auditrelay::rules::ast::Line;
 use auditrelay::rules::compile;
-use auditrelay::rules::data::{unhex, RuleData};
+use auditrelay::rules::data::{self as rule_data, unhex, FieldEntry, RuleData, FILTER_URING_EXIT};
 use auditrelay::rules::lex::{lex, Lexed};
 use auditrelay::rules::parse::{parse_words, SystemHost};
 use auditrelay::rules::print;
@@ -71,8 +71,9 @@ fn auditctl_and_auditrelay_leave_identical_kernel_rules() {
         if rule.op == auditrelay::rules::ast::RuleOp::Delete {
             continue;
         }
-        if !rule.newer_syscalls.is_empty() {
-            // auditctl 3.0.9 cannot express these; the kernel must take ours.
+        if !rule.newer_syscalls.is_empty() || rule.data.list() == FILTER_URING_EXIT {
+            // auditctl 3.0.9 cannot express these (syscalls newer than its table, the io_uring
+            // list it predates); the kernel must take ours.
             match ours_listing(&mut c, &rule.data) {
                 Ok(listed) => {
                     assert_eq!(listed, vec![rule.data.kernel_normalise().encode()], "{line}");
@@ -149,4 +150,71 @@ fn self_exclusion_rule_on_the_real_kernel() {
     assert_eq!(listed.len(), 2);
     sync::remove_self_exclusion(&mut c, pid).unwrap();
     assert_eq!(sync::current_rules(&mut c).unwrap(), set.desired);
+}
+
+/// io_uring rules (auditctl 3.1+ syntax, which auditctl 3.0.9 cannot express) through the real
+/// kernel: `auditrelay rules load` puts them in, the kernel lists them back byte-identical to what
+/// we compiled, decode + print gives the text upstream `auditctl -l` prints, `-d` lines delete
+/// them, and a field we refuse on this list (perm) is one the kernel refuses too.
+#[test]
+fn io_uring_rules_round_trip_through_the_kernel() {
+    let _guard = KernelGuard::take();
+    let mut c = AuditClient::open().unwrap();
+    delete_all(&mut c);
+    let rules = "-a always,exit -F arch=b64 -S openat -k sys-open\n\
+                 -a always,io_uring -S openat,openat2 -F auid>=1000 -F auid!=unset -k uring-open\n\
+                 -a always,io_uring -S connect,bind,listen -k uring-net\n\
+                 -A never,io_uring -F uid=0 -F exe=/usr/bin/true\n\
+                 -a always,io_uring -S 22,sendmsg -F gid!=0 -F exe!=/usr/bin/curl\n\
+                 -a always,io_uring -S all -k uring-all\n";
+    // What upstream auditctl -l prints for that state: lists in kernel order (exit 4, io_uring 7),
+    // -A first within its list, operations in bit order, numbers where the table has no name,
+    // `-S all` for the full mask of a rule without -S, the table's names for an explicit `-S all`.
+    let expected = "-a always,exit -F arch=b64 -S openat -F key=sys-open\n\
+                    -a never,io_uring -S all -F uid=0 -F exe=/usr/bin/true\n\
+                    -a always,io_uring -S openat,openat2 -F auid>=1000 -F auid!=-1 -F key=uring-open\n\
+                    -a always,io_uring -S connect,bind,listen -F key=uring-net\n\
+                    -a always,io_uring -S sendmsg,22 -F gid!=0 -F exe!=/usr/bin/curl\n\
+                    -a always,io_uring -S sendmsg,recvmsg,accept,connect,fallocate,openat,close,openat2,shutdown,renameat,unlinkat,mkdirat,symlinkat,linkat,msg_ring,fsetxattr,setxattr,fgetxattr,getxattr,uring_cmd,sendmsg_zc,waitid,futex_wait,futex_wake,futex_waitv,fixed_fd_install,ftruncate,bind,listen -F key=uring-all\n";
+    let dir = std::env::temp_dir().join(format!("auditrelay-uring-kernel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("uring.rules");
+    std::fs::write(&file, rules).unwrap();
+    let bin = env!("CARGO_BIN_EXE_auditrelay");
+    let out = Command::new(bin).args(["rules", "load", file.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "rules load: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    let set = compile::compile_text("uring.rules", rules, &SystemHost).unwrap();
+    let listed = c.list_rules().unwrap();
+    let ours: Vec<Vec<u8>> = set.desired.iter().map(RuleData::encode).collect();
+    assert_eq!(listed, ours, "kernel bytes differ from what we compiled");
+    let decoded: Vec<RuleData> = listed.iter().map(|b| RuleData::decode(b).unwrap()).collect();
+    assert_eq!(print::listing(&decoded), expected);
+    let cli = Command::new(bin).args(["rules", "list"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&cli.stdout), expected);
+
+    // -d with the same words deletes exactly that rule.
+    let del = "-d always,io_uring -S connect,bind,listen -k uring-net\n-d never,io_uring -F uid=0 -F exe=/usr/bin/true\n-d always,io_uring -S all -k uring-all\n";
+    for l in del.lines() {
+        let Ok(Line::Rule(r)) = parse_words(&words(l), &SystemHost) else { panic!("{l}") };
+        c.delete_rule(&r.data.encode()).unwrap();
+    }
+    let left: Vec<RuleData> = c.list_rules().unwrap().iter().map(|b| RuleData::decode(b).unwrap()).collect();
+    assert_eq!(
+        print::listing(&left),
+        "-a always,exit -F arch=b64 -S openat -F key=sys-open\n\
+         -a always,io_uring -S openat,openat2 -F auid>=1000 -F auid!=-1 -F key=uring-open\n\
+         -a always,io_uring -S sendmsg,22 -F gid!=0 -F exe!=/usr/bin/curl\n"
+    );
+
+    // We refuse perm on io_uring at parse time; the kernel refuses it too (EINVAL).
+    let mut perm = RuleData::new(FILTER_URING_EXIT, rule_data::ACTION_ALWAYS);
+    perm.set_all_syscalls();
+    perm.fields.push(FieldEntry::num(rule_data::F_PERM, rule_data::OP_EQUAL, rule_data::PERM_WRITE));
+    let err = c.add_rule(&perm.encode()).unwrap_err();
+    assert!(err.to_string().contains("Invalid argument"), "{err}");
+    assert!(parse_words(&words("-a always,io_uring -F perm=w"), &SystemHost).is_err());
+
+    delete_all(&mut c);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

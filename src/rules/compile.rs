@@ -269,8 +269,14 @@ fn json_syscalls(r: &RuleData) -> serde_json::Value {
         return serde_json::Value::from("all");
     }
     let machine = r.fields.iter().rev().find(|f| f.field == data::F_ARCH).and_then(|f| Machine::from_elf(f.value)).unwrap_or(Machine::X86_64);
+    let uring = r.list() == data::FILTER_URING_EXIT;
     serde_json::Value::from(
-        r.syscalls().map(|nr| lookup::syscall_any_name(machine, nr).map(str::to_string).unwrap_or_else(|| nr.to_string())).collect::<Vec<_>>(),
+        r.syscalls()
+            .map(|nr| {
+                let name = if uring { lookup::uringop_name(nr) } else { lookup::syscall_any_name(machine, nr) };
+                name.map(str::to_string).unwrap_or_else(|| nr.to_string())
+            })
+            .collect::<Vec<_>>(),
     )
 }
 

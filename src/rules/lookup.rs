@@ -4,7 +4,7 @@
 //! platform does with `b64`/`b32`; other architectures' `-F arch=` values are rejected with a clear
 //! message instead of guessed.
 
-use crate::rules::tables;
+use crate::rules::{tables, uringop_table};
 
 type SyscallTable = &'static [(u32, &'static str)];
 
@@ -131,12 +131,26 @@ pub fn fs_type_name(v: u32) -> Option<&'static str> {
     tables::FS_TYPES.iter().find(|(_, t)| *t == v).map(|(n, _)| *n)
 }
 
+/// The io_uring list: auditctl 3.1 and later name it (flagtab.h under WITH_IO_URING); 3.0.9's
+/// table, which [`tables::LISTS`] is generated from, predates it.
+const IO_URING_LIST: (&str, u32) = ("io_uring", crate::rules::data::FILTER_URING_EXIT);
+
 pub fn list_by_name(name: &str) -> Option<u32> {
-    tables::LISTS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    tables::LISTS.iter().chain(std::iter::once(&IO_URING_LIST)).find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
 
 pub fn list_name(list: u32) -> Option<&'static str> {
-    tables::LISTS.iter().find(|(_, v)| *v == list).map(|(n, _)| *n)
+    tables::LISTS.iter().chain(std::iter::once(&IO_URING_LIST)).find(|(_, v)| *v == list).map(|(n, _)| *n)
+}
+
+/// io_uring operation name → IORING_OP_* number (upstream's audit_name_to_uringop).
+pub fn uringop_by_name(name: &str) -> Option<u32> {
+    uringop_table::URINGOPS.iter().find(|(_, n)| *n == name).map(|(nr, _)| *nr)
+}
+
+/// Name `auditctl -l` prints for an io_uring operation; None prints as the number.
+pub fn uringop_name(nr: u32) -> Option<&'static str> {
+    uringop_table::URINGOPS.iter().find(|(n, _)| *n == nr).map(|(_, name)| *name)
 }
 
 /// `-F arch=` value → machine, as libaudit's audit_determine_machine on an x86_64 host.
@@ -219,6 +233,23 @@ mod tests {
     }
 
     #[test]
+    fn uringops_resolve_both_ways() {
+        assert_eq!(uringop_by_name("openat"), Some(18));
+        assert_eq!(uringop_by_name("connect"), Some(16));
+        assert_eq!(uringop_by_name("listen"), Some(57));
+        // A syscall name that is no audited io_uring operation.
+        assert_eq!(uringop_by_name("execve"), None);
+        assert_eq!(uringop_name(19), Some("close"));
+        // IORING_OP_READ (22) is audit_skip in the kernel: upstream has no name for it.
+        assert_eq!(uringop_name(22), None);
+        let mut seen = std::collections::BTreeSet::new();
+        for (nr, name) in uringop_table::URINGOPS {
+            assert!(seen.insert(*nr), "{name}: duplicate number");
+            assert_eq!(uringop_by_name(name), Some(*nr));
+        }
+    }
+
+    #[test]
     fn c_number_parsing() {
         assert_eq!(strtoul("0x10", 0), (16, true));
         assert_eq!(strtoul("0100", 0), (64, true));
@@ -245,5 +276,8 @@ mod tests {
         assert_eq!(file_type_by_name("file"), Some(0o100000));
         assert_eq!(list_by_name("exclude"), Some(5));
         assert_eq!(list_by_name("entry"), None);
+        assert_eq!(list_by_name("io_uring"), Some(7));
+        assert_eq!(list_name(7), Some("io_uring"));
+        assert_eq!(list_by_name("uring"), None);
     }
 }

@@ -3,7 +3,13 @@
 //! auditctl accepts it and produces the same `audit_rule_data`.
 //!
 //! Deliberate differences, each tested: syscalls the kernel knows but auditctl 3.0.9's table lacks
-//! are accepted (recorded in [`Rule::newer_syscalls`]); only x86_64 hosts and the x86 arches are
+//! are accepted (recorded in [`Rule::newer_syscalls`]); the io_uring list, which 3.0.9 predates, is
+//! accepted as auditctl 3.1 and later accept it (`-S` names io_uring operations from the uringop
+//! table; libaudit's exit-only guards compare the list with exit, so path/dir/perm/exit/success/
+//! filetype/devmajor/devminor/inode/ppid/obj_*, msgtype, sessionid and `-C` are refused on it —
+//! followed from upstream auditctl.c opt_syscall/parse_io_uring and libaudit.c
+//! audit_rule_io_uringbyname_data/audit_rule_fieldpair_data as of audit-userspace master, read at
+//! stevegrubb/audit-userspace 21d1ef71482f2d5e96333801a5c67677c07979f8); only x86_64 hosts and the x86 arches are
 //! modelled; options that only make sense interactively (`-l`, `-s`, `-m`, `-R`, `-t`, `-q`,
 //! `--signal`, `--reset-lost`, …) are refused in rule files instead of being executed.
 //!
@@ -13,6 +19,7 @@
 use crate::rules::ast::{Control, Line, Op, Rule, RuleOp};
 use crate::rules::data::{self, FieldEntry, RuleData};
 use crate::rules::lookup::{self, Machine, SyscallName};
+use crate::rules::uringop_table;
 
 /// Facts from the machine that change what auditctl compiles.
 pub trait Host {
@@ -196,7 +203,7 @@ impl<'h> State<'h> {
         if self.multiple != 1 {
             return Err(err(opt, "only one -a/-A/-d per line"));
         }
-        let bad = || err(format!("{opt} {arg}"), "expected <list>,<action> (lists: task, exit, user, exclude, filesystem; actions: never, always)");
+        let bad = || err(format!("{opt} {arg}"), "expected <list>,<action> (lists: task, exit, user, exclude, filesystem, io_uring; actions: never, always)");
         let (first, second) = arg.split_once(',').ok_or_else(bad)?;
         if second.contains(',') {
             return Err(bad());
@@ -246,6 +253,7 @@ impl<'h> State<'h> {
             Some(data::FILTER_USER) => return Err(err(word, "syscalls cannot be given on the user list")),
             Some(data::FILTER_FS) => return Err(err(word, "syscalls cannot be given on the filesystem list")),
             _ if self.exclude => return Err(err(word, "syscalls cannot be given on the exclude list")),
+            Some(data::FILTER_URING_EXIT) => return self.uringops(arg),
             _ => {}
         }
         if self.elf.is_none() {
@@ -269,6 +277,40 @@ impl<'h> State<'h> {
             if !self.rule.set_syscall(nr) {
                 return Err(err(name, "syscall number beyond the 2048-bit mask"));
             }
+        }
+        self.syscall_added = true;
+        Ok(())
+    }
+
+    /// `-S` on the io_uring list names io_uring operations, not syscalls (upstream auditctl's
+    /// parse_io_uring / audit_rule_io_uringbyname_data): a name from the uringop table, else a
+    /// number (strtol base 0), or `all` — which, unlike a syscall `all`, sets only the operations
+    /// the table names (the ones the kernel audits), so it lists as their names. The arch plays no
+    /// part: io_uring operation numbers are the same on every architecture.
+    fn uringops(&mut self, arg: &str) -> Result<(), ParseError> {
+        let word = format!("-S {arg}");
+        let mut any = false;
+        for name in arg.split(',').filter(|s| !s.is_empty()) {
+            any = true;
+            if name == "all" {
+                for (nr, _) in uringop_table::URINGOPS {
+                    self.rule.set_syscall(*nr);
+                }
+                continue;
+            }
+            let nr = match lookup::uringop_by_name(name) {
+                Some(nr) => nr,
+                None if lookup::starts_with_digit(name) => lookup::strtol_u32(name),
+                None => return Err(err(name, "unknown io_uring operation (auditctl's uringop table: openat, connect, sendmsg, …)")),
+            };
+            if !self.rule.set_syscall(nr) {
+                return Err(err(name, "io_uring operation number beyond the 2048-bit mask"));
+            }
+        }
+        // Upstream's strtok loop starts from "unknown op": a list of only commas is an error
+        // (for syscalls it is silently nothing).
+        if !any {
+            return Err(err(word, "no io_uring operation given"));
         }
         self.syscall_added = true;
         Ok(())
@@ -848,6 +890,54 @@ mod tests {
         assert!(e.message.contains("before -S"));
         let e = parse("-a always,exit -F arch=b64 -S openat -k x # c").unwrap_err();
         assert_eq!(e.word, "#");
+    }
+
+    #[test]
+    fn io_uring_rules_take_uring_operations() {
+        let r = rule("-a always,io_uring -S openat,connect -S 22 -F uid=0 -k x");
+        assert_eq!(r.op, RuleOp::Append);
+        assert_eq!(r.data.flags, data::FILTER_URING_EXIT);
+        assert_eq!(r.data.action, data::ACTION_ALWAYS);
+        // openat is 18 as an io_uring op (257 as an x86_64 syscall); numbers pass as numbers.
+        assert_eq!(r.data.syscalls().collect::<Vec<_>>(), [16, 18, 22]);
+        assert_eq!(r.data.fields[0], FieldEntry::num(data::F_UID, data::OP_EQUAL, 0));
+        assert_eq!(r.data.fields[1], FieldEntry::string(data::F_FILTERKEY, data::OP_EQUAL, b"x"));
+        assert!(r.newer_syscalls.is_empty());
+
+        let r = rule("-A io_uring,never -S all");
+        assert_eq!(r.op, RuleOp::Prepend);
+        assert_eq!(r.data.flags, data::FILTER_URING_EXIT | data::FILTER_PREPEND);
+        // `all` is the table's operations, not every bit.
+        assert_eq!(r.data.syscalls().count(), uringop_table::URINGOPS.len());
+        assert!(r.data.syscalls().all(|nr| lookup::uringop_name(nr).is_some()));
+        assert!(parse("-a always,io_uring -S ,").is_err());
+        assert_eq!(rule("-d always,io_uring -S close").op, RuleOp::Delete);
+        // No -S: all operations, as for the exit list.
+        assert!(rule("-a never,io_uring -F auid=unset").data.mask_is_all());
+    }
+
+    #[test]
+    fn io_uring_rejects_syscall_names_and_exit_only_fields() {
+        let e = parse("-a always,io_uring -S openat,execve").unwrap_err();
+        assert_eq!(e.word, "execve");
+        assert!(e.message.contains("io_uring operation"), "{e}");
+        for (line, word) in [
+            ("-a always,io_uring -S openat -F path=/etc/shadow", "-F path=/etc/shadow"),
+            ("-a always,io_uring -S openat -F dir=/etc", "-F dir=/etc"),
+            ("-a always,io_uring -S openat -F perm=w", "-F perm=w"),
+            ("-a always,io_uring -S openat -F exit=-EACCES", "-F exit=-EACCES"),
+            ("-a always,io_uring -S openat -F success=0", "-F success=0"),
+            ("-a always,io_uring -S openat -F filetype=file", "-F filetype=file"),
+            ("-a always,io_uring -S openat -F obj_user=system_u", "-F obj_user=system_u"),
+            ("-a always,io_uring -S openat -F msgtype=AVC", "-F msgtype=AVC"),
+            ("-a always,io_uring -S openat -F sessionid=1", "-F sessionid=1"),
+            ("-a always,io_uring -S openat -C uid!=auid", "-C uid!=auid"),
+        ] {
+            let e = parse(line).unwrap_err();
+            assert_eq!(e.word, word, "{line}: {e}");
+        }
+        // A key needs an operation first, as for syscalls.
+        assert!(parse("-a always,io_uring -F uid=0 -k x").is_err());
     }
 
     #[test]
