@@ -56,7 +56,8 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         config.validate().map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
         Ok(config)
     }
@@ -97,7 +98,9 @@ mod tests {
         assert!(e.contains("max_bytes") && e.contains("segment_bytes"), "{e}");
         let e = Config::parse("[[output]]\ntype = \"file\"\n", Path::new("b.toml")).unwrap_err().to_string();
         assert!(e.contains("file-0") && e.contains("path"), "{e}");
-        let e = Config::parse("[[output]]\ntype = \"stdout\"\nname = \"a b\"\n", Path::new("b.toml")).unwrap_err().to_string();
+        let e = Config::parse("[[output]]\ntype = \"stdout\"\nname = \"a b\"\n", Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`name`"), "{e}");
     }
 

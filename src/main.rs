@@ -42,7 +42,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => auditrelay::replay::replay(std::io::stdin().lock(), &config.reassemble, &mut out),
             }
-            .with_context(|| format!("replaying {}", file.as_ref().map_or("stdin".into(), |p| p.display().to_string())))?;
+            .with_context(|| {
+                format!("replaying {}", file.as_ref().map_or("stdin".into(), |p| p.display().to_string()))
+            })?;
             out.flush().context("writing events to stdout")?;
             eprintln!("auditrelay: replay: {stats}");
             Ok(ExitCode::SUCCESS)
@@ -63,7 +65,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ("backlog_wait_time_actual", s.backlog_wait_time_actual),
             ];
             if json {
-                let map: serde_json::Map<String, serde_json::Value> = fields.iter().map(|(k, v)| (k.to_string(), (*v).into())).collect();
+                let map: serde_json::Map<String, serde_json::Value> =
+                    fields.iter().map(|(k, v)| (k.to_string(), (*v).into())).collect();
                 println!("{}", serde_json::Value::Object(map));
             } else {
                 for (k, v) in fields {
@@ -80,13 +83,18 @@ fn rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     let code = match command {
         RulesCommand::Check { paths } => command::check(&paths, &mut out, &mut err)?,
-        RulesCommand::Compile { format, paths } => command::compile_cmd(&paths, format == CompileFormat::Json, &mut out, &mut err)?,
+        RulesCommand::Compile { format, paths } => {
+            command::compile_cmd(&paths, format == CompileFormat::Json, &mut out, &mut err)?
+        }
         RulesCommand::List => command::list(&mut out, &mut err)?,
         RulesCommand::Diff { paths } => command::diff(&paths, &mut out, &mut err)?,
         RulesCommand::Load { paths, immutable, config } => {
             let config = Config::load(config.as_deref())?;
             let rules = config.rules.validate()?;
-            let perms = auditrelay::rules::sync::Permissions { immutable: immutable || rules.immutable, allow_panic: config.kernel.allow_panic };
+            let perms = auditrelay::rules::sync::Permissions {
+                immutable: immutable || rules.immutable,
+                allow_panic: config.kernel.allow_panic,
+            };
             command::load(&paths, &rules, perms, &mut out, &mut err)?
         }
     };

@@ -70,7 +70,11 @@ pub enum ReplayError {
 }
 
 /// Replay `input` into JSON lines on `sink` (no event id prefix); bad lines go to stderr.
-pub fn replay<R: BufRead, W: Write>(input: R, cfg: &ReassembleConfig, sink: &mut W) -> Result<ReplayStats, ReplayError> {
+pub fn replay<R: BufRead, W: Write>(
+    input: R,
+    cfg: &ReassembleConfig,
+    sink: &mut W,
+) -> Result<ReplayStats, ReplayError> {
     let mut writer = JsonWriter::new(None);
     replay_with(input, cfg, &mut writer, sink, |e| eprintln!("auditrelay: replay: {e}"))
 }
@@ -92,7 +96,8 @@ pub fn replay_with<R: BufRead, W: Write>(
     let mut out = Vec::new();
     loop {
         line.clear();
-        let read = read_line(&mut input, &mut line).map_err(|source| ReplayError::Read { line: stats.lines, source })?;
+        let read =
+            read_line(&mut input, &mut line).map_err(|source| ReplayError::Read { line: stats.lines, source })?;
         let too_long = match read {
             Line::Eof => break,
             Line::Complete => false,
@@ -120,7 +125,8 @@ pub fn replay_with<R: BufRead, W: Write>(
         let origin_ms = *first_ms.get_or_insert(ms);
         let now = origin + Duration::from_millis(ms.saturating_sub(origin_ms));
         reassembler.push(record, now, &mut out);
-        emit(writer, &mut sink, &mut out, &mut stats).map_err(|source| ReplayError::Write { line: stats.lines, source })?;
+        emit(writer, &mut sink, &mut out, &mut stats)
+            .map_err(|source| ReplayError::Write { line: stats.lines, source })?;
     }
     reassembler.flush(&mut out);
     emit(writer, &mut sink, &mut out, &mut stats).map_err(|source| ReplayError::Write { line: stats.lines, source })?;
@@ -129,7 +135,12 @@ pub fn replay_with<R: BufRead, W: Write>(
     Ok(stats)
 }
 
-fn emit<W: Write>(writer: &mut JsonWriter, sink: &mut W, out: &mut Vec<Output>, stats: &mut ReplayStats) -> std::io::Result<()> {
+fn emit<W: Write>(
+    writer: &mut JsonWriter,
+    sink: &mut W,
+    out: &mut Vec<Output>,
+    stats: &mut ReplayStats,
+) -> std::io::Result<()> {
     for o in out.drain(..) {
         match &o {
             Output::Event(_) => stats.events += 1,
@@ -195,7 +206,9 @@ mod tests {
         let mut sink = Vec::new();
         let mut bad = Vec::new();
         let mut writer = JsonWriter::new(None);
-        let stats = replay_with(text, &ReassembleConfig::default(), &mut writer, &mut sink, |e| bad.push(e.to_string())).unwrap();
+        let stats =
+            replay_with(text, &ReassembleConfig::default(), &mut writer, &mut sink, |e| bad.push(e.to_string()))
+                .unwrap();
         (stats, String::from_utf8(sink).unwrap(), bad)
     }
 
@@ -211,10 +224,13 @@ type=EOE msg=audit(1.000:1): \n";
         assert_eq!(stats.records, 2);
         assert_eq!(stats.bad_lines, 2);
         assert_eq!(stats.events, 1);
-        assert_eq!(bad, vec![
-            "line 2: expected \"type=\" at byte 0".to_string(),
-            "line 4: unknown record type name \"NOPE\" at byte 5".to_string(),
-        ]);
+        assert_eq!(
+            bad,
+            vec![
+                "line 2: expected \"type=\" at byte 0".to_string(),
+                "line 4: unknown record type name \"NOPE\" at byte 5".to_string(),
+            ]
+        );
         assert_eq!(json.lines().count(), 1);
         assert!(json.contains("\"records\":[{\"type\":\"SYSCALL\""), "{json}");
     }
@@ -224,7 +240,12 @@ type=EOE msg=audit(1.000:1): \n";
         let (stats, json, _) = run(b"type=SYSCALL msg=audit(1.000:1): syscall=59");
         assert_eq!(stats.events, 1);
         assert!(json.ends_with(",\"incomplete\":true}\n"), "{json}");
-        assert!(stats.to_string().contains("1 events (1 incomplete: 0 timed out, 0 evicted, 0 oversized, 1 flushed; 0 late)"), "{stats}");
+        assert!(
+            stats
+                .to_string()
+                .contains("1 events (1 incomplete: 0 timed out, 0 evicted, 0 oversized, 1 flushed; 0 late)"),
+            "{stats}"
+        );
     }
 
     #[test]
@@ -248,9 +269,10 @@ type=EOE msg=audit(103.000:2): \n";
         let input = std::io::BufReader::with_capacity(4096, &text[..]);
         let mut sink = Vec::new();
         let mut bad = Vec::new();
-        let stats =
-            replay_with(input, &ReassembleConfig::default(), &mut JsonWriter::new(None), &mut sink, |e| bad.push(e.to_string()))
-                .unwrap();
+        let stats = replay_with(input, &ReassembleConfig::default(), &mut JsonWriter::new(None), &mut sink, |e| {
+            bad.push(e.to_string())
+        })
+        .unwrap();
         assert_eq!((stats.lines, stats.bad_lines, stats.events), (2, 1, 1));
         assert_eq!(bad, vec![format!("line 1: longer than {MAX_RECORD_LEN} bytes, skipped")]);
     }

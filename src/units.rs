@@ -49,7 +49,8 @@ impl FromStr for ByteSize {
     type Err = UnitError;
     fn from_str(s: &str) -> Result<ByteSize, UnitError> {
         let err = |why| UnitError { what: "size", text: s.to_string(), why };
-        let (n, unit) = split_number(s).ok_or_else(|| err("expected digits followed by B, KiB, MiB, GiB, KB, MB or GB"))?;
+        let (n, unit) =
+            split_number(s).ok_or_else(|| err("expected digits followed by B, KiB, MiB, GiB, KB, MB or GB"))?;
         let mult: u64 = match unit {
             "" | "B" => 1,
             "K" | "KiB" => 1 << 10,

@@ -10,12 +10,17 @@ use common::{auditctl, marker, Daemon, KernelGuard, TempDir};
 use serde_json::Value;
 
 fn record_types(event: &Value) -> Vec<String> {
-    event["records"].as_array().map(|r| r.iter().filter_map(|r| r["type"].as_str().map(String::from)).collect()).unwrap_or_default()
+    event["records"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|r| r["type"].as_str().map(String::from)).collect())
+        .unwrap_or_default()
 }
 
 fn has_execve_arg(event: &Value, arg: &str) -> bool {
     event["records"].as_array().is_some_and(|records| {
-        records.iter().any(|r| r["type"] == "EXECVE" && r["fields"].as_object().is_some_and(|f| f.values().any(|v| v == arg)))
+        records
+            .iter()
+            .any(|r| r["type"] == "EXECVE" && r["fields"].as_object().is_some_and(|f| f.values().any(|v| v == arg)))
     })
 }
 
@@ -33,7 +38,9 @@ fn execve_event_end_to_end_and_clean_shutdown() {
     let status = Command::new("/bin/echo").arg(&arg).output().expect("run marker");
     assert!(status.status.success());
 
-    let event = daemon.wait_for(Duration::from_secs(15), |v| has_execve_arg(v, &arg)).expect("an event with the marker argument");
+    let event = daemon
+        .wait_for(Duration::from_secs(15), |v| has_execve_arg(v, &arg))
+        .expect("an event with the marker argument");
     let types = record_types(&event);
     for t in ["SYSCALL", "EXECVE", "CWD", "PATH", "PROCTITLE"] {
         assert!(types.iter().any(|x| x == t), "record {t} missing from {types:?}");
@@ -52,7 +59,11 @@ fn execve_event_end_to_end_and_clean_shutdown() {
 
     let after = guard.status();
     assert_eq!(after.pid, 0, "unregistered on SIGTERM");
-    assert_eq!((after.enabled, after.backlog_limit, after.failure, after.rate_limit), (before.enabled, before.backlog_limit, before.failure, before.rate_limit), "kernel settings restored");
+    assert_eq!(
+        (after.enabled, after.backlog_limit, after.failure, after.rate_limit),
+        (before.enabled, before.backlog_limit, before.failure, before.rate_limit),
+        "kernel settings restored"
+    );
 }
 
 #[test]
@@ -81,7 +92,11 @@ fn multicast_reader_coexists_with_the_daemon() {
     let mut reader = Daemon::start(&["run", "--multicast", "--config", &config]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(guard.status().pid, daemon.pid(), "multicast mode does not take the daemon pid");
-    assert_eq!(AuditClient::open().unwrap().list_rules().unwrap(), rules_before, "multicast mode leaves the rules alone");
+    assert_eq!(
+        AuditClient::open().unwrap().list_rules().unwrap(),
+        rules_before,
+        "multicast mode leaves the rules alone"
+    );
     let arg = marker("multicast");
     Command::new("/bin/echo").arg(&arg).output().expect("marker");
     assert!(reader.wait_for(Duration::from_secs(15), |v| has_execve_arg(v, &arg)).is_some(), "multicast copy");
@@ -109,7 +124,9 @@ fn split_execve_argument_arrives_whole() {
     let hex_head: String = head.bytes().map(|b| format!("{b:02X}")).collect();
     let event = daemon
         .wait_for(Duration::from_secs(15), |v| {
-            v["records"].as_array().is_some_and(|rs| rs.iter().any(|r| r["fields"]["a1[0]"].as_str().is_some_and(|s| s.starts_with(&hex_head))))
+            v["records"].as_array().is_some_and(|rs| {
+                rs.iter().any(|r| r["fields"]["a1[0]"].as_str().is_some_and(|s| s.starts_with(&hex_head)))
+            })
         })
         .expect("event with the split argument");
     let mut pieces: Vec<(usize, String)> = Vec::new();
@@ -146,7 +163,10 @@ fn default_rules_are_loaded_and_the_previous_rules_restored() {
     let before = AuditClient::open().unwrap().list_rules().unwrap();
     let mut daemon = Daemon::start(&["run"]);
     daemon.wait_registered(Duration::from_secs(10));
-    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_auditrelay")).args(["rules", "list"]).output().expect("rules list");
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_auditrelay"))
+        .args(["rules", "list"])
+        .output()
+        .expect("rules list");
     let text = String::from_utf8_lossy(&listed.stdout);
     let first = text.lines().next().unwrap_or_default();
     assert_eq!(first, format!("-a never,exit -S all -F pid={}", daemon.pid()), "self-exclusion rule first:\n{text}");
@@ -200,15 +220,22 @@ fn sighup_reloads_rules_and_a_bad_edit_keeps_the_current_ones() {
         }
     };
     wait_for("-k hup-one");
-    let hup = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.pid() as i32), nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    let hup = || {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.pid() as i32), nix::sys::signal::Signal::SIGHUP)
+            .expect("SIGHUP")
+    };
 
     std::fs::write(dir.path("test.rules"), "-w /etc/passwd -p wa -k hup-two\n").expect("edit rules");
     hup();
     let text = wait_for("-k hup-two");
     assert!(!text.contains("hup-one"), "old rule removed:\n{text}");
-    assert!(text.lines().next().is_some_and(|l| l.starts_with("-a never,exit -S all -F pid=")), "self-exclusion first:\n{text}");
+    assert!(
+        text.lines().next().is_some_and(|l| l.starts_with("-a never,exit -S all -F pid=")),
+        "self-exclusion first:\n{text}"
+    );
 
-    std::fs::write(dir.path("test.rules"), "-w /etc/group -p wa -k hup-three\n-a always,exit -S nosuchcall\n").expect("bad edit");
+    std::fs::write(dir.path("test.rules"), "-w /etc/group -p wa -k hup-three\n-a always,exit -S nosuchcall\n")
+        .expect("bad edit");
     hup();
     std::thread::sleep(Duration::from_secs(1));
     let text = list();
@@ -241,10 +268,12 @@ fn kernel_backlog_loss_is_announced_in_band() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
     let lost_after = guard.status().lost;
     assert!(lost_after > lost_before, "the stalled daemon made the kernel drop records ({lost_before} → {lost_after})");
-    let notice = daemon.wait_for(Duration::from_secs(10), |v| v["loss"]["kind"] == "kernel_lost").expect("kernel_lost notice");
+    let notice =
+        daemon.wait_for(Duration::from_secs(10), |v| v["loss"]["kind"] == "kernel_lost").expect("kernel_lost notice");
     let mut announced = notice["loss"]["records"].as_u64().expect("records");
     // The drop may straddle two polls: add any later notice.
-    if let Some(more) = daemon.wait_for(Duration::from_secs(2), |v| v["loss"]["kind"] == "kernel_lost" && v != &notice) {
+    if let Some(more) = daemon.wait_for(Duration::from_secs(2), |v| v["loss"]["kind"] == "kernel_lost" && v != &notice)
+    {
         announced += more["loss"]["records"].as_u64().expect("records");
     }
     assert_eq!(announced, u64::from(lost_after - lost_before), "notice counts what the kernel counted: {notice}");

@@ -10,7 +10,11 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let o = Command::new(BIN).args(args).output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -37,7 +41,11 @@ fn check_fails_with_file_line_messages() {
     let dir = std::env::temp_dir().join(format!("auditrelay-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("bad.rules");
-    std::fs::write(&f, "# ok\n-a always,exit -F arch=b64 -S execve -k ok\n-a always,exit -F arch=b64 -S nosuch\n-w relative/path\n").unwrap();
+    std::fs::write(
+        &f,
+        "# ok\n-a always,exit -F arch=b64 -S execve -k ok\n-a always,exit -F arch=b64 -S nosuch\n-w relative/path\n",
+    )
+    .unwrap();
     let (code, _, err) = run(&["rules", "check", f.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains(&format!("{}:3: `nosuch`: unknown syscall", f.display())), "{err}");
@@ -69,7 +77,10 @@ fn io_uring_rules_check_and_compile() {
     let (code, _, err) = run(&["rules", "check", bad.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains(&format!("{}:2: `execve`: unknown io_uring operation", bad.display())), "{err}");
-    assert!(err.contains(&format!("{}:3: `-F path=/etc/shadow`: path can only be used on the exit list", bad.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}:3: `-F path=/etc/shadow`: path can only be used on the exit list", bad.display())),
+        "{err}"
+    );
     assert!(!err.contains(&format!("{}:1:", bad.display())), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -75,7 +75,10 @@ fn goldens() -> Vec<Golden> {
             Golden {
                 line: v["line"].as_str().unwrap().to_string(),
                 result: v["result"].as_str().unwrap().to_string(),
-                payloads: v["payloads"].as_array().map(|a| a.iter().map(|p| unhex(p.as_str().unwrap()).unwrap()).collect()).unwrap_or_default(),
+                payloads: v["payloads"]
+                    .as_array()
+                    .map(|a| a.iter().map(|p| unhex(p.as_str().unwrap()).unwrap()).collect())
+                    .unwrap_or_default(),
                 listing: v["listing"].as_str().unwrap_or_default().to_string(),
                 message: v["message"].as_str().unwrap_or_default().to_string(),
             }
@@ -151,7 +154,9 @@ fn rejected_lines_are_rejected_except_newer_syscalls() {
         // its age, not the line's fault (the same reasoning as for newer syscalls).
         let predates_io_uring = g.message.contains("bad keyword") && g.message.contains("io_uring");
         match (parse_line(&g.line, &host), newer) {
-            (Ok(Line::Rule(r)), None) if predates_io_uring && r.data.list() == auditrelay::rules::data::FILTER_URING_EXIT => {
+            (Ok(Line::Rule(r)), None)
+                if predates_io_uring && r.data.list() == auditrelay::rules::data::FILTER_URING_EXIT =>
+            {
                 io_uring.push(g.line.clone())
             }
             (Err(_), None) => {}

@@ -92,22 +92,33 @@ fn auditctl_and_auditrelay_leave_identical_kernel_rules() {
                 if g["result"] == "accepted" {
                     // Same machine state as at capture: the golden bytes hold too.
                     let golden = unhex(g["payloads"][0].as_str().unwrap()).unwrap();
-                    if o[0] != golden && g["line"].as_str().is_some_and(|l| !l.contains("-w ") && !l.contains("uid=") && !l.contains("gid=")) {
+                    if o[0] != golden
+                        && g["line"]
+                            .as_str()
+                            .is_some_and(|l| !l.contains("-w ") && !l.contains("uid=") && !l.contains("gid="))
+                    {
                         failures.push(format!("{line}: kernel bytes differ from the golden"));
                     }
                 }
                 let decoded: Vec<RuleData> = o.iter().map(|b| RuleData::decode(b).unwrap()).collect();
-                if g["result"] == "accepted" && print::listing(&decoded) != g["listing"].as_str().unwrap() && !line.contains("-w ") {
+                if g["result"] == "accepted"
+                    && print::listing(&decoded) != g["listing"].as_str().unwrap()
+                    && !line.contains("-w ")
+                {
                     failures.push(format!("{line}: listing text differs from auditctl -l"));
                 }
             }
             (None, Err(_)) => both_refused += 1,
-            (t, o) => failures.push(format!("{line}\n  auditctl: {:?}\n  ours: {:?}", t.map(|v| v.len()), o.map(|v| v.len()))),
+            (t, o) => {
+                failures.push(format!("{line}\n  auditctl: {:?}\n  ours: {:?}", t.map(|v| v.len()), o.map(|v| v.len())))
+            }
         }
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     assert!(same > 900, "only {same} lines compared");
-    eprintln!("rules_kernel: {same} identical, {both_refused} refused by both, {newer} newer-syscall lines loaded by us only");
+    eprintln!(
+        "rules_kernel: {same} identical, {both_refused} refused by both, {newer} newer-syscall lines loaded by us only"
+    );
 }
 
 /// `rules load` semantics on the real kernel: exact state, auditctl -l agrees, idempotent, and a
@@ -130,7 +141,12 @@ fn load_is_exact_idempotent_and_atomic() {
     let again = sync::load(&mut c, &set, Permissions::default()).unwrap();
     assert!(again.steps.is_empty(), "{:?}", again.steps);
 
-    let bad = compile::compile_text("bad.rules", "-w /etc/hosts -k new\n-w /nonexistent-dir-auditrelay/f -k missing\n", &SystemHost).unwrap();
+    let bad = compile::compile_text(
+        "bad.rules",
+        "-w /etc/hosts -k new\n-w /nonexistent-dir-auditrelay/f -k missing\n",
+        &SystemHost,
+    )
+    .unwrap();
     let err = sync::load(&mut c, &bad, Permissions::default()).unwrap_err();
     assert!(err.to_string().contains("rolled back"), "{err}");
     assert_eq!(sync::current_rules(&mut c).unwrap(), set.desired);
@@ -182,7 +198,12 @@ fn io_uring_rules_round_trip_through_the_kernel() {
     std::fs::write(&file, rules).unwrap();
     let bin = env!("CARGO_BIN_EXE_auditrelay");
     let out = Command::new(bin).args(["rules", "load", file.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "rules load: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "rules load: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let set = compile::compile_text("uring.rules", rules, &SystemHost).unwrap();
     let listed = c.list_rules().unwrap();

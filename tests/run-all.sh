@@ -33,6 +33,7 @@ if pgrep -x auditd >/dev/null; then
     exit 1
 fi
 
+cargo fmt --check
 cargo build --all-targets --locked
 cargo clippy --all-targets --locked -- -D warnings
 log=$(mktemp)

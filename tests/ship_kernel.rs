@@ -104,7 +104,8 @@ fn parse_5424(line: &str) -> Msg {
     let rest = rest.strip_prefix("1 ").unwrap_or_else(|| panic!("not version 1: {line}"));
     let mut head = rest.splitn(6, ' ');
     let mut field = |what: &str| head.next().unwrap_or_else(|| panic!("no {what}: {line}")).to_string();
-    let (timestamp, hostname, app_name, procid, msgid) = (field("TIMESTAMP"), field("HOSTNAME"), field("APP-NAME"), field("PROCID"), field("MSGID"));
+    let (timestamp, hostname, app_name, procid, msgid) =
+        (field("TIMESTAMP"), field("HOSTNAME"), field("APP-NAME"), field("PROCID"), field("MSGID"));
     let rest = field("SD");
     let ts = timestamp.as_bytes();
     assert!(
@@ -210,7 +211,11 @@ fn check_output(name: &str, marked: &[Marked], lines: usize, n: usize, procids: 
         assert_eq!(m.msg.app_name, "auditrelay");
         assert_eq!(m.msg.msgid, "AUDIT");
         assert_eq!(m.msg.hostname, hostname);
-        assert!(procids.iter().any(|p| m.msg.procid == p.to_string()), "{name}: PROCID {} not one of {procids:?}", m.msg.procid);
+        assert!(
+            procids.iter().any(|p| m.msg.procid == p.to_string()),
+            "{name}: PROCID {} not one of {procids:?}",
+            m.msg.procid
+        );
         assert_eq!(m.msg.timestamp, m.msg.body["time"].as_str().unwrap(), "{name}: TIMESTAMP is the event's own time");
         match name {
             "tcp" => assert_eq!(m.msg.sd, Some((SD_ID.to_string(), m.id.clone())), "{name}: SD carries the event id"),
@@ -220,7 +225,11 @@ fn check_output(name: &str, marked: &[Marked], lines: usize, n: usize, procids: 
         assert_eq!(*prev, m.id, "{name}: marker {} arrived under two ids", m.marker);
         match high {
             Some(h) if m.marker <= h => {
-                assert!(h - m.marker < WINDOW, "{name}: went back from marker {h} to {}: more than one window", m.marker)
+                assert!(
+                    h - m.marker < WINDOW,
+                    "{name}: went back from marker {h} to {}: more than one window",
+                    m.marker
+                )
             }
             _ => high = Some(m.marker),
         }
@@ -239,7 +248,12 @@ fn check_both(rs: &Rsyslogd, tag: &str, n: usize, procids: &[u32], tcp_may_miss:
     let (tcp_lines, tcp) = received(rs, "tcp.log", tag);
     let relp = check_output("relp", &relp, relp_lines, n, procids);
     let tcp = check_output("tcp", &tcp, tcp_lines, n, procids);
-    assert!(relp.missing.is_empty(), "relp: {} of {n} marker events missing: {:?}", relp.missing.len(), &relp.missing[..relp.missing.len().min(20)]);
+    assert!(
+        relp.missing.is_empty(),
+        "relp: {} of {n} marker events missing: {:?}",
+        relp.missing.len(),
+        &relp.missing[..relp.missing.len().min(20)]
+    );
     assert!(
         tcp.missing.len() <= tcp_may_miss,
         "tcp: {} of {n} marker events missing (at most {tcp_may_miss} allowed): {:?}",
@@ -432,8 +446,13 @@ fn kill_9_while_receiver_down_then_restart() {
 
     // The restarted daemon put back the rules it found, but not the dead one's self-exclusion.
     let left = self_exclusion_pids();
-    assert!(left.is_empty(), "self-exclusion rules left behind for pids {left:?} (killed daemon: {dead}, restarted: {pid})");
+    assert!(
+        left.is_empty(),
+        "self-exclusion rules left behind for pids {left:?} (killed daemon: {dead}, restarted: {pid})"
+    );
     report("kill -9 with receiver down", n, elapsed, &relp, &tcp);
-    eprintln!("kill -9: markers spooled {spooled_after:.1?} after the first exec; all arrived {waited:.1?} after the restart");
+    eprintln!(
+        "kill -9: markers spooled {spooled_after:.1?} after the first exec; all arrived {waited:.1?} after the restart"
+    );
     drop(guard);
 }

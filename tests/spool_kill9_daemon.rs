@@ -113,7 +113,11 @@ fn kill_9_with_events_in_the_spool_then_restart_delivers_every_one() {
     std::fs::create_dir_all(&recv).unwrap();
     let mut daemon = Daemon::start(&["run", "--config", &config_arg]);
     daemon.wait_registered(Duration::from_secs(10));
-    wait_for_markers(|| std::fs::read(&events).unwrap_or_default(), &tag, "markers did not all arrive after the restart");
+    wait_for_markers(
+        || std::fs::read(&events).unwrap_or_default(),
+        &tag,
+        "markers did not all arrive after the restart",
+    );
     let (exit, _) = daemon.terminate();
     assert!(exit.success(), "exit status {exit}");
 

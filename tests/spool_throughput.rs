@@ -40,7 +40,12 @@ fn spool_throughput_and_memory() {
     let body = format!("{{\"type\":\"SYSCALL\",\"pad\":\"{}\"}}", "x".repeat(450));
     let n = 400_000u64;
     let recv = dir.join("recv");
-    let outs = vec![OutputConfig::File(FileConfig { name: Some("f".into()), path: recv.join("e.jsonl"), max_size: 0, ..FileConfig::default() })];
+    let outs = vec![OutputConfig::File(FileConfig {
+        name: Some("f".into()),
+        path: recv.join("e.jsonl"),
+        max_size: 0,
+        ..FileConfig::default()
+    })];
 
     // Receiver down (the output's directory is missing): everything piles up in the spool.
     let mut s = Shipper::start(&cfg(&dir), &outs, rt.handle()).unwrap();
@@ -70,6 +75,9 @@ fn spool_throughput_and_memory() {
     let st = s.shutdown(Duration::from_secs(120)).unwrap();
     let dt = t.elapsed();
     assert_eq!(st.outputs[0].acked, st.last_pos);
-    eprintln!("drain to a file sink (fdatasync per batch of 512): {n} events in {dt:?} = {:.0} events/s", n as f64 / dt.as_secs_f64());
+    eprintln!(
+        "drain to a file sink (fdatasync per batch of 512): {n} events in {dt:?} = {:.0} events/s",
+        n as f64 / dt.as_secs_f64()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

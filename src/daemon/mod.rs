@@ -84,7 +84,10 @@ impl Registration {
         // Our config and the rule files (-b, -f, -r, --backlog_wait_time, -e) may both have changed
         // settings: put back every one that differs from what we found.
         let Ok(now) = self.control.status() else { return };
-        let everything = AuditStatus { mask: mask::ENABLED | mask::FAILURE | mask::RATE_LIMIT | mask::BACKLOG_LIMIT | mask::BACKLOG_WAIT_TIME, ..now };
+        let everything = AuditStatus {
+            mask: mask::ENABLED | mask::FAILURE | mask::RATE_LIMIT | mask::BACKLOG_LIMIT | mask::BACKLOG_WAIT_TIME,
+            ..now
+        };
         let mut undo = settings::restore_of(&everything, &self.before);
         let differs = [
             (mask::ENABLED, now.enabled, self.before.enabled),
@@ -112,7 +115,10 @@ impl Drop for Registration {
 
 /// Kernel boot id: with the event's timestamp and serial it makes an id unique across reboots.
 fn boot_id() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
@@ -148,10 +154,13 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     let socket = if multicast { AuditSocket::multicast()? } else { AuditSocket::unicast()? };
     match socket.set_receive_buffer(config.netlink.receive_buffer.0 as usize)? {
         RcvBuf::Forced(n) => eprintln!("auditrelay: netlink receive buffer {n} bytes"),
-        RcvBuf::Capped(n) => eprintln!("auditrelay: warning: netlink receive buffer capped at {n} bytes (no CAP_NET_ADMIN for SO_RCVBUFFORCE)"),
+        RcvBuf::Capped(n) => eprintln!(
+            "auditrelay: warning: netlink receive buffer capped at {n} bytes (no CAP_NET_ADMIN for SO_RCVBUFFORCE)"
+        ),
     }
 
-    let mut registration = Registration { control, before, kernel: config.kernel.clone(), touched: false, registered: false };
+    let mut registration =
+        Registration { control, before, kernel: config.kernel.clone(), touched: false, registered: false };
     let (socket, early) = if multicast {
         if before.enabled == 0 {
             eprintln!("auditrelay: warning: kernel audit is disabled (enabled=0) and --multicast does not change kernel settings: no records will arrive");
@@ -200,7 +209,10 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     let reader_stats = Arc::new(ReaderStats::default());
     let reader_thread = {
         let (tx, stop, stats) = (tx.clone(), stop_reader.clone(), reader_stats.clone());
-        let cfg = ReaderConfig { batch: config.netlink.batch.max(1), channel_full_timeout: config.netlink.channel_full_timeout.0 };
+        let cfg = ReaderConfig {
+            batch: config.netlink.batch.max(1),
+            channel_full_timeout: config.netlink.channel_full_timeout.0,
+        };
         std::thread::Builder::new()
             .name("netlink-reader".into())
             .spawn(move || reader::run(socket, early, cfg, tx, stop, stats))
@@ -359,10 +371,12 @@ fn poll_lost(tx: SyncSender<Input>, interval: Duration, mut last: u32, stop: Arc
             let lost = if status.lost > last { status.lost - last } else { status.lost };
             eprintln!("auditrelay: warning: the kernel dropped {lost} audit records (backlog full or rate limit), {} in total", status.lost);
             last = status.lost;
-            if tx.send(Input::Loss(ReaderLoss::KernelLost { records: u64::from(lost), kernel_total: status.lost })).is_err() {
+            if tx
+                .send(Input::Loss(ReaderLoss::KernelLost { records: u64::from(lost), kernel_total: status.lost }))
+                .is_err()
+            {
                 return;
             }
         }
     }
 }
-

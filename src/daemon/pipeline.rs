@@ -81,7 +81,8 @@ impl Pipeline {
         self.unparsable += 1;
         eprintln!("auditrelay: warning: unparsable kernel record of type {kind}: {error}");
         let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
-        let line = serde_json::json!({ "unparsed": { "type_id": kind, "error": error.to_string(), "payload_hex": hex } });
+        let line =
+            serde_json::json!({ "unparsed": { "type_id": kind, "error": error.to_string(), "payload_hex": hex } });
         self.unparsed.push(line.to_string().into_bytes());
     }
 
@@ -95,7 +96,8 @@ impl Pipeline {
 
     /// Hand everything pending to the shipper (spool or direct stdout), one JSON line per event.
     pub fn ship(&mut self, shipper: &mut Shipper) -> Result<(), DaemonError> {
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         for line in std::mem::take(&mut self.unparsed) {
             self.local_seq += 1;
             let id = format!("{}:local:{now_ms}:{}", self.id_prefix, self.local_seq);
@@ -119,7 +121,14 @@ impl Pipeline {
 
     /// Only a broken stdout stops the daemon; a refused event or a spool write error is counted
     /// and logged (sparingly: at powers of two) and the daemon goes on.
-    fn submit(shipper: &mut Shipper, time_ms: u64, id: &str, body: &[u8], refused: &mut u64, errors: &mut u64) -> Result<(), DaemonError> {
+    fn submit(
+        shipper: &mut Shipper,
+        time_ms: u64,
+        id: &str,
+        body: &[u8],
+        refused: &mut u64,
+        errors: &mut u64,
+    ) -> Result<(), DaemonError> {
         match shipper.submit(time_ms, id, body) {
             Ok(()) => Ok(()),
             Err(ShipError::Stdout(e)) => Err(DaemonError::Output(e)),
@@ -151,8 +160,8 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::reader::ReaderLoss;
     use crate::netlink::reader::RawRecord;
+    use crate::netlink::reader::ReaderLoss;
 
     fn raw(kind: u16, text: &[u8]) -> RawRecord {
         RawRecord { kind, payload: text.to_vec().into() }
@@ -174,7 +183,11 @@ mod tests {
         p.input(Input::Loss(ReaderLoss::KernelLost { records: 3, kernel_total: 7 }), now);
         let mut out = Vec::new();
         p.write_to(&mut out).expect("write");
-        let lines: Vec<serde_json::Value> = out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).expect("json")).collect();
+        let lines: Vec<serde_json::Value> = out
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("json"))
+            .collect();
         assert_eq!(lines.len(), 3, "{lines:?}");
         assert_eq!(lines[0]["unparsed"]["payload_hex"], "67617262616765ff");
         assert_eq!(lines[1]["sequence"], 6);

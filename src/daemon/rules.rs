@@ -43,9 +43,19 @@ impl RuleManager {
             // The load below deletes it; leaving it out of `before` keeps the exit restore from re-adding it.
             eprintln!("auditrelay: removing the self-exclusion rule of pid {dead}, a daemon that is gone (killed without cleanup)");
         }
-        let report = sync::load_for_daemon(&mut client, &set, pid, perms).map_err(|e| DaemonError::Rules(vec![e.to_string()]))?;
+        let report = sync::load_for_daemon(&mut client, &set, pid, perms)
+            .map_err(|e| DaemonError::Rules(vec![e.to_string()]))?;
         log_report("loaded", &rules, &report);
-        Ok(RuleManager { client, rules, fetcher, perms, pid, before, restore, reloads_failed: Arc::new(AtomicU64::new(0)) })
+        Ok(RuleManager {
+            client,
+            rules,
+            fetcher,
+            perms,
+            pid,
+            before,
+            restore,
+            reloads_failed: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     fn has_url(&self) -> bool {
@@ -54,8 +64,9 @@ impl RuleManager {
 
     fn reload(&mut self, why: &str) {
         eprintln!("auditrelay: reloading rules ({why})");
-        let result = compile_all(&self.rules, &self.fetcher)
-            .and_then(|set| sync::load_for_daemon(&mut self.client, &set, self.pid, self.perms).map_err(|e| vec![e.to_string()]));
+        let result = compile_all(&self.rules, &self.fetcher).and_then(|set| {
+            sync::load_for_daemon(&mut self.client, &set, self.pid, self.perms).map_err(|e| vec![e.to_string()])
+        });
         match result {
             Ok(report) => log_report("reloaded", &self.rules, &report),
             Err(errors) => {
@@ -123,10 +134,14 @@ fn restore_exactly(client: &mut AuditClient, before: &[Vec<u8>]) -> Result<(), S
 }
 
 fn log_report(what: &str, rules: &Rules, report: &sync::LoadReport) {
-    let sources = if rules.sources.is_empty() { "embedded default.rules".to_string() } else { rules.sources.join(", ") };
+    let sources =
+        if rules.sources.is_empty() { "embedded default.rules".to_string() } else { rules.sources.join(", ") };
     let added = report.steps.iter().filter(|s| !matches!(s, sync::Step::Delete(_))).count();
     let deleted = report.steps.len() - added;
-    eprintln!("auditrelay: rules {what} from {sources}: {added} added, {deleted} deleted, {} unchanged", report.unchanged);
+    eprintln!(
+        "auditrelay: rules {what} from {sources}: {added} added, {deleted} deleted, {} unchanged",
+        report.unchanged
+    );
     for s in &report.skipped {
         eprintln!("auditrelay: warning: rules: skipped {s}");
     }

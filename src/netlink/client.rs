@@ -10,7 +10,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::codec::{self, AUDIT_ADD_RULE, AUDIT_DEL_RULE, AUDIT_GET, AUDIT_LIST_RULES, AUDIT_SET, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK};
+use super::codec::{
+    self, AUDIT_ADD_RULE, AUDIT_DEL_RULE, AUDIT_GET, AUDIT_LIST_RULES, AUDIT_SET, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK,
+};
 use super::socket::AuditSocket;
 use super::status::{mask, AuditStatus};
 use super::NetlinkError;
@@ -54,7 +56,9 @@ impl AuditClient {
 
     pub fn status(&mut self) -> Result<AuditStatus, NetlinkError> {
         let replies = self.request("AUDIT_GET", AUDIT_GET, &[], Expect::Reply)?;
-        let payload = replies.first().ok_or(NetlinkError::Malformed { request: "AUDIT_GET", detail: "no status in reply".into() })?;
+        let payload = replies
+            .first()
+            .ok_or(NetlinkError::Malformed { request: "AUDIT_GET", detail: "no status in reply".into() })?;
         AuditStatus::parse(payload).ok_or_else(|| NetlinkError::Malformed {
             request: "AUDIT_GET",
             detail: format!("status reply of {} bytes", payload.len()),
@@ -84,7 +88,13 @@ impl AuditClient {
         self.request("AUDIT_LIST_RULES", AUDIT_LIST_RULES, &[], Expect::Dump)
     }
 
-    fn request(&mut self, name: &'static str, kind: u16, payload: &[u8], expect: Expect) -> Result<Vec<Vec<u8>>, NetlinkError> {
+    fn request(
+        &mut self,
+        name: &'static str,
+        kind: u16,
+        payload: &[u8],
+        expect: Expect,
+    ) -> Result<Vec<Vec<u8>>, NetlinkError> {
         self.seq = self.seq.wrapping_add(1).max(1);
         let seq = self.seq;
         self.socket.send(&codec::request(kind, NLM_F_ACK, seq, payload))?;
@@ -115,7 +125,9 @@ impl AuditClient {
                     NLMSG_ERROR => match codec::error_code(body) {
                         Some((0, _)) => acked = true,
                         Some((errno, _)) => return Err(NetlinkError::Refused { request: name, errno: -errno }),
-                        None => return Err(NetlinkError::Malformed { request: name, detail: "short NLMSG_ERROR".into() }),
+                        None => {
+                            return Err(NetlinkError::Malformed { request: name, detail: "short NLMSG_ERROR".into() })
+                        }
                     },
                     NLMSG_DONE => done = true,
                     k if k == kind => {

@@ -14,7 +14,9 @@ pub const NLMSG_DONE: u16 = 3;
 // The message-type numbers are right in netlink-packet-audit (they are linux/audit.h's), so we
 // take them from there. AUDIT_REPLACE is sent by the kernel to the old daemon when the daemon pid
 // changes; it is not an event.
-pub use netlink_packet_audit::constants::{AUDIT_ADD_RULE, AUDIT_DEL_RULE, AUDIT_GET, AUDIT_LIST_RULES, AUDIT_REPLACE, AUDIT_SET};
+pub use netlink_packet_audit::constants::{
+    AUDIT_ADD_RULE, AUDIT_DEL_RULE, AUDIT_GET, AUDIT_LIST_RULES, AUDIT_REPLACE, AUDIT_SET,
+};
 
 /// First record type that is an audit event rather than a command or reply.
 pub const AUDIT_FIRST_EVENT: u16 = netlink_packet_audit::constants::AUDIT_FIRST_USER_MSG;

@@ -156,7 +156,10 @@ impl Reader {
         if !self.send(Input::Records(batch)) {
             self.stats.dropped_channel_full.fetch_add(count, Ordering::Relaxed);
             if self.pending.dropped == 0 {
-                eprintln!("auditrelay: warning: processing fell behind for {:?}: dropping records (counted)", self.config.channel_full_timeout);
+                eprintln!(
+                    "auditrelay: warning: processing fell behind for {:?}: dropping records (counted)",
+                    self.config.channel_full_timeout
+                );
             }
             self.pending.dropped += count;
         } else {

@@ -73,13 +73,18 @@ impl KernelConfig {
     pub fn validate(&self) -> Result<(), String> {
         if let Some(e) = self.enabled {
             if e > 1 {
-                return Err(format!("kernel.enabled = {e}: only 0 or 1 (locking with 2 is `[rules] immutable = true`)"));
+                return Err(format!(
+                    "kernel.enabled = {e}: only 0 or 1 (locking with 2 is `[rules] immutable = true`)"
+                ));
             }
         }
         match self.failure {
             Some(f) if f > 2 => return Err(format!("kernel.failure = {f}: must be 0, 1 or 2")),
             Some(2) if !self.allow_panic => {
-                return Err("kernel.failure = 2 panics the machine on audit failure: set kernel.allow_panic = true to mean it".into())
+                return Err(
+                    "kernel.failure = 2 panics the machine on audit failure: set kernel.allow_panic = true to mean it"
+                        .into(),
+                )
             }
             _ => {}
         }
@@ -113,7 +118,8 @@ impl KernelConfig {
 /// The request that undoes `applied`, given the status from before it was applied.
 pub fn restore_of(applied: &AuditStatus, before: &AuditStatus) -> AuditStatus {
     AuditStatus {
-        mask: applied.mask & (mask::ENABLED | mask::BACKLOG_LIMIT | mask::BACKLOG_WAIT_TIME | mask::RATE_LIMIT | mask::FAILURE),
+        mask: applied.mask
+            & (mask::ENABLED | mask::BACKLOG_LIMIT | mask::BACKLOG_WAIT_TIME | mask::RATE_LIMIT | mask::FAILURE),
         enabled: before.enabled,
         backlog_limit: before.backlog_limit,
         backlog_wait_time: before.backlog_wait_time,
@@ -124,7 +130,11 @@ pub fn restore_of(applied: &AuditStatus, before: &AuditStatus) -> AuditStatus {
 }
 
 /// Apply `config` against the kernel; returns what was changed (for [`restore_of`]).
-pub fn apply(client: &mut AuditClient, config: &KernelConfig, before: &AuditStatus) -> Result<AuditStatus, NetlinkError> {
+pub fn apply(
+    client: &mut AuditClient,
+    config: &KernelConfig,
+    before: &AuditStatus,
+) -> Result<AuditStatus, NetlinkError> {
     let change = config.changes(before);
     if change.mask != 0 {
         client.set_status(&change)?;

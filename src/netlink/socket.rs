@@ -46,9 +46,7 @@ impl AuditSocket {
     /// first, then joins: joining an unbound netlink socket is refused by some kernels.
     pub fn multicast() -> Result<AuditSocket, NetlinkError> {
         let mut socket = Socket::new(NETLINK_AUDIT).map_err(NetlinkError::Open)?;
-        socket
-            .bind(&SocketAddr::new(0, 0))
-            .map_err(|source| NetlinkError::Io { op: "bind", source })?;
+        socket.bind(&SocketAddr::new(0, 0)).map_err(|source| NetlinkError::Io { op: "bind", source })?;
         socket
             .add_membership(AUDIT_NLGRP_READLOG)
             .map_err(|source| NetlinkError::Io { op: "join AUDIT_NLGRP_READLOG", source })?;
@@ -79,10 +77,7 @@ impl AuditSocket {
 
     pub fn send(&self, message: &[u8]) -> Result<(), NetlinkError> {
         let kernel = SocketAddr::new(0, 0);
-        self.socket
-            .send_to(message, &kernel, 0)
-            .map(|_| ())
-            .map_err(|source| NetlinkError::Io { op: "send", source })
+        self.socket.send_to(message, &kernel, 0).map(|_| ()).map_err(|source| NetlinkError::Io { op: "send", source })
     }
 
     /// Receive one datagram into `buf` (cleared first). `Ok(false)` on timeout.

@@ -43,10 +43,7 @@ impl AuditStatus {
             return None;
         }
         let word = |i: usize| -> u32 {
-            buf.get(i * 4..i * 4 + 4)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_ne_bytes)
-                .unwrap_or(0)
+            buf.get(i * 4..i * 4 + 4).and_then(|b| b.try_into().ok()).map(u32::from_ne_bytes).unwrap_or(0)
         };
         Some(AuditStatus {
             mask: word(0),

@@ -325,7 +325,9 @@ mod tests {
     #[test]
     fn every_batch_is_fdatasynced_before_it_counts_and_rotation_syncs_the_old_file() {
         let d = dir("filesync");
-        let mut t = Target::open(FileConfig { path: d.join("s.jsonl"), max_size: 25, generations: 3, ..FileConfig::default() }).unwrap();
+        let mut t =
+            Target::open(FileConfig { path: d.join("s.jsonl"), max_size: 25, generations: 3, ..FileConfig::default() })
+                .unwrap();
         t.write_batch(&[delivery(1, "aaaaaaaaa"), delivery(2, "bbbbbbbbb")]).unwrap();
         assert_eq!(t.syncs, 1, "one fdatasync per batch");
         // The third line does not fit: the old file is synced before the rename, the new one after.
@@ -340,7 +342,8 @@ mod tests {
         let d = dir("filerotate");
         let path = d.join("a.jsonl");
         // 10-byte lines, at most 3 per file.
-        let mut h = start(FileConfig { path: path.clone(), max_size: 35, generations: 2, batch: 4, ..FileConfig::default() });
+        let mut h =
+            start(FileConfig { path: path.clone(), max_size: 35, generations: 2, batch: 4, ..FileConfig::default() });
         for i in 1..=20u64 {
             h.tx.send(delivery(i, &format!("{{\"n\":{i:04}}}"))).await.unwrap();
         }
@@ -387,7 +390,8 @@ mod tests {
         let (tx, rx) = mpsc::channel(8);
         let (atx, mut acks) = mpsc::channel(8);
         let (stop, srx) = watch::channel(false);
-        let task = tokio::spawn(run(FileConfig { path: path.clone(), max_size: 0, ..FileConfig::default() }, rx, atx, srx));
+        let task =
+            tokio::spawn(run(FileConfig { path: path.clone(), max_size: 0, ..FileConfig::default() }, rx, atx, srx));
         tx.send(delivery(1, "one")).await.unwrap();
         assert_eq!(acks.recv().await.unwrap().0, 1);
         std::fs::rename(&path, &moved).unwrap();

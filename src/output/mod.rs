@@ -115,7 +115,8 @@ pub(crate) async fn sleep_unless_shutdown(delay: std::time::Duration, shutdown: 
 pub struct SinkError(Box<dyn std::error::Error + Send + Sync>);
 
 pub type SinkFuture = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send>>;
-type Launch = Arc<dyn Fn(mpsc::Receiver<Delivery>, mpsc::Sender<Ack>, watch::Receiver<bool>) -> SinkFuture + Send + Sync>;
+type Launch =
+    Arc<dyn Fn(mpsc::Receiver<Delivery>, mpsc::Sender<Ack>, watch::Receiver<bool>) -> SinkFuture + Send + Sync>;
 
 /// Everything the shipper needs to (re)start one output.
 #[derive(Clone)]
@@ -130,18 +131,16 @@ pub struct SinkPlan {
 
 impl std::fmt::Debug for SinkPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SinkPlan").field("kind", &self.kind).field("name", &self.name).field("window", &self.window).finish()
+        f.debug_struct("SinkPlan")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("window", &self.window)
+            .finish()
     }
 }
 
 impl SinkPlan {
-    pub fn new<C, E, F, Fut>(
-        kind: &'static str,
-        name: Option<&str>,
-        window: usize,
-        config: C,
-        run: F,
-    ) -> SinkPlan
+    pub fn new<C, E, F, Fut>(kind: &'static str, name: Option<&str>, window: usize, config: C, run: F) -> SinkPlan
     where
         C: Clone + Send + Sync + 'static,
         F: Fn(C, mpsc::Receiver<Delivery>, mpsc::Sender<Ack>, watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
@@ -181,7 +180,9 @@ mod tests {
             "[[output]]\ntype = \"file\"\npath = \"/tmp/x.jsonl\"\nmax_size = \"10MiB\"\n\n[[output]]\ntype = \"stdout\"\nname = \"console\"\n",
         )
         .unwrap();
-        assert!(matches!(&o.output[0], OutputConfig::File(f) if f.max_size == 10 << 20 && f.format == OutputFormat::Native));
+        assert!(
+            matches!(&o.output[0], OutputConfig::File(f) if f.max_size == 10 << 20 && f.format == OutputFormat::Native)
+        );
         assert_eq!(o.output[1].plan().name.as_deref(), Some("console"));
         let e = toml::from_str::<Outputs>("[[output]]\ntype = \"file\"\npath = \"/x\"\nrotate = 3\n").err().unwrap();
         assert!(e.to_string().contains("rotate"), "{e}");

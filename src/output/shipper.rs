@@ -122,9 +122,15 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const CLOSE_TIME: Duration = Duration::from_secs(3);
 
 impl Shipper {
-    pub fn start(spool: &SpoolConfig, outputs: &[OutputConfig], rt: &tokio::runtime::Handle) -> Result<Shipper, ShipError> {
+    pub fn start(
+        spool: &SpoolConfig,
+        outputs: &[OutputConfig],
+        rt: &tokio::runtime::Handle,
+    ) -> Result<Shipper, ShipError> {
         if outputs.is_empty() {
-            return Ok(Shipper { mode: Mode::Direct { out: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()), appended: 0 } });
+            return Ok(Shipper {
+                mode: Mode::Direct { out: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()), appended: 0 },
+            });
         }
         let plans: Vec<SinkPlan> = outputs.iter().map(OutputConfig::plan).collect();
         let names = super::output_names(outputs).map_err(|(name, message)| ShipError::Output { name, message })?;
@@ -134,7 +140,12 @@ impl Shipper {
             .iter()
             .zip(&names)
             .map(|(p, n)| {
-                Arc::new(OutputState { name: n.clone(), kind: p.kind, restarts: AtomicU64::new(0), last_error: Mutex::new(None) })
+                Arc::new(OutputState {
+                    name: n.clone(),
+                    kind: p.kind,
+                    restarts: AtomicU64::new(0),
+                    last_error: Mutex::new(None),
+                })
             })
             .collect();
 
@@ -316,7 +327,8 @@ fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBoo
     while !stop.load(Ordering::Relaxed) {
         match reader.next(Duration::from_millis(200)) {
             Ok(Some(rec)) => {
-                let d = Delivery { pos: rec.pos, time_ms: rec.time_ms, id: Arc::from(rec.id), body: Arc::from(rec.body) };
+                let d =
+                    Delivery { pos: rec.pos, time_ms: rec.time_ms, id: Arc::from(rec.id), body: Arc::from(rec.body) };
                 if tx.blocking_send(d).is_err() {
                     return;
                 }
@@ -336,7 +348,13 @@ fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBoo
     }
 }
 
-async fn supervise(idx: usize, plan: SinkPlan, spool: Spool, mut shutdown: watch::Receiver<bool>, state: Arc<OutputState>) {
+async fn supervise(
+    idx: usize,
+    plan: SinkPlan,
+    spool: Spool,
+    mut shutdown: watch::Receiver<bool>,
+    state: Arc<OutputState>,
+) {
     let mut backoff = BACKOFF_MIN;
     loop {
         let (dtx, drx) = mpsc::channel(plan.window);
@@ -417,7 +435,13 @@ mod tests {
     }
 
     fn file_out(name: &str, path: PathBuf) -> OutputConfig {
-        OutputConfig::File(FileConfig { name: Some(name.into()), path, max_size: 0, batch: 16, ..FileConfig::default() })
+        OutputConfig::File(FileConfig {
+            name: Some(name.into()),
+            path,
+            max_size: 0,
+            batch: 16,
+            ..FileConfig::default()
+        })
     }
 
     fn submit_range(s: &mut Shipper, from: u64, to: u64) {

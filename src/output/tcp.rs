@@ -29,10 +29,10 @@ use tokio::time::Instant;
 use crate::output::backoff::Backoff;
 use crate::output::delivery::{Ack, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
-use crate::output::syslog::{header_spec, BodyFormat, Facility, Formatter, Framing, HeaderSpec, Severity, SyslogError};
 use crate::output::reconnect::{self, ConnEnd, StreamSink};
-use crate::output::tls::{BoxStream, Connected, Connector, TlsConfig, TlsError};
 use crate::output::shutdown_requested;
+use crate::output::syslog::{header_spec, BodyFormat, Facility, Formatter, Framing, HeaderSpec, Severity, SyslogError};
+use crate::output::tls::{BoxStream, Connected, Connector, TlsConfig, TlsError};
 use crate::units::{ByteSize, HumanDuration};
 
 pub const MAX_BATCH: usize = 65_536;
@@ -93,7 +93,6 @@ impl TcpConfig {
     pub fn display_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| format!("tcp:{}", self.address))
     }
-
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -338,7 +338,11 @@ struct RecentKeys {
 
 impl RecentKeys {
     fn new(capacity: usize) -> RecentKeys {
-        RecentKeys { set: HashSet::with_capacity_and_hasher(capacity, FastHash::default()), order: VecDeque::with_capacity(capacity), capacity }
+        RecentKeys {
+            set: HashSet::with_capacity_and_hasher(capacity, FastHash::default()),
+            order: VecDeque::with_capacity(capacity),
+            capacity,
+        }
     }
 
     fn contains(&self, key: &Key) -> bool {

@@ -275,7 +275,8 @@ fn interleave(events: &[Vec<u16>], schedule: &[usize], base: u32) -> Vec<Record>
 
 fn arb_interleaving() -> impl Strategy<Value = (Vec<Vec<u16>>, Vec<usize>, u32)> {
     arb_events().prop_flat_map(|events| {
-        let schedule: Vec<usize> = events.iter().enumerate().flat_map(|(i, e)| std::iter::repeat_n(i, e.len())).collect();
+        let schedule: Vec<usize> =
+            events.iter().enumerate().flat_map(|(i, e)| std::iter::repeat_n(i, e.len())).collect();
         (Just(events), Just(schedule).prop_shuffle(), any::<u32>())
     })
 }

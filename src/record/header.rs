@@ -22,7 +22,8 @@ pub(crate) struct LineHeader {
 /// `audit(…): ` at `at`; returns the id and where the body starts.
 pub(crate) fn parse_stamp_at(bytes: &[u8], at: usize) -> Result<(EventId, usize), RecordError> {
     let rest = bytes.get(at..).unwrap_or_default();
-    let (id, used) = EventId::parse_stamp(rest).map_err(|source| RecordError::Stamp { at, source: shift(source, at) })?;
+    let (id, used) =
+        EventId::parse_stamp(rest).map_err(|source| RecordError::Stamp { at, source: shift(source, at) })?;
     let mut pos = at + used;
     if bytes.get(pos) != Some(&b':') {
         return Err(RecordError::MissingColon(pos));

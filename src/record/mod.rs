@@ -223,7 +223,8 @@ fn has_duplicate_keys(buf: &[u8], fields: &[Field]) -> bool {
     let mut hashes = [0u16; 64];
     if fields.len() > hashes.len() {
         // Long EXECVE records (hundreds of arguments): a set, to stay linear.
-        let mut seen: HashSet<(bool, &[u8]), FastHash> = HashSet::with_capacity_and_hasher(fields.len(), FastHash::default());
+        let mut seen: HashSet<(bool, &[u8]), FastHash> =
+            HashSet::with_capacity_and_hasher(fields.len(), FastHash::default());
         return !fields.iter().all(|f| seen.insert((f.quoting == Quoting::Word, f.key.get(buf))));
     }
     let mut filter = [0u64; 16];
@@ -259,7 +260,9 @@ mod tests {
 
     #[test]
     fn parses_a_kernel_payload() {
-        let r = parse_netlink(1300, b"audit(1795374595.144:31353): arch=c000003e syscall=44 comm=\"python3\" key=(null)").unwrap();
+        let r =
+            parse_netlink(1300, b"audit(1795374595.144:31353): arch=c000003e syscall=44 comm=\"python3\" key=(null)")
+                .unwrap();
         assert_eq!(r.kind, MessageType::SYSCALL);
         assert_eq!(r.id, EventId { seconds: 1795374595, millis: 144, serial: 31353 });
         assert_eq!(r.node, None);
@@ -328,7 +331,10 @@ mod tests {
     fn enriched_lines_keep_both_halves() {
         let line = b"type=SYSCALL msg=audit(1.000:2): arch=c000003e syscall=59 auid=1000\x1dARCH=x86_64 SYSCALL=execve AUID=\"alice\"";
         let r = parse_log_line(line).unwrap();
-        assert_eq!(kv(&r), vec![("arch".into(), "c000003e".into()), ("syscall".into(), "59".into()), ("auid".into(), "1000".into())]);
+        assert_eq!(
+            kv(&r),
+            vec![("arch".into(), "c000003e".into()), ("syscall".into(), "59".into()), ("auid".into(), "1000".into())]
+        );
         let interpreted: Vec<_> = r.interpreted().map(|f| (f.key.to_vec(), f.value.to_vec())).collect();
         assert_eq!(
             interpreted,

@@ -232,7 +232,16 @@ mod tests {
         // `>=` anywhere wins over an earlier `=`, as strstr order makes it in libaudit.
         assert_eq!(Op::split("key=a>=b"), Some(("key=a", Op::GreaterOrEqual, "b")));
         assert_eq!(Op::split("uid"), None);
-        for op in [Op::Equal, Op::NotEqual, Op::LessThan, Op::GreaterThan, Op::LessOrEqual, Op::GreaterOrEqual, Op::BitMask, Op::BitTest] {
+        for op in [
+            Op::Equal,
+            Op::NotEqual,
+            Op::LessThan,
+            Op::GreaterThan,
+            Op::LessOrEqual,
+            Op::GreaterOrEqual,
+            Op::BitMask,
+            Op::BitTest,
+        ] {
             assert_eq!(Op::from_raw(op.raw()), op);
         }
     }

@@ -10,9 +10,9 @@ use crate::netlink::client::AuditClient;
 use crate::rules::compile::{self, CompileError, RuleSet};
 use crate::rules::config::Rules;
 use crate::rules::fetch::Fetcher;
-use crate::rules::sync::{self, Permissions, Step, SyncError};
 use crate::rules::parse::SystemHost;
 use crate::rules::print;
+use crate::rules::sync::{self, Permissions, Step, SyncError};
 
 /// Exit code for "the rules have errors" (the kernel was not touched).
 pub const EXIT_INVALID: u8 = 1;
@@ -24,7 +24,11 @@ const CLI_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Compile command-line sources (files, directories, URLs); URLs are fetched without caching
 /// unless a fetcher with a cache is given.
-fn compile_with(paths: &[PathBuf], pins: &BTreeMap<String, String>, fetcher: &Fetcher) -> Result<RuleSet, Vec<CompileError>> {
+fn compile_with(
+    paths: &[PathBuf],
+    pins: &BTreeMap<String, String>,
+    fetcher: &Fetcher,
+) -> Result<RuleSet, Vec<CompileError>> {
     let sources: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
     compile::compile_sources(&sources, pins, fetcher, &SystemHost).map(|(set, _)| set)
 }
@@ -54,7 +58,12 @@ pub fn check(paths: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> std
         Ok(set) => {
             report_newer(&set, err)?;
             let rules = set.lines.len() - set.controls().count();
-            writeln!(out, "ok: {rules} rule lines, {} control lines, {} kernel rules", set.controls().count(), set.desired.len())?;
+            writeln!(
+                out,
+                "ok: {rules} rule lines, {} control lines, {} kernel rules",
+                set.controls().count(),
+                set.desired.len()
+            )?;
             Ok(0)
         }
         Err(errors) => report_errors(&errors, err),
@@ -112,7 +121,13 @@ pub fn diff(paths: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> std:
 
 /// `rules load PATH|URL...`: atomic sync of the kernel to the sources (URLs fetched with the
 /// `[rules]` pins and cache).
-pub fn load(paths: &[PathBuf], rules: &Rules, perms: Permissions, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<u8> {
+pub fn load(
+    paths: &[PathBuf],
+    rules: &Rules,
+    perms: Permissions,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<u8> {
     let set = match compile_with(paths, &rules.sha256, &rules.fetcher()) {
         Ok(set) => set,
         Err(errors) => return report_errors(&errors, err),

@@ -77,7 +77,10 @@ fn simulate(lines: &[Compiled], errors: &mut Vec<CompileError>) -> (Vec<RuleData
                 match (op, pos) {
                     (RuleOp::Append | RuleOp::Prepend, Some(_)) => errors.push(CompileError::Line {
                         location: c.source.location(),
-                        message: format!("`{}`: rule already added earlier (the kernel refuses duplicates)", c.source.text.trim()),
+                        message: format!(
+                            "`{}`: rule already added earlier (the kernel refuses duplicates)",
+                            c.source.text.trim()
+                        ),
                     }),
                     (RuleOp::Append, None) => list.push(norm),
                     (RuleOp::Prepend, None) => list.insert(0, norm),
@@ -116,7 +119,10 @@ pub fn compile_lines(lines: Vec<SourceLine>, host: &dyn Host) -> Result<RuleSet,
     let mut compiled = Vec::new();
     for sl in lines {
         if sl.text.len() > lex::MAX_LINE {
-            errors.push(CompileError::Line { location: sl.location(), message: format!("line longer than auditctl's {} bytes", lex::MAX_LINE) });
+            errors.push(CompileError::Line {
+                location: sl.location(),
+                message: format!("line longer than auditctl's {} bytes", lex::MAX_LINE),
+            });
             continue;
         }
         let words = match lex::lex(&sl.text) {
@@ -172,7 +178,8 @@ pub fn compile_sources(
     host: &dyn Host,
 ) -> Result<(RuleSet, Vec<Fetched>), Vec<CompileError>> {
     if sources.is_empty() {
-        return compile_text("(embedded) rules/default.rules", crate::rules::config::DEFAULT_RULES, host).map(|s| (s, Vec::new()));
+        return compile_text("(embedded) rules/default.rules", crate::rules::config::DEFAULT_RULES, host)
+            .map(|s| (s, Vec::new()));
     }
     let mut lines = Vec::new();
     let mut errors = Vec::new();
@@ -243,11 +250,17 @@ fn json_fields(r: &RuleData) -> Vec<JsonField> {
                 lookup::field_name(f.field).map(str::to_string).unwrap_or_else(|| format!("f{}", f.field))
             };
             let value = if f.field == data::F_FILTERKEY {
-                serde_json::Value::from(f.text_lossy().split(data::KEY_SEPARATOR as char).map(str::to_string).collect::<Vec<_>>())
+                serde_json::Value::from(
+                    f.text_lossy().split(data::KEY_SEPARATOR as char).map(str::to_string).collect::<Vec<_>>(),
+                )
             } else if f.text.is_some() {
                 serde_json::Value::from(f.text_lossy())
             } else if f.field == data::F_ARCH {
-                serde_json::Value::from(Machine::from_elf(f.value).map(|m| m.list_name().to_string()).unwrap_or_else(|| format!("{:#x}", f.value)))
+                serde_json::Value::from(
+                    Machine::from_elf(f.value)
+                        .map(|m| m.list_name().to_string())
+                        .unwrap_or_else(|| format!("{:#x}", f.value)),
+                )
             } else if f.field == data::F_FIELD_COMPARE {
                 let pair = parse::compare_pairs().iter().find(|(c, _, _)| *c == f.value).map(|(_, a, b)| {
                     format!("{}:{}", lookup::field_name(*a).unwrap_or("?"), lookup::field_name(*b).unwrap_or("?"))
@@ -268,7 +281,13 @@ fn json_syscalls(r: &RuleData) -> serde_json::Value {
     if r.mask_is_all() {
         return serde_json::Value::from("all");
     }
-    let machine = r.fields.iter().rev().find(|f| f.field == data::F_ARCH).and_then(|f| Machine::from_elf(f.value)).unwrap_or(Machine::X86_64);
+    let machine = r
+        .fields
+        .iter()
+        .rev()
+        .find(|f| f.field == data::F_ARCH)
+        .and_then(|f| Machine::from_elf(f.value))
+        .unwrap_or(Machine::X86_64);
     let uring = r.list() == data::FILTER_URING_EXIT;
     serde_json::Value::from(
         r.syscalls()
@@ -331,7 +350,8 @@ mod tests {
 
     #[test]
     fn every_error_is_reported_with_its_line() {
-        let text = "-w /etc/hosts -p wa\n-a always,exit -S nosuch\n# fine\n-a always,exit -F uid=nobody-xyz -S openat\n";
+        let text =
+            "-w /etc/hosts -p wa\n-a always,exit -S nosuch\n# fine\n-a always,exit -F uid=nobody-xyz -S openat\n";
         let errs = compile_text("x.rules", text, &NoHost).unwrap_err();
         let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(msgs.len(), 2, "{msgs:?}");
@@ -354,7 +374,8 @@ mod tests {
 
     #[test]
     fn duplicates_and_missing_deletes_are_errors() {
-        let errs = compile_text("x.rules", "-w /etc/hosts\n-w /etc/hosts\n-d always,exit -S openat\n", &NoHost).unwrap_err();
+        let errs =
+            compile_text("x.rules", "-w /etc/hosts\n-w /etc/hosts\n-d always,exit -S openat\n", &NoHost).unwrap_err();
         let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert!(msgs[0].starts_with("x.rules:2:") && msgs[0].contains("already"), "{msgs:?}");
         assert!(msgs[1].starts_with("x.rules:3:") && msgs[1].contains("not loaded"), "{msgs:?}");
@@ -380,7 +401,12 @@ mod tests {
 
     #[test]
     fn json_shape() {
-        let set = compile_text("x.rules", "-a always,exit -F arch=b64 -S execve,fchmodat2 -F exe!=/bin/sh -C uid!=auid -k k1 -k k2\n", &NoHost).unwrap();
+        let set = compile_text(
+            "x.rules",
+            "-a always,exit -F arch=b64 -S execve,fchmodat2 -F exe!=/bin/sh -C uid!=auid -k k1 -k k2\n",
+            &NoHost,
+        )
+        .unwrap();
         let j = serde_json::to_value(set.json_rules()).unwrap();
         assert_eq!(j[0]["source"], "x.rules:1");
         assert_eq!(j[0]["list"], "exit");
@@ -391,9 +417,12 @@ mod tests {
         assert_eq!(j[0]["fields"][3], serde_json::json!({"name": "key", "op": "=", "value": ["k1", "k2"]}));
         assert_eq!(set.newer_syscalls, vec![("x.rules:1".to_string(), vec!["fchmodat2".to_string()])]);
         let hex = j[0]["hex"].as_str().unwrap();
-        assert_eq!(RuleData::decode(&data::unhex(hex).unwrap()).unwrap(), match &set.lines[0].line {
-            Line::Rule(r) => r.data.clone(),
-            Line::Control(_) => unreachable!(),
-        });
+        assert_eq!(
+            RuleData::decode(&data::unhex(hex).unwrap()).unwrap(),
+            match &set.lines[0].line {
+                Line::Rule(r) => r.data.clone(),
+                Line::Control(_) => unreachable!(),
+            }
+        );
     }
 }

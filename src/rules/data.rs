@@ -298,10 +298,7 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 #[cfg(test)]
@@ -379,7 +376,11 @@ mod proptests {
             (0u32..300, any::<u32>(), any::<u32>())
                 .prop_filter("numeric field", |(f, _, _)| !is_string_field(*f))
                 .prop_map(|(f, op, v)| FieldEntry::num(f, op, v)),
-            (prop::sample::select(vec![F_SUBJ_USER, F_OBJ_USER, F_WATCH, F_DIR, F_FILTERKEY, F_EXE]), any::<u32>(), prop::collection::vec(any::<u8>(), 0..40))
+            (
+                prop::sample::select(vec![F_SUBJ_USER, F_OBJ_USER, F_WATCH, F_DIR, F_FILTERKEY, F_EXE]),
+                any::<u32>(),
+                prop::collection::vec(any::<u8>(), 0..40)
+            )
                 .prop_map(|(f, op, t): (u32, u32, Vec<u8>)| FieldEntry::string(f, op, &t)),
         ]
     }

@@ -83,7 +83,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FetchError> {
 impl Fetcher {
     /// `cache_dir: None` fetches without keeping a copy (`rules check` of a URL).
     pub fn new(timeout: Duration, cache_dir: Option<PathBuf>) -> Fetcher {
-        let agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
+        let agent =
+            ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
         Fetcher { agent, cache_dir, stats: FetchStats::default() }
     }
 
@@ -156,7 +157,8 @@ impl Fetcher {
                 self.stats.fetched.fetch_add(1, Ordering::Relaxed);
                 if let Some((body_path, etag_path)) = self.cache_paths(url) {
                     if let Some(dir) = &self.cache_dir {
-                        std::fs::create_dir_all(dir).map_err(|source| FetchError::Cache { path: dir.clone(), source })?;
+                        std::fs::create_dir_all(dir)
+                            .map_err(|source| FetchError::Cache { path: dir.clone(), source })?;
                     }
                     write_atomic(&body_path, fetched.text.as_bytes())?;
                     match etag {
@@ -209,7 +211,12 @@ mod tests {
                 if revalidate {
                     write!(stream, "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n").unwrap();
                 } else {
-                    write!(stream, "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+                    write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .unwrap();
                 }
             }
         });

@@ -163,7 +163,9 @@ pub fn arch_by_name(v: &str) -> Result<Machine, String> {
     }
     // libaudit falls back to reading the word as a hex ELF number ("c000003e").
     let (n, _) = strtoul(v, 16);
-    Machine::from_elf(n as u32).ok_or_else(|| format!("unknown or unsupported arch `{v}` (supported: b64, b32, x86_64, i386..i686, 0xc000003e, 0x40000003)"))
+    Machine::from_elf(n as u32).ok_or_else(|| {
+        format!("unknown or unsupported arch `{v}` (supported: b64, b32, x86_64, i386..i686, 0xc000003e, 0x40000003)")
+    })
 }
 
 /// C strtoul/strtol with base 0 or 16 on the longest valid prefix: (value, consumed any digit).
@@ -172,7 +174,12 @@ pub fn strtoul(s: &str, base: u32) -> (u64, bool) {
     let b = s.as_bytes();
     let mut i = 0;
     let mut radix = base;
-    if (radix == 0 || radix == 16) && b.len() >= 2 && b[0] == b'0' && (b[1] | 0x20) == b'x' && b.get(2).is_some_and(u8::is_ascii_hexdigit) {
+    if (radix == 0 || radix == 16)
+        && b.len() >= 2
+        && b[0] == b'0'
+        && (b[1] | 0x20) == b'x'
+        && b.get(2).is_some_and(u8::is_ascii_hexdigit)
+    {
         radix = 16;
         i = 2;
     } else if radix == 0 {

@@ -87,13 +87,20 @@ const EXCLUDE_FIELDS: [u32; 11] = [
 fn short_takes_arg(c: char) -> Option<bool> {
     match c {
         'h' | 'i' | 'c' | 's' | 'l' | 'D' | 'v' | 't' => Some(false),
-        'C' | 'e' | 'f' | 'r' | 'b' | 'a' | 'A' | 'd' | 'S' | 'F' | 'm' | 'R' | 'w' | 'W' | 'k' | 'p' | 'q' => Some(true),
+        'C' | 'e' | 'f' | 'r' | 'b' | 'a' | 'A' | 'd' | 'S' | 'F' | 'm' | 'R' | 'w' | 'W' | 'k' | 'p' | 'q' => {
+            Some(true)
+        }
         _ => None,
     }
 }
 
-const LONG_OPTS: [(&str, bool); 5] =
-    [("loginuid-immutable", false), ("backlog_wait_time", true), ("reset-lost", false), ("reset_backlog_wait_time_actual", false), ("signal", true)];
+const LONG_OPTS: [(&str, bool); 5] = [
+    ("loginuid-immutable", false),
+    ("backlog_wait_time", true),
+    ("reset-lost", false),
+    ("reset_backlog_wait_time_actual", false),
+    ("signal", true),
+];
 
 /// getopt_long's view of the words: options in order, and the non-option words it permuted away.
 /// An option as getopt returned it (`-a`, `--backlog_wait_time`) and its argument.
@@ -154,7 +161,8 @@ fn getopt(words: &[String]) -> Result<(Vec<Opt>, Vec<String>), ParseError> {
                         let arg = if !attached.is_empty() {
                             attached
                         } else {
-                            let v = words.get(i).cloned().ok_or_else(|| err(w, format!("option -{c} needs a value")))?;
+                            let v =
+                                words.get(i).cloned().ok_or_else(|| err(w, format!("option -{c} needs a value")))?;
                             i += 1;
                             v
                         };
@@ -203,7 +211,9 @@ impl<'h> State<'h> {
         if self.multiple != 1 {
             return Err(err(opt, "only one -a/-A/-d per line"));
         }
-        let bad = || err(format!("{opt} {arg}"), "expected <list>,<action> (lists: task, exit, user, exclude, filesystem, io_uring; actions: never, always)");
+        let bad = || {
+            err(format!("{opt} {arg}"), "expected <list>,<action> (lists: task, exit, user, exclude, filesystem, io_uring; actions: never, always)")
+        };
         let (first, second) = arg.split_once(',').ok_or_else(bad)?;
         if second.contains(',') {
             return Err(bad());
@@ -228,7 +238,9 @@ impl<'h> State<'h> {
             match action_of(second) {
                 Ok(Some(a)) => action = Some(a),
                 Ok(None) => return Err(bad()),
-                Err(()) => return Err(err(format!("{opt} {arg}"), "action `possible` is deprecated and not supported")),
+                Err(()) => {
+                    return Err(err(format!("{opt} {arg}"), "action `possible` is deprecated and not supported"))
+                }
             }
         }
         let (Some(list), Some(action)) = (list, action) else {
@@ -272,7 +284,12 @@ impl<'h> State<'h> {
                     nr
                 }
                 None if lookup::starts_with_digit(name) => lookup::strtol_u32(name),
-                None => return Err(err(name, format!("unknown syscall for {} (see `ausyscall {} --dump`)", machine.name(), machine.name()))),
+                None => {
+                    return Err(err(
+                        name,
+                        format!("unknown syscall for {} (see `ausyscall {} --dump`)", machine.name(), machine.name()),
+                    ))
+                }
             };
             if !self.rule.set_syscall(nr) {
                 return Err(err(name, "syscall number beyond the 2048-bit mask"));
@@ -301,7 +318,12 @@ impl<'h> State<'h> {
             let nr = match lookup::uringop_by_name(name) {
                 Some(nr) => nr,
                 None if lookup::starts_with_digit(name) => lookup::strtol_u32(name),
-                None => return Err(err(name, "unknown io_uring operation (auditctl's uringop table: openat, connect, sendmsg, …)")),
+                None => {
+                    return Err(err(
+                        name,
+                        "unknown io_uring operation (auditctl's uringop table: openat, connect, sendmsg, …)",
+                    ))
+                }
             };
             if !self.rule.set_syscall(nr) {
                 return Err(err(name, "io_uring operation number beyond the 2048-bit mask"));
@@ -338,7 +360,8 @@ impl<'h> State<'h> {
         if self.fields_full() {
             return Err(err(word, "too many fields (at most 63 per rule)"));
         }
-        let (name, op, v) = Op::split(pair).ok_or_else(|| err(&word, "missing operator (one of = != < > <= >= & &=)"))?;
+        let (name, op, v) =
+            Op::split(pair).ok_or_else(|| err(&word, "missing operator (one of = != < > <= >= & &=)"))?;
         if name.is_empty() {
             return Err(err(&word, "missing field name before the operator"));
         }
@@ -347,7 +370,10 @@ impl<'h> State<'h> {
         }
         let field = lookup::field_by_name(name).ok_or_else(|| err(&word, format!("unknown field `{name}`")))?;
         if flags == data::FILTER_EXCLUDE && !EXCLUDE_FIELDS.contains(&field) {
-            return Err(err(&word, "only msgtype, uid, gid, auid, pid, exe and subj_* fields can be used on the exclude list"));
+            return Err(err(
+                &word,
+                "only msgtype, uid, gid, auid, pid, exe and subj_* fields can be used on the exclude list",
+            ));
         }
         let eq_ne = matches!(op, Op::Equal | Op::NotEqual);
         let exit_only = |what: &str| err(&word, format!("{what} can only be used on the exit list"));
@@ -413,7 +439,9 @@ impl<'h> State<'h> {
                     }
                     self.exe_added = true;
                 }
-                if f == data::F_FILTERKEY && !(self.syscall_added || self.perm_added || self.exe_added || self.filterfs_added) {
+                if f == data::F_FILTERKEY
+                    && !(self.syscall_added || self.perm_added || self.exe_added || self.filterfs_added)
+                {
                     return Err(err(&word, "a key needs a syscall, watch, path, exe or fstype before it"));
                 }
                 if f == data::F_FILTERKEY && v.len() > data::MAX_KEY_LEN {
@@ -433,10 +461,9 @@ impl<'h> State<'h> {
                 }
                 let machine = if lookup::starts_with_digit(v) {
                     let (elf, _) = lookup::strtoul(v, 0);
-                    u32::try_from(elf)
-                        .ok()
-                        .and_then(Machine::from_elf)
-                        .ok_or_else(|| err(&word, format!("no machine for ELF arch `{v}` (use b64/b32 or 0xc000003e/0x40000003)")))?
+                    u32::try_from(elf).ok().and_then(Machine::from_elf).ok_or_else(|| {
+                        err(&word, format!("no machine for ELF arch `{v}` (use b64/b32 or 0xc000003e/0x40000003)"))
+                    })?
                 } else {
                     lookup::arch_by_name(v).map_err(|m| err(&word, m))?
                 };
@@ -456,7 +483,9 @@ impl<'h> State<'h> {
                 if flags != data::FILTER_EXIT {
                     return Err(exit_only("filetype"));
                 }
-                let value = lookup::file_type_by_name(v).ok_or_else(|| err(&word, format!("unknown file type `{v}` (block, character, dir, fifo, file, link, socket)")))?;
+                let value = lookup::file_type_by_name(v).ok_or_else(|| {
+                    err(&word, format!("unknown file type `{v}` (block, character, dir, fifo, file, link, socket)"))
+                })?;
                 FieldEntry::num(field, op.raw(), value)
             }
             data::F_FSTYPE => {
@@ -469,7 +498,9 @@ impl<'h> State<'h> {
                 let value = if lookup::starts_with_digit(v) {
                     lookup::strtoul_u32(v)
                 } else {
-                    lookup::fs_type_by_name(v).ok_or_else(|| err(&word, format!("unknown file system type `{v}` (auditctl 3.0.9 knows debugfs, tracefs)")))?
+                    lookup::fs_type_by_name(v).ok_or_else(|| {
+                        err(&word, format!("unknown file system type `{v}` (auditctl 3.0.9 knows debugfs, tracefs)"))
+                    })?
                 };
                 self.filterfs_added = true;
                 FieldEntry::num(field, op.raw(), value)
@@ -494,7 +525,9 @@ impl<'h> State<'h> {
                 FieldEntry::num(field, op.raw(), value)
             }
             _ => {
-                if ((data::F_DEVMAJOR..=data::F_INODE).contains(&field) || field == data::F_SUCCESS) && flags != data::FILTER_EXIT {
+                if ((data::F_DEVMAJOR..=data::F_INODE).contains(&field) || field == data::F_SUCCESS)
+                    && flags != data::FILTER_EXIT
+                {
                     return Err(exit_only(name));
                 }
                 if field == data::F_INODE && !eq_ne {
@@ -535,7 +568,8 @@ impl<'h> State<'h> {
         if flags != Some(data::FILTER_EXIT) {
             return Err(err(&word, "comparisons can only be used on the exit list"));
         }
-        let which = compare_code(f1, f2).ok_or_else(|| err(&word, format!("`{left}` and `{right}` cannot be compared")))?;
+        let which =
+            compare_code(f1, f2).ok_or_else(|| err(&word, format!("`{left}` and `{right}` cannot be compared")))?;
         self.rule.fields.push(FieldEntry::num(data::F_FIELD_COMPARE, op.raw(), which));
         Ok(())
     }
@@ -563,7 +597,11 @@ impl<'h> State<'h> {
         self.rule = RuleData::new(data::FILTER_EXIT, data::ACTION_ALWAYS);
         self.rule.set_all_syscalls();
         self.rule.fields.push(FieldEntry::string(kind, data::OP_EQUAL, path.as_bytes()));
-        self.rule.fields.push(FieldEntry::num(data::F_PERM, data::OP_EQUAL, data::PERM_READ | data::PERM_WRITE | data::PERM_EXEC | data::PERM_ATTR));
+        self.rule.fields.push(FieldEntry::num(
+            data::F_PERM,
+            data::OP_EQUAL,
+            data::PERM_READ | data::PERM_WRITE | data::PERM_EXEC | data::PERM_ATTR,
+        ));
         self.perm_added = true;
         Ok(())
     }
@@ -696,7 +734,9 @@ pub fn parse_words(words: &[String], host: &dyn Host) -> Result<Line, ParseError
             Some(match first {
                 "-b" => Control::BacklogLimit(control_number("-b", v, "backlog limit")?),
                 "-r" => Control::RateLimit(control_number("-r", v, "rate limit")?),
-                "--backlog_wait_time" => Control::BacklogWaitTime(control_number("--backlog_wait_time", v, "backlog wait time")?),
+                "--backlog_wait_time" => {
+                    Control::BacklogWaitTime(control_number("--backlog_wait_time", v, "backlog wait time")?)
+                }
                 "-f" => Control::Failure(zero_one_two("-f", v, "failure mode")?),
                 "-e" => Control::Enabled(zero_one_two("-e", v, "enabled")?),
                 "--loginuid-immutable" => Control::LoginuidImmutable,
@@ -769,7 +809,9 @@ pub fn parse_words(words: &[String], host: &dyn Host) -> Result<Line, ParseError
             }
             "-k" => {
                 let word = format!("-k {arg}");
-                if !(st.syscall_added || st.perm_added || st.exe_added || st.filterfs_added) || (st.add.is_none() && st.del.is_none()) {
+                if !(st.syscall_added || st.perm_added || st.exe_added || st.filterfs_added)
+                    || (st.add.is_none() && st.del.is_none())
+                {
                     return Err(err(word, "-k needs a syscall (-S), watch (-w), path/dir, exe or fstype before it"));
                 }
                 st.add_key(arg, &word)?;

@@ -71,7 +71,11 @@ pub fn rule_text(r: &RuleData) -> String {
                     .map(|nr| {
                         // Upstream (3.1+) names io_uring rules' bits from the uringop table,
                         // whatever the arch field says.
-                        let name = if uring { lookup::uringop_name(nr) } else { lookup::syscall_list_name(machine, nr).filter(|_| !unknown_arch) };
+                        let name = if uring {
+                            lookup::uringop_name(nr)
+                        } else {
+                            lookup::syscall_list_name(machine, nr).filter(|_| !unknown_arch)
+                        };
                         name.map(str::to_string).unwrap_or_else(|| nr.to_string())
                     })
                     .collect();
@@ -134,7 +138,9 @@ pub fn rule_text(r: &RuleData) -> String {
             }
             data::F_PERM => {
                 let mut p = String::new();
-                for (bit, c) in [(data::PERM_READ, 'r'), (data::PERM_WRITE, 'w'), (data::PERM_EXEC, 'x'), (data::PERM_ATTR, 'a')] {
+                for (bit, c) in
+                    [(data::PERM_READ, 'r'), (data::PERM_WRITE, 'w'), (data::PERM_EXEC, 'x'), (data::PERM_ATTR, 'a')]
+                {
                     if v & bit != 0 {
                         p.push(c);
                     }

@@ -57,7 +57,8 @@ pub fn lines_of(path: &Path, bytes: &[u8]) -> Result<Vec<SourceLine>, SourceErro
     body.split(|b| *b == b'\n')
         .enumerate()
         .map(|(i, raw)| {
-            let text = std::str::from_utf8(raw).map_err(|_| SourceError::NotUtf8 { path: path.to_path_buf(), line: i + 1 })?;
+            let text =
+                std::str::from_utf8(raw).map_err(|_| SourceError::NotUtf8 { path: path.to_path_buf(), line: i + 1 })?;
             Ok(SourceLine { path: path.to_path_buf(), line: i + 1, text: text.to_string() })
         })
         .collect()
@@ -159,15 +160,20 @@ mod tests {
 
     #[test]
     fn natural_order_like_ls_v() {
-        let mut v = vec!["10-base.rules", "9-x.rules", "99-finalize.rules", "30-stig.rules", "30-ospp-v42.rules", "02-a.rules"];
+        let mut v =
+            vec!["10-base.rules", "9-x.rules", "99-finalize.rules", "30-stig.rules", "30-ospp-v42.rules", "02-a.rules"];
         v.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(v, ["02-a.rules", "9-x.rules", "10-base.rules", "30-ospp-v42.rules", "30-stig.rules", "99-finalize.rules"]);
+        assert_eq!(
+            v,
+            ["02-a.rules", "9-x.rules", "10-base.rules", "30-ospp-v42.rules", "30-stig.rules", "99-finalize.rules"]
+        );
     }
 
     #[test]
     fn hoists_like_augenrules() {
         let p = Path::new("x.rules");
-        let lines = lines_of(p, b"-e 2\n-w /etc/a\n# c\n\n-D\n-b 8192\n-f 1\n-w /etc/b\n-b 320\n-D -k x\n-e 1\n").unwrap();
+        let lines =
+            lines_of(p, b"-e 2\n-w /etc/a\n# c\n\n-D\n-b 8192\n-f 1\n-w /etc/b\n-b 320\n-D -k x\n-e 1\n").unwrap();
         let ordered = augenrules_order(lines);
         let texts: Vec<&str> = ordered.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, ["-D", "-b 320", "-f 1", "-w /etc/a", "-w /etc/b", "-D -k x", "-e 1"]);

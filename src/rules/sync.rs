@@ -152,7 +152,11 @@ fn apply_steps(table: &mut dyn RuleTable, steps: &[Step]) -> Result<(), SyncErro
 }
 
 /// Drive the table to `desired`, verify, and on any failure drive it back to `before`.
-pub fn sync_rules(table: &mut dyn RuleTable, before: &[RuleData], desired: &[RuleData]) -> Result<Vec<Step>, SyncError> {
+pub fn sync_rules(
+    table: &mut dyn RuleTable,
+    before: &[RuleData],
+    desired: &[RuleData],
+) -> Result<Vec<Step>, SyncError> {
     let steps = plan(before, desired);
     let outcome = apply_steps(table, &steps).and_then(|()| {
         let listed = current_rules(table)?;
@@ -169,7 +173,9 @@ pub fn sync_rules(table: &mut dyn RuleTable, before: &[RuleData], desired: &[Rul
             let back = current_rules(table).and_then(|now| apply_steps(table, &plan(&now, before)));
             match back {
                 Ok(()) => Err(first),
-                Err(rollback) => Err(SyncError::RollbackFailed { first: Box::new(first), rollback: Box::new(rollback) }),
+                Err(rollback) => {
+                    Err(SyncError::RollbackFailed { first: Box::new(first), rollback: Box::new(rollback) })
+                }
             }
         }
     }
@@ -202,7 +208,9 @@ pub fn status_changes(settings: &Settings, perms: Permissions) -> (AuditStatus, 
         s.backlog_wait_time = n;
     }
     match settings.failure {
-        Some(2) if !perms.allow_panic => skipped.push("-f 2 (panic on audit failure): skipped, needs [kernel] allow_panic = true".to_string()),
+        Some(2) if !perms.allow_panic => {
+            skipped.push("-f 2 (panic on audit failure): skipped, needs [kernel] allow_panic = true".to_string())
+        }
         Some(n) => {
             s.mask |= mask::FAILURE;
             s.failure = n;
@@ -210,8 +218,11 @@ pub fn status_changes(settings: &Settings, perms: Permissions) -> (AuditStatus, 
         None => {}
     }
     match settings.enabled {
-        Some(2) if perms.immutable => lock = Some(AuditStatus { mask: mask::ENABLED, enabled: 2, ..Default::default() }),
-        Some(2) => skipped.push("-e 2 (lock rules until reboot): skipped, needs [rules] immutable = true or --immutable".to_string()),
+        Some(2) if perms.immutable => {
+            lock = Some(AuditStatus { mask: mask::ENABLED, enabled: 2, ..Default::default() })
+        }
+        Some(2) => skipped
+            .push("-e 2 (lock rules until reboot): skipped, needs [rules] immutable = true or --immutable".to_string()),
         Some(n) => {
             s.mask |= mask::ENABLED;
             s.enabled = n;
@@ -219,7 +230,9 @@ pub fn status_changes(settings: &Settings, perms: Permissions) -> (AuditStatus, 
         None => {}
     }
     if settings.loginuid_immutable {
-        skipped.push("--loginuid-immutable: skipped, auditrelay does not lock loginuid (irreversible until reboot)".to_string());
+        skipped.push(
+            "--loginuid-immutable: skipped, auditrelay does not lock loginuid (irreversible until reboot)".to_string(),
+        );
     }
     (s, lock, skipped)
 }
@@ -234,7 +247,12 @@ pub fn describe(steps: &[Step], unchanged: usize) -> String {
             Step::Prepend(r) => writeln!(out, "+ {r}  (at the head of its list)"),
         };
     }
-    let _ = writeln!(out, "{} to delete, {} to add, {unchanged} unchanged", steps.iter().filter(|s| matches!(s, Step::Delete(_))).count(), steps.iter().filter(|s| !matches!(s, Step::Delete(_))).count());
+    let _ = writeln!(
+        out,
+        "{} to delete, {} to add, {unchanged} unchanged",
+        steps.iter().filter(|s| matches!(s, Step::Delete(_))).count(),
+        steps.iter().filter(|s| !matches!(s, Step::Delete(_))).count()
+    );
     out
 }
 
@@ -263,7 +281,12 @@ pub fn self_exclusion(pid: u32) -> RuleData {
 }
 
 /// `run`: the self-exclusion rule first, then the rule set, atomically as [`load`].
-pub fn load_for_daemon(client: &mut AuditClient, set: &RuleSet, pid: u32, perms: Permissions) -> Result<LoadReport, SyncError> {
+pub fn load_for_daemon(
+    client: &mut AuditClient,
+    set: &RuleSet,
+    pid: u32,
+    perms: Permissions,
+) -> Result<LoadReport, SyncError> {
     load_with(client, set, &[self_exclusion(pid)], perms)
 }
 
@@ -305,10 +328,19 @@ pub fn without_stale_self_exclusions(rules: Vec<Vec<u8>>, running: impl Fn(u32) 
 /// At daemon exit: remove the self-exclusion rule (the rest of the set stays loaded).
 pub fn remove_self_exclusion(table: &mut dyn RuleTable, pid: u32) -> Result<(), SyncError> {
     let rule = self_exclusion(pid);
-    table.delete(&rule.encode()).map_err(|source| SyncError::Refused { what: "deleting", rule: rule.to_string(), source })
+    table.delete(&rule.encode()).map_err(|source| SyncError::Refused {
+        what: "deleting",
+        rule: rule.to_string(),
+        source,
+    })
 }
 
-fn load_with(client: &mut AuditClient, set: &RuleSet, first: &[RuleData], perms: Permissions) -> Result<LoadReport, SyncError> {
+fn load_with(
+    client: &mut AuditClient,
+    set: &RuleSet,
+    first: &[RuleData],
+    perms: Permissions,
+) -> Result<LoadReport, SyncError> {
     let status = client.status().map_err(SyncError::Status)?;
     if status.enabled == 2 {
         return Err(SyncError::Locked);
@@ -330,7 +362,7 @@ fn load_with(client: &mut AuditClient, set: &RuleSet, first: &[RuleData], perms:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::data::{FieldEntry, F_FILTERKEY, FILTER_EXCLUDE, FILTER_EXIT, OP_EQUAL};
+    use crate::rules::data::{FieldEntry, FILTER_EXCLUDE, FILTER_EXIT, F_FILTERKEY, OP_EQUAL};
 
     /// The kernel's rule table as far as rules go: per-list order, EEXIST, ENOENT, listing
     /// normalisation, and a rule text it refuses (to test rollback).
@@ -400,7 +432,13 @@ mod tests {
 
     #[test]
     fn reaches_the_desired_order_with_few_operations() {
-        let (a, b, c, d, e) = (rule(FILTER_EXIT, "a"), rule(FILTER_EXIT, "b"), rule(FILTER_EXIT, "c"), rule(FILTER_EXIT, "d"), rule(FILTER_EXCLUDE, "e"));
+        let (a, b, c, d, e) = (
+            rule(FILTER_EXIT, "a"),
+            rule(FILTER_EXIT, "b"),
+            rule(FILTER_EXIT, "c"),
+            rule(FILTER_EXIT, "d"),
+            rule(FILTER_EXCLUDE, "e"),
+        );
         let mut k = kernel_with(&[a.clone(), b.clone(), c.clone(), e.clone()]);
         let before = current_rules(&mut k).unwrap();
         let desired = vec![d.clone(), b.clone(), c.clone(), a.clone(), e.clone()];
@@ -415,7 +453,8 @@ mod tests {
 
     #[test]
     fn refusal_midway_rolls_back_to_the_previous_rules() {
-        let (a, b, bad, c) = (rule(FILTER_EXIT, "a"), rule(FILTER_EXIT, "b"), rule(FILTER_EXIT, "bad"), rule(FILTER_EXIT, "c"));
+        let (a, b, bad, c) =
+            (rule(FILTER_EXIT, "a"), rule(FILTER_EXIT, "b"), rule(FILTER_EXIT, "bad"), rule(FILTER_EXIT, "c"));
         let mut k = kernel_with(&[a.clone(), b.clone()]);
         k.refuse_key = Some("bad".into());
         let before = current_rules(&mut k).unwrap();
@@ -479,7 +518,13 @@ mod tests {
 
     #[test]
     fn dangerous_controls_need_opt_in() {
-        let settings = Settings { enabled: Some(2), failure: Some(2), backlog_limit: Some(8192), loginuid_immutable: true, ..Settings::default() };
+        let settings = Settings {
+            enabled: Some(2),
+            failure: Some(2),
+            backlog_limit: Some(8192),
+            loginuid_immutable: true,
+            ..Settings::default()
+        };
         let (now, lock, skipped) = status_changes(&settings, Permissions::default());
         assert_eq!(now.mask, mask::BACKLOG_LIMIT);
         assert!(lock.is_none());

@@ -61,7 +61,13 @@ pub fn load_all(dir: &Path) -> Result<Vec<(String, u64)>, SpoolError> {
 pub fn store(dir: &Path, name: &str, pos: u64) -> Result<(), SpoolError> {
     let p = path(dir, name);
     let existed = p.exists();
-    let f = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&p).map_err(SpoolError::io(&p, "open"))?;
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&p)
+        .map_err(SpoolError::io(&p, "open"))?;
     f.write_all_at(format!("{pos:020}\n").as_bytes(), 0).map_err(SpoolError::io(&p, "write"))?;
     f.sync_data().map_err(SpoolError::io(&p, "fdatasync"))?;
     if !existed {

@@ -11,9 +11,15 @@ use super::*;
 #[derive(Debug, Clone)]
 enum Op {
     Append(usize),
-    Read { out: usize, n: usize },
+    Read {
+        out: usize,
+        n: usize,
+    },
     /// Ack a fraction (in 1/8) of what this output has read but not acked.
-    Ack { out: usize, eighths: u64 },
+    Ack {
+        out: usize,
+        eighths: u64,
+    },
     Maintain,
     Flush,
     /// Drop everything without flushing (kill -9: the page cache survives, unpersisted acks do not).

@@ -117,7 +117,15 @@ mod tests {
         assert_eq!(buf.len(), encoded_len("b1-1700000000.123:42", b"{\"a\":1}"));
         let (r, used) = decode(&buf, 1 << 20).unwrap();
         assert_eq!(used, buf.len());
-        assert_eq!(r, Record { pos: 7, time_ms: 1_700_000_000_123, id: "b1-1700000000.123:42".into(), body: b"{\"a\":1}".to_vec() });
+        assert_eq!(
+            r,
+            Record {
+                pos: 7,
+                time_ms: 1_700_000_000_123,
+                id: "b1-1700000000.123:42".into(),
+                body: b"{\"a\":1}".to_vec()
+            }
+        );
     }
 
     #[test]

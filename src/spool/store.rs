@@ -18,7 +18,9 @@ use super::{cursor, SpoolError};
 /// Result of [`Spool::append`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
-    Stored { pos: u64 },
+    Stored {
+        pos: u64,
+    },
     /// Refused under `on_full = "drop_newest"`; counted and announced later.
     Dropped,
 }
@@ -122,7 +124,11 @@ impl Spool {
         cfg.validate()?;
         let dir = cfg.dir.clone();
         // Audit events are sensitive: the spool is for root's eyes only.
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(SpoolError::io(&dir, "create dir"))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(SpoolError::io(&dir, "create dir"))?;
         let lock_path = dir.join("lock");
         let lock_file = OpenOptions::new()
             .create(true)
@@ -247,7 +253,11 @@ impl Spool {
         if len - record::HEADER_LEN as u64 > self.inner.cfg.max_record_bytes {
             let mut st = self.inner.lock();
             st.stats.dropped_oversize += 1;
-            return Err(SpoolError::TooLarge { id: id.to_string(), size: body.len(), max: self.inner.cfg.max_record_bytes });
+            return Err(SpoolError::TooLarge {
+                id: id.to_string(),
+                size: body.len(),
+                max: self.inner.cfg.max_record_bytes,
+            });
         }
         let cfg = &self.inner.cfg;
         let mut st = self.inner.lock();
@@ -301,7 +311,11 @@ impl Spool {
                         self.persist_cursors(true)?;
                         st = self.inner.lock();
                         if !self.delete_acked(&mut st)? {
-                            st = self.inner.cond.wait_timeout(st, Duration::from_millis(100)).map_or_else(|p| p.into_inner().0, |r| r.0);
+                            st = self
+                                .inner
+                                .cond
+                                .wait_timeout(st, Duration::from_millis(100))
+                                .map_or_else(|p| p.into_inner().0, |r| r.0);
                         }
                     }
                 }
@@ -413,12 +427,8 @@ impl Spool {
             self.roll(st)?;
         }
         let Some(front) = st.segments.front() else { return Ok(false) };
-        let unacked = st
-            .acked
-            .iter()
-            .map(|&a| front.last_pos.saturating_sub(a.max(front.first_pos - 1)))
-            .max()
-            .unwrap_or(0);
+        let unacked =
+            st.acked.iter().map(|&a| front.last_pos.saturating_sub(a.max(front.first_pos - 1))).max().unwrap_or(0);
         std::fs::remove_file(&front.path).map_err(SpoolError::io(&front.path, "remove segment"))?;
         log(format_args!(
             "full: dropped segment {} (positions {}..={}) with {unacked} unacknowledged events (on_full = drop_oldest)",
@@ -479,7 +489,13 @@ impl Spool {
             if !force && st.last_persist.elapsed() < self.inner.cfg.cursor_interval {
                 return Ok(());
             }
-            st.acked.iter().zip(&st.persisted).enumerate().filter(|(_, (a, p))| a > p).map(|(i, (a, _))| (i, *a)).collect()
+            st.acked
+                .iter()
+                .zip(&st.persisted)
+                .enumerate()
+                .filter(|(_, (a, p))| a > p)
+                .map(|(i, (a, _))| (i, *a))
+                .collect()
         };
         for &(i, pos) in &todo {
             cursor::store(&self.inner.cfg.dir, &self.inner.outputs[i], pos)?;

@@ -279,7 +279,8 @@ fn on_full_drop_oldest_bounds_bytes_counts_and_announces() {
     let recs = read_all(&mut s.reader(0));
     // Notices can be dropped too (they count as dropped records); the last one carries the total.
     let notices: Vec<&Record> = recs.iter().filter(|r| loss_count(r).is_some()).collect();
-    let last_total = serde_json::from_slice::<serde_json::Value>(&notices.last().unwrap().body).unwrap()["loss"]["total"].as_u64();
+    let last_total =
+        serde_json::from_slice::<serde_json::Value>(&notices.last().unwrap().body).unwrap()["loss"]["total"].as_u64();
     assert_eq!(last_total, Some(st.dropped_oldest), "the total is announced");
     let events: Vec<&Record> = recs.iter().filter(|r| loss_count(r).is_none()).collect();
     assert_eq!(recs.len() as u64 + st.dropped_oldest, 300 + st.loss_notices, "every record is read or counted");

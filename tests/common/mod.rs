@@ -27,13 +27,20 @@ pub struct KernelGuard {
 
 impl KernelGuard {
     pub fn take() -> KernelGuard {
-        assert!(nix::unistd::geteuid().is_root(), "kernel tests need root (CAP_AUDIT_CONTROL): run them as tests/run-all.sh does");
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "kernel tests need root (CAP_AUDIT_CONTROL): run them as tests/run-all.sh does"
+        );
         let file = File::options().create(true).truncate(false).write(true).open(LOCK_PATH).expect("open lock file");
         let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e).expect("flock");
         let mut client = AuditClient::open().expect("audit netlink socket");
         let before = client.status().expect("AUDIT_GET");
         assert_ne!(before.enabled, 2, "kernel audit rules are locked (enabled=2): kernel tests cannot run");
-        assert_eq!(before.pid, 0, "another audit daemon (pid {}) is registered; tests need the kernel to themselves", before.pid);
+        assert_eq!(
+            before.pid, 0,
+            "another audit daemon (pid {}) is registered; tests need the kernel to themselves",
+            before.pid
+        );
         let rules = client.list_rules().expect("AUDIT_LIST_RULES");
         KernelGuard { _lock: lock, before, rules }
     }
@@ -59,7 +66,10 @@ impl Drop for KernelGuard {
         if let Ok(now) = client.status() {
             if now.pid != 0 && now.pid != self.before.pid {
                 // A daemon a test started is still registered: it is a child of ours; kill it.
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(now.pid as i32), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(now.pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
                 std::thread::sleep(Duration::from_millis(200));
                 let _ = client.set_pid(0);
             }
@@ -132,7 +142,11 @@ impl Daemon {
     }
 
     /// The first JSON line (parsed) for which `pred` holds, waiting up to `timeout`.
-    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
         let deadline = Instant::now() + timeout;
         for line in &self.seen {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
@@ -143,7 +157,8 @@ impl Daemon {
         }
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             let Ok(line) = self.lines.recv_timeout(left) else { break };
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
             self.seen.push(line);
             if pred(&v) {
                 return Some(v);
@@ -154,7 +169,8 @@ impl Daemon {
 
     /// SIGTERM and wait for the exit status, collecting the remaining output.
     pub fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), nix::sys::signal::Signal::SIGTERM).expect("kill");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), nix::sys::signal::Signal::SIGTERM)
+            .expect("kill");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -210,7 +226,8 @@ impl TempDir {
         let rules_path = self.path("test.rules");
         std::fs::write(&rules_path, rules).expect("write rules");
         let config = self.path("auditrelay.toml");
-        std::fs::write(&config, format!("[rules]\nsources = [{:?}]\n{extra_toml}", rules_path.display().to_string())).expect("write config");
+        std::fs::write(&config, format!("[rules]\nsources = [{:?}]\n{extra_toml}", rules_path.display().to_string()))
+            .expect("write config");
         config.display().to_string()
     }
 }

@@ -81,7 +81,10 @@ fn repeated_keys_become_arrays_and_words_are_kept() {
     assert_eq!(fields["_words"], serde_json::json!(["avc:", "denied", "{", "read", "}", "for"]));
     assert_eq!(fields["a"], serde_json::json!(["1", "3"]));
     assert_eq!(fields["b"], "2");
-    assert!(got.contains(r#""fields":{"_words":["avc:","denied","{","read","}","for"],"pid":"5","a":["1","3"],"b":"2"}"#), "{got}");
+    assert!(
+        got.contains(r#""fields":{"_words":["avc:","denied","{","read","}","for"],"pid":"5","a":["1","3"],"b":"2"}"#),
+        "{got}"
+    );
 }
 
 #[test]
@@ -119,7 +122,8 @@ fn valid_utf8_passes_through_and_invalid_is_latin1_with_a_marker() {
 
 #[test]
 fn enriched_interpreted_fields_are_written_after_fields() {
-    let rec = parse_log_line(b"type=SYSCALL msg=audit(1.000:5): arch=c000003e auid=1000\x1dARCH=x86_64 AUID=\"alice\"").unwrap();
+    let rec = parse_log_line(b"type=SYSCALL msg=audit(1.000:5): arch=c000003e auid=1000\x1dARCH=x86_64 AUID=\"alice\"")
+        .unwrap();
     let mut w = JsonWriter::new(None);
     let got = line(&mut w, &Output::Event(event(vec![rec])));
     assert!(

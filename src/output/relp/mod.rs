@@ -33,8 +33,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::output::backoff::Backoff;
 use crate::output::delivery::{Ack, Delivery};
-use crate::output::syslog::{header_spec, BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
 use crate::output::reconnect::{self, ConnEnd, StreamSink};
+use crate::output::syslog::{header_spec, BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
 use crate::output::tls::{Connected, Connector, TlsConfig, TlsError};
 use crate::units::{ByteSize, HumanDuration};
 
@@ -106,7 +106,6 @@ impl RelpConfig {
     pub fn display_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| format!("relp:{}", self.address))
     }
-
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -23,9 +23,9 @@ use super::frame::{self, Command, Decoder, Frame, FrameError, Response};
 use super::{Limits, RelpConfig};
 use crate::output::delivery::{Ack, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
+use crate::output::shutdown_requested;
 use crate::output::syslog::Formatter;
 use crate::output::tls::BoxStream;
-use crate::output::shutdown_requested;
 
 /// Largest rsp/hint frame we accept from a server (open rsp offers are a few hundred bytes).
 const MAX_SERVER_FRAME: usize = 64 * 1024;
@@ -240,10 +240,7 @@ impl Session {
             waiting_since: Instant::now(),
             out: Vec::new(),
         };
-        let offers = format!(
-            "relp_version=0\nrelp_software=auditrelay,{}\ncommands=syslog",
-            env!("CARGO_PKG_VERSION")
-        );
+        let offers = format!("relp_version=0\nrelp_software=auditrelay,{}\ncommands=syslog", env!("CARGO_PKG_VERSION"));
         let txnr = Self::next_frame_txnr(&mut conn);
         frame::encode(txnr, "open", offers.as_bytes(), &mut conn.out);
         self.write(&mut conn).await?;
