@@ -72,6 +72,12 @@ impl Config {
         if self.netlink.batch == 0 || self.netlink.channel_capacity == 0 {
             return Err("netlink.batch and netlink.channel_capacity must be at least 1".into());
         }
+        if self.netlink.hand_off_bytes.0 < 16 << 10 || self.netlink.hand_off_bytes.0 > 64 << 20 {
+            return Err("netlink.hand_off_bytes must be between 16KiB and 64MiB".into());
+        }
+        if self.netlink.gather.0 > std::time::Duration::from_millis(100) {
+            return Err("netlink.gather must be at most 100ms (it is added to every event's latency)".into());
+        }
         Ok(())
     }
 }

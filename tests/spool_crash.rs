@@ -54,7 +54,8 @@ fn crash_child_helper() {
     let mut shipper = Shipper::start(&spool_cfg(&dir), &outputs(&dir), rt.handle()).unwrap();
     for i in 1..=600_000u64 {
         shipper.submit(1_700_000_000_000 + i, &format!("ev-{i}"), body(i).as_bytes()).unwrap();
-        // Reported only after submit returned: the event is "accepted".
+        shipper.flush().unwrap();
+        // Reported only after submit + flush returned: the event is "accepted".
         println!("submitted {i}");
         if i % 10 == 0 {
             std::thread::sleep(Duration::from_millis(1));

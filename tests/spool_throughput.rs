@@ -53,7 +53,12 @@ fn spool_throughput_and_memory() {
     let t = Instant::now();
     for i in 0..n {
         s.submit(i, &format!("boot-1700000000.{i}"), body.as_bytes()).unwrap();
+        // The daemon flushes once per loop iteration, i.e. per batch of events.
+        if i % 64 == 63 {
+            s.flush().unwrap();
+        }
     }
+    s.flush().unwrap();
     let dt = t.elapsed();
     let rss1 = rss_kib();
     let st = s.stats();

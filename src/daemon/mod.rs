@@ -205,6 +205,8 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     };
 
     let (tx, rx) = mpsc::sync_channel::<Input>(config.netlink.channel_capacity.max(1));
+    // Spent record batches go back to the reader (a few spare; the rest are freed).
+    let (recycle, pool) = mpsc::sync_channel(4);
     let stop_reader = Arc::new(AtomicBool::new(false));
     let reader_stats = Arc::new(ReaderStats::default());
     let reader_thread = {
@@ -212,10 +214,12 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         let cfg = ReaderConfig {
             batch: config.netlink.batch.max(1),
             channel_full_timeout: config.netlink.channel_full_timeout.0,
+            gather: config.netlink.gather.0,
+            hand_off_bytes: config.netlink.hand_off_bytes.0 as usize,
         };
         std::thread::Builder::new()
             .name("netlink-reader".into())
-            .spawn(move || reader::run(socket, early, cfg, tx, stop, stats))
+            .spawn(move || reader::run(socket, early, cfg, tx, pool, stop, stats))
             .map_err(|source| DaemonError::Thread { name: "netlink-reader", source })?
     };
     let poller_stop = Arc::new(AtomicBool::new(false));
@@ -250,10 +254,15 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         let wait = pipeline.wait_time(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(input) => {
-                pipeline.input(input, Instant::now());
+                let now = Instant::now();
+                if let Some(spent) = pipeline.input(input, now) {
+                    let _ = recycle.try_send(spent);
+                }
                 // Take whatever else is queued before writing, so output is batched under load.
                 while let Ok(more) = rx.try_recv() {
-                    pipeline.input(more, Instant::now());
+                    if let Some(spent) = pipeline.input(more, now) {
+                        let _ = recycle.try_send(spent);
+                    }
                     if pipeline.pending() > 4096 {
                         break;
                     }
@@ -266,7 +275,7 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         if signals::take_reopen() {
             shipper.reopen_files();
         }
-        if let Err(e) = pipeline.ship(&mut shipper).and_then(|()| shipper.flush().map_err(DaemonError::from)) {
+        if let Err(e) = pipeline.ship(&mut shipper) {
             // Shut down in order (unregister, put rules back) rather than return with threads live.
             eprintln!("auditrelay: error: {e}; stopping");
             failure = Some(e);

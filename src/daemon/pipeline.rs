@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::format::json::JsonWriter;
 use crate::loss::LossNotice;
-use crate::netlink::reader::{Input, ReaderLoss};
+use crate::netlink::reader::{Input, ReaderLoss, RecordBatch};
 use crate::output::{ShipError, Shipper};
 use crate::reassemble::{Output, Reassembler};
 use crate::record::Record;
@@ -56,16 +56,17 @@ impl Pipeline {
         self.reassembler.next_deadline().map_or(cap, |d| d.saturating_duration_since(now).min(cap))
     }
 
-    pub fn input(&mut self, input: Input, now: Instant) {
+    /// Take one hand-off from the reader; returns the spent record batch for reuse.
+    pub fn input(&mut self, input: Input, now: Instant) -> Option<RecordBatch> {
         match input {
             Input::Records(batch) => {
-                for raw in batch {
-                    let kind = raw.kind;
-                    match Record::try_from_netlink(kind, raw.payload.into_vec()) {
+                for (kind, payload) in batch.iter() {
+                    match Record::try_from_netlink(kind, payload.to_vec()) {
                         Ok(record) => self.reassembler.push(record, now, &mut self.out),
                         Err((e, payload)) => self.unparsable(kind, &e, &payload),
                     }
                 }
+                return Some(batch);
             }
             Input::Loss(loss) => self.out.push(Output::Loss(match loss {
                 ReaderLoss::SocketOverrun { overruns } => LossNotice::SocketOverrun { count: overruns },
@@ -74,6 +75,7 @@ impl Pipeline {
                 ReaderLoss::KernelLost { records, kernel_total } => LossNotice::KernelLost { records, kernel_total },
             })),
         }
+        None
     }
 
     /// A kernel record we cannot parse is kept as a JSON line of its own, never dropped.
@@ -116,7 +118,8 @@ impl Pipeline {
             Self::submit(shipper, time_ms, &id, body, &mut self.refused, &mut self.ship_errors)?;
             self.events_out += 1;
         }
-        Ok(())
+        // One write for everything staged above (one wake-up downstream per loop iteration).
+        Self::outcome(shipper.flush(), "(batch)", &mut self.refused, &mut self.ship_errors)
     }
 
     /// Only a broken stdout stops the daemon; a refused event or a spool write error is counted
@@ -129,13 +132,24 @@ impl Pipeline {
         refused: &mut u64,
         errors: &mut u64,
     ) -> Result<(), DaemonError> {
-        match shipper.submit(time_ms, id, body) {
+        Self::outcome(shipper.submit(time_ms, id, body), id, refused, errors)
+    }
+
+    fn outcome(
+        result: Result<(), ShipError>,
+        id: &str,
+        refused: &mut u64,
+        errors: &mut u64,
+    ) -> Result<(), DaemonError> {
+        match result {
             Ok(()) => Ok(()),
             Err(ShipError::Stdout(e)) => Err(DaemonError::Output(e)),
             Err(e) => {
-                let n = if e.is_per_event() { refused } else { errors };
-                *n += 1;
-                if n.is_power_of_two() {
+                let (n, lost) = if e.is_per_event() { (refused, 1) } else { (errors, e.events_lost().max(1)) };
+                let before = *n;
+                *n += lost;
+                // Sparingly: whenever the count crosses a power of two.
+                if before == 0 || before.ilog2() != n.ilog2() {
                     eprintln!("auditrelay: error: event {id} not spooled ({n} so far): {e}");
                 }
                 Ok(())
@@ -172,12 +186,16 @@ mod tests {
         let mut p = Pipeline::new(&Config::default(), Some("boot".into()));
         let now = Instant::now();
         p.input(
-            Input::Records(vec![
-                raw(1300, b"audit(1795373270.780:6): arch=c000003e syscall=59 key=(null)"),
-                raw(1309, b"audit(1795373270.780:6): argc=1 a0=\"ls\""),
-                raw(1300, b"garbage\xff"),
-                raw(1320, b"audit(1795373270.780:6): "),
-            ]),
+            Input::Records(
+                [
+                    raw(1300, b"audit(1795373270.780:6): arch=c000003e syscall=59 key=(null)"),
+                    raw(1309, b"audit(1795373270.780:6): argc=1 a0=\"ls\""),
+                    raw(1300, b"garbage\xff"),
+                    raw(1320, b"audit(1795373270.780:6): "),
+                ]
+                .into_iter()
+                .collect(),
+            ),
             now,
         );
         p.input(Input::Loss(ReaderLoss::KernelLost { records: 3, kernel_total: 7 }), now);

@@ -15,9 +15,15 @@ pub struct NetlinkConfig {
     pub receive_buffer: ByteSize,
     /// Datagrams taken per recvmmsg call.
     pub batch: usize,
-    /// Bound of the reader → processing channel, in batches.
+    /// Bound of the reader → processing channel, in batches (each at most `hand_off_bytes`).
     pub channel_capacity: usize,
-    /// How long the reader waits on a full channel before dropping (and counting) a batch.
+    /// Most record bytes the reader hands to processing at once.
+    pub hand_off_bytes: ByteSize,
+    /// After each hand-off the reader pauses this long so records gather (one wake-up per
+    /// interval under load instead of one per record; adds at most this much latency). 0 = off.
+    pub gather: HumanDuration,
+    /// How long the reader waits on a full channel before dropping (and counting) batches; after
+    /// one such wait it drops at once until processing has room again.
     pub channel_full_timeout: HumanDuration,
     /// How often the kernel's `lost` counter is polled.
     pub lost_poll_interval: HumanDuration,
@@ -28,7 +34,11 @@ impl Default for NetlinkConfig {
         NetlinkConfig {
             receive_buffer: ByteSize(8 << 20),
             batch: 64,
-            channel_capacity: 1024,
+            // 16 × 512 KiB bounds the records waiting for processing at 8 MiB (the size of the
+            // socket buffer in front of them).
+            channel_capacity: 16,
+            hand_off_bytes: ByteSize(512 << 10),
+            gather: HumanDuration(std::time::Duration::from_millis(1)),
             channel_full_timeout: HumanDuration(std::time::Duration::from_secs(2)),
             lost_poll_interval: HumanDuration(std::time::Duration::from_secs(5)),
         }

@@ -116,18 +116,41 @@ pub enum Batch {
     Overrun,
 }
 
+/// How a batched receive waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Block (up to the socket timeout) for the first datagram, then take what else is queued.
+    ForOne,
+    /// Take only what is queued now.
+    No,
+}
+
 /// Fixed slots for `recvmmsg`: one allocation at start, reused for every batch.
 pub struct BatchBuffers {
     data: Vec<u8>,
     lens: Vec<usize>,
     truncated: Vec<bool>,
+    /// Sender port id of each datagram: 0 is the kernel.
+    senders: Vec<u32>,
     slots: usize,
 }
 
 impl BatchBuffers {
     pub fn new(slots: usize) -> BatchBuffers {
         let slots = slots.max(1);
-        BatchBuffers { data: vec![0; slots * MAX_DATAGRAM], lens: vec![0; slots], truncated: vec![false; slots], slots }
+        BatchBuffers {
+            data: vec![0; slots * MAX_DATAGRAM],
+            lens: vec![0; slots],
+            truncated: vec![false; slots],
+            senders: vec![0; slots],
+            slots,
+        }
+    }
+
+    /// The netlink port id that sent datagram `i` of the last batch (0 = the kernel). Any local
+    /// process may send to our port; libaudit drops what the kernel did not send, and so do we.
+    pub fn sender(&self, i: usize) -> u32 {
+        self.senders.get(i).copied().unwrap_or(u32::MAX)
     }
 
     /// Datagram `i` of the last batch, and whether the kernel had to cut it (MSG_TRUNC).
@@ -137,9 +160,12 @@ impl BatchBuffers {
         (&self.data[start..start + len], self.truncated.get(i).copied().unwrap_or(false))
     }
 
-    /// Receive up to `slots` datagrams: blocks (up to the socket timeout) for the first, then takes
-    /// whatever else is already queued without waiting (`MSG_WAITFORONE`).
-    pub fn receive(&mut self, socket: &AuditSocket) -> Result<Batch, NetlinkError> {
+    /// Receive up to `slots` datagrams: with [`Wait::ForOne`] blocks (up to the socket timeout)
+    /// for the first, then takes whatever else is already queued (`MSG_WAITFORONE`); with
+    /// [`Wait::No`] only what is queued (`MSG_DONTWAIT`).
+    pub fn receive(&mut self, socket: &AuditSocket, wait: Wait) -> Result<Batch, NetlinkError> {
+        // SAFETY: sockaddr_nl is plain old data; zero is a valid value for every field.
+        let mut addrs: Vec<libc::sockaddr_nl> = (0..self.slots).map(|_| unsafe { std::mem::zeroed() }).collect();
         let mut iovecs: Vec<libc::iovec> = self
             .data
             .chunks_exact_mut(MAX_DATAGRAM)
@@ -147,18 +173,25 @@ impl BatchBuffers {
             .collect();
         // SAFETY: mmsghdr is plain old data; zero is a valid value for every field.
         let mut headers: Vec<libc::mmsghdr> = (0..self.slots).map(|_| unsafe { std::mem::zeroed() }).collect();
-        for (h, iov) in headers.iter_mut().zip(iovecs.iter_mut()) {
+        for ((h, iov), addr) in headers.iter_mut().zip(iovecs.iter_mut()).zip(addrs.iter_mut()) {
             h.msg_hdr.msg_iov = iov;
             h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_nl).cast();
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
         }
-        // SAFETY: every mmsghdr points at one iovec that points into self.data, all alive and
-        // exclusively borrowed for the duration of the call; vlen equals the number of headers.
+        let flags = match wait {
+            Wait::ForOne => libc::MSG_WAITFORONE,
+            Wait::No => libc::MSG_DONTWAIT,
+        };
+        // SAFETY: every mmsghdr points at one iovec that points into self.data and at one
+        // sockaddr_nl in `addrs`, all alive and exclusively borrowed for the duration of the call;
+        // vlen equals the number of headers.
         let n = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
                 headers.as_mut_ptr(),
                 self.slots as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                flags,
                 std::ptr::null_mut(),
             )
         };
@@ -174,6 +207,7 @@ impl BatchBuffers {
         for (i, h) in headers.iter().take(n).enumerate() {
             self.lens[i] = h.msg_len as usize;
             self.truncated[i] = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            self.senders[i] = addrs[i].nl_pid;
         }
         Ok(Batch::Received(n))
     }

@@ -3,12 +3,18 @@
 //!
 //! ```text
 //! processing thread ──submit──▶ Spool (append, never waits on a sink unless on_full = "block")
-//!   per output: pump thread ──SpoolReader::next──▶ mpsc(window) ──▶ sink task ──Ack──▶ Spool::ack
+//!   per output: pump thread ──SpoolReader::next_batch──▶ mpsc(window) ──▶ sink task ──Ack──▶ Spool::ack
 //!   sync thread: fdatasync by interval, persist cursors, delete fully acknowledged segments
 //! ```
 //! The pump is a plain thread because reading segments is blocking file I/O; it blocks on the
 //! bounded channel when the sink is behind, which is the back-pressure: memory per output is the
 //! window plus one read buffer, however long the receiver is away.
+//!
+//! Hand-offs carry batches: the processing thread stages a loop iteration's events and commits
+//! them with one write (one wake-up of each pump), a pump takes everything committed at once and
+//! queues it in a row (one wake-up of the sink task), and a sink acknowledges a batch at a time.
+//! Thread wake-ups, not the work itself, were a third of the daemon's CPU when each event was
+//! handed on alone (docs/performance.md).
 //!
 //! A sink that returns (error or not) before shutdown is restarted after a backoff (0.5 s doubling
 //! to 30 s) by a fresh pump that starts after the last acknowledged position: everything in flight
@@ -46,6 +52,14 @@ impl ShipError {
     /// True when only this one event was refused (too large, bad id) and shipping goes on.
     pub fn is_per_event(&self) -> bool {
         matches!(self, ShipError::Spool(SpoolError::TooLarge { .. } | SpoolError::IdTooLong { .. }))
+    }
+
+    /// Events already handed to the spool that this error lost (a failed write of staged events).
+    pub fn events_lost(&self) -> u64 {
+        match self {
+            ShipError::Spool(e) => e.events_lost(),
+            _ => 0,
+        }
     }
 }
 
@@ -176,8 +190,9 @@ impl Shipper {
         })
     }
 
-    /// Hand one event (one JSON line, no '\n') to the outputs. Returns once it is in the spool's
-    /// file (page cache; durable per the fsync policy). Dropped events under `drop_newest` are not
+    /// Hand one event (one JSON line, no '\n') to the outputs. It is staged: [`Shipper::flush`]
+    /// writes everything staged to the spool's file in one go (page cache; durable per the fsync
+    /// policy). Dropped events under `drop_newest` are not
     /// an error: they are counted and announced. In direct stdout mode the line is buffered until
     /// [`Shipper::flush`] (or 64 KiB).
     pub fn submit(&mut self, time_ms: u64, id: &str, body: &[u8]) -> Result<(), ShipError> {
@@ -187,19 +202,19 @@ impl Shipper {
                 *appended += 1;
                 Ok(())
             }
-            Mode::Spooled(s) => match s.spool.append(time_ms, id, body)? {
+            Mode::Spooled(s) => match s.spool.stage(time_ms, id, body)? {
                 Appended::Stored { .. } | Appended::Dropped => Ok(()),
             },
         }
     }
 
-    /// Push buffered direct-mode output to stdout (the daemon calls this once per loop, so output
-    /// is batched under load and prompt when idle). Nothing to do with a spool: appends are
-    /// written at once and synced by the spool's policy.
+    /// Write what `submit` staged: to stdout in direct mode, to the spool's segment (one write,
+    /// then synced by the spool's policy) otherwise. The daemon calls this once per loop, so
+    /// output is batched under load and prompt when idle.
     pub fn flush(&mut self) -> Result<(), ShipError> {
         match &mut self.mode {
             Mode::Direct { out, .. } => out.flush().map_err(ShipError::Stdout),
-            Mode::Spooled(_) => Ok(()),
+            Mode::Spooled(s) => Ok(s.spool.commit()?),
         }
     }
 
@@ -322,20 +337,34 @@ fn sync_loop(spool: Spool, stop: Arc<AtomicBool>, tick: Duration) {
     }
 }
 
+/// Most records a pump takes from the spool per wake-up; the channel (the sink's window) bounds
+/// what is in flight, this only bounds the pump's own buffer.
+const PUMP_BATCH: usize = 1024;
+
 /// Feed one sink incarnation from the spool until told to stop or the sink hangs up.
 fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBool>) {
+    let mut batch: Vec<Delivery> = Vec::with_capacity(PUMP_BATCH);
     while !stop.load(Ordering::Relaxed) {
-        match reader.next(Duration::from_millis(200)) {
-            Ok(Some(rec)) => {
-                let d =
-                    Delivery { pos: rec.pos, time_ms: rec.time_ms, id: Arc::from(rec.id), body: Arc::from(rec.body) };
-                if tx.blocking_send(d).is_err() {
+        let read = reader.next_batch(Duration::from_millis(200), PUMP_BATCH, &mut |rec| {
+            batch.push(Delivery {
+                pos: rec.pos,
+                time_ms: rec.time_ms,
+                id: Arc::from(rec.id),
+                body: Arc::from(rec.body),
+            })
+        });
+        match read {
+            Ok(0) => {
+                if tx.is_closed() {
                     return;
                 }
             }
-            Ok(None) => {
-                if tx.is_closed() {
-                    return;
+            Ok(_) => {
+                // Queued in a row: the sink task is woken once for the run, not once per event.
+                for d in batch.drain(..) {
+                    if tx.blocking_send(d).is_err() {
+                        return;
+                    }
                 }
             }
             // Logged and counted by the reader, which continues after it.
@@ -448,6 +477,7 @@ mod tests {
         for i in from..=to {
             s.submit(i, &format!("ev-{i}"), format!("{{\"n\":{i}}}").as_bytes()).unwrap();
         }
+        s.flush().unwrap();
     }
 
     fn lines(path: &Path) -> Vec<String> {

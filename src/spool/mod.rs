@@ -115,7 +115,6 @@
 //! is lost or hidden behind garbage.
 
 pub mod config;
-pub mod crc32;
 pub mod cursor;
 pub mod reader;
 pub mod record;
@@ -139,6 +138,8 @@ use std::path::PathBuf;
 pub enum SpoolError {
     #[error("spool {path}: {op}: {source}")]
     Io { path: PathBuf, op: &'static str, source: std::io::Error },
+    #[error("spool {path}: write: {source}: {events} events lost (counted, announced in band)")]
+    Write { path: PathBuf, events: u64, source: std::io::Error },
     #[error("spool {path}: already locked by another process")]
     Locked { path: PathBuf },
     #[error("spool {path} offset {offset}: corrupt record: {reason}")]
@@ -156,6 +157,14 @@ pub enum SpoolError {
 }
 
 impl SpoolError {
+    /// Events this error lost that had been handed to the spool (a failed write of staged events).
+    pub fn events_lost(&self) -> u64 {
+        match self {
+            SpoolError::Write { events, .. } => *events,
+            _ => 0,
+        }
+    }
+
     fn io(path: impl Into<PathBuf>, op: &'static str) -> impl FnOnce(std::io::Error) -> SpoolError {
         let path = path.into();
         move |source| SpoolError::Io { path, op, source }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::record::Record;
+use super::record::{Record, RecordRef};
 use super::segment::SegmentFile;
 use super::store::{log, Spool};
 use super::SpoolError;
@@ -71,6 +71,57 @@ impl SpoolReader {
         }
     }
 
+    /// Everything committed after this reader's position, up to `max` records, handed to `each`
+    /// in order; waits up to `wait` only while there is nothing at all. Returns how many were
+    /// handed on (0 on timeout). One lock per segment visited, not per record, and one wake-up of
+    /// the caller per batch however many records it holds.
+    ///
+    /// A corrupt record ends the batch: returned as an error when it is the first thing found,
+    /// otherwise reported by the next call's continuation (it is logged and counted either way).
+    pub fn next_batch(
+        &mut self,
+        wait: Duration,
+        max: usize,
+        each: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<usize, SpoolError> {
+        let deadline = Instant::now() + wait;
+        let mut n = 0;
+        while n < max {
+            // After the first record, never wait: return what we have.
+            let step = self.step(if n == 0 { deadline } else { Instant::now() });
+            match step {
+                Step::Timeout => break,
+                Step::Again => continue,
+                Step::Open { first_pos, path } => match SegmentFile::open(&path) {
+                    Ok(file) => {
+                        self.cur = Some(Current { first_pos, file, offset: 0, expect: first_pos, poisoned: false })
+                    }
+                    Err(SpoolError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) if n == 0 => return Err(e),
+                    Err(_) => break,
+                },
+                Step::Read { limit } => loop {
+                    match self.read_ref(limit) {
+                        Ok(Some(rec)) => {
+                            each(rec);
+                            n += 1;
+                            if n >= max {
+                                return Ok(n);
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) if n == 0 => return Err(e),
+                        Err(_) => return Ok(n),
+                    }
+                    if self.cur.as_ref().is_none_or(|c| c.poisoned || c.offset >= limit) {
+                        break;
+                    }
+                },
+            }
+        }
+        Ok(n)
+    }
+
     fn step(&mut self, deadline: Instant) -> Step {
         let inner = &self.spool.inner;
         let mut st = inner.lock();
@@ -101,20 +152,28 @@ impl SpoolReader {
         if now >= deadline {
             return Step::Timeout;
         }
-        st = inner.cond.wait_timeout(st, deadline - now).map_or_else(|p| p.into_inner().0, |r| r.0);
+        st = inner.data.wait_timeout(st, deadline - now).map_or_else(|p| p.into_inner().0, |r| r.0);
         drop(st);
         Step::Again
     }
 
     /// Read the record at the current offset; `None` when it was one to skip (before next_pos).
     fn read_one(&mut self, limit: u64) -> Result<Option<Record>, SpoolError> {
+        Ok(self.read_ref(limit)?.map(RecordRef::to_owned))
+    }
+
+    /// [`SpoolReader::read_one`] borrowing the record from the segment's read buffer.
+    fn read_ref(&mut self, limit: u64) -> Result<Option<RecordRef<'_>>, SpoolError> {
         let max = self.spool.inner.cfg.max_record_bytes;
+        let next_pos = self.next_pos;
         let Some(cur) = self.cur.as_mut() else { return Ok(None) };
-        let problem = match cur.file.record_at(cur.offset, limit, max)? {
+        let loaded = cur.file.load(cur.offset, limit, max)?;
+        let file = &cur.file;
+        let problem = match loaded.and_then(|range| super::record::decode_ref(file.bytes(range), max)) {
             Ok((rec, used)) if rec.pos == cur.expect => {
                 cur.offset += used as u64;
                 cur.expect += 1;
-                if rec.pos < self.next_pos {
+                if rec.pos < next_pos {
                     return Ok(None);
                 }
                 self.next_pos = rec.pos + 1;

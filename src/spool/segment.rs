@@ -4,7 +4,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::record::{self, DecodeError, Record, HEADER_LEN};
+use super::record::{self, DecodeError, Record, RecordRef, HEADER_LEN};
 use super::SpoolError;
 
 const PREFIX: &str = "seg-";
@@ -79,6 +79,30 @@ impl SegmentFile {
         limit: u64,
         max_payload: u64,
     ) -> Result<Result<(Record, usize), DecodeError>, SpoolError> {
+        Ok(self.record_ref_at(offset, limit, max_payload)?.map(|(r, used)| (r.to_owned(), used)))
+    }
+
+    /// [`SegmentFile::record_at`] borrowing the record from the read buffer.
+    pub fn record_ref_at(
+        &mut self,
+        offset: u64,
+        limit: u64,
+        max_payload: u64,
+    ) -> Result<Result<(RecordRef<'_>, usize), DecodeError>, SpoolError> {
+        Ok(match self.load(offset, limit, max_payload)? {
+            Ok(range) => record::decode_ref(self.bytes(range), max_payload),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Bring the whole record at `offset` into the read buffer, checking only its length; returns
+    /// where it sits in the buffer, for [`SegmentFile::bytes`].
+    pub fn load(
+        &mut self,
+        offset: u64,
+        limit: u64,
+        max_payload: u64,
+    ) -> Result<Result<std::ops::Range<usize>, DecodeError>, SpoolError> {
         let avail = limit.saturating_sub(offset);
         if avail < HEADER_LEN as u64 {
             return Ok(Err(DecodeError::Short { have: avail as usize, need: HEADER_LEN }));
@@ -94,7 +118,12 @@ impl SegmentFile {
         }
         self.ensure(offset, total, limit)?;
         let start = (offset - self.buf_off) as usize;
-        Ok(record::decode(&self.buf[start..start + total], max_payload))
+        Ok(Ok(start..start + total))
+    }
+
+    /// Bytes of the read buffer that [`SegmentFile::load`] returned.
+    pub fn bytes(&self, range: std::ops::Range<usize>) -> &[u8] {
+        &self.buf[range]
     }
 }
 

@@ -36,6 +36,8 @@ pub struct SpoolStats {
     pub dropped_newest: u64,
     /// Events refused because they exceed `max_record_bytes`.
     pub dropped_oversize: u64,
+    /// Events lost because writing them to the segment failed (disk full, I/O error).
+    pub write_lost: u64,
     /// Loss notices appended.
     pub loss_notices: u64,
     /// Bytes cut from a torn tail at recovery.
@@ -60,11 +62,34 @@ pub(crate) struct SegMeta {
     pub sealed: bool,
 }
 
+/// Why events were lost inside the spool; each reason gets its own in-band notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LossReason {
+    /// `on_full` dropped them (oldest or newest, per the policy).
+    Full,
+    /// Writing them to the segment failed.
+    WriteError,
+}
+
+impl LossReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            LossReason::Full => "full",
+            LossReason::WriteError => "write_error",
+        }
+    }
+}
+
 struct PendingLoss {
+    reason: LossReason,
     count: u64,
     first_ms: u64,
     last_ms: u64,
 }
+
+/// Encoded records are written to the segment in one `pwrite` per [`Spool::commit`]; this bounds
+/// the staged bytes in between (a larger batch is written in several pieces).
+const STAGE_MAX: usize = 1 << 20;
 
 pub(crate) struct State {
     pub segments: VecDeque<SegMeta>,
@@ -77,17 +102,26 @@ pub(crate) struct State {
     synced_pos: u64,
     last_sync: Instant,
     last_persist: Instant,
-    pending_loss: Option<PendingLoss>,
+    /// Losses not yet announced, at most one per reason.
+    pending_loss: Vec<PendingLoss>,
     pub stats: SpoolStats,
-    buf: Vec<u8>,
+    /// Records encoded by `append` and not yet written (positions already assigned): written by
+    /// `commit`, before a roll, or when `STAGE_MAX` is reached. Readers never see them until then.
+    staged: Vec<u8>,
+    /// Position of the last staged record (meaningful while `staged` is not empty).
+    staged_last: u64,
+    staged_count: u64,
 }
 
 pub(crate) struct Inner {
     pub cfg: SpoolConfig,
     pub outputs: Vec<String>,
     pub state: Mutex<State>,
-    /// Signalled on every append, ack, deletion: wakes readers, `block`ed appends, drain waits.
-    pub cond: Condvar,
+    /// Signalled when records are committed or a segment is sealed: wakes readers. Kept apart from
+    /// `space` so that acks (one per sink batch) do not wake every reader for nothing.
+    pub data: Condvar,
+    /// Signalled on acks, deletions and interrupts: wakes `block`ed appends and drain waits.
+    pub space: Condvar,
     /// Serialises cursor writes between the sync thread and a blocked append.
     persist_lock: Mutex<()>,
     /// Set by [`Spool::interrupt`]: a `block`ed append gives up (the daemon is shutting down).
@@ -214,16 +248,19 @@ impl Spool {
             synced_pos: next_pos - 1,
             last_sync: now,
             last_persist: now,
-            pending_loss: None,
+            pending_loss: Vec::new(),
             stats,
-            buf: Vec::new(),
+            staged: Vec::new(),
+            staged_last: 0,
+            staged_count: 0,
         };
         let spool = Spool {
             inner: Arc::new(Inner {
                 cfg: cfg.clone(),
                 outputs: outputs.to_vec(),
                 state: Mutex::new(state),
-                cond: Condvar::new(),
+                data: Condvar::new(),
+                space: Condvar::new(),
                 persist_lock: Mutex::new(()),
                 interrupted: std::sync::atomic::AtomicBool::new(false),
                 _lock: lock,
@@ -244,8 +281,20 @@ impl Spool {
         &self.inner.outputs
     }
 
-    /// Append one event. Never waits for a sink, except under `on_full = "block"`.
+    /// Append one event and write it at once: [`Spool::stage`] + [`Spool::commit`].
     pub fn append(&self, time_ms: u64, id: &str, body: &[u8]) -> Result<Appended, SpoolError> {
+        let appended = self.stage(time_ms, id, body)?;
+        self.commit()?;
+        Ok(appended)
+    }
+
+    /// Stage one event: it gets its position and is encoded; [`Spool::commit`] writes everything
+    /// staged in one `pwrite` and wakes the readers once. Never waits for a sink, except under
+    /// `on_full = "block"`.
+    ///
+    /// A write error reported here may concern events staged by earlier calls: the error says how
+    /// many were lost, and they are announced in band like every other loss.
+    pub fn stage(&self, time_ms: u64, id: &str, body: &[u8]) -> Result<Appended, SpoolError> {
         if id.len() > MAX_ID_LEN {
             return Err(SpoolError::IdTooLong { id: id.chars().take(64).collect() });
         }
@@ -262,30 +311,31 @@ impl Spool {
         let cfg = &self.inner.cfg;
         let mut st = self.inner.lock();
         loop {
-            let total = st.stats.dropped_oldest + st.stats.dropped_newest;
-            let notice = st.pending_loss.as_ref().map(|l| loss_notice(l, cfg.on_full, st.next_pos, total));
-            let notice_len = notice.as_ref().map_or(0, |(id, b)| record::encoded_len(id, b) as u64);
+            let total = st.stats.dropped_oldest + st.stats.dropped_newest + st.stats.write_lost;
+            let notices: Vec<(String, Vec<u8>)> =
+                st.pending_loss.iter().map(|l| loss_notice(l, cfg.on_full, st.next_pos, total)).collect();
+            let notice_len: u64 = notices.iter().map(|(id, b)| record::encoded_len(id, b) as u64).sum();
             if st.total_bytes + len + notice_len <= cfg.max_bytes {
-                if let Some((nid, nbody)) = notice {
-                    let count = st.pending_loss.as_ref().map_or(0, |l| l.count);
-                    self.write_record(&mut st, now_ms(), &nid, &nbody)?;
-                    st.pending_loss = None;
+                for (nid, nbody) in notices {
+                    self.stage_record(&mut st, now_ms(), &nid, &nbody)?;
                     st.stats.loss_notices += 1;
-                    log(format_args!("space again: appended a loss notice for {count} dropped events"));
                 }
-                let pos = self.write_record(&mut st, time_ms, id, body)?;
+                for l in std::mem::take(&mut st.pending_loss) {
+                    log(format_args!("appended a loss notice for {} events lost ({})", l.count, l.reason.as_str()));
+                }
+                let pos = self.stage_record(&mut st, time_ms, id, body)?;
                 st.stats.appended += 1;
                 return Ok(Appended::Stored { pos });
             }
             match cfg.on_full {
                 OnFull::DropNewest => {
-                    if st.pending_loss.is_none() {
+                    if !st.pending_loss.iter().any(|l| l.reason == LossReason::Full) {
                         log(format_args!(
                             "full ({} of {} bytes): dropping new events (on_full = drop_newest)",
                             st.total_bytes, cfg.max_bytes
                         ));
                     }
-                    note_loss(&mut st.pending_loss, 1);
+                    note_loss(&mut st.pending_loss, LossReason::Full, 1);
                     st.stats.dropped_newest += 1;
                     return Ok(Appended::Dropped);
                 }
@@ -293,7 +343,7 @@ impl Spool {
                     if !self.delete_acked(&mut st)? && !self.drop_oldest_segment(&mut st)? {
                         // Nothing left to drop: only possible if max_bytes cannot hold one record,
                         // which validation rules out; refuse rather than exceed the bound.
-                        note_loss(&mut st.pending_loss, 1);
+                        note_loss(&mut st.pending_loss, LossReason::Full, 1);
                         st.stats.dropped_newest += 1;
                         return Ok(Appended::Dropped);
                     }
@@ -303,7 +353,9 @@ impl Spool {
                         return Err(SpoolError::Interrupted);
                     }
                     if !self.delete_acked(&mut st)? {
-                        // Seal the active segment so that acks can free it too.
+                        // Write what is staged and seal the active segment, so that sinks can
+                        // read and acknowledge it and acks can free it too.
+                        self.write_staged(&mut st)?;
                         if st.segments.back().is_some_and(|s| !s.sealed && s.last_pos >= s.first_pos) {
                             self.roll(&mut st)?;
                         }
@@ -313,7 +365,7 @@ impl Spool {
                         if !self.delete_acked(&mut st)? {
                             st = self
                                 .inner
-                                .cond
+                                .space
                                 .wait_timeout(st, Duration::from_millis(100))
                                 .map_or_else(|p| p.into_inner().0, |r| r.0);
                         }
@@ -323,52 +375,86 @@ impl Spool {
         }
     }
 
-    fn write_record(&self, st: &mut State, time_ms: u64, id: &str, body: &[u8]) -> Result<u64, SpoolError> {
+    /// Write everything staged by [`Spool::append`] to the active segment (one `pwrite`), make it
+    /// visible to readers and wake them once. Until this returns, a kill -9 loses staged events
+    /// (the window the module doc describes as "one loop iteration").
+    pub fn commit(&self) -> Result<(), SpoolError> {
+        let mut st = self.inner.lock();
+        self.write_staged(&mut st)
+    }
+
+    /// Give the event its position and encode it into the staging buffer.
+    fn stage_record(&self, st: &mut State, time_ms: u64, id: &str, body: &[u8]) -> Result<u64, SpoolError> {
         let len = record::encoded_len(id, body) as u64;
         let need_roll = match (st.active.is_some(), st.segments.back()) {
-            (true, Some(s)) => s.bytes > 0 && s.bytes + len > self.inner.cfg.segment_bytes,
+            (true, Some(s)) => {
+                let used = s.bytes + st.staged.len() as u64;
+                used > 0 && used + len > self.inner.cfg.segment_bytes
+            }
             _ => true,
         };
         if need_roll {
             self.roll(st)?;
         }
         let pos = st.next_pos;
-        let mut buf = std::mem::take(&mut st.buf);
-        buf.clear();
-        record::encode(&mut buf, pos, time_ms, id, body);
-        let (file, meta) = match (st.active.clone(), st.segments.back_mut()) {
-            (Some(f), Some(m)) => (f, m),
-            _ => return Err(SpoolError::Config("no active segment after roll".into())),
-        };
-        let offset = meta.bytes;
-        if let Err(source) = file.write_all_at(&buf, offset) {
-            // Cut the partial record and never write to this file again: the next append starts a
-            // new segment, so garbage can only ever sit at the tail of a sealed segment.
-            let _ = file.set_len(offset);
-            let path = meta.path.clone();
-            st.buf = buf;
-            self.seal_active(st, false);
-            return Err(SpoolError::Io { path, op: "write", source });
-        }
-        meta.bytes += len;
-        meta.last_pos = pos;
-        st.buf = buf;
+        record::encode(&mut st.staged, pos, time_ms, id, body);
+        st.staged_last = pos;
+        st.staged_count += 1;
         st.total_bytes += len;
         st.next_pos += 1;
         st.stats.last_pos = pos;
-        self.inner.cond.notify_all();
-        let every = self.inner.cfg.fsync_every;
-        if every > 0 && pos - st.synced_pos >= every {
-            let path = st.segments.back().map(|s| s.path.clone()).unwrap_or_default();
-            file.sync_data().map_err(SpoolError::io(path, "fdatasync"))?;
-            st.synced_pos = pos;
-            st.last_sync = Instant::now();
+        if st.staged.len() >= STAGE_MAX {
+            self.write_staged(st)?;
         }
         Ok(pos)
     }
 
+    fn write_staged(&self, st: &mut State) -> Result<(), SpoolError> {
+        if st.staged.is_empty() {
+            return Ok(());
+        }
+        let (file, meta) = match (st.active.clone(), st.segments.back_mut()) {
+            (Some(f), Some(m)) => (f, m),
+            _ => return Err(SpoolError::Config("records staged without an active segment".into())),
+        };
+        let offset = meta.bytes;
+        if let Err(source) = file.write_all_at(&st.staged, offset) {
+            // Cut the partial write and never write to this file again: the next append starts a
+            // new segment, so garbage can only ever sit at the tail of a sealed segment. The staged
+            // events are lost: counted, logged by the caller, announced in band.
+            let _ = file.set_len(offset);
+            let path = meta.path.clone();
+            let events = st.staged_count;
+            st.total_bytes -= st.staged.len() as u64;
+            st.staged.clear();
+            st.staged_count = 0;
+            st.stats.write_lost += events;
+            note_loss(&mut st.pending_loss, LossReason::WriteError, events);
+            self.seal_active(st, false);
+            return Err(SpoolError::Write { path, events, source });
+        }
+        meta.bytes += st.staged.len() as u64;
+        meta.last_pos = st.staged_last;
+        let last = meta.last_pos;
+        st.staged.clear();
+        st.staged_count = 0;
+        if st.staged.capacity() > 2 * STAGE_MAX {
+            st.staged = Vec::new();
+        }
+        self.inner.data.notify_all();
+        let every = self.inner.cfg.fsync_every;
+        if every > 0 && last - st.synced_pos >= every {
+            let path = st.segments.back().map(|s| s.path.clone()).unwrap_or_default();
+            file.sync_data().map_err(SpoolError::io(path, "fdatasync"))?;
+            st.synced_pos = last;
+            st.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+
     /// Seal the active segment (fdatasync'd) and open the next one.
     fn roll(&self, st: &mut State) -> Result<(), SpoolError> {
+        self.write_staged(st)?;
         if let (Some(file), Some(meta)) = (st.active.as_ref(), st.segments.back()) {
             if st.synced_pos < meta.last_pos {
                 file.sync_data().map_err(SpoolError::io(&meta.path, "fdatasync"))?;
@@ -393,7 +479,7 @@ impl Spool {
                 st.segments.pop_back();
             }
         }
-        self.inner.cond.notify_all();
+        self.inner.data.notify_all();
     }
 
     fn open_segment(&self, st: &mut State) -> Result<(), SpoolError> {
@@ -421,7 +507,7 @@ impl Spool {
     fn drop_oldest_segment(&self, st: &mut State) -> Result<bool, SpoolError> {
         let Some(front) = st.segments.front() else { return Ok(false) };
         if !front.sealed {
-            if front.last_pos < front.first_pos {
+            if front.last_pos < front.first_pos && st.staged.is_empty() {
                 return Ok(false);
             }
             self.roll(st)?;
@@ -440,7 +526,7 @@ impl Spool {
         st.segments.pop_front();
         st.stats.dropped_oldest += unacked;
         if unacked > 0 {
-            note_loss(&mut st.pending_loss, unacked);
+            note_loss(&mut st.pending_loss, LossReason::Full, unacked);
         }
         Ok(true)
     }
@@ -463,7 +549,7 @@ impl Spool {
             any = true;
         }
         if any {
-            self.inner.cond.notify_all();
+            self.inner.space.notify_all();
         }
         Ok(any)
     }
@@ -476,7 +562,7 @@ impl Spool {
         if let Some(a) = st.acked.get_mut(idx) {
             if pos > *a {
                 *a = pos.min(last);
-                self.inner.cond.notify_all();
+                self.inner.space.notify_all();
             }
         }
     }
@@ -511,7 +597,10 @@ impl Spool {
     /// fdatasync the active segment if it has records older than `fsync_interval` (or `force`).
     fn sync_active(&self, force: bool) -> Result<(), SpoolError> {
         let (file, path, upto) = {
-            let st = self.inner.lock();
+            let mut st = self.inner.lock();
+            if force {
+                self.write_staged(&mut st)?;
+            }
             let interval = self.inner.cfg.fsync_interval;
             let due = force || (!interval.is_zero() && st.last_sync.elapsed() >= interval);
             match (&st.active, st.segments.back()) {
@@ -558,7 +647,7 @@ impl Spool {
             if now >= deadline {
                 return false;
             }
-            st = self.inner.cond.wait_timeout(st, deadline - now).map_or_else(|p| p.into_inner().0, |r| r.0);
+            st = self.inner.space.wait_timeout(st, deadline - now).map_or_else(|p| p.into_inner().0, |r| r.0);
         }
     }
 
@@ -588,12 +677,13 @@ impl Spool {
     /// Callable from any thread (e.g. a signal handler task).
     pub fn interrupt(&self) {
         self.inner.interrupted.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.inner.cond.notify_all();
+        self.inner.space.notify_all();
     }
 
     /// Wake everything waiting on the spool (readers re-check their stop flags).
     pub fn wake(&self) {
-        self.inner.cond.notify_all();
+        self.inner.data.notify_all();
+        self.inner.space.notify_all();
     }
 }
 
@@ -624,14 +714,14 @@ pub fn inspect(dir: &Path) -> Result<SpoolSummary, SpoolError> {
     Ok(SpoolSummary { segments: segs.len(), bytes, oldest_pos: segs.first().map_or(0, |(p, _)| *p), cursors })
 }
 
-fn note_loss(pending: &mut Option<PendingLoss>, n: u64) {
+fn note_loss(pending: &mut Vec<PendingLoss>, reason: LossReason, n: u64) {
     let now = now_ms();
-    match pending {
+    match pending.iter_mut().find(|l| l.reason == reason) {
         Some(l) => {
             l.count += n;
             l.last_ms = now;
         }
-        None => *pending = Some(PendingLoss { count: n, first_ms: now, last_ms: now }),
+        None => pending.push(PendingLoss { reason, count: n, first_ms: now, last_ms: now }),
     }
 }
 
@@ -642,6 +732,7 @@ fn loss_notice(l: &PendingLoss, policy: OnFull, pos: u64, total: u64) -> (String
     let body = serde_json::json!({
         "loss": {
             "kind": "spool_dropped",
+            "reason": l.reason.as_str(),
             "policy": policy.to_string(),
             "count": l.count,
             "total": total,
@@ -649,7 +740,7 @@ fn loss_notice(l: &PendingLoss, policy: OnFull, pos: u64, total: u64) -> (String
             "last_ms": l.last_ms,
         }
     });
-    (format!("auditrelay-loss-{}-{pos}", l.first_ms), body.to_string().into_bytes())
+    (format!("auditrelay-loss-{}-{}-{pos}", l.reason.as_str(), l.first_ms), body.to_string().into_bytes())
 }
 
 #[cfg(test)]

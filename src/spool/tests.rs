@@ -405,3 +405,29 @@ fn inspect_reports_segments_bytes_and_cursors_while_locked() {
     assert_eq!(i.oldest_pos, 1);
     assert_eq!(i.cursors, vec![("out-0".to_string(), 0), ("out-1".to_string(), 7)]);
 }
+
+#[test]
+fn staged_events_reach_readers_only_at_commit_and_in_one_batch() {
+    let dir = test_dir("stage");
+    let s = Spool::open(&cfg(&dir), &names(1)).unwrap();
+    let mut r = s.reader(0);
+    for i in 1..=5 {
+        assert_eq!(s.stage(i, &format!("id-{i}"), &body(i)).unwrap(), Appended::Stored { pos: i });
+    }
+    assert!(r.next(NOW).unwrap().is_none(), "staged events are not visible before commit");
+    assert_eq!(s.stats().last_pos, 5, "positions are assigned at stage time");
+    s.commit().unwrap();
+    let mut got = Vec::new();
+    let n = r.next_batch(NOW, 100, &mut |rec| got.push((rec.pos, rec.id.to_string()))).unwrap();
+    assert_eq!(n, 5);
+    assert_eq!(got, (1..=5).map(|i| (i, format!("id-{i}"))).collect::<Vec<_>>());
+    // Across a segment roll (4 KiB segments), a batch still comes out whole and in order.
+    for i in 6..=200 {
+        s.stage(i, &format!("id-{i}"), &body(i)).unwrap();
+    }
+    s.commit().unwrap();
+    let mut pos = Vec::new();
+    while r.next_batch(NOW, 64, &mut |rec| pos.push(rec.pos)).unwrap() > 0 {}
+    assert_eq!(pos, (6..=200).collect::<Vec<_>>());
+    assert!(segment_files(&dir).len() > 1);
+}
