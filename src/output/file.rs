@@ -211,20 +211,37 @@ fn open_append(path: &Path, mode: u32) -> Result<File, FileError> {
 }
 
 /// Run the file sink until `shutdown` turns true or the delivery channel closes.
+///
+/// File I/O (write, fdatasync, rename) blocks, so it must stay off the shared runtime's workers.
+/// Handing every write to `spawn_blocking` cost two thread wake-ups per batch; instead the sink
+/// runs on a thread of its own, under a current-thread runtime (for its timers and SIGUSR1), and
+/// does its I/O right there: blocking that thread blocks nothing else.
 pub async fn run(
     config: FileConfig,
     deliveries: mpsc::Receiver<Delivery>,
     acks: mpsc::Sender<Ack>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), FileError> {
-    let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
-        .map_err(|e| FileError::Config(format!("cannot listen for SIGUSR1: {e}")))?;
-    serve(config, deliveries, acks, shutdown, REOPEN.subscribe(), Some(usr1)).await
-}
-
-/// File I/O (write, fdatasync, rename) blocks: keep it off the runtime's worker threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, FileError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| FileError::Join(e.to_string()))
+    let (done, result) = tokio::sync::oneshot::channel();
+    let name = format!("file-{}", config.name.as_deref().unwrap_or("output"));
+    std::thread::Builder::new()
+        .name(name.chars().take(15).collect())
+        .spawn(move || {
+            let res = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| FileError::Config(format!("cannot start the file output's runtime: {e}")))
+                .and_then(|rt| {
+                    rt.block_on(async {
+                        let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+                            .map_err(|e| FileError::Config(format!("cannot listen for SIGUSR1: {e}")))?;
+                        serve(config, deliveries, acks, shutdown, REOPEN.subscribe(), Some(usr1)).await
+                    })
+                });
+            let _ = done.send(res);
+        })
+        .map_err(|e| FileError::Config(format!("cannot start the file output's thread: {e}")))?;
+    result.await.map_err(|_| FileError::Join("the file output's thread ended without a result".into()))?
 }
 
 /// The sink loop, with the reopen triggers as parameters so tests can drive them.
@@ -239,7 +256,7 @@ async fn serve(
     config.validate().map_err(FileError::Config)?;
     let batch_max = config.batch;
     let sync_interval = config.sync_interval;
-    let mut target = Some(blocking(move || Target::open(config)).await??);
+    let mut target = Some(Target::open(config)?);
     reopen.mark_unchanged();
     let mut batch: Vec<Delivery> = Vec::with_capacity(batch_max.min(1024));
     // Written, not yet synced: the last such position, how many, and when the oldest was written.
@@ -276,26 +293,25 @@ async fn serve(
                 None => action = Action::Stop,
             },
         }
-        let Some(mut t) = target.take() else { return Ok(()) };
-        let work = std::mem::take(&mut batch);
-        let written = work.last().map(|d| d.pos);
-        let count = work.len();
+        let Some(t) = target.as_mut() else { return Ok(()) };
+        let written = batch.last().map(|d| d.pos);
+        let count = batch.len();
         let pending = unsynced.map_or(0, |(_, n, _)| n) + count;
         // Sync now unless this is a plain write that the interval and the window still allow to wait.
         let sync_now = match action {
             Action::Write => sync_interval.is_zero() || pending * 2 >= batch_max,
             Action::Sync | Action::Reopen | Action::Stop => true,
         };
-        let (t, work, res) = blocking(move || {
-            let res = match action {
-                Action::Reopen => t.reopen(),
-                _ => t.write_only(&work).and_then(|()| if sync_now { t.sync() } else { Ok(()) }),
-            };
-            (t, work, res)
-        })
-        .await?;
-        target = Some(t);
-        res?;
+        // Blocking I/O right here: this task has a thread of its own (see `run`).
+        match action {
+            Action::Reopen => t.reopen()?,
+            _ => {
+                t.write_only(&batch)?;
+                if sync_now {
+                    t.sync()?;
+                }
+            }
+        }
         let last = written.or(unsynced.map(|(p, _, _)| p));
         if sync_now {
             unsynced = None;
@@ -311,7 +327,6 @@ async fn serve(
         if matches!(action, Action::Stop) {
             return Ok(());
         }
-        batch = work;
         batch.clear();
     }
 }
