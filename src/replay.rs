@@ -22,6 +22,8 @@ pub struct ReplayStats {
     pub lines: u64,
     pub records: u64,
     pub bad_lines: u64,
+    /// Records kept whose type name this build does not know (written as read, no `type_id`).
+    pub unknown_types: u64,
     pub events: u64,
     pub loss_notices: u64,
     pub reassemble: ReassembleStats,
@@ -33,9 +35,10 @@ impl std::fmt::Display for ReplayStats {
         let r = &self.reassemble;
         write!(
             f,
-            "{} lines, {} records, {} bad lines, {} events ({} incomplete: {} timed out, {} evicted, {} oversized, {} flushed; {} late), {} serials missing in {} gaps, {} serial restarts",
+            "{} lines, {} records ({} of unknown type), {} bad lines, {} events ({} incomplete: {} timed out, {} evicted, {} oversized, {} flushed; {} late), {} serials missing in {} gaps, {} serial restarts",
             self.lines,
             self.records,
+            self.unknown_types,
             self.bad_lines,
             self.events,
             r.timed_out + r.evicted + r.oversized + r.flushed,
@@ -121,6 +124,9 @@ pub fn replay_with<R: BufRead, W: Write>(
             }
         };
         stats.records += 1;
+        if record.type_id().is_none() {
+            stats.unknown_types += 1;
+        }
         let ms = record.id.unix_millis();
         let origin_ms = *first_ms.get_or_insert(ms);
         let now = origin + Duration::from_millis(ms.saturating_sub(origin_ms));
@@ -217,18 +223,22 @@ mod tests {
         let text = b"type=SYSCALL msg=audit(1.000:1): syscall=59\n\
 garbage here\n\
 \n\
-type=NOPE msg=audit(1.000:2): x=1\n\
+type=NO\"PE msg=audit(1.000:2): x=1\n\
+audit(1.000:3): x=1\n\
+type=UNKNOWN[1329] msg=?\n\
 type=EOE msg=audit(1.000:1): \n";
         let (stats, json, bad) = run(text);
-        assert_eq!(stats.lines, 5);
+        assert_eq!(stats.lines, 7);
         assert_eq!(stats.records, 2);
-        assert_eq!(stats.bad_lines, 2);
+        assert_eq!(stats.bad_lines, 4);
         assert_eq!(stats.events, 1);
         assert_eq!(
             bad,
             vec![
                 "line 2: expected \"type=\" at byte 0".to_string(),
-                "line 4: unknown record type name \"NOPE\" at byte 5".to_string(),
+                "line 4: bad record type name \"NO\\\"PE\" at byte 5".to_string(),
+                "line 5: expected \"type=\" at byte 0".to_string(),
+                "line 6: bad audit(...) stamp: expected \"audit(\" at byte 23".to_string(),
             ]
         );
         assert_eq!(json.lines().count(), 1);
@@ -279,8 +289,21 @@ type=EOE msg=audit(103.000:2): \n";
 
     #[test]
     fn crlf_and_missing_final_newline() {
-        let (stats, _, bad) = run(b"type=USER msg=audit(1.000:1): msg='a'\r\ntype=USER msg=audit(1.000:2): msg='b'");
+        let (stats, json, bad) =
+            run(b"type=USER msg=audit(1.000:1): msg='a'\r\ntype=USER msg=audit(1.000:2): msg='b'\r");
         assert_eq!((stats.records, stats.events), (2, 2));
         assert!(bad.is_empty());
+        assert!(json.contains(r#""fields":{"msg":"a"}"#) && json.contains(r#""fields":{"msg":"b"}"#), "{json}");
+        assert!(!json.contains("\\r"), "{json}");
+    }
+
+    #[test]
+    fn unknown_type_names_are_kept_and_counted() {
+        let text = b"type=LANDLOCK_RULESET msg=audit(1.000:1): id=1\ntype=SYSCALL msg=audit(1.000:2): x=1\n";
+        let (stats, json, bad) = run(text);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!((stats.records, stats.unknown_types, stats.bad_lines), (2, 1, 0));
+        assert!(json.contains(r#"{"type":"LANDLOCK_RULESET","fields":{"id":"1"}}"#), "{json}");
+        assert!(stats.to_string().starts_with("2 lines, 2 records (1 of unknown type), 0 bad lines"), "{stats}");
     }
 }

@@ -90,16 +90,25 @@ impl JsonWriter {
     fn record(&mut self, record: &Record) {
         let b = &mut self.buf;
         b.extend_from_slice(b"{\"type\":\"");
-        match record.kind.known_name() {
-            Some(name) => b.extend_from_slice(name.as_bytes()),
+        match record.type_id() {
+            Some(id) => {
+                match record.kind.known_name() {
+                    Some(name) => b.extend_from_slice(name.as_bytes()),
+                    None => {
+                        b.extend_from_slice(b"UNKNOWN[");
+                        b.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+                        b.push(b']');
+                    }
+                }
+                b.extend_from_slice(b"\",\"type_id\":");
+                b.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+            }
+            // A log line's type name this build does not know: as written, and no number.
             None => {
-                b.extend_from_slice(b"UNKNOWN[");
-                b.extend_from_slice(itoa::Buffer::new().format(record.kind.0).as_bytes());
-                b.push(b']');
+                push_escaped(b, record.type_name().as_bytes(), false);
+                b.push(b'"');
             }
         }
-        b.extend_from_slice(b"\",\"type_id\":");
-        b.extend_from_slice(itoa::Buffer::new().format(record.kind.0).as_bytes());
         b.extend_from_slice(b",\"fields\":");
         self.fields(record.fields(), record.has_duplicate_keys());
         self.non_utf8_member(b"non_utf8");
