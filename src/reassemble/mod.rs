@@ -135,10 +135,15 @@ pub struct Reassembler {
     cfg: ReassembleConfig,
     limits: gap::Limits,
     in_flight: HashMap<Key, Pending, FastHash>,
-    /// (start, arrival number) → key: oldest first, for timeouts, eviction and flush.
+    /// (start, arrival number) → key of each in-flight event not in its grace: oldest first, for
+    /// timeouts, eviction and flush.
     arrival_order: BTreeMap<(Instant, u64), Key>,
-    /// (grace deadline, arrival number) → key of each event still in its grace.
-    graces: BTreeMap<(Instant, u64), Key>,
+    /// (grace deadline, arrival number, key) of events opened in their grace, in arrival order,
+    /// which is deadline order (arrival time plus a constant, on a monotonic clock). An entry is
+    /// stale once its event left the grace or was emitted ([`Reassembler::in_grace`]); stale
+    /// entries are dropped when they reach the front. A deque, not a map: standalone events are
+    /// common and this is the hot path.
+    graces: VecDeque<(Instant, u64, Key)>,
     next_arrival: u64,
     completed: RecentKeys,
     /// Interned `node=` values; index 0 is "no node".
@@ -160,9 +165,11 @@ impl Reassembler {
         Reassembler {
             cfg: cfg.clone(),
             limits,
-            in_flight: HashMap::default(),
+            // Sized once for a typical number of open events (standalone ones in their grace
+            // included) so steady state never rehashes; it still grows to `max_in_flight`.
+            in_flight: HashMap::with_capacity_and_hasher(cfg.max_in_flight.clamp(1, 256), FastHash::default()),
             arrival_order: BTreeMap::new(),
-            graces: BTreeMap::new(),
+            graces: VecDeque::new(),
             next_arrival: 0,
             completed: RecentKeys::new(cfg.completed_memory.max(1)),
             nodes: vec![None],
@@ -192,12 +199,13 @@ impl Reassembler {
                 self.stats.late_records += 1;
             }
             let left_grace = std::mem::take(&mut pending.grace);
-            let grace_entry = (pending.started + self.cfg.standalone_grace, pending.arrival);
+            let order_entry = (pending.started, pending.arrival);
             pending.records.push(rec);
             let full = pending.records.len() >= self.cfg.max_records_per_event;
             if left_grace {
+                // An ordinary open event from now on: its timeout counts from its start.
                 self.stats.standalone_joined += 1;
-                self.graces.remove(&grace_entry);
+                self.arrival_order.insert(order_entry, key);
             }
             let completion = if ends {
                 Some(Completion::EndOfEvent)
@@ -237,19 +245,20 @@ impl Reassembler {
             return;
         }
         if self.in_flight.len() >= self.cfg.max_in_flight.max(1) {
-            if let Some((_, oldest)) = self.arrival_order.first_key_value() {
-                let oldest = *oldest;
+            if let Some(oldest) = self.oldest() {
                 self.complete(oldest, Completion::Evicted, out);
             }
         }
         let started = now.max(stamp);
         let arrival = self.next_arrival;
         self.next_arrival += 1;
-        self.arrival_order.insert((started, arrival), key);
         let mut records = Vec::with_capacity(6);
         records.push(rec);
         if grace {
-            self.graces.insert((started + self.cfg.standalone_grace, arrival), key);
+            // The grace counts from arrival (`now`): it is about records arriving together.
+            self.graces.push_back((now + self.cfg.standalone_grace, arrival, key));
+        } else {
+            self.arrival_order.insert((started, arrival), key);
         }
         self.in_flight.insert(key, Pending { arrival, started, records, late, grace });
         self.stats.in_flight = self.in_flight.len() as u64;
@@ -260,20 +269,23 @@ impl Reassembler {
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Output>) {
         let now = self.monotonic(now);
         loop {
-            let grace = self.graces.first_key_value().map(|(&(deadline, _), &key)| (deadline, key, true));
+            // Only due entries are looked at (a stale grace entry is dropped when due): a tick
+            // with nothing due costs two comparisons, no lookup.
+            let grace = self.graces.front().map(|g| g.0).filter(|&deadline| deadline <= now);
             let timeout = self
                 .arrival_order
                 .first_key_value()
-                .map(|(&(started, _), &key)| (started + self.cfg.event_timeout, key, false));
-            let next = match (grace, timeout) {
-                (Some(g), Some(t)) => Some(if g.0 <= t.0 { g } else { t }),
-                (g, t) => g.or(t),
-            };
-            match next {
-                Some((deadline, key, is_grace)) if deadline <= now => {
-                    let completion = if is_grace { Completion::Standalone } else { Completion::Timeout };
-                    self.complete(key, completion, out);
+                .map(|(&(started, _), &key)| (started + self.cfg.event_timeout, key))
+                .filter(|&(deadline, _)| deadline <= now);
+            match (grace, timeout) {
+                (Some(g), t) if t.is_none_or(|(deadline, _)| g <= deadline) => {
+                    if let Some((_, arrival, key)) = self.graces.pop_front() {
+                        if self.in_grace(arrival, key) {
+                            self.complete(key, Completion::Standalone, out);
+                        }
+                    }
                 }
+                (_, Some((_, key))) => self.complete(key, Completion::Timeout, out),
                 _ => break,
             }
         }
@@ -287,7 +299,7 @@ impl Reassembler {
     /// end, or a gap deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
         let event = self.arrival_order.first_key_value().map(|(&(started, _), _)| started + self.cfg.event_timeout);
-        let grace = self.graces.first_key_value().map(|(&(deadline, _), _)| deadline);
+        let grace = self.graces.iter().find(|&&(_, arrival, key)| self.in_grace(arrival, key)).map(|g| g.0);
         let gap = self.gaps.iter().filter_map(|g| g.deadline(&self.limits)).min();
         [event, grace, gap].into_iter().flatten().min()
     }
@@ -296,9 +308,12 @@ impl Reassembler {
     /// its standalone grace, which is whole. Then report every serial hole still open (whatever
     /// its age): at end of input or shutdown nothing else will.
     pub fn flush(&mut self, out: &mut Vec<Output>) {
-        while let Some((_, &key)) = self.arrival_order.first_key_value() {
+        let mut open: Vec<(u64, Key)> = self.in_flight.iter().map(|(&key, p)| (p.arrival, key)).collect();
+        open.sort_unstable_by_key(|&(arrival, _)| arrival);
+        for (_, key) in open {
             self.complete(key, Completion::Flushed, out);
         }
+        self.graces.clear();
         for tracker in &mut self.gaps {
             tracker.flush(&mut self.notices);
         }
@@ -362,20 +377,41 @@ impl Reassembler {
         }
     }
 
-    /// Remove an in-flight event and its timers.
+    /// Remove an in-flight event and its timeout entry (a grace entry goes stale).
     fn take(&mut self, key: Key) -> Option<Pending> {
         let Some(pending) = self.in_flight.remove(&key) else {
             // A timer entry whose event is gone cannot happen; drop stale entries if it does.
             self.arrival_order.retain(|_, k| *k != key);
-            self.graces.retain(|_, k| *k != key);
             return None;
         };
-        self.arrival_order.remove(&(pending.started, pending.arrival));
-        if pending.grace {
-            self.graces.remove(&(pending.started + self.cfg.standalone_grace, pending.arrival));
+        if !pending.grace {
+            self.arrival_order.remove(&(pending.started, pending.arrival));
         }
         self.stats.in_flight = self.in_flight.len() as u64;
         Some(pending)
+    }
+
+    /// Whether the grace entry (`arrival`, `key`) is current: its event is open and in its grace.
+    fn in_grace(&self, arrival: u64, key: Key) -> bool {
+        self.in_flight.get(&key).is_some_and(|p| p.grace && p.arrival == arrival)
+    }
+
+    fn drop_stale_graces(&mut self) {
+        while let Some(&(_, arrival, key)) = self.graces.front() {
+            if self.in_grace(arrival, key) {
+                break;
+            }
+            self.graces.pop_front();
+        }
+    }
+
+    /// The in-flight event that arrived first, for eviction.
+    fn oldest(&mut self) -> Option<Key> {
+        self.drop_stale_graces();
+        let grace = self.graces.front().map(|&(_, arrival, key)| (arrival, key));
+        let open =
+            self.arrival_order.values().next().and_then(|&key| self.in_flight.get(&key).map(|p| (p.arrival, key)));
+        [grace, open].into_iter().flatten().min_by_key(|&(arrival, _)| arrival).map(|(_, key)| key)
     }
 
     fn emit_pending(&mut self, key: Key, pending: Pending, completion: Completion, out: &mut Vec<Output>) {

@@ -19,10 +19,8 @@ use super::RecordError;
 /// The parsed prefix of a log line.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LineHeader {
-    /// [`MessageType::NONE`] when the name is not in the table (see `unknown_name`).
+    /// [`MessageType::NONE`] when the name is well formed but not in the table.
     pub kind: MessageType,
-    /// Byte range of a type name that is well formed but not in the table.
-    pub unknown_name: Option<(usize, usize)>,
     pub id: EventId,
     /// `node=` value as a byte range of the line.
     pub node: Option<(usize, usize)>,
@@ -80,8 +78,12 @@ fn is_type_name(name: &[u8]) -> bool {
         && name.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'[' | b']'))
 }
 
-/// `[node=NAME ]type=NAME msg=audit(…): `
-pub(crate) fn parse_line_header(line: &[u8]) -> Result<LineHeader, RecordError> {
+/// A byte range of a line.
+type Range = (usize, usize);
+
+/// The `node=` value and the type name of `[node=NAME ]type=NAME …` as byte ranges, or the offset
+/// where `type=` was expected.
+fn node_and_name(line: &[u8]) -> Result<(Option<Range>, Range), usize> {
     let mut pos = 0;
     let mut node = None;
     if line.starts_with(b"node=") {
@@ -91,20 +93,34 @@ pub(crate) fn parse_line_header(line: &[u8]) -> Result<LineHeader, RecordError> 
         pos = end + 1;
     }
     if !line.get(pos..).is_some_and(|rest| rest.starts_with(b"type=")) {
-        return Err(RecordError::MissingType(pos));
+        return Err(pos);
     }
     pos += 5;
     let name_end = memchr::memchr(b' ', line.get(pos..).unwrap_or_default()).map_or(line.len(), |p| pos + p);
-    let name = &line[pos..name_end];
-    let (kind, unknown_name) = match MessageType::from_name(name) {
-        Some(kind) => (kind, None),
-        None if is_type_name(name) => (MessageType::NONE, Some((pos, name_end))),
-        None => return Err(RecordError::BadTypeName { name: String::from_utf8_lossy(name).into_owned(), at: pos }),
+    Ok((node, (pos, name_end)))
+}
+
+/// The type name of a log line (for a record whose name is not in the table, which keeps no
+/// copy of it: that case is rare and the line is at hand); `None` for a kernel payload.
+pub(crate) fn type_name_span(line: &[u8]) -> Option<Range> {
+    node_and_name(line).ok().map(|(_, name)| name)
+}
+
+/// `[node=NAME ]type=NAME msg=audit(…): `
+pub(crate) fn parse_line_header(line: &[u8]) -> Result<LineHeader, RecordError> {
+    let (node, (name_start, name_end)) = node_and_name(line).map_err(RecordError::MissingType)?;
+    let name = &line[name_start..name_end];
+    let kind = match MessageType::from_name(name) {
+        Some(kind) => kind,
+        None if is_type_name(name) => MessageType::NONE,
+        None => {
+            return Err(RecordError::BadTypeName { name: String::from_utf8_lossy(name).into_owned(), at: name_start })
+        }
     };
-    pos = name_end + 1;
+    let pos = name_end + 1;
     if !line.get(pos..).is_some_and(|rest| rest.starts_with(b"msg=")) {
         return Err(RecordError::MissingMsg(pos.min(line.len())));
     }
     let (id, body_start) = parse_stamp_at(line, pos + 4, AfterStamp::ColonOrSpace)?;
-    Ok(LineHeader { kind, unknown_name, id, node, body_start })
+    Ok(LineHeader { kind, id, node, body_start })
 }

@@ -28,7 +28,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 use crate::hash::{hash16, FastHash};
-use fields::{Field, Span};
+use fields::Field;
 
 /// The longest payload or log line accepted as one record.
 pub const MAX_RECORD_LEN: usize = 1 << 20;
@@ -71,8 +71,6 @@ pub struct Record {
     /// `fields[interpreted_from..]` came after the ENRICHED separator.
     interpreted_from: u32,
     duplicate_keys: bool,
-    /// The type name of a log line whose name is not in the table, as written.
-    unknown_name: Option<Span>,
 }
 
 /// Parse a kernel payload (`audit(…): k=v …`) of netlink message type `kind`.
@@ -125,9 +123,7 @@ impl Record {
             Some(sep) => (sep, Some(sep + 1)),
             None => (line.len(), None),
         };
-        let mut record = Record::build(head.kind, head.id, node, line, head.body_start, raw_end, interpreted);
-        record.unknown_name = head.unknown_name.map(|(start, end)| Span { start: start as u32, end: end as u32 });
-        Ok(record)
+        Ok(Record::build(head.kind, head.id, node, line, head.body_start, raw_end, interpreted))
     }
 
     fn build(
@@ -157,24 +153,36 @@ impl Record {
             fields,
             interpreted_from: interpreted_from as u32,
             duplicate_keys,
-            unknown_name: None,
         }
     }
 
     /// The numeric type (`nlmsg_type`), or `None` for a log line whose type name is not known.
+    #[inline]
     pub fn type_id(&self) -> Option<u16> {
-        match self.unknown_name {
+        if self.kind != MessageType::NONE {
+            return Some(self.kind.0);
+        }
+        match self.unknown_name() {
             Some(_) => None,
             None => Some(self.kind.0),
         }
     }
 
+    /// The name as written of a log line whose type name is not in the table.
+    #[cold]
+    fn unknown_name(&self) -> Option<&[u8]> {
+        if self.kind != MessageType::NONE {
+            return None;
+        }
+        header::type_name_span(&self.buf).map(|(start, end)| &self.buf[start..end])
+    }
+
     /// The type name: auditd's name for the number (`SYSCALL`, `UNKNOWN[1999]`), or for a log line
     /// with a name not in the table, that name as written (`LANDLOCK_ACCESS`).
     pub fn type_name(&self) -> Cow<'_, str> {
-        match self.unknown_name {
+        match self.unknown_name() {
             // The header accepted only ASCII name bytes.
-            Some(span) => String::from_utf8_lossy(span.get(&self.buf)),
+            Some(name) => String::from_utf8_lossy(name),
             None => self.kind.name(),
         }
     }
