@@ -138,8 +138,8 @@ pub struct Reassembler {
     /// (start, arrival number) → key of each in-flight event not in its grace: oldest first, for
     /// timeouts, eviction and flush.
     arrival_order: BTreeMap<(Instant, u64), Key>,
-    /// (grace deadline, arrival number, key) of events opened in their grace, in arrival order,
-    /// which is deadline order (arrival time plus a constant, on a monotonic clock). An entry is
+    /// (grace deadline, arrival number, key) of events opened in their grace, in deadline order
+    /// (which is arrival order but for events [`push_at`](Self::push_at) started ahead). An entry is
     /// stale once its event left the grace or was emitted ([`Reassembler::in_grace`]); stale
     /// entries are dropped when they reach the front. A deque, not a map: standalone events are
     /// common and this is the hot path.
@@ -255,8 +255,10 @@ impl Reassembler {
         let mut records = Vec::with_capacity(6);
         records.push(rec);
         if grace {
-            // The grace counts from arrival (`now`): it is about records arriving together.
-            self.graces.push_back((now + self.cfg.standalone_grace, arrival, key));
+            let deadline = started + self.cfg.standalone_grace;
+            // Almost always the back (a binary search to be sure: push_at may start ahead).
+            let at = self.graces.partition_point(|g| g.0 <= deadline);
+            self.graces.insert(at, (deadline, arrival, key));
         } else {
             self.arrival_order.insert((started, arrival), key);
         }
