@@ -297,11 +297,13 @@ impl Reassembler {
         self.drain_notices(out);
     }
 
-    /// When [`tick`](Self::tick) next has work: the oldest event's timeout, the first grace to
-    /// end, or a gap deadline.
+    /// When [`tick`](Self::tick) next may have work: the oldest event's timeout, the first grace
+    /// to end, or a gap deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
         let event = self.arrival_order.first_key_value().map(|(&(started, _), _)| started + self.cfg.event_timeout);
-        let grace = self.graces.iter().find(|&&(_, arrival, key)| self.in_grace(arrival, key)).map(|g| g.0);
+        // The front may be stale (its event joined or emitted): then the deadline is early, never
+        // late, and the tick it causes drops it.
+        let grace = self.graces.front().map(|g| g.0);
         let gap = self.gaps.iter().filter_map(|g| g.deadline(&self.limits)).min();
         [event, grace, gap].into_iter().flatten().min()
     }
