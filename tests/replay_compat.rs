@@ -135,6 +135,13 @@ fn crlf_line_endings_are_not_part_of_values() {
     assert_eq!(cmd["fields"]["msg"], "cwd=\"/home/alice\" cmd=6964 exe=\"/usr/bin/sudo\" terminal=pts/1 res=success");
     assert_eq!(record(r.event(9102), "CWD")["fields"]["cwd"], "/home/alice");
     assert_eq!(types(r.event(9102)), ["CWD", "EOE"]);
+    assert_eq!(record(r.event(9102), "EOE")["fields"], serde_json::json!({}));
+    // Before, each `\r` became a word of its own record.
+    for e in r.events() {
+        for rec in e["records"].as_array().unwrap() {
+            assert!(rec["fields"].get("_words").is_none(), "{rec}");
+        }
+    }
 }
 
 #[test]
