@@ -45,7 +45,7 @@ pub mod policy;
 pub use config::ReassembleConfig;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::hash::FastHash;
 use crate::loss::LossNotice;
@@ -135,11 +135,9 @@ pub struct Reassembler {
     cfg: ReassembleConfig,
     limits: gap::Limits,
     in_flight: HashMap<Key, Pending, FastHash>,
-    /// [`Reassembler::order_key`] (start, then arrival number) → key of each in-flight event not
-    /// in its grace: oldest first, for timeouts and eviction.
-    arrival_order: BTreeMap<u128, Key>,
-    /// The clock's zero for order keys: the first `now` seen (time is monotonic from there).
-    base: Option<Instant>,
+    /// (start, arrival number) → key of each in-flight event not in its grace: oldest first, for
+    /// timeouts, eviction and flush.
+    arrival_order: BTreeMap<(Instant, u64), Key>,
     /// (grace deadline, arrival number, key) of events opened in their grace, in deadline order
     /// (which is arrival order but for events [`push_at`](Self::push_at) started ahead). An entry is
     /// stale once its event left the grace or was emitted ([`Reassembler::in_grace`]); stale
@@ -171,7 +169,6 @@ impl Reassembler {
             // included) so steady state never rehashes; it still grows to `max_in_flight`.
             in_flight: HashMap::with_capacity_and_hasher(cfg.max_in_flight.clamp(1, 64), FastHash::default()),
             arrival_order: BTreeMap::new(),
-            base: None,
             graces: VecDeque::new(),
             next_arrival: 0,
             completed: RecentKeys::new(cfg.completed_memory.max(1)),
@@ -202,7 +199,7 @@ impl Reassembler {
                 self.stats.late_records += 1;
             }
             let left_grace = std::mem::take(&mut pending.grace);
-            let order_entry = self.base.map_or(0, |base| order_key(base, pending.started, pending.arrival));
+            let order_entry = (pending.started, pending.arrival);
             pending.records.push(rec);
             let full = pending.records.len() >= self.cfg.max_records_per_event;
             if left_grace {
@@ -259,16 +256,11 @@ impl Reassembler {
         records.push(rec);
         if grace {
             let deadline = started + self.cfg.standalone_grace;
-            if self.graces.back().is_none_or(|g| g.0 <= deadline) {
-                self.graces.push_back((deadline, arrival, key));
-            } else {
-                // Only push_at starts an event ahead of later ones.
-                let at = self.graces.partition_point(|g| g.0 <= deadline);
-                self.graces.insert(at, (deadline, arrival, key));
-            }
+            // Almost always the back (a binary search to be sure: push_at may start ahead).
+            let at = self.graces.partition_point(|g| g.0 <= deadline);
+            self.graces.insert(at, (deadline, arrival, key));
         } else {
-            let base = self.base.unwrap_or(now);
-            self.arrival_order.insert(order_key(base, started, arrival), key);
+            self.arrival_order.insert((started, arrival), key);
         }
         self.in_flight.insert(key, Pending { arrival, started, records, late, grace });
         self.stats.in_flight = self.in_flight.len() as u64;
@@ -285,7 +277,7 @@ impl Reassembler {
             let timeout = self
                 .arrival_order
                 .first_key_value()
-                .and_then(|(&order, &key)| Some((self.started_of(order)? + self.cfg.event_timeout, key)))
+                .map(|(&(started, _), &key)| (started + self.cfg.event_timeout, key))
                 .filter(|&(deadline, _)| deadline <= now);
             match (grace, timeout) {
                 (Some(g), t) if t.is_none_or(|(deadline, _)| g <= deadline) => {
@@ -308,10 +300,7 @@ impl Reassembler {
     /// When [`tick`](Self::tick) next may have work: the oldest event's timeout, the first grace
     /// to end, or a gap deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let event = self
-            .arrival_order
-            .first_key_value()
-            .and_then(|(&order, _)| Some(self.started_of(order)? + self.cfg.event_timeout));
+        let event = self.arrival_order.first_key_value().map(|(&(started, _), _)| started + self.cfg.event_timeout);
         // The front may be stale (its event joined or emitted): then the deadline is early, never
         // late, and the tick it causes drops it.
         let grace = self.graces.front().map(|g| g.0);
@@ -344,14 +333,8 @@ impl Reassembler {
         self.in_flight.len()
     }
 
-    /// The start time encoded in an order key.
-    fn started_of(&self, order: u128) -> Option<Instant> {
-        self.base.map(|base| base + Duration::from_nanos((order >> 64) as u64))
-    }
-
     /// Time never goes backwards inside the reassembler, whatever the caller passes.
     fn monotonic(&mut self, now: Instant) -> Instant {
-        self.base.get_or_insert(now);
         let now = match self.last_now {
             Some(last) if last > now => last,
             _ => now,
@@ -406,8 +389,7 @@ impl Reassembler {
             return None;
         };
         if !pending.grace {
-            let order = self.base.map_or(0, |base| order_key(base, pending.started, pending.arrival));
-            self.arrival_order.remove(&order);
+            self.arrival_order.remove(&(pending.started, pending.arrival));
         }
         self.stats.in_flight = self.in_flight.len() as u64;
         Some(pending)
@@ -469,14 +451,6 @@ impl Reassembler {
         self.completed.insert(key);
         out.push(Output::Event(Event { id: key.id, node, records, incomplete, late, completion }));
     }
-}
-
-/// The order of an open event: its start (nanoseconds since `base`, which no start precedes: time
-/// is monotonic from the first `now`) in the high half, its arrival number in the low half. One
-/// integer, so the order map compares and stores 16 bytes per entry on the hot path.
-fn order_key(base: Instant, started: Instant, arrival: u64) -> u128 {
-    let nanos = u64::try_from(started.saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX);
-    (u128::from(nanos) << 64) | u128::from(arrival)
 }
 
 /// A bounded set of recently completed keys (FIFO eviction).
