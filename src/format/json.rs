@@ -10,7 +10,7 @@
 
 use crate::loss::LossNotice;
 use crate::reassemble::{Event, Output};
-use crate::record::{EventId, FieldRef, Quoting, Record};
+use crate::record::{EventId, FieldRef, MessageType, Quoting, Record};
 
 /// JSON key for tokens without `=` (e.g. `avc:  denied  { read } for` on AVC records).
 pub const WORDS_KEY: &[u8] = b"_words";
@@ -89,17 +89,21 @@ impl JsonWriter {
 
     fn record(&mut self, record: &Record) {
         let b = &mut self.buf;
-        b.extend_from_slice(b"{\"type\":\"");
-        match record.kind.known_name() {
-            Some(name) => b.extend_from_slice(name.as_bytes()),
-            None => {
-                b.extend_from_slice(b"UNKNOWN[");
-                b.extend_from_slice(itoa::Buffer::new().format(record.kind.0).as_bytes());
-                b.push(b']');
+        if record.kind == MessageType::NONE && record.type_id().is_none() {
+            unknown_type(b, record);
+        } else {
+            b.extend_from_slice(b"{\"type\":\"");
+            match record.kind.known_name() {
+                Some(name) => b.extend_from_slice(name.as_bytes()),
+                None => {
+                    b.extend_from_slice(b"UNKNOWN[");
+                    b.extend_from_slice(itoa::Buffer::new().format(record.kind.0).as_bytes());
+                    b.push(b']');
+                }
             }
+            b.extend_from_slice(b"\",\"type_id\":");
+            b.extend_from_slice(itoa::Buffer::new().format(record.kind.0).as_bytes());
         }
-        b.extend_from_slice(b"\",\"type_id\":");
-        b.extend_from_slice(itoa::Buffer::new().format(record.kind.0).as_bytes());
         b.extend_from_slice(b",\"fields\":");
         self.fields(record.fields(), record.has_duplicate_keys());
         self.non_utf8_member(b"non_utf8");
@@ -198,6 +202,16 @@ impl JsonWriter {
         }
         b.extend_from_slice(b"}}");
     }
+}
+
+/// `{"type":"NAME"` for a log line's type name this build does not know: as written, and no
+/// `type_id`. Out of line: rare, and the common path stays small.
+#[cold]
+#[inline(never)]
+fn unknown_type(b: &mut Vec<u8>, record: &Record) {
+    b.extend_from_slice(b"{\"type\":\"");
+    push_escaped(b, record.type_name().as_bytes(), false);
+    b.push(b'"');
 }
 
 fn json_key<'a>(f: &FieldRef<'a>) -> &'a [u8] {

@@ -13,6 +13,11 @@ pub struct ReassembleConfig {
     /// An event still incomplete this long after its first record is emitted with `incomplete`.
     #[serde(deserialize_with = "de_duration")]
     pub event_timeout: Duration,
+    /// A record of a type that is usually a whole event by itself waits this long for records of
+    /// the same event (SYSCALL … EOE when it was logged inside an audited syscall) before it is
+    /// emitted alone; zero emits it at once. The latency cost of standalone events.
+    #[serde(deserialize_with = "de_duration")]
+    pub standalone_grace: Duration,
     /// At most this many events in flight; beyond it the oldest is emitted with `incomplete`.
     pub max_in_flight: usize,
     /// At most this many records in one event; beyond it the event is emitted with `incomplete`
@@ -37,6 +42,7 @@ impl Default for ReassembleConfig {
     fn default() -> Self {
         ReassembleConfig {
             event_timeout: Duration::from_secs(2),
+            standalone_grace: Duration::from_millis(10),
             max_in_flight: 8192,
             max_records_per_event: 4096,
             reorder_window: 4096,
@@ -66,6 +72,9 @@ impl ReassembleConfig {
         }
         if self.max_serial_jump >= 1 << 31 {
             return Err("reassemble.max_serial_jump must be below 2^31 (serials wrap at 2^32)".into());
+        }
+        if self.standalone_grace >= self.event_timeout {
+            return Err("reassemble.standalone_grace must be shorter than reassemble.event_timeout".into());
         }
         if self.event_timeout.is_zero() || self.gap_timeout.is_zero() {
             return Err("reassemble.event_timeout and reassemble.gap_timeout must be positive".into());

@@ -84,6 +84,15 @@ impl GapTracker {
         }
     }
 
+    /// Report every hole still open, whatever its age (end of input, shutdown): the serials
+    /// between the expected one and each that arrived ahead of it.
+    pub fn flush(&mut self, out: &mut Vec<LossNotice>) {
+        while !self.pending.is_empty() {
+            self.report_hole(out);
+        }
+        self.hole_since = None;
+    }
+
     /// When `tick` would next report something.
     pub fn deadline(&self, limits: &Limits) -> Option<Instant> {
         self.hole_since.map(|since| since + limits.gap_timeout)
@@ -176,6 +185,33 @@ mod tests {
         t.tick(now + Duration::from_secs(5), &limits(), &mut out);
         assert_eq!(out, vec![LossNotice::SerialGap { first: 2, last: 2, count: 1 }]);
         assert_eq!(t.deadline(&limits()), None);
+    }
+
+    #[test]
+    fn flush_reports_every_open_hole() {
+        let now = Instant::now();
+        let mut t = GapTracker::default();
+        assert!(feed(&mut t, &[1, 2, 4, 5], now).is_empty());
+        let mut out = Vec::new();
+        t.flush(&mut out);
+        assert_eq!(out, vec![LossNotice::SerialGap { first: 3, last: 3, count: 1 }]);
+        let mut t = GapTracker::default();
+        // Within the reorder window (4), so nothing is reported before the flush.
+        assert!(feed(&mut t, &[10, 12, 14], now).is_empty());
+        out.clear();
+        t.flush(&mut out);
+        assert_eq!(
+            out,
+            vec![
+                LossNotice::SerialGap { first: 11, last: 11, count: 1 },
+                LossNotice::SerialGap { first: 13, last: 13, count: 1 }
+            ]
+        );
+        assert_eq!(t.deadline(&limits()), None);
+        out.clear();
+        t.flush(&mut out);
+        assert!(out.is_empty(), "reported once");
+        assert!(feed(&mut t, &[15], now).is_empty(), "tracking goes on after the last serial seen");
     }
 
     #[test]

@@ -8,16 +8,35 @@
 //! 4. it reaches `max_records_per_event` records (`incomplete`);
 //! 5. [`Reassembler::flush`] is called at shutdown or end of input (`incomplete`).
 //!
+//! Why a grace for standalone types: a record that is usually a whole event by itself (a user-space
+//! message such as SERVICE_START, or ANOM_PROMISCUOUS) is followed by SYSCALL … EOE with the same
+//! serial when the process that caused it was inside an audited syscall: the kernel logs the record
+//! during the syscall and the syscall's records at its exit, microseconds later. Emitting the first
+//! record at once would split one kernel event into two (the second flagged `late`). So such a
+//! record opens its event for `standalone_grace` ([`policy::may_carry_syscall_context`]): if no
+//! other record of it arrives by then, it is emitted complete (`Standalone`) — that is the latency
+//! the grace costs, and only events made of such a record pay it; if one does, the event waits for
+//! its EOE like any other. Flush and eviction emit an event still in its grace complete, too.
+//!
+//! A record of an event already in flight joins it before timeouts are applied: a record that has
+//! arrived is never made `late` just because the timer had not run yet.
+//!
+//! An event's timers (grace, `event_timeout`) start when its first record arrives, or, with
+//! [`Reassembler::push_at`], at the later of that and the event's own stamp on the caller's clock:
+//! replay uses that, so an event stamped ahead of replay's clock is not timed out the moment the
+//! clock catches up with it. Timers are kept ordered by deadline, so any start times work.
+//!
 //! A record for an event that was already emitted (remembered for `completed_memory` events)
 //! opens a new event flagged `late`, which completes by the same rules: late data is never dropped
 //! and never merged into another event. Serial gaps are tracked per node (`gap.rs`) and reported
-//! in-band as [`LossNotice::SerialGap`].
+//! in-band as [`LossNotice::SerialGap`]; [`Reassembler::flush`] reports every hole still open, so
+//! end of input and daemon shutdown never hide a loss.
 //!
 //! Time is a parameter (`now`), never read from a clock here: the daemon passes
 //! `Instant::now()`, replay passes a clock derived from record timestamps, tests pass whatever they
 //! like. Output order is completion order and depends only on the input and the `now` values:
-//! in-flight events are kept in arrival order (a BTreeMap keyed by arrival number), never in hash
-//! order.
+//! in-flight events are kept in start order (a BTreeMap keyed by start time and arrival number),
+//! never in hash order; timers due at one `tick` fire in deadline order.
 
 mod config;
 mod gap;
@@ -87,6 +106,9 @@ pub struct ReassembleStats {
     pub serial_gaps: u64,
     pub missing_serials: u64,
     pub serial_restarts: u64,
+    /// Events opened by a standalone-type record that other records then joined (one kernel event
+    /// that would otherwise have been split in two).
+    pub standalone_joined: u64,
     pub in_flight: u64,
 }
 
@@ -103,6 +125,8 @@ struct Pending {
     started: Instant,
     records: Vec<Record>,
     late: bool,
+    /// Opened by a standalone-type record in its grace, no other record yet: complete as it is.
+    grace: bool,
 }
 
 /// Groups records into events. See the module documentation for the rules.
@@ -111,8 +135,15 @@ pub struct Reassembler {
     cfg: ReassembleConfig,
     limits: gap::Limits,
     in_flight: HashMap<Key, Pending, FastHash>,
-    /// Arrival number → key: oldest first, for timeouts, eviction and flush.
-    arrival_order: BTreeMap<u64, Key>,
+    /// (start, arrival number) → key of each in-flight event not in its grace: oldest first, for
+    /// timeouts, eviction and flush.
+    arrival_order: BTreeMap<(Instant, u64), Key>,
+    /// (grace deadline, arrival number, key) of events opened in their grace, in deadline order
+    /// (which is arrival order but for events [`push_at`](Self::push_at) started ahead). An entry is
+    /// stale once its event left the grace or was emitted ([`Reassembler::in_grace`]); stale
+    /// entries are dropped when they reach the front. A deque, not a map: standalone events are
+    /// common and this is the hot path.
+    graces: VecDeque<(Instant, u64, Key)>,
     next_arrival: u64,
     completed: RecentKeys,
     /// Interned `node=` values; index 0 is "no node".
@@ -134,8 +165,11 @@ impl Reassembler {
         Reassembler {
             cfg: cfg.clone(),
             limits,
-            in_flight: HashMap::default(),
+            // Sized once for a typical number of open events (standalone ones in their grace
+            // included) so steady state never rehashes; it still grows to `max_in_flight`.
+            in_flight: HashMap::with_capacity_and_hasher(cfg.max_in_flight.clamp(1, 64), FastHash::default()),
             arrival_order: BTreeMap::new(),
+            graces: VecDeque::new(),
             next_arrival: 0,
             completed: RecentKeys::new(cfg.completed_memory.max(1)),
             nodes: vec![None],
@@ -148,8 +182,14 @@ impl Reassembler {
 
     /// Add one record; completed events and loss notices are appended to `out`.
     pub fn push(&mut self, rec: Record, now: Instant, out: &mut Vec<Output>) {
+        self.push_at(rec, now, now, out);
+    }
+
+    /// [`push`](Self::push) for a caller whose clock is derived from record stamps (replay):
+    /// `stamp` is when the record's event happened on that clock. A new event's timers start at
+    /// the later of `now` and `stamp`.
+    pub fn push_at(&mut self, rec: Record, now: Instant, stamp: Instant, out: &mut Vec<Output>) {
         let now = self.monotonic(now);
-        self.tick(now, out);
         self.stats.records += 1;
         let key = Key { id: rec.id, node: self.intern(rec.node.as_deref()) };
         let ends = policy::ends_event(rec.kind);
@@ -158,23 +198,46 @@ impl Reassembler {
             if pending.late {
                 self.stats.late_records += 1;
             }
+            let left_grace = std::mem::take(&mut pending.grace);
+            let order_entry = (pending.started, pending.arrival);
             pending.records.push(rec);
             let full = pending.records.len() >= self.cfg.max_records_per_event;
-            if ends {
-                self.complete(key, Completion::EndOfEvent, out);
+            if left_grace {
+                // An ordinary open event from now on: its timeout counts from its start.
+                self.stats.standalone_joined += 1;
+                self.arrival_order.insert(order_entry, key);
+            }
+            let completion = if ends {
+                Some(Completion::EndOfEvent)
             } else if full {
-                self.complete(key, Completion::Oversized, out);
+                Some(Completion::Oversized)
+            } else {
+                None
+            };
+            match completion.and_then(|c| self.take(key).map(|p| (p, c))) {
+                Some((pending, completion)) => {
+                    // Timers that were already due fire first, then the event this record ended.
+                    self.tick(now, out);
+                    self.emit_pending(key, pending, completion, out);
+                }
+                None => self.tick(now, out),
             }
             return;
         }
 
+        self.tick(now, out);
         let late = self.completed.contains(&key);
         if late {
             self.stats.late_records += 1;
         } else if policy::kernel_serial(rec.kind) {
             self.observe_serial(key, now, out);
         }
-        if ends || self.cfg.max_records_per_event <= 1 {
+        let grace = ends
+            && !late
+            && !self.cfg.standalone_grace.is_zero()
+            && self.cfg.max_records_per_event > 1
+            && policy::may_carry_syscall_context(rec.kind);
+        if (ends && !grace) || self.cfg.max_records_per_event <= 1 {
             // A whole event in one record: skip the in-flight map.
             let completion = if ends { Completion::Standalone } else { Completion::Oversized };
             let node = rec.node.clone();
@@ -182,32 +245,51 @@ impl Reassembler {
             return;
         }
         if self.in_flight.len() >= self.cfg.max_in_flight.max(1) {
-            if let Some((_, oldest)) = self.arrival_order.first_key_value() {
-                let oldest = *oldest;
+            if let Some(oldest) = self.oldest() {
                 self.complete(oldest, Completion::Evicted, out);
             }
         }
+        let started = now.max(stamp);
         let arrival = self.next_arrival;
         self.next_arrival += 1;
-        self.arrival_order.insert(arrival, key);
         let mut records = Vec::with_capacity(6);
         records.push(rec);
-        self.in_flight.insert(key, Pending { arrival, started: now, records, late });
+        if grace {
+            let deadline = started + self.cfg.standalone_grace;
+            // Almost always the back (a binary search to be sure: push_at may start ahead).
+            let at = self.graces.partition_point(|g| g.0 <= deadline);
+            self.graces.insert(at, (deadline, arrival, key));
+        } else {
+            self.arrival_order.insert((started, arrival), key);
+        }
+        self.in_flight.insert(key, Pending { arrival, started, records, late, grace });
         self.stats.in_flight = self.in_flight.len() as u64;
     }
 
-    /// Emit events whose timeout passed and report serial holes older than `gap_timeout`.
+    /// Emit events whose grace or timeout passed (in deadline order) and report serial holes older
+    /// than `gap_timeout`.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Output>) {
         let now = self.monotonic(now);
-        while let Some((_, &key)) = self.arrival_order.first_key_value() {
-            let expired = self
-                .in_flight
-                .get(&key)
-                .is_none_or(|p| now.saturating_duration_since(p.started) >= self.cfg.event_timeout);
-            if !expired {
-                break;
+        loop {
+            // Only due entries are looked at (a stale grace entry is dropped when due): a tick
+            // with nothing due costs two comparisons, no lookup.
+            let grace = self.graces.front().map(|g| g.0).filter(|&deadline| deadline <= now);
+            let timeout = self
+                .arrival_order
+                .first_key_value()
+                .map(|(&(started, _), &key)| (started + self.cfg.event_timeout, key))
+                .filter(|&(deadline, _)| deadline <= now);
+            match (grace, timeout) {
+                (Some(g), t) if t.is_none_or(|(deadline, _)| g <= deadline) => {
+                    if let Some((_, arrival, key)) = self.graces.pop_front() {
+                        if self.in_grace(arrival, key) {
+                            self.complete(key, Completion::Standalone, out);
+                        }
+                    }
+                }
+                (_, Some((_, key))) => self.complete(key, Completion::Timeout, out),
+                _ => break,
             }
-            self.complete(key, Completion::Timeout, out);
         }
         for tracker in &mut self.gaps {
             tracker.tick(now, &self.limits, &mut self.notices);
@@ -215,24 +297,29 @@ impl Reassembler {
         self.drain_notices(out);
     }
 
-    /// When [`tick`](Self::tick) next has work: the oldest event's timeout or a gap deadline.
+    /// When [`tick`](Self::tick) next may have work: the oldest event's timeout, the first grace
+    /// to end, or a gap deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let event = self
-            .arrival_order
-            .first_key_value()
-            .and_then(|(_, key)| self.in_flight.get(key))
-            .map(|p| p.started + self.cfg.event_timeout);
+        let event = self.arrival_order.first_key_value().map(|(&(started, _), _)| started + self.cfg.event_timeout);
+        // The front may be stale (its event joined or emitted): then the deadline is early, never
+        // late, and the tick it causes drops it.
+        let grace = self.graces.front().map(|g| g.0);
         let gap = self.gaps.iter().filter_map(|g| g.deadline(&self.limits)).min();
-        match (event, gap) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [event, grace, gap].into_iter().flatten().min()
     }
 
-    /// Emit every in-flight event, oldest first, flagged `incomplete`.
+    /// Emit every in-flight event, oldest first: flagged `incomplete`, except an event still in
+    /// its standalone grace, which is whole. Then report every serial hole still open (whatever
+    /// its age): at end of input or shutdown nothing else will.
     pub fn flush(&mut self, out: &mut Vec<Output>) {
-        while let Some((_, &key)) = self.arrival_order.first_key_value() {
+        let mut open: Vec<(u64, Key)> = self.in_flight.iter().map(|(&key, p)| (p.arrival, key)).collect();
+        open.sort_unstable_by_key(|&(arrival, _)| arrival);
+        for (_, key) in open {
             self.complete(key, Completion::Flushed, out);
+        }
+        self.graces.clear();
+        for tracker in &mut self.gaps {
+            tracker.flush(&mut self.notices);
         }
         self.drain_notices(out);
     }
@@ -289,14 +376,52 @@ impl Reassembler {
     }
 
     fn complete(&mut self, key: Key, completion: Completion, out: &mut Vec<Output>) {
+        if let Some(pending) = self.take(key) {
+            self.emit_pending(key, pending, completion, out);
+        }
+    }
+
+    /// Remove an in-flight event and its timeout entry (a grace entry goes stale).
+    fn take(&mut self, key: Key) -> Option<Pending> {
         let Some(pending) = self.in_flight.remove(&key) else {
-            // An arrival entry whose event is gone cannot happen; drop the stale entry if it does.
+            // A timer entry whose event is gone cannot happen; drop stale entries if it does.
             self.arrival_order.retain(|_, k| *k != key);
-            return;
+            return None;
         };
-        self.arrival_order.remove(&pending.arrival);
+        if !pending.grace {
+            self.arrival_order.remove(&(pending.started, pending.arrival));
+        }
         self.stats.in_flight = self.in_flight.len() as u64;
+        Some(pending)
+    }
+
+    /// Whether the grace entry (`arrival`, `key`) is current: its event is open and in its grace.
+    fn in_grace(&self, arrival: u64, key: Key) -> bool {
+        self.in_flight.get(&key).is_some_and(|p| p.grace && p.arrival == arrival)
+    }
+
+    fn drop_stale_graces(&mut self) {
+        while let Some(&(_, arrival, key)) = self.graces.front() {
+            if self.in_grace(arrival, key) {
+                break;
+            }
+            self.graces.pop_front();
+        }
+    }
+
+    /// The in-flight event that arrived first, for eviction.
+    fn oldest(&mut self) -> Option<Key> {
+        self.drop_stale_graces();
+        let grace = self.graces.front().map(|&(_, arrival, key)| (arrival, key));
+        let open =
+            self.arrival_order.values().next().and_then(|&key| self.in_flight.get(&key).map(|p| (p.arrival, key)));
+        [grace, open].into_iter().flatten().min_by_key(|&(arrival, _)| arrival).map(|(_, key)| key)
+    }
+
+    fn emit_pending(&mut self, key: Key, pending: Pending, completion: Completion, out: &mut Vec<Output>) {
         let node = pending.records.first().and_then(|r| r.node.clone());
+        // Still in its grace: the record is a whole event, however it leaves (timer, bound, flush).
+        let completion = if pending.grace { Completion::Standalone } else { completion };
         self.emit(key, node, pending.records, pending.late, completion, out);
     }
 
@@ -338,9 +463,12 @@ struct RecentKeys {
 
 impl RecentKeys {
     fn new(capacity: usize) -> RecentKeys {
+        // Grown on use up to `capacity`: a short replay (or a test) does not pay for allocating
+        // and clearing the whole bound (16384 keys by default) up front.
+        let initial = capacity.min(1024);
         RecentKeys {
-            set: HashSet::with_capacity_and_hasher(capacity, FastHash::default()),
-            order: VecDeque::with_capacity(capacity),
+            set: HashSet::with_capacity_and_hasher(initial, FastHash::default()),
+            order: VecDeque::with_capacity(initial),
             capacity,
         }
     }

@@ -24,6 +24,15 @@ pub fn ends_event(kind: MessageType) -> bool {
         || t >= 1700
 }
 
+/// True for a type that ends its event ([`ends_event`]) yet may be the first of a kernel event
+/// that goes on with SYSCALL … EOE: every such type except EOE and auditd's own DAEMON_* records
+/// (1200..=1299, written by auditd, never by the kernel). A user-space message sent by a process
+/// inside an audited syscall, ANOM_PROMISCUOUS from an audited ioctl, a NetLabel change over
+/// netlink: the kernel stamps them with the syscall's serial and logs the syscall at its exit.
+pub fn may_carry_syscall_context(kind: MessageType) -> bool {
+    ends_event(kind) && kind != MessageType::EOE && kernel_serial(kind)
+}
+
 /// True when the record's serial comes from the kernel's counter. auditd writes its own DAEMON_*
 /// records (1200..=1299) straight to the log with serials of its own; feeding those to gap
 /// detection would report phantom gaps or restarts during replay.
@@ -42,6 +51,16 @@ mod tests {
         }
         for t in [1006, 1300, 1302, 1305, 1309, 1327, 1334, 1400, 1405, 1420, 1699] {
             assert!(!ends_event(MessageType(t)), "{t}");
+        }
+    }
+
+    #[test]
+    fn standalone_types_but_eoe_and_daemon_records_may_carry_syscall_context() {
+        for t in [1005, 1100, 1112, 1130, 1406, 1700, 1701, 2000, 2100, 2500] {
+            assert!(may_carry_syscall_context(MessageType(t)), "{t}");
+        }
+        for t in [1320, 1200, 1203, 1299, 1300, 1302, 1006] {
+            assert!(!may_carry_syscall_context(MessageType(t)), "{t}");
         }
     }
 

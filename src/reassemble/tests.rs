@@ -13,6 +13,10 @@ const PROCTITLE: u16 = 1327;
 const EOE: u16 = 1320;
 const USER: u16 = 1005;
 const LOGIN: u16 = 1006;
+const SERVICE_START: u16 = 1130;
+const SOCKADDR: u16 = 1306;
+const ANOM_PROMISCUOUS: u16 = 1700;
+const DAEMON_START: u16 = 1200;
 
 /// A record of event `serial`; `tag` makes records distinguishable.
 fn rec(kind: u16, serial: u32, tag: usize) -> Record {
@@ -67,17 +71,175 @@ fn eoe_completes_and_proctitle_does_not() {
 #[test]
 fn user_records_are_standalone_but_login_is_not() {
     let now = Instant::now();
-    let mut r = Reassembler::new(&ReassembleConfig::default());
+    let cfg = ReassembleConfig::default();
+    let mut r = Reassembler::new(&cfg);
     let mut out = Vec::new();
     r.push(rec(USER, 1, 0), now, &mut out);
+    assert!(out.is_empty(), "in its grace");
+    r.tick(now + cfg.standalone_grace, &mut out);
     assert_eq!(emitted(&out).len(), 1);
     assert_eq!(emitted(&out)[0].completion, Completion::Standalone);
+    assert!(!emitted(&out)[0].incomplete);
     out.clear();
     r.push(rec(LOGIN, 2, 1), now, &mut out);
     assert!(out.is_empty(), "LOGIN waits for its SYSCALL and EOE");
     r.push(rec(SYSCALL, 2, 2), now, &mut out);
     r.push(rec(EOE, 2, 3), now, &mut out);
     assert_eq!(kinds(emitted(&out)[0]), vec![LOGIN, SYSCALL, EOE]);
+}
+
+#[test]
+fn a_standalone_type_followed_by_its_syscall_is_one_event() {
+    // laurel's record-service-start: SERVICE_START logged inside systemd's audited sendto.
+    let t0 = Instant::now();
+    let mut r = Reassembler::new(&ReassembleConfig::default());
+    let mut out = Vec::new();
+    for (i, k) in [SERVICE_START, SYSCALL, SOCKADDR, EOE].into_iter().enumerate() {
+        r.push(rec(k, 4486226, i), t0 + Duration::from_micros(50 * i as u64), &mut out);
+    }
+    let ev = emitted(&out);
+    assert_eq!(ev.len(), 1, "{out:?}");
+    assert_eq!(kinds(ev[0]), vec![SERVICE_START, SYSCALL, SOCKADDR, EOE]);
+    assert!(!ev[0].incomplete && !ev[0].late);
+    assert_eq!(ev[0].completion, Completion::EndOfEvent);
+    assert_eq!((r.stats().standalone_joined, r.stats().late_events), (1, 0));
+    // go-libaudit's ubuntu-16.10 serial 753: ANOM_PROMISCUOUS, SYSCALL, PROCTITLE, EOE.
+    out.clear();
+    for (i, k) in [ANOM_PROMISCUOUS, SYSCALL, PROCTITLE, EOE].into_iter().enumerate() {
+        r.push(rec(k, 753, i), t0, &mut out);
+    }
+    assert_eq!(kinds(emitted(&out)[0]), vec![ANOM_PROMISCUOUS, SYSCALL, PROCTITLE, EOE]);
+}
+
+/// The latency the grace costs, with deterministic time: a standalone event that nothing joins is
+/// emitted exactly `standalone_grace` (default 10 ms) after its record, not before; an event that
+/// ends with EOE pays nothing (it completes on its EOE, as without a grace).
+#[test]
+fn the_grace_costs_standalone_events_exactly_its_length() {
+    let t0 = Instant::now();
+    let cfg = ReassembleConfig::default();
+    assert_eq!(cfg.standalone_grace, Duration::from_millis(10));
+    let mut r = Reassembler::new(&cfg);
+    let mut out = Vec::new();
+    r.push(rec(USER, 1, 0), t0, &mut out);
+    assert_eq!(r.next_deadline(), Some(t0 + cfg.standalone_grace));
+    r.tick(t0 + cfg.standalone_grace - Duration::from_nanos(1), &mut out);
+    assert!(out.is_empty());
+    r.tick(t0 + cfg.standalone_grace, &mut out);
+    assert_eq!(emitted(&out).len(), 1);
+    assert_eq!(emitted(&out)[0].completion, Completion::Standalone);
+    assert!(!emitted(&out)[0].incomplete);
+    assert_eq!(r.next_deadline(), None);
+    // A syscall event: emitted on the EOE's push, at the EOE's time.
+    out.clear();
+    r.push(rec(SYSCALL, 2, 1), t0, &mut out);
+    r.push(rec(EOE, 2, 2), t0, &mut out);
+    assert_eq!(emitted(&out).len(), 1);
+    // Zero disables the grace: emitted at once.
+    let mut r = Reassembler::new(&ReassembleConfig { standalone_grace: Duration::ZERO, ..cfg });
+    out.clear();
+    r.push(rec(USER, 1, 0), t0, &mut out);
+    assert_eq!(emitted(&out).len(), 1);
+}
+
+#[test]
+fn graces_end_on_their_own_clock_whatever_else_is_open() {
+    let t0 = Instant::now();
+    let cfg = ReassembleConfig::default();
+    let mut r = Reassembler::new(&cfg);
+    let mut out = Vec::new();
+    r.push(rec(SYSCALL, 1, 0), t0, &mut out); // open for event_timeout
+    r.push(rec(USER, 2, 1), t0, &mut out);
+    r.push(rec(DAEMON_START, 3, 2), t0, &mut out); // auditd's own: never in the kernel's events
+    assert_eq!(emitted(&out).iter().map(|e| e.id.serial).collect::<Vec<_>>(), vec![3]);
+    out.clear();
+    r.tick(t0 + cfg.standalone_grace, &mut out);
+    assert_eq!(emitted(&out).iter().map(|e| e.id.serial).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(r.in_flight(), 1);
+    assert_eq!(r.next_deadline(), Some(t0 + cfg.event_timeout));
+}
+
+#[test]
+fn an_event_in_its_grace_is_whole_when_evicted_or_flushed() {
+    let t0 = Instant::now();
+    let mut r = Reassembler::new(&ReassembleConfig { max_in_flight: 1, ..Default::default() });
+    let mut out = Vec::new();
+    r.push(rec(USER, 1, 0), t0, &mut out);
+    r.push(rec(USER, 2, 1), t0, &mut out);
+    let ev = emitted(&out);
+    assert_eq!((ev.len(), ev[0].id.serial, ev[0].completion, ev[0].incomplete), (1, 1, Completion::Standalone, false));
+    out.clear();
+    r.flush(&mut out);
+    let ev = emitted(&out);
+    assert_eq!((ev.len(), ev[0].id.serial, ev[0].completion, ev[0].incomplete), (1, 2, Completion::Standalone, false));
+    assert_eq!(r.stats().completed_standalone, 2);
+}
+
+#[test]
+fn a_record_of_an_open_event_joins_it_even_past_its_timeout() {
+    // The record is in hand before the timer ran: it belongs to its event, not to a late one.
+    let t0 = Instant::now();
+    let mut r = Reassembler::new(&ReassembleConfig::default());
+    let mut out = Vec::new();
+    r.push(rec(SYSCALL, 1, 0), t0, &mut out);
+    r.push(rec(PATH, 1, 1), t0 + Duration::from_secs(3), &mut out);
+    let ev = emitted(&out);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(kinds(ev[0]), vec![SYSCALL, PATH]);
+    assert_eq!((ev[0].completion, ev[0].late), (Completion::Timeout, false));
+}
+
+#[test]
+fn push_at_starts_an_event_at_its_own_later_stamp() {
+    let t0 = Instant::now();
+    let cfg = ReassembleConfig::default();
+    let mut r = Reassembler::new(&cfg);
+    let mut out = Vec::new();
+    r.push(rec(SYSCALL, 1, 0), t0, &mut out);
+    // Stamped 7 s ahead of the clock: its timeout counts from there, and it does not hold back
+    // the timeout of the event that started earlier.
+    r.push_at(rec(SYSCALL, 2, 1), t0, t0 + Duration::from_secs(7), &mut out);
+    assert_eq!(r.next_deadline(), Some(t0 + cfg.event_timeout));
+    r.tick(t0 + Duration::from_secs(7), &mut out);
+    assert_eq!(emitted(&out).iter().map(|e| e.id.serial).collect::<Vec<_>>(), vec![1]);
+    out.clear();
+    r.push_at(rec(EOE, 2, 2), t0 + Duration::from_secs(7), t0 + Duration::from_secs(7), &mut out);
+    let ev = emitted(&out);
+    assert_eq!((ev.len(), ev[0].completion, ev[0].records.len()), (1, Completion::EndOfEvent, 2));
+    // A stamp behind the clock changes nothing: the timers start on arrival.
+    out.clear();
+    r.push_at(rec(SYSCALL, 3, 3), t0 + Duration::from_secs(8), t0, &mut out);
+    assert_eq!(r.next_deadline(), Some(t0 + Duration::from_secs(8) + cfg.event_timeout));
+}
+
+#[test]
+fn due_timers_fire_in_deadline_order_before_the_event_a_record_ends() {
+    let t0 = Instant::now();
+    let cfg = ReassembleConfig::default();
+    let mut r = Reassembler::new(&cfg);
+    let mut out = Vec::new();
+    r.push(rec(SYSCALL, 1, 0), t0, &mut out);
+    r.push(rec(USER, 2, 1), t0 + Duration::from_millis(1995), &mut out);
+    r.push(rec(SYSCALL, 3, 2), t0 + Duration::from_millis(1996), &mut out);
+    // At +3 s: event 1 (due at +2 s) and 2's grace (+2.005 s) are due; 3's EOE ends it.
+    r.push(rec(EOE, 3, 3), t0 + Duration::from_secs(3), &mut out);
+    let order: Vec<_> = emitted(&out).iter().map(|e| (e.id.serial, e.completion)).collect();
+    assert_eq!(order, vec![(1, Completion::Timeout), (2, Completion::Standalone), (3, Completion::EndOfEvent)]);
+}
+
+#[test]
+fn flush_reports_the_gaps_still_open() {
+    let t0 = Instant::now();
+    let mut r = Reassembler::new(&ReassembleConfig::default());
+    let mut out = Vec::new();
+    for s in [1, 2, 4, 5] {
+        r.push(rec(SYSCALL, s, s as usize), t0, &mut out);
+        r.push(rec(EOE, s, s as usize), t0, &mut out);
+    }
+    assert!(losses(&out).is_empty(), "within the reorder window and the gap timeout");
+    r.flush(&mut out);
+    assert_eq!(losses(&out), vec![LossNotice::SerialGap { first: 3, last: 3, count: 1 }]);
+    assert_eq!((r.stats().serial_gaps, r.stats().missing_serials), (1, 1));
 }
 
 #[test]
@@ -192,7 +354,12 @@ fn flush_emits_everything_oldest_first() {
 #[test]
 fn serial_gaps_are_reported_in_band_across_the_wrap() {
     let t0 = Instant::now();
-    let cfg = ReassembleConfig { reorder_window: 8, gap_timeout: Duration::from_secs(5), ..Default::default() };
+    let cfg = ReassembleConfig {
+        reorder_window: 8,
+        gap_timeout: Duration::from_secs(5),
+        standalone_grace: Duration::ZERO,
+        ..Default::default()
+    };
     let mut r = Reassembler::new(&cfg);
     let mut out = Vec::new();
     // u32::MAX - 1, then u32::MAX and 0 are lost, then 1.
@@ -249,12 +416,15 @@ fn nodes_do_not_merge() {
 /// An event: its serial and record kinds, the last one ending it.
 fn arb_events() -> impl Strategy<Value = Vec<Vec<u16>>> {
     let body = prop::sample::select(vec![SYSCALL, PATH, CWD, PROCTITLE, LOGIN]);
-    let multi = prop::collection::vec(body, 0..5).prop_map(|mut v| {
+    let multi = prop::collection::vec(body.clone(), 0..5).prop_map(|mut v| {
         v.push(EOE);
         v
     });
     let single = Just(vec![USER]);
-    prop::collection::vec(prop_oneof![4 => multi, 1 => single], 1..40)
+    // A standalone type logged inside an audited syscall: the syscall's records follow it.
+    let joined = (prop::sample::select(vec![USER, SERVICE_START, ANOM_PROMISCUOUS]), prop::collection::vec(body, 0..3))
+        .prop_map(|(first, rest)| [vec![first, SYSCALL], rest, vec![EOE]].concat());
+    prop::collection::vec(prop_oneof![4 => multi, 1 => single, 1 => joined], 1..40)
 }
 
 /// Records of `events` (serial = base + index) in the order given by `schedule`, which lists
@@ -296,7 +466,8 @@ proptest! {
         for rec in records {
             r.push(rec, now, &mut out);
         }
-        prop_assert_eq!(r.in_flight(), 0, "every event ended by its end record");
+        r.tick(now + ReassembleConfig::default().standalone_grace, &mut out);
+        prop_assert_eq!(r.in_flight(), 0, "every event ended by its end record or its grace");
         r.flush(&mut out);
         prop_assert!(losses(&out).is_empty(), "no gaps: all serials present");
         let got = emitted(&out);
@@ -421,4 +592,8 @@ proptest! {
 fn message_type_constants_used_here_are_right() {
     assert_eq!(MessageType(EOE), MessageType::EOE);
     assert_eq!(MessageType(PROCTITLE), MessageType::PROCTITLE);
+    assert_eq!(MessageType(SERVICE_START), MessageType::SERVICE_START);
+    assert_eq!(MessageType(SOCKADDR), MessageType::SOCKADDR);
+    assert_eq!(MessageType(ANOM_PROMISCUOUS), MessageType::ANOM_PROMISCUOUS);
+    assert_eq!(MessageType(DAEMON_START), MessageType::DAEMON_START);
 }

@@ -7,7 +7,9 @@
 //!   need escaping is hex-encoded instead), so the value ends at the next `"`;
 //! - single-quoted: `msg='op=login … res=success'` on user-space records; the text may itself
 //!   contain `'` (`text=single 'quote'`), so the value ends at the *last* `'` of the body;
-//! - words without `=`: `avc:  denied  { read } for  pid=…` on AVC records.
+//! - words without `=`: `avc:  denied  { read } for  pid=…` on AVC records;
+//! - in auditd's ENRICHED section only, braced values: `SADDR={ saddr_fam=local path=/run/x }`
+//!   is one value (auparse's sockaddr interpretation), kept whole with its braces.
 //!
 //! Invariants: the tokenizer never fails and never drops bytes other than separating spaces;
 //! spans are byte ranges, so non-UTF-8 input is carried untouched; an unterminated quote is kept as
@@ -69,8 +71,33 @@ impl FieldRef<'_> {
     }
 }
 
-/// Split `buf[start..end]` into fields, appending to `out`. `buf.len()` must fit in `u32`.
+/// Split the raw fields `buf[start..end]`, appending to `out`. `buf.len()` must fit in `u32`.
 pub(crate) fn tokenize(buf: &[u8], start: usize, end: usize, out: &mut Vec<Field>) {
+    tokenize_with::<false>(buf, start, end, out);
+}
+
+/// Split auditd's interpreted (ENRICHED) fields `buf[start..end]`: as [`tokenize`], and a bare
+/// value that starts with `{` runs to the first `}` that ends a token (followed by a space or the
+/// end), so auparse's `{ fam=inet laddr=… lport=… }` stays one value. Without such a `}` the value
+/// is an ordinary bare value (no guessing).
+pub(crate) fn tokenize_interpreted(buf: &[u8], start: usize, end: usize, out: &mut Vec<Field>) {
+    tokenize_with::<true>(buf, start, end, out);
+}
+
+/// Closing brace of a braced value starting at `open` (which holds `{`), if one ends a token.
+fn brace_end(buf: &[u8], open: usize, end: usize) -> Option<usize> {
+    let mut from = open + 1;
+    while let Some(p) = memchr::memchr(b'}', &buf[from..end]) {
+        let close = from + p;
+        if close + 1 == end || buf[close + 1] == b' ' {
+            return Some(close + 1);
+        }
+        from = close + 1;
+    }
+    None
+}
+
+fn tokenize_with<const BRACES: bool>(buf: &[u8], start: usize, end: usize, out: &mut Vec<Field>) {
     let mut i = start;
     while i < end {
         if buf[i] == b' ' {
@@ -105,7 +132,8 @@ pub(crate) fn tokenize(buf: &[u8], start: usize, end: usize, out: &mut Vec<Field
             }
             None => {
                 let value_start = i;
-                i = memchr::memchr(b' ', &buf[i..end]).map_or(end, |p| i + p);
+                let braced = if BRACES && quote == Some(b'{') { brace_end(buf, i, end) } else { None };
+                i = braced.unwrap_or_else(|| memchr::memchr(b' ', &buf[i..end]).map_or(end, |p| i + p));
                 out.push(Field { key, value: span(value_start, i), quoting: Quoting::Bare });
             }
         }
@@ -122,8 +150,16 @@ mod tests {
     use super::*;
 
     fn fields(text: &str) -> Vec<(String, String, Quoting)> {
+        split_with(text, tokenize)
+    }
+
+    fn interpreted(text: &str) -> Vec<(String, String, Quoting)> {
+        split_with(text, tokenize_interpreted)
+    }
+
+    fn split_with(text: &str, split: fn(&[u8], usize, usize, &mut Vec<Field>)) -> Vec<(String, String, Quoting)> {
         let mut out = Vec::new();
-        tokenize(text.as_bytes(), 0, text.len(), &mut out);
+        split(text.as_bytes(), 0, text.len(), &mut out);
         out.iter()
             .map(|f| {
                 (
@@ -189,6 +225,33 @@ mod tests {
     fn unterminated_quote_is_kept_bare_with_its_quote() {
         let got = fields("a=\"abc def");
         assert_eq!(got, vec![kv("a", "\"abc", Quoting::Bare), kv("", "def", Quoting::Word)]);
+    }
+
+    #[test]
+    fn interpreted_braced_values_are_one_value() {
+        assert_eq!(
+            interpreted("SADDR={ saddr_fam=local path=/var/run/nscd/socket }"),
+            vec![kv("SADDR", "{ saddr_fam=local path=/var/run/nscd/socket }", Quoting::Bare)]
+        );
+        assert_eq!(
+            interpreted("ARCH=x86_64 SADDR={ fam=netlink nlnk-fam=16 nlnk-pid=0 } AUID=\"unset\""),
+            vec![
+                kv("ARCH", "x86_64", Quoting::Bare),
+                kv("SADDR", "{ fam=netlink nlnk-fam=16 nlnk-pid=0 }", Quoting::Bare),
+                kv("AUID", "unset", Quoting::Double),
+            ]
+        );
+        // A `}` inside a token does not close; an unclosed brace is an ordinary bare value.
+        assert_eq!(
+            interpreted("S={ path=/a}b } X=1"),
+            vec![kv("S", "{ path=/a}b }", Quoting::Bare), kv("X", "1", Quoting::Bare)]
+        );
+        assert_eq!(
+            interpreted("S={ fam=x Y=2"),
+            vec![kv("S", "{", Quoting::Bare), kv("fam", "x", Quoting::Bare), kv("Y", "2", Quoting::Bare)]
+        );
+        // Raw fields never treat braces specially (AVC's `{ read }` are words there).
+        assert_eq!(fields("a={ b }").len(), 3);
     }
 
     #[test]

@@ -38,6 +38,11 @@ macro_rules! message_types {
 include!("message_type_table.rs");
 
 impl MessageType {
+    /// The type of an audit.log record whose name is not in the table (see `Record::type_id`).
+    /// Netlink reserves message types below 16 (`NLMSG_MIN_TYPE`) for its own control messages,
+    /// so no audit record carries 0.
+    pub const NONE: MessageType = MessageType(0);
+
     /// auditd's name: `SYSCALL`, or `UNKNOWN[1334]` for a number without one.
     pub fn name(self) -> Cow<'static, str> {
         match self.known_name() {

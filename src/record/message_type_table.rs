@@ -1,4 +1,10 @@
-// Generated from the kernel's include/uapi/linux/audit.h and audit-userspace lib/libaudit.h.
+// The kernel's include/uapi/linux/audit.h and audit-userspace's lib/libaudit.h, lib/audit-records.h and
+// lib/msg_typetab.h (every name auditd writes, plus the kernel's command types auditd filters).
+//
+// Deliberately absent: kernel 6.12+ IPE_ACCESS/IPE_CONFIG_CHANGE/IPE_POLICY_LOAD (1420..=1422) and
+// MAC_TASK_CONTEXTS/MAC_OBJ_CONTEXTS (1425, 1426). audit-userspace has no names for them, so auditd
+// writes `UNKNOWN[1420]`, and Ubuntu kernels used 1420/1421 for other records (the LSM stacking
+// patches' MAC_TASK_CONTEXTS, `subj_apparmor=…`): a name here would mislabel those archives.
 message_types! {
     1000 => GET,
     1001 => SET,
@@ -128,6 +134,8 @@ message_types! {
     1417 => MAC_UNLBL_STCDEL,
     1418 => MAC_CALIPSO_ADD,
     1419 => MAC_CALIPSO_DEL,
+    1423 => LANDLOCK_ACCESS,
+    1424 => LANDLOCK_DOMAIN,
     1500 => APPARMOR,
     1501 => APPARMOR_AUDIT,
     1502 => APPARMOR_ALLOWED,

@@ -8,7 +8,10 @@
 //! Invariants:
 //! - fields are in the order written, repeated keys included;
 //! - auditd's ENRICHED form (`raw fields` 0x1d `interpreted fields`) keeps both halves, the
-//!   interpreted half as [`Record::interpreted`];
+//!   interpreted half as [`Record::interpreted`], where a braced value (`SADDR={ … }`) is one value;
+//! - a log line whose type name is well formed but unknown (a newer auditd's) is still a record:
+//!   [`Record::type_name`] is the name as written and [`Record::type_id`] is `None`;
+//! - a log line's line ending (`\n`, `\r\n`, or a lone trailing `\r`) is not part of the record;
 //! - a record never exceeds [`MAX_RECORD_LEN`] bytes (the kernel's limit is 8970; the bound
 //!   protects replay from a corrupt file).
 
@@ -20,6 +23,7 @@ mod message_type;
 pub use event_id::{EventId, StampError};
 pub use fields::{FieldRef, Quoting};
 pub use message_type::MessageType;
+use std::borrow::Cow;
 
 use std::collections::HashSet;
 
@@ -42,8 +46,8 @@ pub enum RecordError {
     TooLong(usize),
     #[error("expected \"type=\" at byte {0}")]
     MissingType(usize),
-    #[error("unknown record type name {name:?} at byte {at}")]
-    UnknownType { name: String, at: usize },
+    #[error("bad record type name {name:?} at byte {at}")]
+    BadTypeName { name: String, at: usize },
     #[error("expected \"msg=\" at byte {0}")]
     MissingMsg(usize),
     #[error("bad audit(...) stamp: {source}")]
@@ -55,6 +59,7 @@ pub enum RecordError {
 /// One audit record: type, event id, optional node, fields in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// [`MessageType::NONE`] when the log line's type name is not known (see [`Record::type_id`]).
     pub kind: MessageType,
     pub id: EventId,
     /// `node=` of an audit.log line (auditd's `name_format`); kernel payloads have none.
@@ -91,7 +96,7 @@ impl Record {
         while payload.last() == Some(&0) {
             payload.pop();
         }
-        let parsed = check_len(&payload).and_then(|()| header::parse_stamp_at(&payload, 0));
+        let parsed = check_len(&payload).and_then(|()| header::parse_stamp_at(&payload, 0, header::AfterStamp::Colon));
         match parsed {
             Ok((id, body_start)) => {
                 let end = payload.len();
@@ -103,11 +108,12 @@ impl Record {
 
     /// Like [`parse_log_line`], taking ownership of the line buffer.
     pub fn from_log_line(mut line: Vec<u8>) -> Result<Record, RecordError> {
+        // Callers may hand the line with or without its `\n`; a `\r` before it is a CRLF file's.
         if line.last() == Some(&b'\n') {
             line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
         }
         check_len(&line)?;
         let head = header::parse_line_header(&line)?;
@@ -134,7 +140,7 @@ impl Record {
         let interpreted_from = fields.len();
         let mut duplicate_keys = has_duplicate_keys(&buf, &fields);
         if let Some(start) = interpreted_start {
-            fields::tokenize(&buf, start, buf.len(), &mut fields);
+            fields::tokenize_interpreted(&buf, start, buf.len(), &mut fields);
             duplicate_keys |= has_duplicate_keys(&buf, &fields[interpreted_from..]);
         }
         // Lengths were checked against MAX_RECORD_LEN, which fits u32.
@@ -147,6 +153,37 @@ impl Record {
             fields,
             interpreted_from: interpreted_from as u32,
             duplicate_keys,
+        }
+    }
+
+    /// The numeric type (`nlmsg_type`), or `None` for a log line whose type name is not known.
+    #[inline]
+    pub fn type_id(&self) -> Option<u16> {
+        if self.kind != MessageType::NONE {
+            return Some(self.kind.0);
+        }
+        match self.unknown_name() {
+            Some(_) => None,
+            None => Some(self.kind.0),
+        }
+    }
+
+    /// The name as written of a log line whose type name is not in the table.
+    #[cold]
+    fn unknown_name(&self) -> Option<&[u8]> {
+        if self.kind != MessageType::NONE {
+            return None;
+        }
+        header::type_name_span(&self.buf).map(|(start, end)| &self.buf[start..end])
+    }
+
+    /// The type name: auditd's name for the number (`SYSCALL`, `UNKNOWN[1999]`), or for a log line
+    /// with a name not in the table, that name as written (`LANDLOCK_ACCESS`).
+    pub fn type_name(&self) -> Cow<'_, str> {
+        match self.unknown_name() {
+            // The header accepted only ASCII name bytes.
+            Some(name) => String::from_utf8_lossy(name),
+            None => self.kind.name(),
         }
     }
 
@@ -176,7 +213,8 @@ impl Record {
     }
 
     /// Append this record as an audit.log line (auditd's RAW format plus any ENRICHED part, no
-    /// newline): the text it was parsed from, whether it came from a log line or a kernel payload.
+    /// newline): the text it was parsed from, whether it came from a log line or a kernel payload
+    /// (a legacy line without the `:` after the stamp is written with it).
     pub fn write_log_line(&self, out: &mut Vec<u8>) {
         if let Some(node) = &self.node {
             out.extend_from_slice(b"node=");
@@ -184,7 +222,7 @@ impl Record {
             out.push(b' ');
         }
         out.extend_from_slice(b"type=");
-        out.extend_from_slice(self.kind.name().as_bytes());
+        out.extend_from_slice(self.type_name().as_bytes());
         out.extend_from_slice(b" msg=audit(");
         out.extend_from_slice(self.id.to_string().as_bytes());
         out.extend_from_slice(b"): ");
@@ -355,6 +393,60 @@ mod tests {
     }
 
     #[test]
+    fn legacy_lines_without_the_colon_are_records() {
+        // auditd < 3.0 writes its own records so (go-libaudit's audit-rhel7.log has one).
+        let line = b"type=DAEMON_CONFIG msg=audit(1490239800.477:34) config changed, auid=0 pid=1512 res=success";
+        let r = parse_log_line(line).unwrap();
+        assert_eq!(r.kind, MessageType::DAEMON_CONFIG);
+        assert_eq!(r.id, EventId { seconds: 1490239800, millis: 477, serial: 34 });
+        assert_eq!(r.body(), b"config changed, auid=0 pid=1512 res=success");
+        assert_eq!(r.get(b"pid").map(|f| f.value), Some(&b"1512"[..]));
+        assert_eq!(r.fields().filter(|f| f.quoting == Quoting::Word).count(), 2);
+        let r = parse_log_line(b"type=DAEMON_END msg=audit(1.000:1)").unwrap();
+        assert_eq!((r.body(), r.fields().len()), (&b""[..], 0));
+    }
+
+    #[test]
+    fn unknown_type_names_keep_the_record_and_the_name() {
+        let line = b"type=LANDLOCK_RULESET msg=audit(1.000:7): domain=1a op=x\r\n";
+        let r = parse_log_line(line).unwrap();
+        assert_eq!((r.type_id(), r.kind), (None, MessageType::NONE));
+        assert_eq!(r.type_name(), "LANDLOCK_RULESET");
+        assert_eq!(r.get(b"op").map(|f| f.value), Some(&b"x"[..]));
+        let mut out = Vec::new();
+        r.write_log_line(&mut out);
+        assert_eq!(out, b"type=LANDLOCK_RULESET msg=audit(1.000:7): domain=1a op=x");
+        // Known names, UNKNOWN[n] and netlink records have their number.
+        let r = parse_log_line(b"type=LANDLOCK_ACCESS msg=audit(1.000:7): x=1").unwrap();
+        assert_eq!((r.type_id(), r.type_name()), (Some(1423), "LANDLOCK_ACCESS".into()));
+        let r = parse_log_line(b"type=UNKNOWN[1420] msg=audit(1.000:7): x=1").unwrap();
+        assert_eq!((r.type_id(), r.type_name()), (Some(1420), "UNKNOWN[1420]".into()));
+        let r = parse_log_line(b"type=UNKNOWN[70000] msg=audit(1.000:7): x=1").unwrap();
+        assert_eq!((r.type_id(), r.type_name()), (None, "UNKNOWN[70000]".into()));
+        assert_eq!(parse_netlink(1300, b"audit(1.000:7): x=1").unwrap().type_id(), Some(1300));
+    }
+
+    #[test]
+    fn crlf_and_a_lone_carriage_return_are_not_part_of_the_last_value() {
+        for line in [&b"type=CWD msg=audit(1.000:2): cwd=/root\r\n"[..], b"type=CWD msg=audit(1.000:2): cwd=/root\r"] {
+            let r = parse_log_line(line).unwrap();
+            assert_eq!(r.get(b"cwd").map(|f| f.value), Some(&b"/root"[..]));
+            assert_eq!(r.raw(), b"type=CWD msg=audit(1.000:2): cwd=/root");
+        }
+        let r = parse_log_line(b"type=USER msg=audit(1.000:2): msg='a'\x1dUID=\"root\"\r").unwrap();
+        assert_eq!(r.interpreted().next().map(|f| f.value), Some(&b"root"[..]));
+    }
+
+    #[test]
+    fn enriched_sockaddr_is_one_interpreted_value() {
+        let line = b"type=SOCKADDR msg=audit(1705071450.879:29498378): saddr=01002F7661\x1dSADDR={ saddr_fam=local path=/var/run/nscd/socket }";
+        let r = parse_log_line(line).unwrap();
+        let got: Vec<_> = r.interpreted().map(|f| (f.key.to_vec(), f.value.to_vec())).collect();
+        assert_eq!(got, vec![(b"SADDR".to_vec(), b"{ saddr_fam=local path=/var/run/nscd/socket }".to_vec())]);
+        assert!(!r.has_duplicate_keys());
+    }
+
+    #[test]
     fn detects_repeated_keys() {
         let r = parse_netlink(1400, b"audit(1.000:2): a=1 b=2 a=3").unwrap();
         assert!(r.has_duplicate_keys());
@@ -375,8 +467,12 @@ mod tests {
         assert_eq!(parse_log_line(b"garbage"), Err(RecordError::MissingType(0)));
         assert_eq!(parse_log_line(b"node=x garbage"), Err(RecordError::MissingType(7)));
         assert_eq!(
-            parse_log_line(b"type=NOPE msg=audit(1.000:1): "),
-            Err(RecordError::UnknownType { name: "NOPE".into(), at: 5 })
+            parse_log_line(b"type=NO=PE msg=audit(1.000:1): "),
+            Err(RecordError::BadTypeName { name: "NO=PE".into(), at: 5 })
+        );
+        assert_eq!(
+            parse_log_line(b"type= msg=audit(1.000:1): "),
+            Err(RecordError::BadTypeName { name: "".into(), at: 5 })
         );
         assert_eq!(parse_log_line(b"type=EOE audit(1.000:1): "), Err(RecordError::MissingMsg(9)));
         assert_eq!(parse_log_line(b"type=EOE"), Err(RecordError::MissingMsg(8)));
@@ -384,7 +480,15 @@ mod tests {
             parse_log_line(b"type=EOE msg=audit(1.00:1): "),
             Err(RecordError::Stamp { at: 13, source: StampError::Millis(21) })
         );
-        assert_eq!(parse_log_line(b"type=EOE msg=audit(1.000:1) x=1"), Err(RecordError::MissingColon(27)));
+        assert_eq!(parse_log_line(b"type=EOE msg=audit(1.000:1)x=1"), Err(RecordError::MissingColon(27)));
+        // What is not audit.log text stays an error: a bare kernel payload, auditd's `msg=?`.
+        assert_eq!(parse_log_line(b"audit(1.000:1): x=1"), Err(RecordError::MissingType(0)));
+        assert!(matches!(
+            parse_log_line(b"type=UNKNOWN[1329] msg=?"),
+            Err(RecordError::Stamp { at: 23, source: StampError::MissingPrefix(23) })
+        ));
+        // The kernel always writes the colon: a payload without it is not a record.
+        assert_eq!(parse_netlink(1305, b"audit(1.000:1) x=1"), Err(RecordError::MissingColon(14)));
         assert_eq!(parse_netlink(1300, b"\0\0"), Err(RecordError::Empty));
         assert!(matches!(parse_netlink(1329, &[0x1b, 3, 0, 0]), Err(RecordError::Stamp { .. })));
         let long = vec![b'a'; MAX_RECORD_LEN + 1];

@@ -242,3 +242,23 @@ fn swar_escape_check_edges() {
         assert_eq!(needs_escape(u64::from_le_bytes(w)), ESCAPE[b as usize], "{b:#x}");
     }
 }
+
+#[test]
+fn unknown_type_names_are_written_as_read_without_a_type_id() {
+    let rec = parse_log_line(b"type=LANDLOCK_RULESET msg=audit(1.000:9): id=1a").unwrap();
+    let got = line(&mut JsonWriter::new(None), &Output::Event(event(vec![rec])));
+    assert!(got.contains(r#""records":[{"type":"LANDLOCK_RULESET","fields":{"id":"1a"}}]"#), "{got}");
+    let rec = parse_log_line(b"type=UNKNOWN[1999] msg=audit(1.000:9): id=1a").unwrap();
+    let got = line(&mut JsonWriter::new(None), &Output::Event(event(vec![rec])));
+    assert!(got.contains(r#"{"type":"UNKNOWN[1999]","type_id":1999,"fields""#), "{got}");
+}
+
+#[test]
+fn enriched_braced_values_are_one_member() {
+    let rec = parse_log_line(
+        b"type=SOCKADDR msg=audit(1.000:9): saddr=100000000000000000000000\x1dSADDR={ fam=netlink nlnk-fam=16 nlnk-pid=0 }",
+    )
+    .unwrap();
+    let got = line(&mut JsonWriter::new(None), &Output::Event(event(vec![rec])));
+    assert!(got.contains(r#""interpreted":{"SADDR":"{ fam=netlink nlnk-fam=16 nlnk-pid=0 }"}}]"#), "{got}");
+}
