@@ -680,7 +680,8 @@ class Bench:
                 last = steps[-1]
                 result["note"] = (f"lost at {last['rate'] // 1000}k/s" if not last["lossless"] else
                                   "storm-bound" if last.get("storm_bound") else
-                                  "out of time" if last.get("out_of_time") else "no loss at any step")
+                                  "out of time" if last.get("out_of_time") else
+                                  f"no loss up to the last step ({last['rate'] // 1000}k/s)")
             else:
                 result["rate"] = steps[0]["achieved"]
                 if workload.name == "flatout" and not steps[0]["lossless"]:
@@ -754,7 +755,7 @@ def markdown(rows):
     def ratio(v):
         return "–" if v is None else f"{v:.2f}×"
 
-    head = ("| workload | tool | generated | delivered | kernel lost | CPU µs/event | ×auditd | ×reader "
+    head = ("| workload | tool | generated | delivered | kernel lost (records) | CPU µs/event | ×auditd | ×reader "
             "| peak RSS MB | ×auditd | ×reader | rate ev/s | ×auditd | ×reader | note |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:

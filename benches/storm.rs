@@ -11,7 +11,7 @@
 //! where `syscalls` counts the audited syscalls made (openat, or execve: failed forks make none).
 //!
 //! The benchmark's single rule must match this process only: for `openat` it names this binary
-//! (`-F exe=<path of storm>`); for `exec` the exe is /bin/true, which anything may run, so the storm
+//! (`-F exe=<path of storm> -F success=0`: its own start-up opens succeed); for `exec` the exe is /bin/true, which anything may run, so the storm
 //! first switches to a group nobody else uses (`--gid`) and the rule filters on it (`-F gid=G`);
 //! the children inherit it. Each `openat` event is SYSCALL, CWD, PATH, PROCTITLE, EOE; each exec event
 //! SYSCALL, EXECVE, CWD, PATH ×2, PROCTITLE, (BPRM_FCAPS on some systems), EOE.
