@@ -14,7 +14,7 @@ Tools (each registers as the kernel's audit daemon in turn):
 
 Workloads (benches/storm.rs makes the events; one audit rule matches the storm and nothing else):
   openat20k  failing openat paced at 20 k/s (SYSCALL, CWD, PATH, PROCTITLE, EOE per event)
-  exec2k     fork + execve /bin/true paced at 2 k/s (about 7 records + EOE per event)
+  exec2k     fork + execve /bin/true paced at 2 k/s (7 records + EOE per event)
   flatout    openat flat out, kernel default backlog_wait_time: the storm is slowed to the pace the
              daemon drains the kernel at, so its rate is the drain rate (valid while nothing is lost)
   lossless   openat paced at rising rates with backlog_wait_time 0, until the first step that loses
@@ -589,7 +589,7 @@ class Bench:
                 raise BenchError(f"auditctl {workload.rule}: {out.stderr.strip()}")
 
     def wait_ready(self, tool, timeout=20.0):
-        """Registered as the audit daemon, our rule (and only the expected ones) in the kernel."""
+        """Registered as the audit daemon, with the benchmark's rule in the kernel."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if tool.proc.poll() is not None:
@@ -699,9 +699,7 @@ class Bench:
                 # The tool is gone but did not unregister: a dead pid is reset by this request.
                 result.setdefault("error", "the daemon left its pid registered")
                 self.kernel.set(pid=0)
-            if self.args.keep:
-                log(f"  kept {dir_}")
-            else:
+            if not self.args.keep:
                 shutil.rmtree(dir_, ignore_errors=True)
         return result
 
@@ -808,10 +806,10 @@ def ensure_installed(tools):
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--duration", type=float, help="seconds per storm (default 5; --quick 2)")
-    ap.add_argument("--step-duration", type=float, help="seconds per lossless step (default 3; --quick 1.5)")
+    ap.add_argument("--duration", type=float, help="seconds per storm (default 5; --quick 1.5)")
+    ap.add_argument("--step-duration", type=float, help="seconds per lossless step (default 3; --quick 1)")
     ap.add_argument("--rounds", type=int, help="rounds, tool order rotated each round (default 2; --quick 1)")
-    ap.add_argument("--max-steps", type=int, help=f"lossless steps at most (default {len(LOSSLESS_STEPS)}; --quick 3)")
+    ap.add_argument("--max-steps", type=int, help=f"lossless steps at most (default {len(LOSSLESS_STEPS)}; --quick 2)")
     ap.add_argument("--max-minutes", type=float, help="skip what is left after this long (default 15; --quick 2)")
     ap.add_argument("--quick", action="store_true", help="a short run: a smoke test, not a measurement")
     ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
@@ -823,8 +821,8 @@ def parse_args():
     ap.add_argument("--lock-timeout", type=float, default=900.0, help="seconds to wait for the kernel lock")
     a = ap.parse_args()
     quick = a.quick
-    for name, full, short in (("duration", 5.0, 2.0), ("step_duration", 3.0, 1.5), ("rounds", 2, 1),
-                              ("max_steps", len(LOSSLESS_STEPS), 3), ("max_minutes", 15.0, 2.0)):
+    for name, full, short in (("duration", 5.0, 1.5), ("step_duration", 3.0, 1.0), ("rounds", 2, 1),
+                              ("max_steps", len(LOSSLESS_STEPS), 2), ("max_minutes", 15.0, 2.0)):
         if getattr(a, name) is None:
             setattr(a, name, short if quick else full)
     a.tools = [t for t in a.tools.split(",") if t]
@@ -891,9 +889,13 @@ def main():
             except (BenchError, OSError) as e:
                 log(f"error: {e}")
                 status = status or 1
-        shutil.rmtree(bench.tmp, ignore_errors=True)
+        if args.keep:
+            log(f"run directories kept in {bench.tmp}")
+        else:
+            shutil.rmtree(bench.tmp, ignore_errors=True)
         fcntl.flock(lock, fcntl.LOCK_UN)
 
+    info["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
     rows = summarise(results, args.tools, args.workloads)
     table = markdown(rows)
     print(table)

@@ -14,7 +14,7 @@
 //! (`-F exe=<path of storm> -F success=0`: its own start-up opens succeed); for `exec` the exe is /bin/true, which anything may run, so the storm
 //! first switches to a group nobody else uses (`--gid`) and the rule filters on it (`-F gid=G`);
 //! the children inherit it. Each `openat` event is SYSCALL, CWD, PATH, PROCTITLE, EOE; each exec event
-//! SYSCALL, EXECVE, CWD, PATH ×2, PROCTITLE, (BPRM_FCAPS on some systems), EOE.
+//! SYSCALL, BPRM_FCAPS (root runs it), EXECVE, CWD, PATH ×2, PROCTITLE, EOE.
 //!
 //! Single-threaded on purpose: between fork and execve the child only calls execve and _exit.
 
