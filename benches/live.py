@@ -222,9 +222,16 @@ class Procs:
     def __init__(self):
         self.live = []
 
-    def start(self, cmd, **kw):
+    def start(self, cmd, stderr_to=None, **kw):
+        """Start `cmd`; with `stderr_to`, its stderr is appended to that file."""
         # Own session: a ^C in the terminal reaches only this script, which stops its children in order.
-        p = subprocess.Popen(cmd, start_new_session=True, stdin=kw.pop("stdin", subprocess.DEVNULL), **kw)
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        if stderr_to is not None:
+            with open(stderr_to, "a") as err:
+                p = subprocess.Popen(cmd, start_new_session=True, stderr=err, **kw)
+        else:
+            p = subprocess.Popen(cmd, start_new_session=True, **kw)
         self.live.append(p)
         return p
 
@@ -375,7 +382,7 @@ class Reader(Tool):
         self.counts = CountsFile(self.dir / "counts.json")
         self.proc = self.bench.procs.start(
             [str(self.bench.examples / "count-reader"), "--pattern", RECORD_KEY.decode(), "--counts", str(self.counts.path)],
-            stdout=subprocess.DEVNULL, stderr=open(self.dir / "reader.err", "w"))
+            stderr_to=self.dir / "reader.err")
 
     def delivered(self):
         return self.counts()
@@ -437,8 +444,7 @@ end_of_event_timeout = 2
         self.counter = FileCounter(self.log_path, RAW_KEY)
         # -n: no fork (so this is the pid to measure). Not -f: in the foreground auditd writes events
         # to stderr instead of its log.
-        self.proc = self.bench.procs.start(["auditd", "-n", "-c", str(conf_dir)],
-                                           stdout=subprocess.DEVNULL, stderr=open(self.dir / "auditd.err", "w"))
+        self.proc = self.bench.procs.start(["auditd", "-n", "-c", str(conf_dir)], stderr_to=self.dir / "auditd.err")
 
     def delivered(self):
         return self.counter()
@@ -465,7 +471,7 @@ class Rsyslogd:
             f'ruleset(name="fromRelp") {{ action(type="omfile" file="{self.out}" template="RawMsg") }}\n'
             f'input(type="imrelp" address="127.0.0.1" port="{self.port}" ruleset="fromRelp" maxDataSize="256k")\n')
         self.proc = bench.procs.start(["rsyslogd", "-n", "-f", str(conf), "-i", str(dir_ / "rsyslogd.pid")],
-                                      stdout=subprocess.DEVNULL, stderr=open(dir_ / "rsyslogd.err", "w"))
+                                      stderr_to=dir_ / "rsyslogd.err")
         wait_port(self.port, self.proc)
         self.counter = FileCounter(self.out, JSON_KEY)
 
@@ -501,15 +507,15 @@ class Auditrelay(Tool):
         config = self.dir / "auditrelay.toml"
         config.write_text("\n".join(toml))
         cmd = [str(self.bench.release / "auditrelay"), "run", "--config", str(config)]
-        err = open(self.dir / "auditrelay.err", "w")
+        err = self.dir / "auditrelay.err"
         if self.outputs:
-            self.proc = self.bench.procs.start(cmd, stdout=subprocess.DEVNULL, stderr=err)
+            self.proc = self.bench.procs.start(cmd, stderr_to=err)
         else:
-            self.proc = self.bench.procs.start(cmd, stdout=subprocess.PIPE, stderr=err)
+            self.proc = self.bench.procs.start(cmd, stdout=subprocess.PIPE, stderr_to=err)
             counts = CountsFile(self.dir / "stdout-counts.json")
             counter = self.bench.procs.start(
                 [str(self.bench.examples / "count-reader"), "--stdin", "--pattern", JSON_KEY.decode(),
-                 "--counts", str(counts.path)], stdin=self.proc.stdout, stderr=err)
+                 "--counts", str(counts.path)], stdin=self.proc.stdout, stderr_to=err)
             self.proc.stdout.close()  # the counter holds the pipe now
             self.extra.append(counter)
             self.counters["stdout"] = counts
@@ -692,7 +698,8 @@ class Bench:
             result["error"] = str(e)
             log(f"  {tool_name} {workload.name}: ERROR {e}")
         finally:
-            for p in [tool.proc] + tool.extra:
+            # After an error: the daemon first, then whatever else this run started.
+            for p in [tool.proc] + list(reversed(self.procs.live)):
                 if p in self.procs.live:
                     self.procs.stop(p)
             if self.kernel.status()["pid"]:
