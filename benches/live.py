@@ -17,8 +17,8 @@ Workloads (benches/storm.rs makes the events; one audit rule matches the storm a
   exec2k     fork + execve /bin/true paced at 2 k/s (7 records + EOE per event)
   flatout    openat flat out, kernel default backlog_wait_time: the storm is slowed to the pace the
              daemon drains the kernel at, so its rate is the drain rate (valid while nothing is lost)
-  lossless   openat paced at rising rates with backlog_wait_time 0, until the first step that loses
-             an event (kernel `lost` > 0 or delivered < generated): the highest lossless rate
+  lossless   openat paced at 10k, 20k, 30k, ... 300k/s with backlog_wait_time 0, until the first step
+             that loses an event (kernel `lost` > 0 or delivered < generated): the highest lossless rate
 
 Every (tool, workload) pair runs once per round, tools in a rotated order each round, all with
 backlog_limit 8192 and the same single rule. Per pair: events generated (the storm's syscalls) and
@@ -59,7 +59,9 @@ BACKLOG_LIMIT = 8192
 DEFAULT_WAIT_TIME = 15000
 # The exec storm runs in this group and its rule filters on it (no account uses it).
 BENCH_GID = 64123
-LOSSLESS_STEPS = [20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 140_000, 160_000, 200_000, 240_000, 300_000]
+# Paced rates of the `lossless` workload, tried in order until one loses an event.
+LOSSLESS_STEPS = [10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000, 100_000, 120_000, 140_000, 160_000,
+                  200_000, 250_000, 300_000]
 # How the tools' outputs spell the key. The kernel puts `key` last in a SYSCALL record; a
 # CONFIG_CHANGE for adding the rule names it too, but mid-record: anchoring on the end counts only
 # SYSCALL records. RECORD_KEY is for count-reader, which also checks the record type.
@@ -381,7 +383,8 @@ class Reader(Tool):
     def start(self, workload):
         self.counts = CountsFile(self.dir / "counts.json")
         self.proc = self.bench.procs.start(
-            [str(self.bench.examples / "count-reader"), "--pattern", RECORD_KEY.decode(), "--counts", str(self.counts.path)],
+            [str(self.bench.examples / "count-reader"), "--pattern", RECORD_KEY.decode(),
+             "--counts", str(self.counts.path)],
             stderr_to=self.dir / "reader.err")
 
     def delivered(self):
@@ -551,7 +554,8 @@ class Workload:
         self.name, self.storm, self.rates, self.wait_time = name, storm, rates, wait_time
         if storm == "openat":
             # success=0: the storm's own start-up (ld.so, libc) opens files too, successfully.
-            self.rule = f"-a always,exit -F arch=b64 -S openat -F exe={bench.examples / 'storm'} -F success=0 -F key={KEY}"
+            storm = bench.examples / "storm"
+            self.rule = f"-a always,exit -F arch=b64 -S openat -F exe={storm} -F success=0 -F key={KEY}"
         else:
             self.rule = f"-a always,exit -F arch=b64 -S execve -F gid={BENCH_GID} -F key={KEY}"
 
@@ -719,7 +723,8 @@ class Bench:
                 order = tools[k:] + tools[:k]
                 for tool in order:
                     if self.out_of_time():
-                        log(f"time limit of {self.args.max_minutes} min reached: skipping {tool} {w} round {round_ + 1}")
+                        log(f"time limit of {self.args.max_minutes} min reached: "
+                            f"skipping {tool} {w} round {round_ + 1}")
                         results.append({"tool": tool, "workload": w, "round": round_, "error": "skipped: time limit"})
                         continue
                     results.append(self.run_one(tool, wl[w], round_))
@@ -765,7 +770,8 @@ def markdown(rows):
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         if not r["rounds"]:
-            lines.append(f"| {r['workload']} | {r['tool']} | " + " | ".join(["–"] * 12) + f" | {'; '.join(r['errors'])} |")
+            empty = " | ".join(["–"] * 12)
+            lines.append(f"| {r['workload']} | {r['tool']} | {empty} | {'; '.join(r['errors'])} |")
             continue
         note = "; ".join(filter(None, [r["note"], *(f"error: {e}" for e in r["errors"])]))
         lines.append(
