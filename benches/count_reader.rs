@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use auditrelay::netlink::client::AuditClient;
 use auditrelay::netlink::codec;
-use auditrelay::netlink::socket::{AuditSocket, Batch, BatchBuffers};
+use auditrelay::netlink::socket::{AuditSocket, Batch, BatchBuffers, Wait};
 use memchr::memmem;
 
 /// `AUDIT_SYSCALL`: the record that carries the rule's key.
@@ -142,7 +142,7 @@ fn run_netlink(args: &Args) -> Result<Counts, String> {
     let mut buffers = BatchBuffers::new(args.batch);
     let mut last_write = Instant::now();
     let mut receive = |counts: &mut Counts| -> Result<bool, String> {
-        match buffers.receive(&socket).map_err(|e| e.to_string())? {
+        match buffers.receive(&socket, Wait::ForOne).map_err(|e| e.to_string())? {
             Batch::Received(n) => {
                 for i in 0..n {
                     let (d, truncated) = buffers.get(i);

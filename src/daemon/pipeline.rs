@@ -8,7 +8,7 @@ use crate::loss::LossNotice;
 use crate::netlink::reader::{Input, ReaderLoss, RecordBatch};
 use crate::output::{ShipError, Shipper};
 use crate::reassemble::{Output, Reassembler};
-use crate::record::Record;
+use crate::record::{Record, RecordPool};
 
 use super::DaemonError;
 
@@ -28,6 +28,8 @@ pub struct Pipeline {
     pub events_out: u64,
     pub unparsable: u64,
     unparsed: Vec<Vec<u8>>,
+    /// Buffers of written events' records, reused for the next records parsed.
+    pool: RecordPool,
 }
 
 impl Pipeline {
@@ -43,6 +45,7 @@ impl Pipeline {
             events_out: 0,
             unparsable: 0,
             unparsed: Vec::new(),
+            pool: RecordPool::default(),
         }
     }
 
@@ -61,7 +64,7 @@ impl Pipeline {
         match input {
             Input::Records(batch) => {
                 for (kind, payload) in batch.iter() {
-                    match Record::try_from_netlink(kind, payload.to_vec()) {
+                    match Record::try_from_netlink_pooled(kind, payload, &mut self.pool) {
                         Ok(record) => self.reassembler.push(record, now, &mut self.out),
                         Err((e, payload)) => self.unparsable(kind, &e, &payload),
                     }
@@ -117,6 +120,11 @@ impl Pipeline {
             let body = line.strip_suffix(b"\n").unwrap_or(line);
             Self::submit(shipper, time_ms, &id, body, &mut self.refused, &mut self.ship_errors)?;
             self.events_out += 1;
+            if let Output::Event(e) = output {
+                for r in e.records {
+                    self.pool.put(r);
+                }
+            }
         }
         // One write for everything staged above (one wake-up downstream per loop iteration).
         Self::outcome(shipper.flush(), "(batch)", &mut self.refused, &mut self.ship_errors)

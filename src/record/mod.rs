@@ -73,6 +73,38 @@ pub struct Record {
     duplicate_keys: bool,
 }
 
+/// Spent record buffers kept for reuse, so that a daemon parsing records at a steady rate does
+/// not allocate and free two buffers per record. Bounded in count and in the capacity it keeps.
+#[derive(Debug, Default)]
+pub struct RecordPool {
+    bufs: Vec<Vec<u8>>,
+    fields: Vec<Vec<Field>>,
+}
+
+impl RecordPool {
+    /// Buffers kept at most (per kind); records beyond that are simply freed.
+    const KEEP: usize = 4096;
+    /// A buffer grown past this (a long EXECVE record) is freed rather than kept.
+    const KEEP_BYTES: usize = 16 << 10;
+
+    /// Give a spent record's buffers back.
+    pub fn put(&mut self, record: Record) {
+        let Record { mut buf, mut fields, .. } = record;
+        if self.bufs.len() < Self::KEEP && buf.capacity() <= Self::KEEP_BYTES {
+            buf.clear();
+            self.bufs.push(buf);
+        }
+        if self.fields.len() < Self::KEEP && fields.capacity() <= Self::KEEP_BYTES / 8 {
+            fields.clear();
+            self.fields.push(fields);
+        }
+    }
+
+    fn buf(&mut self) -> Vec<u8> {
+        self.bufs.pop().unwrap_or_default()
+    }
+}
+
 /// Parse a kernel payload (`audit(…): k=v …`) of netlink message type `kind`.
 pub fn parse_netlink(kind: u16, payload: &[u8]) -> Result<Record, RecordError> {
     Record::from_netlink(kind, payload.to_vec())
@@ -126,6 +158,29 @@ impl Record {
         Ok(Record::build(head.kind, head.id, node, line, head.body_start, raw_end, interpreted))
     }
 
+    /// [`Record::try_from_netlink`] copying `payload` into buffers from `pool`.
+    pub fn try_from_netlink_pooled(
+        kind: u16,
+        payload: &[u8],
+        pool: &mut RecordPool,
+    ) -> Result<Record, (RecordError, Vec<u8>)> {
+        let mut end = payload.len();
+        while end > 0 && payload[end - 1] == 0 {
+            end -= 1;
+        }
+        let payload = &payload[..end];
+        let parsed = check_len(payload).and_then(|()| header::parse_stamp_at(payload, 0, header::AfterStamp::Colon));
+        match parsed {
+            Ok((id, body_start)) => {
+                let mut buf = pool.buf();
+                buf.extend_from_slice(payload);
+                let fields = pool.fields.pop().unwrap_or_default();
+                Ok(Record::build_into(MessageType(kind), id, None, buf, body_start, end, None, fields))
+            }
+            Err(e) => Err((e, payload.to_vec())),
+        }
+    }
+
     fn build(
         kind: MessageType,
         id: EventId,
@@ -135,7 +190,22 @@ impl Record {
         raw_end: usize,
         interpreted_start: Option<usize>,
     ) -> Record {
-        let mut fields = Vec::with_capacity(estimate_fields(&buf[body_start..raw_end]));
+        let fields = Vec::with_capacity(estimate_fields(&buf[body_start..raw_end]));
+        Record::build_into(kind, id, node, buf, body_start, raw_end, interpreted_start, fields)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_into(
+        kind: MessageType,
+        id: EventId,
+        node: Option<Box<[u8]>>,
+        buf: Vec<u8>,
+        body_start: usize,
+        raw_end: usize,
+        interpreted_start: Option<usize>,
+        mut fields: Vec<Field>,
+    ) -> Record {
+        debug_assert!(fields.is_empty());
         fields::tokenize(&buf, body_start, raw_end, &mut fields);
         let interpreted_from = fields.len();
         let mut duplicate_keys = has_duplicate_keys(&buf, &fields);
