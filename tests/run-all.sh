@@ -33,18 +33,31 @@ if pgrep -x auditd >/dev/null; then
     exit 1
 fi
 
+# The kernel-state check is part of the suite: without it a test that leaves rules or a registered
+# pid behind would pass. Read under the kernel lock so another run's test in progress is not seen.
+state_tool=tools/audit-state
+kernel_lock=/tmp/auditrelay-kernel.lock
+if [ ! -x "$state_tool" ]; then
+    echo "run-all: $state_tool is missing or not executable: cannot check the kernel state the tests leave" >&2
+    exit 1
+fi
+state_before=$(mktemp)
+log=$(mktemp)
+trap 'rm -f "$log" "$state_before"' EXIT
+flock "$kernel_lock" "$state_tool" --check --save "$state_before" || {
+    echo "run-all: the kernel's audit state is not clean before the tests (see above)" >&2
+    exit 1
+}
+
 cargo fmt --check
 cargo build --all-targets --locked
 cargo clippy --all-targets --locked -- -D warnings
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 set +e
 cargo test --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
-state_tool=../shared/tools/audit-state
-if [ -x "$state_tool" ] && ! "$state_tool" --check; then
+if ! flock "$kernel_lock" "$state_tool" --check --against "$state_before"; then
     echo "run-all: the tests left kernel audit state behind" >&2
     status=1
 fi
