@@ -9,6 +9,7 @@ use clap::Parser;
 use auditrelay::cli::{Cli, Command, CompileFormat, RulesCommand};
 use auditrelay::config::Config;
 use auditrelay::netlink::client::AuditClient;
+use auditrelay::netlink::NetlinkError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -51,7 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Rules { command } => rules(command),
         Command::Status { json } => {
-            let s = AuditClient::open()?.status()?;
+            let s = AuditClient::open().and_then(|mut c| c.status()).map_err(with_privilege_hint)?;
             let fields = [
                 ("enabled", s.enabled),
                 ("failure", s.failure),
@@ -75,6 +76,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A refusal the operator can fix gets one line saying how; the kernel's words stay after it.
+fn with_privilege_hint(e: NetlinkError) -> anyhow::Error {
+    let hint = match e.errno() {
+        // audit_netlink_ok(): AUDIT_GET and every change need CAP_AUDIT_CONTROL.
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            Some("reading the kernel's audit status needs root (CAP_AUDIT_CONTROL): run it with sudo")
+        }
+        // The kernel answers audit requests from the initial user namespace only.
+        Some(libc::ECONNREFUSED) => Some(
+            "the kernel answers audit requests only outside user namespaces: run it on the host, not in a container",
+        ),
+        _ => None,
+    };
+    match hint {
+        Some(hint) => anyhow::Error::new(e).context(hint),
+        None => e.into(),
     }
 }
 
