@@ -41,6 +41,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the man pages or the shell completions into DIR (for packaging; see tests/package.sh).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+        /// Directory to write into; created if missing.
+        dir: PathBuf,
+    },
+}
+
+/// What `generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generated {
+    /// auditrelay.1 and one page per subcommand (auditrelay-run.1, ...), roff.
+    Man,
+    /// Completions for bash (auditrelay.bash), zsh (_auditrelay) and fish (auditrelay.fish).
+    Completions,
 }
 
 #[derive(Debug, Subcommand)]

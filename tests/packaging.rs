@@ -84,3 +84,12 @@ fn unit_states_what_the_daemon_relies_on() {
     assert!(defaults.spool.dir.starts_with("/var/lib/auditrelay"), "{}", defaults.spool.dir.display());
     assert!(defaults.rules.cache_dir.starts_with("/var/lib/auditrelay"), "{}", defaults.rules.cache_dir.display());
 }
+
+#[test]
+fn package_default_config_parses() {
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/auditrelay.toml"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let config = auditrelay::config::Config::parse(&text, path).unwrap();
+    assert_eq!(config.rules.sources, ["/etc/auditrelay/rules.d"]);
+    assert!(config.spool.dir.starts_with("/var/lib/auditrelay"));
+}

@@ -62,6 +62,12 @@ if ! flock "$kernel_lock" "$state_tool" --check --against "$state_before"; then
     status=1
 fi
 
+# The .deb: build, install, check, purge (tests/package.sh; bounded by PACKAGE_TIMEOUT).
+if ! bash tests/package.sh; then
+    echo "run-all: the package test failed" >&2
+    status=1
+fi
+
 # One closing line over every test binary (cargo prints one summary per binary, the last of which
 # is the doc tests').
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
