@@ -41,10 +41,13 @@ if ! command -v cargo-deb >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo-deb" ]; t
 fi
 
 step 1200 cargo build --release --locked
+# The binary is where cargo put it (CARGO_TARGET_DIR moves it; cargo-deb follows); the generated
+# assets are always under ./target/assets, where Cargo.toml's asset list names them.
+binary="${CARGO_TARGET_DIR:-target}/release/auditrelay"
 assets=target/assets
 rm -rf "$assets"
-step 60 target/release/auditrelay generate man "$assets/man" >/dev/null
-step 60 target/release/auditrelay generate completions "$assets/completions" >/dev/null
+step 60 "$binary" generate man "$assets/man" >/dev/null
+step 60 "$binary" generate completions "$assets/completions" >/dev/null
 gzip -9n "$assets"/man/*.1
 deb_dir=$(mktemp -d)
 policy=/usr/sbin/policy-rc.d

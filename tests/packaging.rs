@@ -93,3 +93,30 @@ fn package_default_config_parses() {
     assert_eq!(config.rules.sources, ["/etc/auditrelay/rules.d"]);
     assert!(config.spool.dir.starts_with("/var/lib/auditrelay"));
 }
+
+/// `auditrelay generate`: what tests/package.sh puts into the .deb, from the CLI definition itself.
+#[test]
+fn generate_writes_man_pages_and_completions() {
+    let dir = std::env::temp_dir().join(format!("auditrelay-generate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let generate = |what: &str, sub: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_auditrelay")).args(["generate", what]).arg(dir.join(sub)).output();
+        let out = out.expect("run auditrelay generate");
+        assert!(out.status.success(), "generate {what}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let pages = generate("man", "man");
+    let completions = generate("completions", "completions");
+    let exists = |p: &str| dir.join(p).is_file();
+    let all = ["man/auditrelay.1", "man/auditrelay-run.1", "man/auditrelay-rules-check.1", "man/auditrelay-status.1"];
+    let found: Vec<bool> = all.iter().map(|p| exists(p)).collect();
+    let shells = ["completions/auditrelay.bash", "completions/_auditrelay", "completions/auditrelay.fish"];
+    let found_shells: Vec<bool> = shells.iter().map(|p| exists(p)).collect();
+    let hidden = exists("man/auditrelay-generate.1");
+    let page = std::fs::read_to_string(dir.join("man/auditrelay.1")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(found.iter().all(|&f| f), "{all:?} → {found:?}; printed:\n{pages}");
+    assert!(found_shells.iter().all(|&f| f), "{shells:?} → {found_shells:?}; printed:\n{completions}");
+    assert!(!hidden, "the hidden generate subcommand gets no page");
+    assert!(page.contains("auditrelay\\-run(1)"), "auditrelay(1) lists its subcommands' pages");
+}
