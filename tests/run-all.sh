@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(auditd rsyslog rsyslog-relp rsyslog-openssl rsyslog-elasticsearch rsyslog-kafka openssl systemd)
+packages=(auditd rsyslog rsyslog-relp rsyslog-openssl rsyslog-elasticsearch rsyslog-kafka openssl systemd man-db)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
