@@ -15,7 +15,7 @@ trap 'rm -rf "$work"' EXIT
 python3 - "$copies" "$work/big.log" <<'PY'
 import re, sys
 copies, out = int(sys.argv[1]), sys.argv[2]
-lines = open("../shared/corpus/sample-audit.log", "rb").read().splitlines()
+lines = open("tests/data/sample-audit.log", "rb").read().splitlines()
 pat = re.compile(rb"audit\((\d+)\.(\d+):(\d+)\)")
 serials = [int(m.group(3)) for l in lines for m in [pat.search(l)] if m]
 span = max(serials) - min(serials) + 1

@@ -16,7 +16,7 @@ use auditrelay::reassemble::{ReassembleConfig, Reassembler};
 use auditrelay::record::{parse_log_line, Record};
 use auditrelay::replay::replay_with;
 
-const AUDIT_LOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/sample-audit.log");
+const AUDIT_LOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample-audit.log");
 const BUDGET: Duration = Duration::from_millis(1500);
 
 fn main() {

@@ -4,8 +4,26 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// `--help` and the man page's DESCRIPTION: where things are, for an operator with the package.
+const LONG_ABOUT: &str = "Linux audit daemon: kernel → reassembled JSON events → RELP/syslog.
+
+auditrelay registers with the kernel as its audit daemon (in auditd's place), loads audit rules in \
+auditctl syntax, reassembles each event's records into one JSON object and ships the events through \
+a disk spool to RELP, TCP, UDP, unix-socket and file outputs. While it runs its rules replace the \
+kernel's; at exit the kernel's rules and settings are put back.
+
+Files: /etc/auditrelay/auditrelay.toml (config), /etc/auditrelay/rules.d/ (rules), \
+/usr/share/auditrelay/rules/ (rule sets), /var/lib/auditrelay/spool/ (spool), \
+/var/log/auditrelay/ (file outputs). Documentation: /usr/share/doc/auditrelay/ (configuration.md, \
+troubleshooting.md, migration-auditd.md, migration-go-audit.md).";
+
 #[derive(Debug, Parser)]
-#[command(name = "auditrelay", version, about = "Linux audit daemon: kernel → reassembled JSON events → RELP/syslog")]
+#[command(
+    name = "auditrelay",
+    version,
+    about = "Linux audit daemon: kernel → reassembled JSON events → RELP/syslog",
+    long_about = LONG_ABOUT
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -41,6 +59,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the man pages or the shell completions into DIR (for packaging; see tests/package.sh).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+        /// Directory to write into; created if missing.
+        dir: PathBuf,
+    },
+}
+
+/// What `generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generated {
+    /// auditrelay.1 and one page per subcommand (auditrelay-run.1, ...), roff.
+    Man,
+    /// Completions for bash (auditrelay.bash), zsh (_auditrelay) and fish (auditrelay.fish).
+    Completions,
 }
 
 #[derive(Debug, Subcommand)]

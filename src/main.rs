@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use auditrelay::cli::{Cli, Command, CompileFormat, RulesCommand};
+use auditrelay::cli::{Cli, Command, CompileFormat, Generated, RulesCommand};
 use auditrelay::config::Config;
 use auditrelay::netlink::client::AuditClient;
+use auditrelay::netlink::NetlinkError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -50,8 +51,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rules { command } => rules(command),
+        Command::Generate { what, dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let written = generate(what, &dir).with_context(|| format!("writing into {}", dir.display()))?;
+            for path in written {
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status { json } => {
-            let s = AuditClient::open()?.status()?;
+            let s = AuditClient::open().and_then(|mut c| c.status()).map_err(with_privilege_hint)?;
             let fields = [
                 ("enabled", s.enabled),
                 ("failure", s.failure),
@@ -75,6 +84,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The man pages or shell completions, generated from the same clap definition the binary parses,
+/// so they cannot fall behind it. Returns the files written.
+fn generate(what: Generated, dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    match what {
+        Generated::Man => {
+            clap_mangen::generate_to(command, dir)?;
+            let mut pages: Vec<_> = std::fs::read_dir(dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "1"))
+                .collect();
+            pages.sort();
+            Ok(pages)
+        }
+        Generated::Completions => {
+            use clap_complete::Shell;
+            [Shell::Bash, Shell::Zsh, Shell::Fish]
+                .into_iter()
+                .map(|shell| clap_complete::generate_to(shell, &mut command.clone(), "auditrelay", dir))
+                .collect()
+        }
+    }
+}
+
+/// A refusal the operator can fix gets one line saying how; the kernel's words stay after it.
+fn with_privilege_hint(e: NetlinkError) -> anyhow::Error {
+    let hint = match e.errno() {
+        // audit_netlink_ok(): AUDIT_GET and every change need CAP_AUDIT_CONTROL.
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            Some("reading the kernel's audit status needs root (CAP_AUDIT_CONTROL): run it with sudo")
+        }
+        // The kernel answers audit requests from the initial user namespace only.
+        Some(libc::ECONNREFUSED) => Some(
+            "the kernel answers audit requests only outside user namespaces: run it on the host, not in a container",
+        ),
+        _ => None,
+    };
+    match hint {
+        Some(hint) => anyhow::Error::new(e).context(hint),
+        None => e.into(),
     }
 }
 

@@ -1,5 +1,6 @@
-//! Golden tests from real data: ../shared/corpus holds an audit.log and the raw netlink datagrams
-//! it was written from, captured from this kind of machine's kernel.
+//! Golden tests from real data: tests/data/sample-audit.log and tests/data/sample-netlink.jsonl are an
+//! audit.log and the raw netlink datagrams it was written from, captured from this kind of machine's
+//! kernel (tests/data/README.md says how; tests/data/capture makes a fresh pair).
 //!
 //! Regenerate the golden JSON after an intended schema change with
 //! `AUDITRELAY_REGENERATE_GOLDEN=1 cargo test --test corpus` and review the diff.
@@ -13,12 +14,13 @@ use auditrelay::reassemble::ReassembleConfig;
 use auditrelay::record::{parse_log_line, parse_netlink, MessageType, Record};
 use auditrelay::replay::{replay_with, ReplayStats};
 
-const AUDIT_LOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/sample-audit.log");
-const NETLINK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/sample-netlink.jsonl");
+const AUDIT_LOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample-audit.log");
+const NETLINK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample-netlink.jsonl");
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample-audit.golden.jsonl");
 
 fn read(path: &str) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e} (the corpus lives in ../shared/corpus beside the repo)"))
+    std::fs::read(path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (the corpus is committed in tests/data/; see tests/data/README.md)"))
 }
 
 fn replay_corpus() -> (ReplayStats, Vec<u8>, Vec<String>) {

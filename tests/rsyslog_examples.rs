@@ -1,8 +1,8 @@
 //! The receiver configs in examples/rsyslog/ are valid for the installed rsyslog (`rsyslogd -N1`)
 //! and, run for real on loopback ports, receive what our outputs send: RELP, RELP over TLS with a
 //! client certificate, plain TCP and TCP over TLS (RFC 5425). Needs rsyslog, rsyslog-relp,
-//! rsyslog-openssl and rsyslog-elasticsearch (for the -N1 check of the Elasticsearch config), and
-//! the openssl CLI.
+//! rsyslog-openssl, rsyslog-elasticsearch and rsyslog-kafka (for the -N1 checks of the Elasticsearch
+//! and Kafka configs), and the openssl CLI.
 
 // Test code: a failed expectation is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -68,7 +68,8 @@ fn every_example_config_passes_rsyslogd_n1() {
         .filter(|n| n.ends_with(".conf"))
         .collect();
     names.sort();
-    assert!(names.len() >= 4, "{names:?}");
+    assert!(names.len() >= 5, "{names:?}");
+    assert!(names.iter().any(|n| n == "kafka.conf") && names.iter().any(|n| n == "elasticsearch.conf"), "{names:?}");
     for name in &names {
         let conf = s.dir.join(name);
         std::fs::write(&conf, localize(&example(name), &s.dir, &cert_dir(&s), &[])).expect("write");

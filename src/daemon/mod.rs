@@ -12,6 +12,7 @@
 //! changed and the rules that were loaded before us, exit 0. A [`Registration`] guard restores the kernel even when start-up fails midway
 //! or this thread panics.
 
+pub mod notify;
 mod pipeline;
 mod rules;
 pub mod signals;
