@@ -72,13 +72,19 @@ struct Registration {
 }
 
 impl Registration {
+    /// Put back the settings we changed, then unregister: in that order, so the CONFIG_CHANGE
+    /// records of the restore still reach us.
     fn release(&mut self) {
+        self.restore_settings();
         if self.registered {
             match self.control.set_pid(0) {
                 Ok(()) => self.registered = false,
                 Err(e) => eprintln!("auditrelay: error: cannot unregister from the kernel: {e}"),
             }
         }
+    }
+
+    fn restore_settings(&mut self) {
         if !(self.touched && self.kernel.restore_on_exit) {
             return;
         }
@@ -192,7 +198,7 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         now.failure,
     );
     let rules_stop = Arc::new(AtomicBool::new(false));
-    let rules_thread = match rule_manager {
+    let mut rules_thread = match rule_manager {
         Some(manager) => {
             let stop = rules_stop.clone();
             Some(
@@ -235,10 +241,32 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     let mut pipeline = Pipeline::new(config, boot_id());
     let mut draining = false;
     let mut failure = None;
+    // Rules are loaded and the reader runs: tell systemd (Type=notify); then keep its watchdog fed
+    // from this loop, which wakes at least every 200 ms, so a stuck processing thread is restarted.
+    if let Err(e) = notify::ready() {
+        eprintln!("auditrelay: warning: {e}");
+    }
+    let watchdog = notify::watchdog_interval();
+    let mut last_ping = Instant::now();
     loop {
+        if let Some(every) = watchdog {
+            if last_ping.elapsed() >= every {
+                last_ping = Instant::now();
+                if let Err(e) = notify::watchdog() {
+                    eprintln!("auditrelay: warning: {e}");
+                }
+            }
+        }
         if !draining && signals::stop_requested() {
-            eprintln!("auditrelay: stopping: unregistering, draining the socket, flushing in-flight events");
+            eprintln!("auditrelay: stopping: putting rules and settings back, unregistering, draining the socket, flushing in-flight events");
+            let _ = notify::stopping();
             draining = true;
+            // Rules back first, while still registered: the kernel's CONFIG_CHANGE records of the
+            // stop reach us and are shipped (the reader keeps receiving meanwhile).
+            rules_stop.store(true, Ordering::Release);
+            if let Some(t) = rules_thread.take() {
+                let _ = t.join();
+            }
             registration.release();
             stop_reader.store(true, Ordering::Release);
             poller_stop.store(true, Ordering::Release);

@@ -8,12 +8,14 @@
 //! # Gathering: one wake-up per interval, not per record
 //! Each hand-off to another thread is a futex wake-up and a context switch, and at one per record
 //! those were a third of the daemon's CPU. So after handing a batch on, the reader sleeps for
-//! `[netlink] gather` (1 ms by default) before it receives again, letting the kernel queue what
+//! `[netlink] gather` (10 ms by default) before it receives again, letting the kernel queue what
 //! arrives meanwhile in the socket buffer; the next receive takes all of it at once. An idle reader
 //! blocks in `recvmmsg` and costs nothing; the first record of a burst is handed on at once, so the
 //! added latency is at most one interval. The socket buffer (`receive_buffer`, 8 MiB) holds many
 //! intervals of the fastest storm this machine produces, and a drain that fills a whole batch
-//! goes round again without sleeping.
+//! goes round again without sleeping. Why 10 ms, not 1: at 1 ms an exec storm of 2 k/s still
+//! came in batches of two events and cost 2.3× auditd's CPU per event through file + RELP; at
+//! 10 ms it cost 0.6× (docs/performance.md).
 //!
 //! # A full channel
 //! When processing falls behind and the channel is full, the reader waits up to

@@ -38,7 +38,7 @@ impl Default for NetlinkConfig {
             // socket buffer in front of them).
             channel_capacity: 16,
             hand_off_bytes: ByteSize(512 << 10),
-            gather: HumanDuration(std::time::Duration::from_millis(1)),
+            gather: HumanDuration(std::time::Duration::from_millis(10)),
             channel_full_timeout: HumanDuration(std::time::Duration::from_secs(2)),
             lost_poll_interval: HumanDuration(std::time::Duration::from_secs(5)),
         }
