@@ -12,6 +12,9 @@ use crate::record::{Record, RecordPool};
 
 use super::DaemonError;
 
+/// Room a spool record needs beside the body: its header, fixed fields and the longest id.
+const SPOOL_RECORD_OVERHEAD: usize = crate::spool::record::PAYLOAD_FIXED + crate::spool::record::MAX_ID_LEN;
+
 /// Parse → reassemble → format, as plain synchronous code.
 pub struct Pipeline {
     reassembler: Reassembler,
@@ -30,6 +33,11 @@ pub struct Pipeline {
     unparsed: Vec<Vec<u8>>,
     /// Buffers of written events' records, reused for the next records parsed.
     pool: RecordPool,
+    /// Largest event body the spool stores (`[spool] max_record_bytes` less the record's own
+    /// fields); a larger one is cut to fit before it is spooled, never refused whole.
+    spool_budget: Option<usize>,
+    /// Events cut to fit the spool (flagged `truncated` in the event itself).
+    pub cut_to_fit: u64,
 }
 
 impl Pipeline {
@@ -46,6 +54,9 @@ impl Pipeline {
             unparsable: 0,
             unparsed: Vec::new(),
             pool: RecordPool::default(),
+            spool_budget: (!config.output.is_empty())
+                .then(|| (config.spool.max_record_bytes as usize).saturating_sub(SPOOL_RECORD_OVERHEAD)),
+            cut_to_fit: 0,
         }
     }
 
@@ -118,6 +129,26 @@ impl Pipeline {
             };
             let line = self.writer.write(&output);
             let body = line.strip_suffix(b"\n").unwrap_or(line);
+            // Any local user can make an exec huge (argv): refusing it whole would make it vanish
+            // from the remote trail, so it is cut (EXECVE arguments first, then whole records,
+            // SYSCALL and PATH last; see output::truncate) and flagged `truncated`.
+            let fitted = match self.spool_budget {
+                Some(budget) if body.len() > budget => match crate::output::truncate::fit(body, budget, &id, time_ms) {
+                    crate::output::truncate::Fit::Cut { body, report } => {
+                        self.cut_to_fit += 1;
+                        if self.cut_to_fit.is_power_of_two() {
+                            eprintln!(
+                                    "auditrelay: warning: event {id} of {} bytes cut to {} to fit [spool] max_record_bytes ({} so far)",
+                                    report.original_len, report.final_len, self.cut_to_fit
+                                );
+                        }
+                        Some(body)
+                    }
+                    crate::output::truncate::Fit::AsIs(_) => None,
+                },
+                _ => None,
+            };
+            let body = fitted.as_deref().unwrap_or(body);
             Self::submit(shipper, time_ms, &id, body, &mut self.refused, &mut self.ship_errors)?;
             self.events_out += 1;
             if let Output::Event(e) = output {
@@ -221,5 +252,54 @@ mod tests {
         assert_eq!(lines[1]["id"], "boot:1795373270.780:6");
         assert_eq!(lines[2]["loss"]["kind"], "kernel_lost");
         assert_eq!(p.unparsable, 1);
+    }
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::*;
+    use crate::output::file::FileConfig;
+    use crate::output::OutputConfig;
+
+    /// Regression (review of issue 10): an event larger than `[spool] max_record_bytes` was
+    /// refused whole, so a huge argv made an exec vanish from the remote trail.
+    #[test]
+    fn an_event_over_the_spool_limit_is_cut_to_fit_not_refused() {
+        let dir = crate::spool::store::test_dir("pipefit");
+        let mut config = Config::default();
+        config.spool.dir = dir.join("spool");
+        config.spool.max_record_bytes = 8192;
+        config.output = vec![OutputConfig::File(FileConfig {
+            path: dir.join("out.jsonl"),
+            sync_interval: Duration::ZERO,
+            ..FileConfig::default()
+        })];
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let mut shipper = Shipper::start(&config.spool, &config.output, rt.handle()).unwrap();
+        let mut p = Pipeline::new(&config, Some("boot".into()));
+        let huge = "41".repeat(20_000);
+        let execve = format!("audit(1795373270.780:9): argc=2 a0=\"cat\" a1={huge}");
+        let records: RecordBatch = [
+            (
+                1300,
+                b"audit(1795373270.780:9): arch=c000003e syscall=59 success=yes exit=0 exe=\"/usr/bin/cat\"".to_vec(),
+            ),
+            (1309, execve.into_bytes()),
+            (1302, b"audit(1795373270.780:9): item=0 name=\"/usr/bin/cat\" inode=1".to_vec()),
+            (1320, b"audit(1795373270.780:9): ".to_vec()),
+        ]
+        .into_iter()
+        .map(|(kind, payload)| crate::netlink::reader::RawRecord { kind, payload: payload.into() })
+        .collect();
+        p.input(Input::Records(records), Instant::now());
+        p.ship(&mut shipper).unwrap();
+        let st = shipper.shutdown(Duration::from_secs(10)).unwrap();
+        assert_eq!((p.refused, p.cut_to_fit, st.dropped_oversize), (0, 1, 0));
+        let text = std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
+        let ev: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(ev["truncated"], true, "{ev}");
+        assert!(text.len() < 8192);
+        let kept = ev.to_string();
+        assert!(kept.contains("/usr/bin/cat") && kept.contains("SYSCALL") && kept.contains("PATH"), "{kept}");
     }
 }

@@ -30,8 +30,10 @@
 //! Files are created 0600 in a 0700 directory: audit events are for root's eyes.
 //!
 //! # Writing, fsync policy and what a power cut can lose
-//! One `write(2)` per record to the active segment (no user-space buffer, so a record is visible to
-//! readers in the page cache as soon as `append` returns). The active segment is `fdatasync`ed
+//! [`Spool::stage`] encodes an event into a staging buffer (its position is assigned then);
+//! [`Spool::commit`] writes everything staged with one `pwrite` to the active segment and wakes
+//! the readers once, so a record is visible to readers in the page cache as soon as `commit`
+//! returns ([`Spool::append`] is both). The processing thread commits once per loop iteration. The active segment is `fdatasync`ed
 //! - after every `fsync_every` appended events (0 = never by count; 1 = every event),
 //! - at least every `fsync_interval` while it has unsynced records (by the spool's sync thread),
 //! - when it is sealed (rolled over at `segment_bytes`), so sealed segments are always durable.
@@ -39,7 +41,7 @@
 //! New segment and cursor files are made durable with an `fsync` of the directory.
 //! A power cut (or kernel crash) can lose the records appended to the active segment since its last
 //! fdatasync: at most `fsync_every - 1` events or `fsync_interval` worth of events. A kill -9 of the
-//! process loses nothing that `append` returned for: the data is in the page cache.
+//! process loses nothing that `commit` (or `append`) returned for: the data is in the page cache.
 //!
 //! # The one window kill -9 can still lose
 //! Only what has not reached the spool yet: records the kernel already handed to us that are not
@@ -85,9 +87,13 @@
 //! - `drop_oldest` (default): delete the oldest sealed segments (rolling the active one first if it
 //!   is the only one) even if not acknowledged; the unacknowledged events in them are counted,
 //! - `drop_newest`: refuse the new event and count it,
-//! - `block`: wait until outputs acknowledge enough to free a segment (this stalls the caller, and
-//!   through it the kernel reader: the kernel's backlog and `lost` counter take over). Nothing is
-//!   dropped; [`Spool::interrupt`] (at shutdown) makes a blocked append give up with an error.
+//! - `block`: wait until outputs acknowledge enough to free a segment. Nothing already in the
+//!   spool is dropped, but this stalls the caller (the processing thread). The netlink reader is
+//!   not stalled with it: it waits once for `[netlink] channel_full_timeout`, then drops what the
+//!   kernel sends until processing moves again, counted and announced in band as `channel_full`
+//!   (the alternative, stalling the reader, would hold every audited process through the kernel's
+//!   backlog_wait_time). So `block` means "the spool never drops", not "nothing is ever lost".
+//!   [`Spool::interrupt`] (at shutdown) makes a blocked append give up with an error.
 //!
 //! Every drop is counted in [`SpoolStats`], logged, and announced in band: once space returns, a loss
 //! notice `{"loss":{"kind":"spool_dropped",...}}` is appended before the next event, so every
