@@ -34,10 +34,10 @@ impl Default for NetlinkConfig {
         NetlinkConfig {
             receive_buffer: ByteSize(8 << 20),
             batch: 64,
-            // 16 × 512 KiB bounds the records waiting for processing at 8 MiB (the size of the
+            // 8 × 256 KiB bounds the records waiting for processing at 2 MiB (a quarter of the
             // socket buffer in front of them).
-            channel_capacity: 16,
-            hand_off_bytes: ByteSize(512 << 10),
+            channel_capacity: 8,
+            hand_off_bytes: ByteSize(256 << 10),
             gather: HumanDuration(std::time::Duration::from_millis(10)),
             channel_full_timeout: HumanDuration(std::time::Duration::from_secs(2)),
             lost_poll_interval: HumanDuration(std::time::Duration::from_secs(5)),

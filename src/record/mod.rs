@@ -83,7 +83,7 @@ pub struct RecordPool {
 
 impl RecordPool {
     /// Buffers kept at most (per kind); records beyond that are simply freed.
-    const KEEP: usize = 4096;
+    const KEEP: usize = 1024;
     /// A buffer grown past this (a long EXECVE record) is freed rather than kept.
     const KEEP_BYTES: usize = 16 << 10;
 
