@@ -47,9 +47,10 @@
 //! Only what has not reached the spool yet: records the kernel already handed to us that are not
 //! yet inside an appended event. In pipeline order:
 //! - the netlink socket's receive buffer (`[netlink] receive_buffer`) — records the kernel has
-//!   queued to our socket but the reader thread has not taken: normally empty within microseconds;
-//! - the reader → processing channel (`[netlink] channel_capacity` batches of up to `batch`
-//!   records) — normally empty; it only fills when processing falls behind;
+//!   queued to our socket but the reader thread has not taken: under load up to one
+//!   `[netlink] gather` interval (10 ms) of records, which the reader lets gather there;
+//! - the reader → processing channel (`[netlink] channel_capacity` batches of up to
+//!   `hand_off_bytes`) — normally empty; it only fills when processing falls behind;
 //! - the reassembler's open events. This is the part that lasts: an event is open from its first
 //!   record until EOE, a record type that ends an event by itself, or `[reassemble] event_timeout`
 //!   (default 2 s). Syscall events end on the EOE the kernel sends right after their last record,
