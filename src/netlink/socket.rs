@@ -80,11 +80,21 @@ impl AuditSocket {
         self.socket.send_to(message, &kernel, 0).map(|_| ()).map_err(|source| NetlinkError::Io { op: "send", source })
     }
 
-    /// Receive one datagram into `buf` (cleared first). `Ok(false)` on timeout.
+    /// Receive one datagram into `buf` (cleared first). `Ok(false)` on timeout, and for a
+    /// datagram that did not come from the kernel: any local process can send to our port, and a
+    /// forged ack could make a refused rule look loaded; libaudit drops those too. Logged.
     pub fn recv(&self, buf: &mut Vec<u8>) -> Result<bool, NetlinkError> {
         buf.clear();
         buf.reserve(MAX_DATAGRAM);
-        match self.socket.recv(buf, 0) {
+        match self.socket.recv_from(buf, 0) {
+            Ok((_, from)) if from.port_number() != 0 => {
+                eprintln!(
+                    "auditrelay: warning: dropped a netlink message from port {} (not the kernel)",
+                    from.port_number()
+                );
+                buf.clear();
+                Ok(false)
+            }
             Ok(_) => Ok(true),
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
@@ -210,5 +220,35 @@ impl BatchBuffers {
             self.senders[i] = addrs[i].nl_pid;
         }
         Ok(Batch::Received(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (review of issue 10): messages were accepted from any sender. A local process
+    /// can send to our port; only what the kernel (port 0) sent counts, on both receive paths.
+    #[test]
+    fn datagrams_from_other_processes_are_dropped() {
+        let victim = AuditSocket::unicast().unwrap();
+        victim.set_receive_timeout(Duration::from_millis(200)).unwrap();
+        let mut addr = SocketAddr::new(0, 0);
+        victim.socket.get_address(&mut addr).unwrap();
+        let forger = AuditSocket::unicast().unwrap();
+        // A forged "ack" (NLMSG_ERROR, errno 0) as a local process would send it.
+        let ack = super::super::codec::request(2, 0, 1, &[0u8; 20]);
+        forger.socket.send_to(&ack, &SocketAddr::new(addr.port_number(), 0), 0).unwrap();
+        let mut buf = Vec::new();
+        assert!(!victim.recv(&mut buf).unwrap(), "a forged message was accepted");
+        forger.socket.send_to(&ack, &SocketAddr::new(addr.port_number(), 0), 0).unwrap();
+        let mut batch = BatchBuffers::new(4);
+        match batch.receive(&victim, Wait::ForOne).unwrap() {
+            Batch::Received(n) => {
+                assert_eq!(n, 1);
+                assert_ne!(batch.sender(0), 0, "the reader sees who sent it");
+            }
+            other => panic!("expected the forged datagram, got {other:?}"),
+        }
     }
 }
