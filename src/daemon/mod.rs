@@ -409,11 +409,24 @@ fn poll_lost(tx: SyncSender<Input>, interval: Duration, mut last: u32, stop: Arc
             let lost = if status.lost > last { status.lost - last } else { status.lost };
             eprintln!("auditrelay: warning: the kernel dropped {lost} audit records (backlog full or rate limit), {} in total", status.lost);
             last = status.lost;
-            if tx
-                .send(Input::Loss(ReaderLoss::KernelLost { records: u64::from(lost), kernel_total: status.lost }))
-                .is_err()
-            {
-                return;
+            // Never a blocking send: after an output failure the processing loop stops reading
+            // the channel, and a poller stuck in send() would hold up the exit forever. While the
+            // channel is full, retry until there is room or we are told to stop.
+            let mut notice =
+                Input::Loss(ReaderLoss::KernelLost { records: u64::from(lost), kernel_total: status.lost });
+            loop {
+                match tx.try_send(notice) {
+                    Ok(()) => break,
+                    Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
+                    Err(std::sync::mpsc::TrySendError::Full(back)) => {
+                        if stop.load(Ordering::Acquire) {
+                            eprintln!("auditrelay: warning: stopping with a kernel_lost notice of {lost} records not announced in band (logged above)");
+                            return;
+                        }
+                        notice = back;
+                        std::thread::sleep(step);
+                    }
+                }
             }
         }
     }
