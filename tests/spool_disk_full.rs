@@ -61,9 +61,10 @@ fn disk_full_is_an_error_naming_the_path_and_loses_nothing_accepted() {
     };
     let msg = err.to_string();
     match &err {
-        SpoolError::Io { path, source, .. } => {
+        SpoolError::Write { path, source, events } => {
             assert!(path.starts_with(dir.join("spool")) && path.to_string_lossy().contains("seg-"), "{msg}");
             assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{msg}");
+            assert_eq!(*events, 1, "only the event being appended is lost: {msg}");
         }
         other => panic!("expected an I/O error, got {other}"),
     }
@@ -87,12 +88,23 @@ fn disk_full_is_an_error_naming_the_path_and_loses_nothing_accepted() {
     // and the segments go, so there is room again.
     spool.ack(0, accepted);
     spool.flush().unwrap();
-    assert_eq!(spool.append(0, "after", &body).unwrap(), Appended::Stored { pos: accepted + 1 });
+    let Appended::Stored { pos: after } = spool.append(0, "after", &body).unwrap() else { panic!("dropped") };
+    assert!(after > accepted);
+    // The first failure lost 1 event; the second lost its loss notice (staged first) and the event:
+    // a lost notice counts as a lost record, as under drop_oldest.
+    assert_eq!(spool.stats().write_lost, 3, "every record of both failed writes is counted");
 
-    // And a restart recovers exactly that state.
+    // And a restart recovers exactly that state: first the in-band notice of what the second
+    // failed write lost (with the total since start), then the event after.
     drop(r);
     drop(spool);
     let spool = Spool::open(&cfg(&dir), &["out".to_string()]).unwrap();
-    let rec = spool.reader(0).next(Duration::ZERO).unwrap().unwrap();
-    assert_eq!((rec.pos, rec.id.as_str()), (accepted + 1, "after"));
+    let mut r = spool.reader(0);
+    let notice = r.next(Duration::ZERO).unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&notice.body).unwrap();
+    assert_eq!(v["loss"]["kind"], "spool_dropped", "{v}");
+    assert_eq!(v["loss"]["reason"], "write_error", "{v}");
+    assert_eq!((v["loss"]["count"].as_u64(), v["loss"]["total"].as_u64()), (Some(2), Some(3)), "{v}");
+    let rec = r.next(Duration::ZERO).unwrap().unwrap();
+    assert_eq!((rec.pos, rec.id.as_str()), (after, "after"));
 }
