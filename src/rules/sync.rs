@@ -11,7 +11,10 @@
 //! Plan per filter list: keep the longest run of desired rules that already appears in the
 //! kernel in the same relative order, delete every other current rule, prepend the desired rules
 //! before that run and append the ones after it. Deleting first means a rule that only moves
-//! cannot collide with itself (the kernel refuses duplicates with EEXIST).
+//! cannot collide with itself (the kernel refuses duplicates with EEXIST). A rule with syscall
+//! class bits the kernel expands from its own tables (`-S 2040`, see
+//! [`RuleData::has_unmodelled_classes`]) never equals its listing, so it is deleted and added again
+//! on every load; the verification matches it with [`RuleData::lists_as`].
 //!
 //! Status settings from control lines are applied after the rules verified: `-b`, `-r`,
 //! `--backlog_wait_time`, `-e 0|1`, `-f 0|1` always; `-f 2` only with `allow_panic`; `-e 2` only with
@@ -161,7 +164,7 @@ pub fn sync_rules(
     let outcome = apply_steps(table, &steps).and_then(|()| {
         let listed = current_rules(table)?;
         let want: Vec<RuleData> = by_list(desired).into_iter().flatten().collect();
-        if listed == want {
+        if listed.len() == want.len() && want.iter().zip(listed.iter()).all(|(w, l)| w.lists_as(l)) {
             Ok(())
         } else {
             Err(SyncError::Verify { expected: print::listing(&want), listed: print::listing(&listed) })
