@@ -152,19 +152,26 @@ fn load_is_exact_idempotent_and_atomic() {
     assert_eq!(sync::current_rules(&mut c).unwrap(), set.desired);
 }
 
-/// `run`'s self-exclusion rule is the first exit rule while loaded and gone after removal.
+/// `run`'s self-exclusion rule is the first exit rule while loaded, tied to the daemon's exe (the
+/// kernel takes `-F exe=` on a never,exit rule and auditctl -l prints it as we do), and gone after
+/// removal.
 #[test]
 fn self_exclusion_rule_on_the_real_kernel() {
     let _guard = KernelGuard::take();
     let mut c = AuditClient::open().unwrap();
     delete_all(&mut c);
     let pid = std::process::id();
+    let exe = sync::own_exe().unwrap();
     let set = compile::compile_text("t.rules", "-a always,exit -F arch=b64 -S openat -k t\n", &SystemHost).unwrap();
-    sync::load_for_daemon(&mut c, &set, pid, Permissions::default()).unwrap();
+    sync::load_for_daemon(&mut c, &set, pid, &exe, Permissions::default()).unwrap();
     let listed = sync::current_rules(&mut c).unwrap();
-    assert_eq!(print::rule_text(&listed[0]), format!("-a never,exit -S all -F pid={pid}\n"));
+    let expected = format!("-a never,exit -S all -F pid={pid} -F exe={}\n", String::from_utf8_lossy(&exe));
+    assert_eq!(print::rule_text(&listed[0]), expected);
+    let auditctl_l = String::from_utf8(Command::new("auditctl").arg("-l").output().unwrap().stdout).unwrap();
+    assert_eq!(auditctl_l.lines().next().map(|l| format!("{l}\n")), Some(expected));
+    assert_eq!(sync::self_exclusion_of(&listed[0]), Some((pid, exe.clone())));
     assert_eq!(listed.len(), 2);
-    sync::remove_self_exclusion(&mut c, pid).unwrap();
+    sync::remove_self_exclusion(&mut c, pid, &exe).unwrap();
     assert_eq!(sync::current_rules(&mut c).unwrap(), set.desired);
 }
 
