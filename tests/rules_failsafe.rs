@@ -66,6 +66,15 @@ fn boot_falls_back_to_safe_rules_and_keeps_running() {
     let dir = TempDir::new("failsafe");
     let cache = dir.path("cache");
 
+    // Self-exclusion rules a daemon killed with -9 left behind (a pid beyond pid_max, so surely
+    // dead), in the exe-tied form and in the pid-only form of older versions: removed at start
+    // and not put back at exit.
+    let dead = 4_194_305;
+    let mut c = AuditClient::open().unwrap();
+    for exe in [&b"/usr/bin/auditrelay"[..], b""] {
+        c.add_rule(&sync::self_exclusion(dead, exe).encode()).unwrap();
+    }
+
     // 1. Unreachable https URL, nothing cached: the embedded default rules.
     let config = dir.path("a.toml");
     std::fs::write(
@@ -78,6 +87,9 @@ fn boot_falls_back_to_safe_rules_and_keeps_running() {
     .unwrap();
     let listed = boot_and_list(config.to_str().unwrap());
     assert!(listed.contains("-k exec") || listed.contains("key=exec"), "embedded rules loaded:\n{listed}");
+    assert!(!listed.contains(&format!("pid={dead}")), "stale self-exclusions removed at start:\n{listed}");
+    let after_first: Vec<RuleData> = c.list_rules().unwrap().iter().map(|b| RuleData::decode(b).unwrap()).collect();
+    assert!(after_first.iter().all(|r| sync::self_exclusion_of(r).is_none()), "and not restored at exit");
 
     // 2. The server's body does not match the pin; the cached copy does: the cached copy.
     let good = "-w /etc/hosts -p wa -k failsafe-cached\n";
