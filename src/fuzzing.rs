@@ -92,12 +92,18 @@ fn survives_printing(r: &RuleData) -> bool {
 /// must match `auditctl -l`): `filetype` lists as the number (`filetype=32768`) and only names
 /// parse (libaudit audit_name_to_ftype; found by the rules_text fuzz target); `path!=`, `dir!=`
 /// and `exe!=` list as `=` on the exit list (found by real_data_passes_every_harness).
+/// Not listed at all: a rule with two path/dir fields, which auditctl accepts and the kernel
+/// refuses (EINVAL; found by the rules_text fuzz target, checked against auditctl and the kernel).
 fn prints_irreversibly(r: &RuleData) -> bool {
     use crate::rules::data::{FILTER_EXIT, FILTER_MASK, F_DIR, F_EXE, F_FILETYPE, F_WATCH, OP_EQUAL};
-    r.fields.iter().any(|f| {
-        f.field == F_FILETYPE
-            || (matches!(f.field, F_WATCH | F_DIR | F_EXE) && f.op != OP_EQUAL && r.list() & FILTER_MASK == FILTER_EXIT)
-    })
+    let paths = r.fields.iter().filter(|f| matches!(f.field, F_WATCH | F_DIR)).count();
+    paths > 1
+        || r.fields.iter().any(|f| {
+            f.field == F_FILETYPE
+                || (matches!(f.field, F_WATCH | F_DIR | F_EXE)
+                    && f.op != OP_EQUAL
+                    && r.list() & FILTER_MASK == FILTER_EXIT)
+        })
 }
 
 /// Rule parser: every line, then the whole text as a set. For each rule that compiles:
