@@ -92,12 +92,16 @@ fn survives_printing(r: &RuleData) -> bool {
 /// must match `auditctl -l`): `filetype` lists as the number (`filetype=32768`) and only names
 /// parse (libaudit audit_name_to_ftype; found by the rules_text fuzz target); `path!=`, `dir!=`
 /// and `exe!=` list as `=` on the exit list (found by real_data_passes_every_harness).
-/// Not listed at all: a rule with two path/dir fields, which auditctl accepts and the kernel
+/// Nor does an io_uring rule without `-S`. Not listed at all: a rule with two path/dir fields, which auditctl accepts and the kernel
 /// refuses (EINVAL; found by the rules_text fuzz target, checked against auditctl and the kernel).
 fn prints_irreversibly(r: &RuleData) -> bool {
     use crate::rules::data::{FILTER_EXIT, FILTER_MASK, F_DIR, F_EXE, F_FILETYPE, F_WATCH, OP_EQUAL};
     let paths = r.fields.iter().filter(|f| matches!(f.field, F_WATCH | F_DIR)).count();
+    // An io_uring rule without -S has the full mask and lists as `-S all` (upstream auditctl 3.1),
+    // while an explicit `-S all` there means the uringop table's operations (fuzz finding 3).
+    let uring_full = r.list() & FILTER_MASK == crate::rules::data::FILTER_URING_EXIT && r.mask_lists_as_all();
     paths > 1
+        || uring_full
         || r.fields.iter().any(|f| {
             f.field == F_FILETYPE
                 || (matches!(f.field, F_WATCH | F_DIR | F_EXE)
