@@ -298,3 +298,13 @@ fn rules_text_watch_with_a_second_path_is_refused_by_the_kernel_not_listed() {
 fn rules_text_io_uring_without_s_lists_as_s_all_like_upstream() {
     fuzzing::rules_text(b"-a always,io_uring");
 }
+
+/// fuzz rules_text, fourth run (crash-2b41b5b9…), NOT FIXED YET: `-p wa` after a user-list rule
+/// is accepted and lists as `-F perm=wa`, which the parser refuses on that list. Whether auditctl
+/// 3.0.9 accepts `-p` there (and what the kernel does) is still to be checked against the real
+/// auditctl before deciding which side changes.
+#[test]
+#[ignore = "open fuzz finding: -p on the user list (see comment)"]
+fn rules_text_perm_on_the_user_list_does_not_round_trip() {
+    fuzzing::rules_text(b"-a always,user -F msgtype>=1100 -F msgtype<=1 -p wa -k pci-auth");
+}
