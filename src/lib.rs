@@ -14,6 +14,8 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hash;
 pub mod loss;
 pub mod netlink;

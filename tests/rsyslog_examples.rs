@@ -57,9 +57,7 @@ fn cert_dir(s: &Setup) -> PathBuf {
 
 #[test]
 fn every_example_config_passes_rsyslogd_n1() {
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     let s = setup("examples-n1");
     let bin = rsyslogd_path().expect("rsyslogd");
     let mut names: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rsyslog"))
@@ -133,9 +131,7 @@ fn assert_events_file(rs: &Rsyslogd, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relp_examples_receive_our_events() {
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     let s = setup("examples-relp");
     let certs = cert_dir(&s);
     for (name, tls) in [("relp.conf", false), ("relp-tls.conf", true)] {
@@ -162,9 +158,7 @@ async fn relp_examples_receive_our_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_example_receives_plain_and_tls() {
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     let s = setup("examples-tcp");
     let (plain, tls_port) = (free_port(), free_port());
     let dir = s.dir.join("tcp");

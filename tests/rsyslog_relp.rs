@@ -52,9 +52,7 @@ fn config(rs: &Rsyslogd) -> RelpConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relp_delivers_every_event_intact() {
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     let rs = Rsyslogd::start("relp-basic", None);
     let n = 5000;
     let started = Instant::now();
@@ -80,9 +78,7 @@ async fn relp_delivers_every_event_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relp_receiver_stopped_for_seconds_loses_nothing() {
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     let mut rs = Rsyslogd::start("relp-stop", None);
     let n = 3000;
     let cfg = config(&rs);
@@ -104,9 +100,7 @@ async fn relp_receiver_stopped_for_seconds_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relp_receiver_flapping_loses_nothing() {
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     let mut rs = Rsyslogd::start("relp-flap", None);
     let n = 4000;
     let mut cfg = config(&rs);
@@ -129,9 +123,7 @@ async fn relp_receiver_flapping_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relp_over_tls_with_client_certificate() {
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     let certs_dir = temp_dir("relp-tls-certs");
     let Some(certs) = make_certs(&certs_dir) else {
         panic!("openssl CLI not found: apt-get install openssl");
@@ -155,9 +147,7 @@ async fn relp_over_tls_with_client_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relp_tls_with_wrong_ca_delivers_nothing() {
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     let dir_a = temp_dir("relp-tls-a");
     let dir_b = temp_dir("relp-tls-b");
     let (Some(server_certs), Some(other)) = (make_certs(&dir_a), make_certs(&dir_b)) else {
@@ -173,9 +163,7 @@ async fn relp_tls_with_wrong_ca_delivers_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relp_tls_with_wrong_server_name_delivers_nothing() {
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     let dir = temp_dir("relp-tls-name");
     let certs = make_certs(&dir).expect("openssl CLI not found: apt-get install openssl");
     let rs = Rsyslogd::start("relp-tls-name", Some(&certs));
@@ -220,9 +208,7 @@ fn huge_delivery(n: u64) -> Delivery {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relp_oversized_events_arrive_cut_and_flagged() {
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     let rs = Rsyslogd::start("relp-huge", None);
     let n = 5;
     let r = ship(config(&rs), n, Duration::ZERO, huge_delivery);

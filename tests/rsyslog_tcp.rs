@@ -53,25 +53,19 @@ async fn delivers_intact(framing: Framing, tag: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_octet_counting_delivers_every_event_intact() {
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     delivers_intact(Framing::OctetCounting, "tcp-octet").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_lf_framing_delivers_every_event_intact() {
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     delivers_intact(Framing::Lf, "tcp-lf").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_receiver_restart_recovers_in_order_with_bounded_loss() {
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     let mut rs = Rsyslogd::start("tcp-restart", None);
     let n = 3000;
     let cfg = config(&rs, Framing::OctetCounting);

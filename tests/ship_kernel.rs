@@ -35,7 +35,7 @@ use auditrelay::netlink::client::AuditClient;
 use auditrelay::rules::data::RuleData;
 use auditrelay::rules::sync::self_exclusion_pid;
 use common::{marker, Daemon, KernelGuard, TempDir};
-use support::{rsyslog_available, Rsyslogd};
+use support::{require_rsyslog, Rsyslogd};
 
 /// RELP `window` and TCP `batch` in the config below: the most a resend can repeat.
 const WINDOW: usize = 128;
@@ -309,9 +309,7 @@ fn self_exclusion_pids() -> Vec<u32> {
 #[test]
 fn relp_and_tcp_deliver_every_kernel_event() {
     let guard = KernelGuard::take();
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     let lost_before = guard.status().lost;
     let tmp = TempDir::new("ship-e2e");
     let rs = Rsyslogd::start("ship-e2e", None);
@@ -342,9 +340,7 @@ fn relp_and_tcp_deliver_every_kernel_event() {
 /// duplicates only from resends.
 fn stream_through_fault(name: &str, label: &str, tcp_slack: usize, fault: impl FnOnce(&mut Rsyslogd)) {
     let guard = KernelGuard::take();
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     let lost_before = guard.status().lost;
     let tmp = TempDir::new(&format!("ship-{name}"));
     let mut rs = Rsyslogd::start(&format!("ship-{name}"), None);
@@ -397,9 +393,7 @@ fn receiver_flapping_10_times() {
 #[test]
 fn kill_9_while_receiver_down_then_restart() {
     let guard = KernelGuard::take();
-    if !rsyslog_available() {
-        return;
-    }
+    require_rsyslog();
     let lost_before = guard.status().lost;
     let tmp = TempDir::new("ship-kill9");
     let mut rs = Rsyslogd::start("ship-kill9", None);

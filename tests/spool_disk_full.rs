@@ -1,6 +1,6 @@
 //! A full disk under the spool (a 512 KiB tmpfs): the failing append is an error naming the segment
 //! path, nothing accepted before it is lost, and once outputs acknowledge (which frees segments)
-//! appends work again. Needs root for the mount; skipped otherwise.
+//! appends work again. Needs root for the mount, and fails without it (CI runs as root).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -35,10 +35,8 @@ fn cfg(dir: &Path) -> SpoolConfig {
 
 #[test]
 fn disk_full_is_an_error_naming_the_path_and_loses_nothing_accepted() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: mounting a tmpfs needs root");
-        return;
-    }
+    // Regression: this test used to return (pass) when not root, without testing anything.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "mounting the tmpfs needs root: run as root (tests/run-all.sh)");
     let dir = std::env::temp_dir().join(format!("auditrelay-diskfull-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=512k"]).arg("tmpfs").arg(&dir).status().unwrap();

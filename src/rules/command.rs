@@ -30,7 +30,9 @@ fn compile_with(
     fetcher: &Fetcher,
 ) -> Result<RuleSet, Vec<CompileError>> {
     let sources: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-    compile::compile_sources(&sources, pins, fetcher, &SystemHost).map(|(set, _)| set)
+    // A URL named on the command line is the operator's choice, as with `auditctl -R`: its control
+    // lines apply (a configured URL source of `run` ignores them unless apply_url_controls).
+    compile::compile_sources(&sources, pins, fetcher, compile::UrlControls::Apply, &SystemHost).map(|(set, _)| set)
 }
 
 fn compile(paths: &[PathBuf]) -> Result<RuleSet, Vec<CompileError>> {

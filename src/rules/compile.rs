@@ -57,6 +57,27 @@ pub struct RuleSet {
     pub settings: Settings,
     /// Rules naming syscalls newer than auditctl 3.0.9 (file:line, names).
     pub newer_syscalls: Vec<(String, Vec<String>)>,
+    /// Control lines of URL sources left out under [`UrlControls::Ignore`] (`url:line: text`).
+    pub ignored_url_controls: Vec<String>,
+}
+
+/// What the control lines of a URL source do (`[rules] apply_url_controls`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UrlControls {
+    /// Left out (and reported in [`RuleSet::ignored_url_controls`]): a URL only adds and deletes
+    /// rules. `-i` and `-c` are kept; they change nothing.
+    Ignore,
+    /// Applied like the control lines of a local file.
+    Apply,
+}
+
+/// Whether a line is a control line that changes the kernel (everything but `-i`/`-c`).
+fn is_kernel_control(text: &str, host: &dyn Host) -> bool {
+    let Lexed::Words(words) = lex::lex(text) else { return false };
+    matches!(
+        parse::parse_words(&words, host),
+        Ok(Line::Control(c)) if !matches!(c, Control::IgnoreErrors | Control::ContinueOnError)
+    )
 }
 
 fn key_of(r: &RuleData) -> Option<String> {
@@ -145,7 +166,7 @@ pub fn compile_lines(lines: Vec<SourceLine>, host: &dyn Host) -> Result<RuleSet,
             _ => None,
         })
         .collect();
-    Ok(RuleSet { lines: compiled, desired, settings, newer_syscalls })
+    Ok(RuleSet { lines: compiled, desired, settings, newer_syscalls, ignored_url_controls: Vec::new() })
 }
 
 /// Compile several sources (files or rules.d directories), combined in order.
@@ -169,12 +190,27 @@ pub fn compile_paths(paths: &[&Path], host: &dyn Host) -> Result<RuleSet, Vec<Co
 }
 
 /// Compile sources as configured: files, rules.d directories and http(s) URLs (fetched through
-/// `fetcher`, checked against `pins`), combined in order. No sources means the embedded
-/// rules/default.rules. Also returns how each URL was obtained, for logging.
+/// `fetcher`, checked against `pins`, their control lines per `url_controls`), combined in order.
+/// No sources means the embedded rules/default.rules. Also returns how each URL was obtained.
 pub fn compile_sources(
     sources: &[String],
     pins: &BTreeMap<String, String>,
     fetcher: &Fetcher,
+    url_controls: UrlControls,
+    host: &dyn Host,
+) -> Result<(RuleSet, Vec<Fetched>), Vec<CompileError>> {
+    compile_sources_with(sources, pins, &|url, pin| fetcher.fetch(url, pin), url_controls, host)
+}
+
+/// How a URL source is obtained: (url, pin) → the body.
+pub type FetchFn<'a> = dyn Fn(&str, Option<&str>) -> Result<Fetched, FetchError> + 'a;
+
+/// [`compile_sources`] with URL sources obtained through `fetch` (e.g. only from the cache).
+pub fn compile_sources_with(
+    sources: &[String],
+    pins: &BTreeMap<String, String>,
+    fetch: &FetchFn<'_>,
+    url_controls: UrlControls,
     host: &dyn Host,
 ) -> Result<(RuleSet, Vec<Fetched>), Vec<CompileError>> {
     if sources.is_empty() {
@@ -184,12 +220,21 @@ pub fn compile_sources(
     let mut lines = Vec::new();
     let mut errors = Vec::new();
     let mut fetched = Vec::new();
+    let mut ignored = Vec::new();
     for src in sources {
         if fetch::is_url(src) {
-            match fetcher.fetch(src, pins.get(src).map(String::as_str)) {
+            match fetch(src, pins.get(src).map(String::as_str)) {
                 Ok(f) => {
                     match source::lines_of(Path::new(src), f.text.as_bytes()) {
-                        Ok(l) => lines.extend(l),
+                        Ok(l) => {
+                            for line in l {
+                                if url_controls == UrlControls::Ignore && is_kernel_control(&line.text, host) {
+                                    ignored.push(format!("{}: `{}`", line.location(), line.text.trim()));
+                                } else {
+                                    lines.push(line);
+                                }
+                            }
+                        }
                         Err(e) => errors.push(CompileError::Source(e)),
                     }
                     fetched.push(f);
@@ -204,7 +249,7 @@ pub fn compile_sources(
         }
     }
     match compile_lines(lines, host) {
-        Ok(set) if errors.is_empty() => Ok((set, fetched)),
+        Ok(set) if errors.is_empty() => Ok((RuleSet { ignored_url_controls: ignored, ..set }, fetched)),
         Ok(_) => Err(errors),
         Err(mut more) => {
             errors.append(&mut more);
@@ -390,13 +435,42 @@ mod tests {
     #[test]
     fn configured_sources() {
         let fetcher = Fetcher::new(std::time::Duration::from_secs(1), None);
-        let (set, fetched) = compile_sources(&[], &BTreeMap::new(), &fetcher, &NoHost).unwrap();
+        let (set, fetched) = compile_sources(&[], &BTreeMap::new(), &fetcher, UrlControls::Ignore, &NoHost).unwrap();
         assert!(set.desired.len() >= 10);
         assert!(fetched.is_empty());
         // Nothing listens on port 9 of localhost: the error names the URL.
         let url = "http://127.0.0.1:9/x.rules".to_string();
-        let errs = compile_sources(std::slice::from_ref(&url), &BTreeMap::new(), &fetcher, &NoHost).unwrap_err();
+        let errs =
+            compile_sources(std::slice::from_ref(&url), &BTreeMap::new(), &fetcher, UrlControls::Ignore, &NoHost)
+                .unwrap_err();
         assert!(errs[0].to_string().starts_with(&url), "{}", errs[0]);
+    }
+
+    /// Regression: control lines from a URL were applied, so whoever controls the rule server (or
+    /// the path to it) could switch auditing off with `-e 0`.
+    #[test]
+    fn url_control_lines_are_ignored_unless_applied() {
+        let body =
+            "-D\n-e 0\n-b 1\n-f 0\n-r 5\n--backlog_wait_time 0\n--loginuid-immutable\n-i\n-w /etc/hosts -p wa -k web\n";
+        let fetch = |url: &str, _: Option<&str>| {
+            Ok(Fetched { url: url.into(), text: body.into(), sha256: String::new(), origin: fetch::Origin::Fresh })
+        };
+        let dir = std::env::temp_dir().join(format!("auditrelay-urlctl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let local = dir.join("local.rules");
+        std::fs::write(&local, "-b 8192\n-w /etc/passwd -p wa -k local\n").unwrap();
+        let sources = vec![local.display().to_string(), "https://rules.example.org/web.rules".to_string()];
+        let pins = BTreeMap::new();
+        let (set, _) = compile_sources_with(&sources, &pins, &fetch, UrlControls::Ignore, &NoHost).unwrap();
+        assert_eq!(set.settings, Settings { backlog_limit: Some(8192), ..Settings::default() });
+        assert_eq!(set.desired.len(), 2, "the URL's -D does not delete the local rule");
+        assert_eq!(set.ignored_url_controls.len(), 7, "{:?}", set.ignored_url_controls);
+        assert!(set.ignored_url_controls[1].ends_with(":2: `-e 0`"), "{:?}", set.ignored_url_controls);
+        let (set, _) = compile_sources_with(&sources, &pins, &fetch, UrlControls::Apply, &NoHost).unwrap();
+        assert_eq!(set.settings.enabled, Some(0));
+        assert_eq!(set.desired.len(), 1);
+        assert!(set.ignored_url_controls.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

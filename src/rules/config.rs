@@ -10,6 +10,11 @@
 //! No `sources` means the embedded rules/default.rules. URL sources are fetched with a
 //! `fetch_timeout`, revalidated with ETags and kept under `cache_dir` (see [`crate::rules::fetch`]). `immutable = true` is the only way a
 //! `-e 2` line is applied (it locks the rules until reboot).
+//!
+//! Who controls the kernel through a URL: a URL source must be https or pinned by `sha256`
+//! (plain http without a pin is refused here, naming the source), and its control lines
+//! (`-D`, `-e`, `-b`, `-f`, `-r`, `--backlog_wait_time`, `--loginuid-immutable`), which could
+//! switch auditing off, are ignored (logged and counted) unless `apply_url_controls = true`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +42,9 @@ pub struct RulesConfig {
     pub cache_dir: PathBuf,
     /// Time limit for one URL fetch.
     pub fetch_timeout: HumanDuration,
+    /// Apply control lines (-D -e -b -f -r --backlog_wait_time --loginuid-immutable) that come from
+    /// URL sources. Off: they are ignored, logged and counted; only rules are taken from a URL.
+    pub apply_url_controls: bool,
 }
 
 impl Default for RulesConfig {
@@ -48,6 +56,7 @@ impl Default for RulesConfig {
             immutable: false,
             cache_dir: PathBuf::from("/var/lib/auditrelay/rules-cache"),
             fetch_timeout: HumanDuration(Duration::from_secs(10)),
+            apply_url_controls: false,
         }
     }
 }
@@ -62,6 +71,11 @@ pub enum RulesConfigError {
     Sha256 { url: String },
     #[error("[rules] sha256 pins {url}, which is not one of the sources")]
     UnknownPin { url: String },
+    #[error(
+        "[rules] sources: {url} is plain http without a [rules] sha256 pin: anyone on the network path could \
+         rewrite the rules; use https, or pin its SHA-256"
+    )]
+    PlainHttp { url: String },
 }
 
 /// Validated `[rules]`.
@@ -73,6 +87,7 @@ pub struct Rules {
     pub immutable: bool,
     pub cache_dir: PathBuf,
     pub fetch_timeout: Duration,
+    pub apply_url_controls: bool,
 }
 
 impl Rules {
@@ -99,6 +114,9 @@ impl RulesConfig {
         if self.fetch_timeout.0 < Duration::from_millis(100) {
             return Err(RulesConfigError::FetchTimeout);
         }
+        if let Some(url) = self.sources.iter().find(|s| s.starts_with("http://") && !self.sha256.contains_key(*s)) {
+            return Err(RulesConfigError::PlainHttp { url: url.clone() });
+        }
         Ok(Rules {
             sources: self.sources.clone(),
             refresh_interval,
@@ -106,6 +124,7 @@ impl RulesConfig {
             immutable: self.immutable,
             cache_dir: self.cache_dir.clone(),
             fetch_timeout: self.fetch_timeout.0,
+            apply_url_controls: self.apply_url_controls,
         })
     }
 }
@@ -134,12 +153,31 @@ mod tests {
         assert!(toml::from_str::<RulesConfig>("refresh_interval = \"5x\"").is_err());
     }
 
+    /// Regression: a plain-http source without a pin was accepted, so anyone on the path could
+    /// rewrite the rules (and, through control lines, switch auditing off).
+    #[test]
+    fn plain_http_needs_a_pin() {
+        let c: RulesConfig = toml::from_str("sources = [\"http://rules.example.org/a.rules\"]").unwrap();
+        let err = c.validate().unwrap_err();
+        assert_eq!(err, RulesConfigError::PlainHttp { url: "http://rules.example.org/a.rules".into() });
+        assert!(err.to_string().contains("[rules] sources") && err.to_string().contains("sha256"), "{err}");
+        let pinned = RulesConfig {
+            sha256: [("http://rules.example.org/a.rules".to_string(), "ab".repeat(32))].into(),
+            ..c.clone()
+        };
+        assert!(pinned.validate().is_ok());
+        let https: RulesConfig = toml::from_str("sources = [\"https://rules.example.org/a.rules\"]").unwrap();
+        assert!(!https.validate().unwrap().apply_url_controls, "control lines from URLs are off by default");
+    }
+
     #[test]
     fn example_config_documents_a_valid_rules_section() {
         let text = include_str!("../../examples/auditrelay.toml");
         let config = crate::config::Config::parse(text, std::path::Path::new("examples/auditrelay.toml")).unwrap();
         assert_eq!(config.rules, RulesConfig::default());
-        for key in ["sources", "refresh_interval", "sha256", "immutable", "cache_dir", "fetch_timeout"] {
+        for key in
+            ["sources", "refresh_interval", "sha256", "immutable", "cache_dir", "fetch_timeout", "apply_url_controls"]
+        {
             assert!(text.contains(&format!("{key} =")), "examples/auditrelay.toml must document [rules] {key}");
         }
     }

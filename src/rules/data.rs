@@ -261,14 +261,43 @@ impl RuleData {
 
     /// What the kernel lists after accepting this rule: AUDIT_FILTER_PREPEND is consumed when the
     /// rule is inserted, and the top 16 bits of mask word 63 (syscall classes, bits 2032–2047) are
-    /// expanded into real syscalls and then cleared (kernel/auditfilter.c audit_to_entry_common).
-    /// Class expansion only adds bits that `-S all` already has, so clearing is exact for every
-    /// rule auditctl can produce except an explicit `-S 2032`..`-S 2047` (not modelled).
+    /// expanded into the class's syscalls and then cleared (kernel/auditfilter.c
+    /// audit_to_entry_common). When words 0..62 are full (`-S all`) the expansion adds nothing and
+    /// clearing is exact. Otherwise ([`Self::has_unmodelled_classes`], e.g. `-S 2040`) the class
+    /// tables are the running kernel's, not ours: the class bits are kept, because this is also
+    /// the form [`crate::rules::sync`] sends, and auditctl sends the bit (the kernel then expands
+    /// it); the listing is matched with [`Self::lists_as`].
     pub fn kernel_normalise(&self) -> RuleData {
         let mut r = self.clone();
         r.flags &= !FILTER_PREPEND;
-        r.mask[BITMASK_WORDS - 1] &= 0x0000_ffff;
+        if !r.has_unmodelled_classes() {
+            r.mask[BITMASK_WORDS - 1] &= 0x0000_ffff;
+        }
         r
+    }
+
+    /// Class bits (2032–2047) set on a rule whose words 0..62 are not all set: the kernel turns
+    /// them into syscalls from its own class tables, so its listing cannot be computed here.
+    pub fn has_unmodelled_classes(&self) -> bool {
+        self.mask[BITMASK_WORDS - 1] & 0xffff_0000 != 0 && !self.mask_lists_as_all()
+    }
+
+    /// Whether `listed` (from AUDIT_LIST_RULES) is how the kernel lists this rule: equal to
+    /// [`Self::kernel_normalise`], or, for a rule with unmodelled class bits, the same rule but for
+    /// a mask that holds every non-class syscall of ours, no class bit, and some class syscalls.
+    pub fn lists_as(&self, listed: &RuleData) -> bool {
+        let ours = self.kernel_normalise();
+        if ours == *listed {
+            return true;
+        }
+        if !ours.has_unmodelled_classes() {
+            return false;
+        }
+        let mut plain = ours.clone();
+        plain.mask[BITMASK_WORDS - 1] &= 0x0000_ffff;
+        let superset = plain.mask.iter().zip(listed.mask.iter()).all(|(o, l)| o & l == *o);
+        let same_rest = RuleData { mask: listed.mask, ..plain };
+        superset && listed.mask[BITMASK_WORDS - 1] & 0xffff_0000 == 0 && same_rest == *listed
     }
 
     /// Same rule for the kernel's duplicate check (AUDIT_DEL_RULE matches on this).
@@ -314,6 +343,34 @@ mod tests {
         r.fields.push(FieldEntry::num(F_SADDR_FAM, OP_EQUAL, 2));
         r.fields.push(FieldEntry::string(F_FILTERKEY, OP_EQUAL, b"a\x01b"));
         r
+    }
+
+    /// Regression (numeric -S 2038–2047 loaded as a rule without syscalls): the class bit is
+    /// what auditctl sends, so it must survive normalisation, and the kernel's expansion of it
+    /// must verify as the same rule.
+    #[test]
+    fn class_bits_are_sent_and_their_expansion_matches() {
+        let mut r = RuleData::new(FILTER_EXIT, ACTION_ALWAYS);
+        r.set_syscall(2039);
+        assert!(r.has_unmodelled_classes());
+        assert_eq!(r.kernel_normalise().syscalls().collect::<Vec<_>>(), [2039]);
+        let mut listed = RuleData::new(FILTER_EXIT, ACTION_ALWAYS);
+        for nr in [62, 200, 234] {
+            listed.set_syscall(nr);
+        }
+        assert!(r.lists_as(&listed));
+        listed.fields.push(FieldEntry::num(F_ARCH, OP_EQUAL, 0xc000_003e));
+        assert!(!r.lists_as(&listed), "other fields are another rule");
+        let mut plus = r.clone();
+        plus.set_syscall(59);
+        let mut no_59 = RuleData::new(FILTER_EXIT, ACTION_ALWAYS);
+        no_59.set_syscall(62);
+        assert!(!plus.lists_as(&no_59), "our non-class syscalls must all be listed");
+        // `-S all` sets every class bit too; the expansion adds nothing, so clearing is exact.
+        let mut all = RuleData::new(FILTER_EXIT, ACTION_ALWAYS);
+        all.set_all_syscalls();
+        assert!(!all.has_unmodelled_classes());
+        assert_eq!(all.kernel_normalise().mask[BITMASK_WORDS - 1], 0x0000_ffff);
     }
 
     #[test]

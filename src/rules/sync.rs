@@ -11,7 +11,10 @@
 //! Plan per filter list: keep the longest run of desired rules that already appears in the
 //! kernel in the same relative order, delete every other current rule, prepend the desired rules
 //! before that run and append the ones after it. Deleting first means a rule that only moves
-//! cannot collide with itself (the kernel refuses duplicates with EEXIST).
+//! cannot collide with itself (the kernel refuses duplicates with EEXIST). A rule with syscall
+//! class bits the kernel expands from its own tables (`-S 2040`, see
+//! [`RuleData::has_unmodelled_classes`]) never equals its listing, so it is deleted and added again
+//! on every load; the verification matches it with [`RuleData::lists_as`].
 //!
 //! Status settings from control lines are applied after the rules verified: `-b`, `-r`,
 //! `--backlog_wait_time`, `-e 0|1`, `-f 0|1` always; `-f 2` only with `allow_panic`; `-e 2` only with
@@ -161,7 +164,7 @@ pub fn sync_rules(
     let outcome = apply_steps(table, &steps).and_then(|()| {
         let listed = current_rules(table)?;
         let want: Vec<RuleData> = by_list(desired).into_iter().flatten().collect();
-        if listed == want {
+        if listed.len() == want.len() && want.iter().zip(listed.iter()).all(|(w, l)| w.lists_as(l)) {
             Ok(())
         } else {
             Err(SyncError::Verify { expected: print::listing(&want), listed: print::listing(&listed) })
@@ -271,13 +274,29 @@ pub fn load(client: &mut AuditClient, set: &RuleSet, perms: Permissions) -> Resu
     load_with(client, set, &[], perms)
 }
 
-/// auditrelay's own `-A never,exit -F pid=<pid>`: the first exit rule, so no rule ever audits the
-/// daemon's own syscalls (writing events would otherwise create events, without end).
-pub fn self_exclusion(pid: u32) -> RuleData {
+/// auditrelay's own `-A never,exit -S all -F pid=<pid> -F exe=<exe>`: the first exit rule, so no
+/// rule ever audits the daemon's own syscalls (writing events would otherwise create events,
+/// without end). The exe ties it to the daemon's binary: a rule left behind by a daemon killed
+/// with -9 cannot hide an unrelated process that later gets the same pid (the kernel compares the
+/// task's executable with the file at `exe`). `exe` empty gives the pid-only form older versions
+/// loaded (recognised as stale, never loaded).
+pub fn self_exclusion(pid: u32, exe: &[u8]) -> RuleData {
     let mut r = RuleData::new(data::FILTER_EXIT, data::ACTION_NEVER);
     r.set_all_syscalls();
     r.fields.push(data::FieldEntry::num(data::F_PID, data::OP_EQUAL, pid));
+    if !exe.is_empty() {
+        r.fields.push(data::FieldEntry::string(data::F_EXE, data::OP_EQUAL, exe));
+    }
     r.kernel_normalise()
+}
+
+/// This process's executable as the kernel names it (`/proc/self/exe`), for [`self_exclusion`].
+pub fn own_exe() -> std::io::Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let bytes = exe.as_os_str().as_bytes();
+    // Replaced on disk (package upgrade) since we started: the kernel's exe match follows the path.
+    Ok(bytes.strip_suffix(b" (deleted)").unwrap_or(bytes).to_vec())
 }
 
 /// `run`: the self-exclusion rule first, then the rule set, atomically as [`load`].
@@ -285,16 +304,28 @@ pub fn load_for_daemon(
     client: &mut AuditClient,
     set: &RuleSet,
     pid: u32,
+    exe: &[u8],
     perms: Permissions,
 ) -> Result<LoadReport, SyncError> {
-    load_with(client, set, &[self_exclusion(pid)], perms)
+    load_with(client, set, &[self_exclusion(pid, exe)], perms)
 }
 
-/// The pid of a rule that is exactly a [`self_exclusion`] rule; `None` for any other rule.
+/// The pid and exe of a rule that is exactly a [`self_exclusion`] rule, in the current form or in
+/// the pid-only form of older versions (exe empty); `None` for any other rule.
+pub fn self_exclusion_of(rule: &RuleData) -> Option<(u32, Vec<u8>)> {
+    let (pid, exe) = match rule.fields.as_slice() {
+        [p] => (p, None),
+        [p, e] if e.field == data::F_EXE && e.op == data::OP_EQUAL => (p, e.text.clone()),
+        _ => return None,
+    };
+    let is_pid = pid.field == data::F_PID && pid.op == data::OP_EQUAL && pid.text.is_none() && pid.value != 0;
+    let exe = exe.unwrap_or_default();
+    (is_pid && rule.same_rule(&self_exclusion(pid.value, &exe))).then_some((pid.value, exe))
+}
+
+/// The pid of a [`self_exclusion_of`] rule.
 pub fn self_exclusion_pid(rule: &RuleData) -> Option<u32> {
-    let [f] = rule.fields.as_slice() else { return None };
-    let is_pid = f.field == data::F_PID && f.op == data::OP_EQUAL && f.text.is_none() && f.value != 0;
-    (is_pid && rule.same_rule(&self_exclusion(f.value))).then_some(f.value)
+    self_exclusion_of(rule).map(|(pid, _)| pid)
 }
 
 /// Whether `pid` is a running process (a zombie is not: it runs nothing and never will again).
@@ -305,17 +336,34 @@ pub fn pid_is_running(pid: u32) -> bool {
     !matches!(state, None | Some('Z' | 'X' | 'x'))
 }
 
+/// Whether a self-exclusion rule for (`pid`, `exe`) belongs to a daemon that still runs: `pid`
+/// runs and runs `exe` (for the pid-only form, `our_exe`: a pid-only rule of a live auditrelay).
+pub fn self_exclusion_is_live(pid: u32, exe: &[u8], our_exe: &[u8]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    if !pid_is_running(pid) {
+        return false;
+    }
+    let Ok(running) = std::fs::read_link(format!("/proc/{pid}/exe")) else { return false };
+    let running = running.as_os_str().as_bytes();
+    let running = running.strip_suffix(b" (deleted)").unwrap_or(running);
+    running == if exe.is_empty() { our_exe } else { exe }
+}
+
 /// Self-exclusion rules left behind by a daemon that died without removing its own (kill -9):
-/// their pid runs no more. Such a rule is not merely useless: once the pid is reused, it silently
-/// exempts an unrelated process from every exit rule. Loading the daemon's set deletes it anyway
-/// (it is not in the desired set); this is for the rules the daemon restores at exit, which must
-/// not bring it back. Returns `rules` without those, and the stale pids.
-pub fn without_stale_self_exclusions(rules: Vec<Vec<u8>>, running: impl Fn(u32) -> bool) -> (Vec<Vec<u8>>, Vec<u32>) {
+/// `live(pid, exe)` says no. Such a rule is not merely useless: in the pid-only form of older
+/// versions, once the pid is reused, it silently exempts an unrelated process from every exit
+/// rule. Loading the daemon's set deletes it (it is not in the desired set); this is for the rules
+/// the daemon restores at exit, which must not bring it back. Returns `rules` without those, and
+/// the stale pids.
+pub fn without_stale_self_exclusions(
+    rules: Vec<Vec<u8>>,
+    live: impl Fn(u32, &[u8]) -> bool,
+) -> (Vec<Vec<u8>>, Vec<u32>) {
     let mut stale = Vec::new();
     let kept = rules
         .into_iter()
-        .filter(|raw| match RuleData::decode(raw).ok().as_ref().and_then(self_exclusion_pid) {
-            Some(pid) if !running(pid) => {
+        .filter(|raw| match RuleData::decode(raw).ok().as_ref().and_then(self_exclusion_of) {
+            Some((pid, exe)) if !live(pid, &exe) => {
                 stale.push(pid);
                 false
             }
@@ -326,8 +374,8 @@ pub fn without_stale_self_exclusions(rules: Vec<Vec<u8>>, running: impl Fn(u32) 
 }
 
 /// At daemon exit: remove the self-exclusion rule (the rest of the set stays loaded).
-pub fn remove_self_exclusion(table: &mut dyn RuleTable, pid: u32) -> Result<(), SyncError> {
-    let rule = self_exclusion(pid);
+pub fn remove_self_exclusion(table: &mut dyn RuleTable, pid: u32, exe: &[u8]) -> Result<(), SyncError> {
+    let rule = self_exclusion(pid, exe);
     table.delete(&rule.encode()).map_err(|source| SyncError::Refused {
         what: "deleting",
         rule: rule.to_string(),
@@ -469,34 +517,60 @@ mod tests {
         let a = rule(FILTER_EXIT, "a");
         let mut k = kernel_with(std::slice::from_ref(&a));
         let before = current_rules(&mut k).unwrap();
-        sync_rules(&mut k, &before, &[self_exclusion(42), a.clone()]).unwrap();
+        sync_rules(&mut k, &before, &[self_exclusion(42, b"/usr/bin/auditrelay"), a.clone()]).unwrap();
         let now = current_rules(&mut k).unwrap();
-        assert_eq!(now[0], self_exclusion(42));
-        assert_eq!(now[0].to_string(), "-a never,exit -S all -F pid=42");
-        remove_self_exclusion(&mut k, 42).unwrap();
+        assert_eq!(now[0], self_exclusion(42, b"/usr/bin/auditrelay"));
+        assert_eq!(now[0].to_string(), "-a never,exit -S all -F pid=42 -F exe=/usr/bin/auditrelay");
+        remove_self_exclusion(&mut k, 42, b"/usr/bin/auditrelay").unwrap();
         assert_eq!(current_rules(&mut k).unwrap(), vec![a]);
-        assert!(remove_self_exclusion(&mut k, 42).is_err());
+        assert!(remove_self_exclusion(&mut k, 42, b"/usr/bin/auditrelay").is_err());
     }
 
     /// Regression: after `kill -9` of a daemon, the next one kept the dead pid's self-exclusion rule
     /// in the rules it restores at exit, so `-a never,exit -S all -F pid=<dead>` outlived both.
+    /// Also: a pid-only rule (older versions) whose pid now runs something else is stale.
     #[test]
     fn stale_self_exclusion_of_a_dead_daemon_is_not_kept() {
+        let exe: &[u8] = b"/usr/bin/auditrelay";
         let a = rule(FILTER_EXIT, "a");
-        let mut not_quite = self_exclusion(7);
+        let mut not_quite = self_exclusion(7, exe);
         not_quite.fields.push(FieldEntry::string(F_FILTERKEY, OP_EQUAL, b"k"));
-        let before = vec![self_exclusion(7).encode(), self_exclusion(42).encode(), a.encode(), not_quite.encode()];
-        let (kept, stale) = without_stale_self_exclusions(before.clone(), |pid| pid == 42);
-        assert_eq!(stale, vec![7]);
-        assert_eq!(kept, before[1..].to_vec(), "a live daemon's rule, other rules and look-alikes stay");
-        assert_eq!(self_exclusion_pid(&self_exclusion(42)), Some(42));
+        let before = vec![
+            self_exclusion(7, exe).encode(),
+            self_exclusion(42, exe).encode(),
+            a.encode(),
+            not_quite.encode(),
+            self_exclusion(43, b"").encode(),
+            self_exclusion(44, b"").encode(),
+        ];
+        // 42 runs our exe; 43 runs our exe too (pid-only form of an older live daemon); 44 runs bash.
+        let live = |pid: u32, e: &[u8]| match pid {
+            42 => e == exe,
+            43 => e.is_empty(),
+            _ => false,
+        };
+        let (kept, stale) = without_stale_self_exclusions(before.clone(), live);
+        assert_eq!(stale, vec![7, 44]);
+        assert_eq!(kept, before[1..5].to_vec(), "a live daemon's rule, other rules and look-alikes stay");
+        assert_eq!(self_exclusion_of(&self_exclusion(42, exe)), Some((42, exe.to_vec())));
+        assert_eq!(self_exclusion_pid(&self_exclusion(43, b"")), Some(43));
         assert_eq!(self_exclusion_pid(&a), None);
         assert_eq!(self_exclusion_pid(&not_quite), None);
         // Loading a daemon's set over them deletes the stale rule as well.
-        let mut k = kernel_with(&[self_exclusion(7), a.clone()]);
+        let mut k = kernel_with(&[self_exclusion(7, exe), a.clone()]);
         let now = current_rules(&mut k).unwrap();
-        sync_rules(&mut k, &now, &[self_exclusion(42), a.clone()]).unwrap();
-        assert_eq!(current_rules(&mut k).unwrap(), vec![self_exclusion(42), a]);
+        sync_rules(&mut k, &now, &[self_exclusion(42, exe), a.clone()]).unwrap();
+        assert_eq!(current_rules(&mut k).unwrap(), vec![self_exclusion(42, exe), a]);
+    }
+
+    #[test]
+    fn live_self_exclusion_needs_the_pid_running_the_exe() {
+        let me = std::process::id();
+        let exe = own_exe().unwrap();
+        assert!(self_exclusion_is_live(me, &exe, b"/nonexistent"));
+        assert!(self_exclusion_is_live(me, b"", &exe), "pid-only form: our exe");
+        assert!(!self_exclusion_is_live(me, b"/usr/bin/true", &exe), "same pid, another program");
+        assert!(!self_exclusion_is_live(1 << 23, &exe, &exe), "no such pid");
     }
 
     #[test]

@@ -108,9 +108,11 @@ def auditctl(args):
     return p.returncode, p.stdout, p.stderr
 
 
-def main():
+def locked_run(work):
+    """work(a) with the kernel to ourselves: exclusive flock, the kernel's rules saved first and put
+    back after, also on failure or SIGINT/SIGTERM. Returns what work returns."""
     if os.geteuid() != 0:
-        sys.exit("regenerate.py: must run as root")
+        sys.exit(f"{os.path.basename(sys.argv[0])}: must run as root")
     lockf = open(LOCK, "a+")
     fcntl.flock(lockf, fcntl.LOCK_EX)
     a = Audit()
@@ -131,9 +133,13 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        goldens, env = run(a)
+        return work(a)
     finally:
         restore()
+
+
+def main():
+    goldens, env = locked_run(run)
     with open(os.path.join(HERE, "goldens.jsonl"), "w") as f:
         for g in goldens:
             f.write(json.dumps(g, sort_keys=True) + "\n")

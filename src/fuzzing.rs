@@ -1,0 +1,239 @@
+//! Harnesses for the parsers that take input someone else shapes: one function per target, each
+//! taking arbitrary bytes and panicking only on a real bug (a panic, or a broken invariant that
+//! is asserted here). Two drivers call them: the cargo-fuzz targets in fuzz/ (libFuzzer, needs
+//! `RUSTC_BOOTSTRAP=1` on stable) and the proptest properties in tests/fuzz_props.rs, which CI runs
+//! on every build. Keeping the harness here means both drivers check the same invariants.
+//!
+//! Each harness bounds its own work (input size, records read), so a slow input is a finding of
+//! the code under test, not of the harness.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::output::relp::frame::{self, Decoder, Response};
+use crate::record::Record;
+use crate::rules::ast::Line;
+use crate::rules::data::RuleData;
+use crate::rules::lex::{self, Lexed};
+use crate::rules::parse::{self, Host};
+use crate::rules::{compile, print};
+
+/// Largest input a harness looks at (libFuzzer's default `-max_len` is 4096).
+pub const MAX_INPUT: usize = 1 << 16;
+
+/// Kernel record parser: first two bytes are the netlink message type, the rest the payload.
+/// A parsed record's fields, body and audit.log rendering must be readable, and the log line it
+/// renders must parse again to the same fields.
+pub fn kernel_record(data: &[u8]) {
+    let Some((kind, payload)) = data.split_first_chunk::<2>() else { return };
+    let kind = u16::from_le_bytes(*kind);
+    let payload = &payload[..payload.len().min(MAX_INPUT)];
+    match Record::try_from_netlink(kind, payload.to_vec()) {
+        Ok(r) => {
+            let fields: Vec<_> = r.fields().map(|f| (f.key.to_vec(), f.value.to_vec())).collect();
+            let _ = r.interpreted().count();
+            let _ = r.get(b"type");
+            let mut line = Vec::new();
+            r.write_log_line(&mut line);
+            // A kernel payload holding a newline is not one log line; nor is one whose body the
+            // log-line reader would take for the ENRICHED separator.
+            if !line.contains(&b'\n') && !line.contains(&0x1d) {
+                if let Ok(again) = Record::from_log_line(line.clone()) {
+                    let refields: Vec<_> = again.fields().map(|f| (f.key.to_vec(), f.value.to_vec())).collect();
+                    assert_eq!(fields, refields, "fields change through the audit.log rendering {line:?}");
+                }
+            }
+        }
+        Err((_, back)) => {
+            // The payload is handed back for the daemon to keep (trailing NULs removed).
+            assert!(back.len() <= payload.len());
+        }
+    }
+}
+
+/// audit.log line parser (RAW and ENRICHED, with or without `node=`).
+pub fn log_line(data: &[u8]) {
+    let data = &data[..data.len().min(MAX_INPUT)];
+    if let Ok(r) = Record::from_log_line(data.to_vec()) {
+        let _ = r.fields().map(|f| f.key.len() + f.value.len()).sum::<usize>();
+        let _ = r.interpreted().count();
+        let _ = r.has_duplicate_keys();
+        let mut out = Vec::new();
+        r.write_log_line(&mut out);
+        assert!(!out.is_empty());
+    }
+}
+
+/// A machine with nothing on it: no directories, users or groups (auditctl consults only these).
+struct BareHost;
+
+impl Host for BareHost {
+    fn is_dir(&self, path: &str) -> bool {
+        path == "/" || path == "/etc" || path == "/tmp"
+    }
+    fn uid_by_name(&self, name: &str) -> Option<u32> {
+        (name == "root").then_some(0)
+    }
+    fn gid_by_name(&self, name: &str) -> Option<u32> {
+        (name == "root").then_some(0)
+    }
+}
+
+/// Bytes a printed value can hold and still come back as the same word: auditctl's listing does
+/// not quote, so a space (word separator), a leading `#` or a non-ASCII byte cannot round-trip.
+fn survives_printing(r: &RuleData) -> bool {
+    r.fields
+        .iter()
+        .filter_map(|f| f.text.as_deref())
+        .all(|t| !t.is_empty() && t.iter().all(|b| b.is_ascii_graphic() && *b != b'"' && *b != b'\\') && t[0] != b'#')
+}
+
+/// Fields `auditctl -l` does not print back as written, kept as auditctl does it (the listing
+/// must match `auditctl -l`): `filetype` lists as the number (`filetype=32768`) and only names
+/// parse (libaudit audit_name_to_ftype; found by the rules_text fuzz target); `path!=`, `dir!=`
+/// and `exe!=` list as `=` on the exit list (found by real_data_passes_every_harness).
+/// Nor does an io_uring rule without `-S`. Not listed at all: a rule with two path/dir fields, which auditctl accepts and the kernel
+/// refuses (EINVAL; found by the rules_text fuzz target, checked against auditctl and the kernel).
+fn prints_irreversibly(r: &RuleData) -> bool {
+    use crate::rules::data::{FILTER_EXIT, FILTER_MASK, F_DIR, F_EXE, F_FILETYPE, F_WATCH, OP_EQUAL};
+    let paths = r.fields.iter().filter(|f| matches!(f.field, F_WATCH | F_DIR)).count();
+    // An io_uring rule without -S has the full mask and lists as `-S all` (upstream auditctl 3.1),
+    // while an explicit `-S all` there means the uringop table's operations (fuzz finding 3).
+    let uring_full = r.list() & FILTER_MASK == crate::rules::data::FILTER_URING_EXIT && r.mask_lists_as_all();
+    paths > 1
+        || uring_full
+        || r.fields.iter().any(|f| {
+            f.field == F_FILETYPE
+                || (matches!(f.field, F_WATCH | F_DIR | F_EXE)
+                    && f.op != OP_EQUAL
+                    && r.list() & FILTER_MASK == FILTER_EXIT)
+        })
+}
+
+/// Rule parser: every line, then the whole text as a set. For each rule that compiles:
+/// binary → decode is exact, and its `auditctl -l` text parses back to the same kernel rule.
+pub fn rules_text(data: &[u8]) {
+    let data = &data[..data.len().min(MAX_INPUT)];
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    for line in text.lines().take(256) {
+        let Lexed::Words(words) = lex::lex(line) else { continue };
+        let Ok(Line::Rule(rule)) = parse::parse_words(&words, &BareHost) else { continue };
+        let bytes = rule.data.encode();
+        let decoded = RuleData::decode(&bytes);
+        assert_eq!(decoded.as_ref().ok(), Some(&rule.data), "encode → decode changes `{line}`");
+        let listed = rule.data.kernel_normalise();
+        let printed = print::rule_text(&listed);
+        if !survives_printing(&listed) || prints_irreversibly(&listed) {
+            continue;
+        }
+        let Lexed::Words(words) = lex::lex(printed.trim_end()) else {
+            panic!("`{line}` prints as `{printed}`, which is no rule line")
+        };
+        match parse::parse_words(&words, &BareHost) {
+            Ok(Line::Rule(again)) => assert!(
+                rule.data.lists_as(&again.data.kernel_normalise()),
+                "`{line}` prints as `{}`, which is another rule",
+                printed.trim_end()
+            ),
+            other => panic!("`{line}` prints as `{}`, which does not parse: {other:?}", printed.trim_end()),
+        }
+    }
+    let _ = compile::compile_text("fuzz.rules", text, &BareHost);
+}
+
+/// RELP frame decoder: the bytes fed in pieces (sizes from the input itself); every decoded
+/// frame encodes back to bytes that decode to the same frame; `rsp` data parses or is refused.
+pub fn relp_frames(data: &[u8]) {
+    let data = &data[..data.len().min(MAX_INPUT)];
+    let Some((&split, rest)) = data.split_first() else { return };
+    let mut dec = Decoder::new(4096);
+    let step = usize::from(split).max(1);
+    'feed: for chunk in rest.chunks(step) {
+        dec.extend(chunk);
+        loop {
+            match dec.decode() {
+                Ok(Some(f)) => {
+                    let _ = Response::parse(&f.data);
+                    let mut enc = Vec::new();
+                    frame::encode(f.txnr, f.command.as_str(), &f.data, &mut enc);
+                    let mut again = Decoder::new(4096);
+                    again.extend(&enc);
+                    assert_eq!(again.decode().ok().flatten().as_ref(), Some(&f), "frame does not round-trip");
+                    assert_eq!(again.pending(), 0);
+                }
+                Ok(None) => break,
+                Err(_) => break 'feed,
+            }
+        }
+    }
+}
+
+/// Spool recovery: the bytes as the only segment file of a spool; opening it and reading every
+/// record must neither panic nor hang, and a record returned as valid is one that was written.
+/// Appending after recovery must work and be read back.
+pub fn spool_segment(data: &[u8], dir: &Path) {
+    use crate::spool::{OnFull, Spool, SpoolConfig};
+    let data = &data[..data.len().min(MAX_INPUT)];
+    let _ = std::fs::remove_dir_all(dir);
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let seg = crate::spool::segment::path(dir, 1);
+    if std::fs::write(&seg, data).is_err() {
+        return;
+    }
+    let cfg = SpoolConfig {
+        dir: dir.to_path_buf(),
+        max_bytes: 1 << 20,
+        segment_bytes: 1 << 16,
+        max_record_bytes: 4096,
+        on_full: OnFull::DropOldest,
+        fsync_interval: Duration::from_secs(3600),
+        fsync_every: 0,
+        cursor_interval: Duration::from_secs(3600),
+        drain_timeout: Duration::from_secs(1),
+    };
+    let outputs = ["fuzz".to_string()];
+    let Ok(spool) = Spool::open(&cfg, &outputs) else { return };
+    let mut reader = spool.reader(0);
+    let mut last = 0;
+    // At most one record per 8 bytes can be in the file (the smallest header is 8 bytes).
+    for _ in 0..=data.len() / 8 + 2 {
+        match reader.next(Duration::ZERO) {
+            Ok(Some(r)) => {
+                assert!(r.pos > last, "positions go backwards: {} after {last}", r.pos);
+                last = r.pos;
+            }
+            Ok(None) => break,
+            Err(_) => {}
+        }
+    }
+    if let Ok(appended) = spool.append(1, "fuzz-id", b"{\"after\":\"recovery\"}") {
+        let mut found = false;
+        for _ in 0..=data.len() / 8 + 4 {
+            match reader.next(Duration::ZERO) {
+                Ok(Some(r)) if r.id == "fuzz-id" => {
+                    found = true;
+                    assert_eq!(r.body, b"{\"after\":\"recovery\"}");
+                    break;
+                }
+                Ok(Some(_)) | Err(_) => {}
+                Ok(None) => break,
+            }
+        }
+        assert!(found, "the record appended after recovery ({appended:?}) is not read back");
+    }
+    drop(reader);
+    drop(spool);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Config loader: arbitrary TOML text; an accepted config also passes its own validation.
+pub fn config_text(data: &[u8]) {
+    let data = &data[..data.len().min(MAX_INPUT)];
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(c) = crate::config::Config::parse(text, Path::new("fuzz.toml")) {
+        assert_eq!(c.validate(), Ok(()));
+        let _ = c.rules.validate();
+    }
+}

@@ -1,0 +1,310 @@
+//! The fuzz harnesses of src/fuzzing.rs on stable, every CI run: proptest feeds each one
+//! arbitrary bytes and bytes shaped like its input (so the properties reach past the first
+//! check), and every input a fuzz run found (fuzz/, cargo-fuzz) is kept below as a regression
+//! test named after what it found.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
+
+use auditrelay::fuzzing;
+use proptest::prelude::*;
+
+fn config() -> ProptestConfig {
+    ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
+}
+
+/// Text made of the words the parsers care about, so random inputs get past the header checks.
+fn shaped(words: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            prop::sample::select(words).prop_map(|w| w.as_bytes().to_vec()),
+            prop::collection::vec(any::<u8>(), 0..6),
+        ],
+        0..24,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+const RECORD_WORDS: &[&str] = &[
+    "audit(",
+    "1795374595.144:31353",
+    "): ",
+    " ",
+    "=",
+    "\"",
+    "'",
+    "type=",
+    "SYSCALL",
+    "msg=",
+    "node=",
+    "key=",
+    "(null)",
+    "a0=",
+    "exe=",
+    "\x1d",
+    "\n",
+    "\0",
+    "0x",
+    "proctitle=",
+    "2F62696E",
+];
+const RULE_WORDS: &[&str] = &[
+    "-a ",
+    "-A ",
+    "-d ",
+    "-w ",
+    "-W ",
+    "-p ",
+    "-k ",
+    "-F ",
+    "-S ",
+    "-C ",
+    "-D",
+    "-e ",
+    "-b ",
+    "always,exit ",
+    "never,exit ",
+    "exit,always ",
+    "always,io_uring ",
+    "exclude,never ",
+    "user,always ",
+    "task,always ",
+    "arch=b64 ",
+    "arch=b32 ",
+    "auid>=1000 ",
+    "auid!=unset ",
+    "uid=0 ",
+    "exe=/usr/bin/x ",
+    "dir=/etc ",
+    "path=/etc/hosts ",
+    "filetype=file ",
+    "perm=wa ",
+    "key=k ",
+    "a1&0x49 ",
+    "success=0 ",
+    "exit=-EPERM ",
+    "all",
+    "openat",
+    "execve,",
+    "2040",
+    "0x7ff",
+    "99999999999",
+    "uid!=euid ",
+    "\n",
+    " ",
+    "\\ ",
+    "#",
+];
+const RELP_WORDS: &[&str] = &[
+    "1 ",
+    "2 ",
+    "4294967295 ",
+    "rsp ",
+    "open ",
+    "syslog ",
+    "close ",
+    "serverclose ",
+    "0",
+    "6 ",
+    "200 OK",
+    "500 ",
+    "\n",
+    " ",
+];
+const CONFIG_WORDS: &[&str] = &[
+    "[rules]\n",
+    "[spool]\n",
+    "[kernel]\n",
+    "[netlink]\n",
+    "[reassemble]\n",
+    "[[output]]\n",
+    "sources = [\"",
+    "\"]\n",
+    "https://h/x.rules",
+    "http://h/x.rules",
+    "sha256 = { \"http://h/x.rules\" = \"",
+    "0000000000000000",
+    "\" }\n",
+    "type = \"relp\"\n",
+    "type = \"file\"\n",
+    "path = \"/tmp/x\"\n",
+    "max_bytes = \"",
+    "1GiB",
+    "0",
+    "\"\n",
+    "segment_bytes = \"",
+    "max_record_bytes = \"",
+    "on_full = \"block\"\n",
+    "refresh_interval = \"",
+    "10ms",
+    "5m",
+    "enabled = ",
+    "2",
+    "1",
+    "\n",
+    "failure = ",
+    "batch = ",
+    "apply_url_controls = true\n",
+    "immutable = true\n",
+];
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn kernel_record_arbitrary(data in prop::collection::vec(any::<u8>(), 0..512)) {
+        fuzzing::kernel_record(&data);
+    }
+
+    #[test]
+    fn kernel_record_shaped(kind in any::<u16>(), body in shaped(RECORD_WORDS)) {
+        let mut data = kind.to_le_bytes().to_vec();
+        data.extend_from_slice(b"audit(1795374595.144:31353): ");
+        data.extend(body);
+        fuzzing::kernel_record(&data);
+    }
+
+    #[test]
+    fn log_line_arbitrary(data in prop::collection::vec(any::<u8>(), 0..512)) {
+        fuzzing::log_line(&data);
+    }
+
+    #[test]
+    fn log_line_shaped(body in shaped(RECORD_WORDS)) {
+        let mut data = b"type=SYSCALL msg=audit(1795374595.144:31353): ".to_vec();
+        data.extend(body);
+        fuzzing::log_line(&data);
+    }
+
+    #[test]
+    fn rules_arbitrary(data in prop::collection::vec(any::<u8>(), 0..256)) {
+        fuzzing::rules_text(&data);
+    }
+
+    #[test]
+    fn rules_shaped(data in shaped(RULE_WORDS)) {
+        fuzzing::rules_text(&data);
+    }
+
+    #[test]
+    fn relp_arbitrary(data in prop::collection::vec(any::<u8>(), 0..512)) {
+        fuzzing::relp_frames(&data);
+    }
+
+    #[test]
+    fn relp_shaped(split in any::<u8>(), data in shaped(RELP_WORDS)) {
+        let mut input = vec![split];
+        input.extend(data);
+        fuzzing::relp_frames(&input);
+    }
+
+    #[test]
+    fn config_arbitrary(data in prop::collection::vec(any::<u8>(), 0..256)) {
+        fuzzing::config_text(&data);
+    }
+
+    #[test]
+    fn config_shaped(data in shaped(CONFIG_WORDS)) {
+        fuzzing::config_text(&data);
+    }
+}
+
+proptest! {
+    // Each case opens a spool (files, a lock, a sync thread): fewer cases.
+    #![proptest_config(ProptestConfig { cases: 48, ..config() })]
+
+    #[test]
+    fn spool_segment_arbitrary(data in prop::collection::vec(any::<u8>(), 0..1024)) {
+        fuzzing::spool_segment(&data, &spool_dir("arbitrary"));
+    }
+
+    #[test]
+    fn spool_segment_from_valid_records(records in prop::collection::vec((any::<u64>(), prop::collection::vec(any::<u8>(), 0..40)), 0..8), cut in any::<usize>(), flip in any::<(usize, u8)>()) {
+        // Well-formed records (as spool/record.rs writes them), then cut short and one byte flipped.
+        let mut seg = Vec::new();
+        for (i, (time, body)) in records.iter().enumerate() {
+            let mut payload = (i as u64 + 1).to_le_bytes().to_vec();
+            payload.extend(time.to_le_bytes());
+            payload.extend(2u16.to_le_bytes());
+            payload.extend(b"id");
+            payload.extend(body);
+            seg.extend((payload.len() as u32).to_le_bytes());
+            seg.extend(auditrelay::spool::crc32::crc32(&payload).to_le_bytes());
+            seg.extend(payload);
+        }
+        if !seg.is_empty() {
+            seg.truncate(cut % (seg.len() + 1));
+            let at = flip.0 % seg.len().max(1);
+            if let Some(b) = seg.get_mut(at) {
+                *b ^= flip.1;
+            }
+        }
+        fuzzing::spool_segment(&seg, &spool_dir("records"));
+    }
+}
+
+fn spool_dir(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("auditrelay-fuzzprop-{what}-{}", std::process::id()))
+}
+
+/// Seeds from real data pass every harness (the fuzz corpora start from the same data).
+#[test]
+fn real_data_passes_every_harness() {
+    for path in
+        ["rules/default.rules", "rules/stig-like.rules", "rules/containers.rules", "tests/data/rules/edge-cases.rules"]
+    {
+        let text = std::fs::read(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        fuzzing::rules_text(&text);
+    }
+    let log = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/audit.log")).unwrap();
+    for line in log.split(|b| *b == b'\n') {
+        fuzzing::log_line(line);
+        if let Some(at) = line.windows(6).position(|w| w == b"audit(") {
+            let mut data = 1300u16.to_le_bytes().to_vec();
+            data.extend_from_slice(&line[at..]);
+            fuzzing::kernel_record(&data);
+        }
+    }
+    fuzzing::config_text(include_bytes!("../examples/auditrelay.toml"));
+    fuzzing::relp_frames(b"\x07 1 rsp 6 200 OK\n2 rsp 9 500 error\n0 serverclose 0\n");
+}
+
+/// fuzz rules_text, first run (crash-a0b5fbbc…): `-F filetype=file` lists as `filetype=32768`, as
+/// `auditctl -l` prints it, and auditctl's parser takes only names: the listing cannot be parsed
+/// back. Kept as auditctl does it; the harness knows it (fuzzing::prints_irreversibly).
+#[test]
+fn rules_text_filetype_lists_as_a_number_auditctl_cannot_parse_back() {
+    fuzzing::rules_text(b"-a always,exit -F arch=b64 -S openat -F filetype=file -k ft");
+}
+
+/// real_data_passes_every_harness, first run: `exe!=` (and `path!=`, `dir!=`) on the exit list
+/// lists as `exe=`, as `auditctl -l` prints it: the listing names another rule. Kept as auditctl.
+#[test]
+fn rules_text_exe_not_equal_lists_as_equal_like_auditctl() {
+    fuzzing::rules_text(b"-a always,exit -F arch=b64 -S openat -F exe!=/usr/bin/bash -k exene");
+}
+
+/// fuzz rules_text, second run (crash-b7a1363f…): a watch with a second path field prints as
+/// `-p wa-w /etc` (auditctl's print_rule layout); auditctl accepts the line and the kernel refuses
+/// the rule (EINVAL), so it is never listed. The harness leaves such rules out of the round trip.
+#[test]
+fn rules_text_watch_with_a_second_path_is_refused_by_the_kernel_not_listed() {
+    fuzzing::rules_text(b"-w /etc/hosts -p wa -k her,exclude -F path=/etc");
+}
+
+/// fuzz rules_text, third run (crash-f1b2057a…): `-a always,io_uring` (no -S: the full mask)
+/// lists as `-S all`, as upstream auditctl 3.1 prints it, and an explicit `-S all` on io_uring is
+/// the uringop table's operations: another rule. Kept as upstream; left out of the round trip.
+#[test]
+fn rules_text_io_uring_without_s_lists_as_s_all_like_upstream() {
+    fuzzing::rules_text(b"-a always,io_uring");
+}
+
+/// fuzz rules_text, fourth run (crash-2b41b5b9…), NOT FIXED YET: `-p wa` after a user-list rule
+/// is accepted and lists as `-F perm=wa`, which the parser refuses on that list. Whether auditctl
+/// 3.0.9 accepts `-p` there (and what the kernel does) is still to be checked against the real
+/// auditctl before deciding which side changes.
+#[test]
+#[ignore = "open fuzz finding: -p on the user list (see comment)"]
+fn rules_text_perm_on_the_user_list_does_not_round_trip() {
+    fuzzing::rules_text(b"-a always,user -F msgtype>=1100 -F msgtype<=1 -p wa -k pci-auth");
+}
