@@ -228,7 +228,7 @@ proptest! {
             payload.extend(b"id");
             payload.extend(body);
             seg.extend((payload.len() as u32).to_le_bytes());
-            seg.extend(auditrelay::spool::crc32::crc32(&payload).to_le_bytes());
+            seg.extend(crc32fast::hash(&payload).to_le_bytes());
             seg.extend(payload);
         }
         if !seg.is_empty() {

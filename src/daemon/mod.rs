@@ -181,10 +181,11 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         None
     } else {
         let perms = Permissions { immutable: rules.immutable, allow_panic: config.kernel.allow_panic };
-        let manager = RuleManager::start(rules, perms, config.kernel.restore_on_exit)?;
-        let now = registration.control.status()?;
-        settings::apply(&mut registration.control, &KernelConfig { enabled: None, ..config.kernel.clone() }, &now)?;
-        Some(manager)
+        // Without the network: local sources and cached copies of URLs, failing safe to the last
+        // good set or the embedded rules; `[kernel]` is applied after the rules (and after every
+        // reload). URLs are fetched by the rules thread, started once the reader runs, so the
+        // kernel backlog cannot fill while we wait on a remote server.
+        Some(RuleManager::start_offline(rules, perms, config.kernel.restore_on_exit, config.kernel.clone())?)
     };
     let now = registration.control.status()?;
     eprintln!(
@@ -197,20 +198,6 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         now.rate_limit,
         now.failure,
     );
-    let rules_stop = Arc::new(AtomicBool::new(false));
-    let mut rules_thread = match rule_manager {
-        Some(manager) => {
-            let stop = rules_stop.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("rules".into())
-                    .spawn(move || manager.watch(stop))
-                    .map_err(|source| DaemonError::Thread { name: "rules", source })?,
-            )
-        }
-        None => None,
-    };
-
     let (tx, rx) = mpsc::sync_channel::<Input>(config.netlink.channel_capacity.max(1));
     // Spent record batches go back to the reader (a few spare; the rest are freed).
     let (recycle, pool) = mpsc::sync_channel(4);
@@ -236,6 +223,21 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
             .name("lost-poller".into())
             .spawn(move || poll_lost(tx, interval, before.lost, stop))
             .map_err(|source| DaemonError::Thread { name: "lost-poller", source })?
+    };
+
+    // The reader runs: now the rules thread may fetch URL sources.
+    let rules_stop = Arc::new(AtomicBool::new(false));
+    let mut rules_thread = match rule_manager {
+        Some(manager) => {
+            let stop = rules_stop.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("rules".into())
+                    .spawn(move || manager.watch(stop))
+                    .map_err(|source| DaemonError::Thread { name: "rules", source })?,
+            )
+        }
+        None => None,
     };
 
     let mut pipeline = Pipeline::new(config, boot_id());
@@ -368,8 +370,14 @@ fn register(reg: &mut Registration, socket: AuditSocket) -> Result<(AuditSocket,
     let mut events = AuditClient::with_socket(socket)?;
     let mut request = AuditStatus { mask: mask::PID, pid: std::process::id(), ..Default::default() };
     if let Some(enabled) = reg.kernel.enabled {
-        request.mask |= mask::ENABLED;
-        request.enabled = enabled;
+        if reg.before.enabled == 2 {
+            // Locked (`-e 2`): the kernel refuses any change but the pid; register with the pid
+            // alone and run on the locked rules (the rule manager says so too).
+            eprintln!("auditrelay: the kernel's audit configuration is locked (enabled=2): registering only, rules and settings stay as they are until reboot");
+        } else {
+            request.mask |= mask::ENABLED;
+            request.enabled = enabled;
+        }
     }
     match events.set_status(&request) {
         Ok(()) => {

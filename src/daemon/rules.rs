@@ -164,16 +164,9 @@ fn save_last_good(rules: &Rules, set: &RuleSet) {
 }
 
 impl RuleManager {
-    /// Load the configured rules now, URLs fetched (see the module docs for the fall-backs);
-    /// `[kernel]` is not re-applied after reloads. Prefer [`Self::start_with`].
-    pub fn start(rules: Rules, perms: Permissions, restore: bool) -> Result<RuleManager, DaemonError> {
-        Self::start_with(StartOptions { rules, perms, restore, kernel: None, offline: false })
-    }
-
     /// Load rules without the network (local sources, cached copies of URLs), failing safe; the
     /// URLs are fetched by [`Self::watch`] as soon as its thread runs.
-    // For daemon/mod.rs, which is to call it before the reader starts and start `watch` after.
-    #[allow(dead_code)]
+    // daemon/mod.rs calls it before the reader starts, and starts `watch` after.
     pub fn start_offline(
         rules: Rules,
         perms: Permissions,
