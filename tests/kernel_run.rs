@@ -178,18 +178,48 @@ fn default_rules_are_loaded_and_the_previous_rules_restored() {
     assert_eq!(guard.status().pid, 0);
 }
 
-/// A rule file with an error: nothing is loaded, the daemon unregisters and exits non-zero naming
-/// file:line.
+/// A rule file with an error must not leave the host unaudited (issue 10: boot fails safe): the
+/// daemon names file:line, falls back to the embedded default rules and keeps running; at exit the
+/// kernel gets back exactly what it had.
 #[test]
-fn bad_rules_refuse_to_start_and_leave_the_kernel_alone() {
+fn bad_rules_fall_back_to_the_embedded_defaults_and_keep_running() {
     let guard = KernelGuard::take();
     let dir = TempDir::new("badrules");
-    let config = dir.config_with_rules("-a always,exit -F arch=b64 -S execve\n-a always,exit -S notasyscall\n", "");
-    let out = Command::new(env!("CARGO_BIN_EXE_auditrelay")).args(["run", "--config", &config]).output().expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let cache = dir.path("cache");
+    let extra = format!("cache_dir = {:?}\n", cache.display().to_string());
+    let config = dir.config_with_rules("-a always,exit -F arch=b64 -S execve\n-a always,exit -S notasyscall\n", &extra);
+    let log = dir.path("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_auditrelay"))
+        .args(["run", "--config", &config])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("stderr file"))
+        .spawn()
+        .expect("run");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let rules = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_auditrelay")).args(["rules", "list"]).output().expect("rules list");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if guard.status().pid == child.id() && text.contains("-F key=exec") {
+            break text;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the daemon exited ({status}): {}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        assert!(std::time::Instant::now() < deadline, "no fallback rules loaded:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        !rules.lines().any(|l| l.trim() == "-a always,exit -F arch=b64 -S execve"),
+        "the broken set must not be half-applied:\n{rules}"
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    let err = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(err.contains("test.rules:2"), "names file:line: {err}");
-    assert_eq!(AuditClient::open().unwrap().list_rules().unwrap(), guard.rules_before(), "no rule loaded");
+    assert!(err.contains("embedded"), "says it fell back: {err}");
+    assert_eq!(AuditClient::open().unwrap().list_rules().unwrap(), guard.rules_before(), "rules put back");
     let after = guard.status();
     assert_eq!(after.pid, 0);
     assert_eq!((after.enabled, after.backlog_limit), (guard.before().enabled, guard.before().backlog_limit));
