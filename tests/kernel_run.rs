@@ -169,7 +169,13 @@ fn default_rules_are_loaded_and_the_previous_rules_restored() {
         .expect("rules list");
     let text = String::from_utf8_lossy(&listed.stdout);
     let first = text.lines().next().unwrap_or_default();
-    assert_eq!(first, format!("-a never,exit -S all -F pid={}", daemon.pid()), "self-exclusion rule first:\n{text}");
+    // Tied to our own exe too, so that a stale one (after kill -9) cannot hide a recycled pid.
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_auditrelay")).expect("exe");
+    assert_eq!(
+        first,
+        format!("-a never,exit -S all -F pid={} -F exe={}", daemon.pid(), exe.display()),
+        "self-exclusion rule first:\n{text}"
+    );
     assert!(text.contains("-S execve"), "default rules watch execve:\n{text}");
     assert!(!text.contains(&key), "the rule set replaces what was loaded:\n{text}");
     let (exit, _) = daemon.terminate();
