@@ -213,11 +213,10 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::reader::RawRecord;
     use crate::netlink::reader::ReaderLoss;
 
-    fn raw(kind: u16, text: &[u8]) -> RawRecord {
-        RawRecord { kind, payload: text.to_vec().into() }
+    fn raw(kind: u16, text: &[u8]) -> (u16, &[u8]) {
+        (kind, text)
     }
 
     #[test]
@@ -288,8 +287,8 @@ mod fit_tests {
             (1302, b"audit(1795373270.780:9): item=0 name=\"/usr/bin/cat\" inode=1".to_vec()),
             (1320, b"audit(1795373270.780:9): ".to_vec()),
         ]
-        .into_iter()
-        .map(|(kind, payload)| crate::netlink::reader::RawRecord { kind, payload: payload.into() })
+        .iter()
+        .map(|(kind, payload)| (*kind, payload.as_slice()))
         .collect();
         p.input(Input::Records(records), Instant::now());
         p.ship(&mut shipper).unwrap();

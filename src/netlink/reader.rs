@@ -38,22 +38,6 @@ use super::codec::{self, AUDIT_REPLACE};
 use super::socket::{AuditSocket, Batch, BatchBuffers, Wait};
 use super::NetlinkError;
 
-/// One audit record as the kernel sent it: message type and payload bytes (header stripped,
-/// trailing NULs trimmed, not necessarily UTF-8).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawRecord {
-    pub kind: u16,
-    pub payload: Box<[u8]>,
-}
-
-impl RawRecord {
-    /// The record in a datagram, or `None` for netlink control traffic.
-    pub fn from_datagram(datagram: &[u8]) -> Option<RawRecord> {
-        let (kind, payload) = record_of(datagram)?;
-        Some(RawRecord { kind, payload: payload.into() })
-    }
-}
-
 /// Message type and payload of the record in a datagram, or `None` for netlink control traffic.
 fn record_of(datagram: &[u8]) -> Option<(u16, &[u8])> {
     let header = codec::Header::parse(datagram)?;
@@ -104,11 +88,11 @@ impl RecordBatch {
     }
 }
 
-impl FromIterator<RawRecord> for RecordBatch {
-    fn from_iter<I: IntoIterator<Item = RawRecord>>(iter: I) -> RecordBatch {
+impl<'a> FromIterator<(u16, &'a [u8])> for RecordBatch {
+    fn from_iter<I: IntoIterator<Item = (u16, &'a [u8])>>(iter: I) -> RecordBatch {
         let mut b = RecordBatch::default();
-        for r in iter {
-            b.push(r.kind, &r.payload);
+        for (kind, payload) in iter {
+            b.push(kind, payload);
         }
         b
     }
@@ -347,10 +331,8 @@ impl Reader {
     }
 
     fn flush_pending(&mut self) {
-        if self.pending.foreign > 0 {
-            // Not audit data: counted in the stats and logged, never announced as lost events.
-            self.pending.foreign = 0;
-        }
+        // Foreign messages are not audit data: counted and logged, never announced as lost events.
+        self.pending.foreign = 0;
         let notices = [
             (self.pending.overruns, ReaderLoss::SocketOverrun { overruns: self.pending.overruns }),
             (self.pending.truncated, ReaderLoss::Truncated { datagrams: self.pending.truncated }),
@@ -376,11 +358,12 @@ mod tests {
 
     #[test]
     fn control_messages_are_not_records() {
-        assert_eq!(RawRecord::from_datagram(&datagram(20, 2, &[0; 4])), None);
-        assert_eq!(RawRecord::from_datagram(&datagram(20, AUDIT_REPLACE, &[1, 0, 0, 0])), None);
-        assert_eq!(RawRecord::from_datagram(&datagram(36, 1000, &[0; 20])), None);
-        let r = RawRecord::from_datagram(&datagram(3, 1320, b"x\xff\x00")).expect("record");
-        assert_eq!((r.kind, &*r.payload), (1320, &b"x\xff"[..]));
+        assert_eq!(record_of(&datagram(20, 2, &[0; 4])), None);
+        assert_eq!(record_of(&datagram(20, AUDIT_REPLACE, &[1, 0, 0, 0])), None);
+        assert_eq!(record_of(&datagram(36, 1000, &[0; 20])), None);
+        let d = datagram(3, 1320, b"x\xff\x00");
+        let r = record_of(&d).expect("record");
+        assert_eq!(r, (1320, &b"x\xff"[..]));
     }
 
     fn reader(tx: SyncSender<Input>, timeout: Duration) -> (Reader, Arc<ReaderStats>) {
@@ -401,7 +384,7 @@ mod tests {
     }
 
     fn records(n: usize) -> RecordBatch {
-        (0..n).map(|_| RawRecord { kind: 1300, payload: b"audit(1.000:1): a=b".to_vec().into() }).collect()
+        (0..n).map(|_| (1300, &b"audit(1.000:1): a=b"[..])).collect()
     }
 
     #[test]

@@ -123,19 +123,8 @@ impl Record {
 
     /// Like [`Record::from_netlink`], but a payload that is not a record is handed back with the
     /// error, so the daemon can keep the kernel's bytes instead of dropping them.
-    pub fn try_from_netlink(kind: u16, mut payload: Vec<u8>) -> Result<Record, (RecordError, Vec<u8>)> {
-        // The kernel may NUL-terminate (and pads nothing we need); the text ends at the first NUL run.
-        while payload.last() == Some(&0) {
-            payload.pop();
-        }
-        let parsed = check_len(&payload).and_then(|()| header::parse_stamp_at(&payload, 0, header::AfterStamp::Colon));
-        match parsed {
-            Ok((id, body_start)) => {
-                let end = payload.len();
-                Ok(Record::build(MessageType(kind), id, None, payload, body_start, end, None))
-            }
-            Err(e) => Err((e, payload)),
-        }
+    pub fn try_from_netlink(kind: u16, payload: Vec<u8>) -> Result<Record, (RecordError, Vec<u8>)> {
+        Record::netlink_into(kind, payload, Vec::new())
     }
 
     /// Like [`parse_log_line`], taking ownership of the line buffer.
@@ -155,7 +144,7 @@ impl Record {
             Some(sep) => (sep, Some(sep + 1)),
             None => (line.len(), None),
         };
-        Ok(Record::build(head.kind, head.id, node, line, head.body_start, raw_end, interpreted))
+        Ok(Record::build(head.kind, head.id, node, line, head.body_start, raw_end, interpreted, Vec::new()))
     }
 
     /// [`Record::try_from_netlink`] copying `payload` into buffers from `pool`.
@@ -164,38 +153,29 @@ impl Record {
         payload: &[u8],
         pool: &mut RecordPool,
     ) -> Result<Record, (RecordError, Vec<u8>)> {
-        let mut end = payload.len();
-        while end > 0 && payload[end - 1] == 0 {
-            end -= 1;
+        let mut buf = pool.buf();
+        buf.extend_from_slice(payload);
+        Record::netlink_into(kind, buf, pool.fields.pop().unwrap_or_default())
+    }
+
+    fn netlink_into(kind: u16, mut payload: Vec<u8>, fields: Vec<Field>) -> Result<Record, (RecordError, Vec<u8>)> {
+        // The kernel may NUL-terminate (and pads nothing we need); the text ends at the first NUL run.
+        while payload.last() == Some(&0) {
+            payload.pop();
         }
-        let payload = &payload[..end];
-        let parsed = check_len(payload).and_then(|()| header::parse_stamp_at(payload, 0, header::AfterStamp::Colon));
+        let parsed = check_len(&payload).and_then(|()| header::parse_stamp_at(&payload, 0, header::AfterStamp::Colon));
         match parsed {
             Ok((id, body_start)) => {
-                let mut buf = pool.buf();
-                buf.extend_from_slice(payload);
-                let fields = pool.fields.pop().unwrap_or_default();
-                Ok(Record::build_into(MessageType(kind), id, None, buf, body_start, end, None, fields))
+                let end = payload.len();
+                Ok(Record::build(MessageType(kind), id, None, payload, body_start, end, None, fields))
             }
-            Err(e) => Err((e, payload.to_vec())),
+            Err(e) => Err((e, payload)),
         }
     }
 
-    fn build(
-        kind: MessageType,
-        id: EventId,
-        node: Option<Box<[u8]>>,
-        buf: Vec<u8>,
-        body_start: usize,
-        raw_end: usize,
-        interpreted_start: Option<usize>,
-    ) -> Record {
-        let fields = Vec::with_capacity(estimate_fields(&buf[body_start..raw_end]));
-        Record::build_into(kind, id, node, buf, body_start, raw_end, interpreted_start, fields)
-    }
-
+    /// `fields` is an empty vector to fill (a reused one from a pool, or a new one).
     #[allow(clippy::too_many_arguments)]
-    fn build_into(
+    fn build(
         kind: MessageType,
         id: EventId,
         node: Option<Box<[u8]>>,
@@ -205,6 +185,9 @@ impl Record {
         interpreted_start: Option<usize>,
         mut fields: Vec<Field>,
     ) -> Record {
+        if fields.capacity() == 0 {
+            fields.reserve(estimate_fields(&buf[body_start..raw_end]));
+        }
         debug_assert!(fields.is_empty());
         fields::tokenize(&buf, body_start, raw_end, &mut fields);
         let interpreted_from = fields.len();

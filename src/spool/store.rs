@@ -108,8 +108,6 @@ pub(crate) struct State {
     /// Records encoded by `append` and not yet written (positions already assigned): written by
     /// `commit`, before a roll, or when `STAGE_MAX` is reached. Readers never see them until then.
     staged: Vec<u8>,
-    /// Position of the last staged record (meaningful while `staged` is not empty).
-    staged_last: u64,
     staged_count: u64,
 }
 
@@ -251,7 +249,6 @@ impl Spool {
             pending_loss: Vec::new(),
             stats,
             staged: Vec::new(),
-            staged_last: 0,
             staged_count: 0,
         };
         let spool = Spool {
@@ -398,7 +395,6 @@ impl Spool {
         }
         let pos = st.next_pos;
         record::encode(&mut st.staged, pos, time_ms, id, body);
-        st.staged_last = pos;
         st.staged_count += 1;
         st.total_bytes += len;
         st.next_pos += 1;
@@ -434,7 +430,8 @@ impl Spool {
             return Err(SpoolError::Write { path, events, source });
         }
         meta.bytes += st.staged.len() as u64;
-        meta.last_pos = st.staged_last;
+        // Staged records hold the positions just before `next_pos`, in order.
+        meta.last_pos = st.next_pos - 1;
         let last = meta.last_pos;
         st.staged.clear();
         st.staged_count = 0;
