@@ -53,8 +53,7 @@ fn crash_child_helper() {
     let dir = std::env::var(CHILD_DIR)
         .unwrap_or_else(|_| panic!("crash_child_helper is started by the crash tests with {CHILD_DIR} set"));
     let dir = PathBuf::from(dir);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let mut shipper = Shipper::start(&spool_cfg(&dir), &outputs(&dir), rt.handle()).unwrap();
+    let mut shipper = Shipper::start(&spool_cfg(&dir), &outputs(&dir)).unwrap();
     for i in 1..=600_000u64 {
         shipper.submit(1_700_000_000_000 + i, &format!("ev-{i}"), body(i).as_bytes()).unwrap();
         shipper.flush().unwrap();
@@ -103,8 +102,7 @@ fn run_child_and_kill(dir: &Path, kill_at: u64) -> u64 {
 /// Restart on the same spool with a working receiver and drain it.
 fn restart_and_drain(dir: &Path) -> Vec<u64> {
     std::fs::create_dir_all(dir.join("recv")).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let shipper = Shipper::start(&spool_cfg(dir), &outputs(dir), rt.handle()).unwrap();
+    let shipper = Shipper::start(&spool_cfg(dir), &outputs(dir)).unwrap();
     let st = shipper.shutdown(Duration::from_secs(30)).unwrap();
     assert_eq!(st.outputs[0].acked, st.last_pos, "drained: {st:?}");
     std::fs::read_to_string(dir.join("recv").join("events.jsonl"))

@@ -36,7 +36,6 @@ fn spool_throughput_and_memory() {
     let dir = std::env::temp_dir().join(format!("auditrelay-throughput-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let body = format!("{{\"type\":\"SYSCALL\",\"pad\":\"{}\"}}", "x".repeat(450));
     let n = 400_000u64;
     let recv = dir.join("recv");
@@ -48,7 +47,7 @@ fn spool_throughput_and_memory() {
     })];
 
     // Receiver down (the output's directory is missing): everything piles up in the spool.
-    let mut s = Shipper::start(&cfg(&dir), &outs, rt.handle()).unwrap();
+    let mut s = Shipper::start(&cfg(&dir), &outs).unwrap();
     let rss0 = rss_kib();
     let t = Instant::now();
     for i in 0..n {
@@ -76,7 +75,7 @@ fn spool_throughput_and_memory() {
     // Receiver back: drain the backlog.
     std::fs::create_dir_all(&recv).unwrap();
     let t = Instant::now();
-    let s = Shipper::start(&cfg(&dir), &outs, rt.handle()).unwrap();
+    let s = Shipper::start(&cfg(&dir), &outs).unwrap();
     let st = s.shutdown(Duration::from_secs(120)).unwrap();
     let dt = t.elapsed();
     assert_eq!(st.outputs[0].acked, st.last_pos);

@@ -57,8 +57,6 @@ pub enum DaemonError {
     Ship(#[from] ShipError),
     #[error("the netlink reader stopped (see the error above)")]
     ReaderStopped,
-    #[error("cannot start the output runtime: {0}")]
-    Runtime(#[source] std::io::Error),
 }
 
 /// The kernel state we changed, undone on drop (also on error paths and panics).
@@ -134,13 +132,7 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     signals::install().map_err(DaemonError::Signals)?;
     // Outputs first: a spool that cannot be opened (locked, no permission) fails before we take
     // the kernel's audit pid.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("auditrelay-out")
-        .enable_all()
-        .build()
-        .map_err(DaemonError::Runtime)?;
-    let mut shipper = Shipper::start(&config.spool, &config.output, runtime.handle())?;
+    let mut shipper = Shipper::start(&config.spool, &config.output)?;
     if config.spool.on_full == crate::spool::OnFull::Block && !config.output.is_empty() {
         // A full spool under on_full = "block" holds this thread in submit(), where it cannot see
         // the stop flag: another thread turns SIGTERM into an interrupt of that wait.

@@ -273,8 +273,7 @@ mod fit_tests {
             sync_interval: Duration::ZERO,
             ..FileConfig::default()
         })];
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let mut shipper = Shipper::start(&config.spool, &config.output, rt.handle()).unwrap();
+        let mut shipper = Shipper::start(&config.spool, &config.output).unwrap();
         let mut p = Pipeline::new(&config, Some("boot".into()));
         let huge = "41".repeat(20_000);
         let execve = format!("audit(1795373270.780:9): argc=2 a0=\"cat\" a1={huge}");

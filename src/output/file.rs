@@ -42,7 +42,7 @@ pub struct FileConfig {
     pub max_size: u64,
     /// Rotated files kept: `path.1` (newest) … `path.N`.
     pub generations: u32,
-    /// Most events per write; also the delivery window (events in flight, unacknowledged).
+    /// Most events written and not yet synced (acknowledged); half of it triggers a sync.
     pub batch: usize,
     /// Longest an event waits between being written and being fdatasync'd and acknowledged
     /// (group commit); also forced when half the window is unsynced. 0 = sync every batch.
@@ -88,8 +88,6 @@ pub enum FileError {
     Io { path: PathBuf, op: &'static str, source: std::io::Error },
     #[error("file output: {0}")]
     Config(String),
-    #[error("file output: blocking task failed: {0}")]
-    Join(String),
 }
 
 fn io(path: &Path, op: &'static str) -> impl FnOnce(std::io::Error) -> FileError {
@@ -210,38 +208,27 @@ fn open_append(path: &Path, mode: u32) -> Result<File, FileError> {
     OpenOptions::new().create(true).append(true).mode(mode).open(path).map_err(io(path, "open"))
 }
 
+/// Most events queued between the spool and the sink. Written events are dropped at once (only
+/// their positions wait for the sync), so this, not `batch`, bounds the sink's memory: with the
+/// queue as large as a 4096-event `batch`, two such queues of ~1 KB events were a quarter of the
+/// daemon's peak RSS in a storm (docs/performance.md).
+pub const QUEUE_MAX: usize = 1024;
+
 /// Run the file sink until `shutdown` turns true or the delivery channel closes.
 ///
-/// File I/O (write, fdatasync, rename) blocks, so it must stay off the shared runtime's workers.
-/// Handing every write to `spawn_blocking` cost two thread wake-ups per batch; instead the sink
-/// runs on a thread of its own, under a current-thread runtime (for its timers and SIGUSR1), and
-/// does its I/O right there: blocking that thread blocks nothing else.
+/// File I/O (write, fdatasync, rename) blocks and is done right here, inline: the shipper runs
+/// each output on a thread of its own under a current-thread runtime, so blocking it blocks no
+/// other output. Handing every write to `spawn_blocking` instead cost two thread wake-ups per
+/// batch (docs/performance.md).
 pub async fn run(
     config: FileConfig,
     deliveries: mpsc::Receiver<Delivery>,
     acks: mpsc::Sender<Ack>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), FileError> {
-    let (done, result) = tokio::sync::oneshot::channel();
-    let name = format!("file-{}", config.name.as_deref().unwrap_or("output"));
-    std::thread::Builder::new()
-        .name(name.chars().take(15).collect())
-        .spawn(move || {
-            let res = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| FileError::Config(format!("cannot start the file output's runtime: {e}")))
-                .and_then(|rt| {
-                    rt.block_on(async {
-                        let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
-                            .map_err(|e| FileError::Config(format!("cannot listen for SIGUSR1: {e}")))?;
-                        serve(config, deliveries, acks, shutdown, REOPEN.subscribe(), Some(usr1)).await
-                    })
-                });
-            let _ = done.send(res);
-        })
-        .map_err(|e| FileError::Config(format!("cannot start the file output's thread: {e}")))?;
-    result.await.map_err(|_| FileError::Join("the file output's thread ended without a result".into()))?
+    let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .map_err(|e| FileError::Config(format!("cannot listen for SIGUSR1: {e}")))?;
+    serve(config, deliveries, acks, shutdown, REOPEN.subscribe(), Some(usr1)).await
 }
 
 /// The sink loop, with the reopen triggers as parameters so tests can drive them.

@@ -63,7 +63,9 @@ impl OutputConfig {
     /// How to run this output: the only match over sink types.
     pub fn plan(&self) -> SinkPlan {
         match self {
-            OutputConfig::File(c) => SinkPlan::new("file", c.name.as_deref(), c.batch, c.clone(), file::run),
+            OutputConfig::File(c) => {
+                SinkPlan::new("file", c.name.as_deref(), c.batch.min(file::QUEUE_MAX), c.clone(), file::run)
+            }
             OutputConfig::Stdout(c) => SinkPlan::new("stdout", c.name.as_deref(), c.batch, c.clone(), stdout::run),
             OutputConfig::Relp(c) => SinkPlan::new("relp", c.name.as_deref(), c.window, c.clone(), relp::run),
             OutputConfig::Tcp(c) => SinkPlan::new("tcp", c.name.as_deref(), c.batch, c.clone(), tcp::run),

@@ -6,6 +6,12 @@
 //!   per output: pump thread ──SpoolReader::next_batch──▶ mpsc(window) ──▶ sink task ──Ack──▶ Spool::ack
 //!   sync thread: fdatasync by interval, persist cursors, delete fully acknowledged segments
 //! ```
+//! Each output's supervisor and sink run on a thread of their own under a current-thread tokio
+//! runtime. On one shared multi-thread runtime every hand-off between the sink, its response
+//! reader and the supervisor could land on the other worker and cost a futex wake-up each way:
+//! that was 8 % of the daemon's CPU at 20 k events/s with one RELP output (docs/performance.md).
+//! On its own thread a sink can also do blocking I/O inline (the file output does) without
+//! stalling any other output.
 //! The pump is a plain thread because reading segments is blocking file I/O; it blocks on the
 //! bounded channel when the sink is behind, which is the back-pressure: memory per output is the
 //! window plus one read buffer, however long the receiver is away.
@@ -111,11 +117,48 @@ struct OutputState {
     last_error: Mutex<Option<String>>,
 }
 
+/// One output's thread (see the module docs) and the way to stop it when it does not end itself.
+struct OutputThread {
+    thread: std::thread::JoinHandle<()>,
+    abort: Arc<tokio::sync::Notify>,
+}
+
+impl OutputThread {
+    fn start(
+        idx: usize,
+        plan: SinkPlan,
+        spool: Spool,
+        shutdown: watch::Receiver<bool>,
+        state: Arc<OutputState>,
+    ) -> Result<OutputThread, ShipError> {
+        let name: String = format!("out-{}", state.name).chars().take(15).collect();
+        let thread_error = |source| ShipError::Thread { name: name.clone(), source };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(thread_error)?;
+        let abort = Arc::new(tokio::sync::Notify::new());
+        let aborted = abort.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                rt.block_on(async {
+                    tokio::select! {
+                        () = supervise(idx, plan, spool, shutdown, state) => {}
+                        () = aborted.notified() => {}
+                    }
+                });
+                // Tasks still running are dropped; a pump joined by a blocking task ends by itself
+                // once its channel is gone, so do not wait for it.
+                rt.shutdown_background();
+            })
+            .map_err(thread_error)?;
+        Ok(OutputThread { thread, abort })
+    }
+}
+
 struct Spooled {
     spool: Spool,
     outputs: Vec<Arc<OutputState>>,
     shutdown: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Vec<OutputThread>,
     stop_sync: Arc<AtomicBool>,
     sync_thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -136,11 +179,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const CLOSE_TIME: Duration = Duration::from_secs(3);
 
 impl Shipper {
-    pub fn start(
-        spool: &SpoolConfig,
-        outputs: &[OutputConfig],
-        rt: &tokio::runtime::Handle,
-    ) -> Result<Shipper, ShipError> {
+    pub fn start(spool: &SpoolConfig, outputs: &[OutputConfig]) -> Result<Shipper, ShipError> {
         if outputs.is_empty() {
             return Ok(Shipper {
                 mode: Mode::Direct { out: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()), appended: 0 },
@@ -176,8 +215,8 @@ impl Shipper {
         let tasks = plans
             .into_iter()
             .enumerate()
-            .map(|(i, plan)| rt.spawn(supervise(i, plan, spool_handle.clone(), shutdown_rx.clone(), states[i].clone())))
-            .collect();
+            .map(|(i, plan)| OutputThread::start(i, plan, spool_handle.clone(), shutdown_rx.clone(), states[i].clone()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Shipper {
             mode: Mode::Spooled(Spooled {
                 spool: spool_handle,
@@ -257,11 +296,16 @@ impl Shipper {
                 let _ = s.shutdown.send(true);
                 s.spool.wake();
                 let deadline = Instant::now() + CLOSE_TIME;
-                while s.tasks.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+                while s.tasks.iter().any(|t| !t.thread.is_finished()) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                for t in &s.tasks {
-                    t.abort();
+                for t in s.tasks.drain(..) {
+                    if t.thread.is_finished() {
+                        let _ = t.thread.join();
+                    } else {
+                        // Not joined: a sink stuck in blocking I/O must not hold up the exit.
+                        t.abort.notify_one();
+                    }
                 }
                 s.stop_sync.store(true, Ordering::Relaxed);
                 if let Some(t) = s.sync_thread.take() {
@@ -339,11 +383,20 @@ fn sync_loop(spool: Spool, stop: Arc<AtomicBool>, tick: Duration) {
 
 /// Most records a pump takes from the spool per wake-up; the channel (the sink's window) bounds
 /// what is in flight, this only bounds the pump's own buffer.
-const PUMP_BATCH: usize = 1024;
+const PUMP_BATCH: usize = 256;
 
 /// Feed one sink incarnation from the spool until told to stop or the sink hangs up.
 fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBool>) {
     let mut batch: Vec<Delivery> = Vec::with_capacity(PUMP_BATCH);
+    // Waiting for room a slice at a time: `blocking_send` on a full channel woke this thread for
+    // every delivery the sink took (a futex round trip per event once the sink's window filled);
+    // `reserve_many` wakes it once a quarter of the window is free. A runtime without drivers,
+    // only to wait on the channel's semaphore from this plain thread.
+    let Ok(waiter) = tokio::runtime::Builder::new_current_thread().build() else {
+        log(format_args!("cannot start the spool reader's waiter; this output is restarted"));
+        return;
+    };
+    let slice = (tx.max_capacity() / 4).max(1);
     while !stop.load(Ordering::Relaxed) {
         let read = reader.next_batch(Duration::from_millis(200), PUMP_BATCH, &mut |rec| {
             batch.push(Delivery {
@@ -361,9 +414,13 @@ fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBoo
             }
             Ok(_) => {
                 // Queued in a row: the sink task is woken once for the run, not once per event.
-                for d in batch.drain(..) {
-                    if tx.blocking_send(d).is_err() {
+                let mut rest = batch.drain(..);
+                while rest.len() > 0 {
+                    let Ok(permits) = waiter.block_on(tx.reserve_many(rest.len().min(slice))) else {
                         return;
+                    };
+                    for (permit, d) in permits.zip(&mut rest) {
+                        permit.send(d);
                     }
                 }
             }
@@ -445,10 +502,6 @@ mod tests {
     use crate::spool::OnFull;
     use std::path::{Path, PathBuf};
 
-    fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-    }
-
     fn spool_cfg(dir: &Path) -> SpoolConfig {
         SpoolConfig {
             dir: dir.join("spool"),
@@ -491,9 +544,8 @@ mod tests {
     #[test]
     fn every_event_reaches_every_output_in_order() {
         let d = crate::spool::store::test_dir("ship");
-        let rt = rt();
         let outs = vec![file_out("a", d.join("a.jsonl")), file_out("b", d.join("b.jsonl"))];
-        let mut s = Shipper::start(&spool_cfg(&d), &outs, rt.handle()).unwrap();
+        let mut s = Shipper::start(&spool_cfg(&d), &outs).unwrap();
         submit_range(&mut s, 1, 2000);
         let st = s.shutdown(Duration::from_secs(10)).unwrap();
         assert_eq!(lines(&d.join("a.jsonl")), expected(1, 2000));
@@ -507,10 +559,9 @@ mod tests {
     #[test]
     fn a_failing_output_is_restarted_and_gets_everything_while_the_other_is_not_held_up() {
         let d = crate::spool::store::test_dir("shipfail");
-        let rt = rt();
         let later = d.join("later");
         let outs = vec![file_out("ok", d.join("ok.jsonl")), file_out("late", later.join("x.jsonl"))];
-        let mut s = Shipper::start(&spool_cfg(&d), &outs, rt.handle()).unwrap();
+        let mut s = Shipper::start(&spool_cfg(&d), &outs).unwrap();
         submit_range(&mut s, 1, 300);
         let t0 = Instant::now();
         while s.stats().outputs[0].acked < 300 {
@@ -531,16 +582,15 @@ mod tests {
     #[test]
     fn unacknowledged_events_are_sent_after_a_restart() {
         let d = crate::spool::store::test_dir("shiprestart");
-        let rt = rt();
         let later = d.join("later");
         let outs = vec![file_out("f", later.join("x.jsonl"))];
-        let mut s = Shipper::start(&spool_cfg(&d), &outs, rt.handle()).unwrap();
+        let mut s = Shipper::start(&spool_cfg(&d), &outs).unwrap();
         submit_range(&mut s, 1, 250);
         let st = s.shutdown(Duration::from_millis(100)).unwrap();
         assert_eq!(st.outputs[0].acked, 0);
         assert!(st.spool_bytes > 0);
         std::fs::create_dir(&later).unwrap();
-        let mut s = Shipper::start(&spool_cfg(&d), &outs, rt.handle()).unwrap();
+        let mut s = Shipper::start(&spool_cfg(&d), &outs).unwrap();
         submit_range(&mut s, 251, 260);
         let st = s.shutdown(Duration::from_secs(10)).unwrap();
         assert_eq!(lines(&later.join("x.jsonl")), expected(1, 260));
@@ -550,14 +600,13 @@ mod tests {
     #[test]
     fn duplicate_or_bad_output_names_are_refused() {
         let d = crate::spool::store::test_dir("shipnames");
-        let rt = rt();
         let outs = vec![file_out("x", d.join("1")), file_out("x", d.join("2"))];
-        let e = Shipper::start(&spool_cfg(&d), &outs, rt.handle()).err().unwrap();
+        let e = Shipper::start(&spool_cfg(&d), &outs).err().unwrap();
         assert!(e.to_string().contains("two outputs"), "{e}");
         let outs = vec![file_out("a/b", d.join("1"))];
-        assert!(Shipper::start(&spool_cfg(&d), &outs, rt.handle()).is_err());
+        assert!(Shipper::start(&spool_cfg(&d), &outs).is_err());
         let outs = vec![OutputConfig::File(FileConfig::default())];
-        let e = Shipper::start(&spool_cfg(&d), &outs, rt.handle()).err().unwrap();
+        let e = Shipper::start(&spool_cfg(&d), &outs).err().unwrap();
         assert!(e.to_string().contains("file-0") && e.to_string().contains("path"), "{e}");
     }
 }

@@ -16,8 +16,6 @@
 //! Invariant: a formatted message is never longer than `max_message_size` (header included); the body
 //! is cut by [`crate::output::truncate`] when needed, and every cut is counted and logged.
 
-use std::fmt::Write as _;
-
 use serde::Deserialize;
 
 use crate::output::delivery::Delivery;
@@ -237,33 +235,35 @@ impl Formatter {
 
     /// Append the RFC 5424 message for `d` to `out` (no framing). Never exceeds `max_message_size`.
     pub fn format(&self, d: &Delivery, out: &mut Vec<u8>) {
-        let mut header = String::with_capacity(128);
-        let _ = write!(
-            header,
-            "<{}>1 {} {} {} {} {} ",
-            self.pri,
-            rfc3339_millis(d.time_ms),
-            self.hostname,
-            self.app_name,
-            self.procid,
-            self.msgid
-        );
+        // Written straight into `out`, without a header String or a formatted timestamp per
+        // message: this runs once per event and output.
+        let start = out.len();
+        out.push(b'<');
+        out.extend_from_slice(itoa::Buffer::new().format(self.pri).as_bytes());
+        out.extend_from_slice(b">1 ");
+        push_rfc3339_millis(d.time_ms, out);
+        out.push(b' ');
+        for field in [&self.hostname, &self.app_name, &self.procid, &self.msgid] {
+            out.extend_from_slice(field.as_bytes());
+            out.push(b' ');
+        }
         match &self.sd_id {
-            None => header.push_str("- "),
+            None => out.extend_from_slice(b"- "),
             Some(sd) => {
-                let _ = write!(header, "[{sd} id=\"");
-                for c in d.id.chars() {
+                out.push(b'[');
+                out.extend_from_slice(sd.as_bytes());
+                out.extend_from_slice(b" id=\"");
+                for &c in d.id.as_bytes() {
                     // RFC 5424 6.3.3: '"', '\' and ']' are escaped in PARAM-VALUE.
-                    if matches!(c, '"' | '\\' | ']') {
-                        header.push('\\');
+                    if matches!(c, b'"' | b'\\' | b']') {
+                        out.push(b'\\');
                     }
-                    header.push(c);
+                    out.push(c);
                 }
-                header.push_str("\"] ");
+                out.extend_from_slice(b"\"] ");
             }
         }
-        let budget = self.max_message_size.saturating_sub(header.len());
-        out.extend_from_slice(header.as_bytes());
+        let budget = self.max_message_size.saturating_sub(out.len() - start);
         match truncate::fit(&d.body, budget, &d.id, d.time_ms) {
             Fit::AsIs(body) => out.extend_from_slice(body),
             Fit::Cut { body, report } => {
@@ -302,7 +302,7 @@ impl Formatter {
 pub fn frame(framing: Framing, msg: &[u8], out: &mut Vec<u8>) {
     match framing {
         Framing::OctetCounting => {
-            out.extend_from_slice(msg.len().to_string().as_bytes());
+            out.extend_from_slice(itoa::Buffer::new().format(msg.len()).as_bytes());
             out.push(b' ');
             out.extend_from_slice(msg);
         }
@@ -315,11 +315,31 @@ pub fn frame(framing: Framing, msg: &[u8], out: &mut Vec<u8>) {
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for milliseconds since the epoch (UTC).
 pub fn rfc3339_millis(ms: u64) -> String {
+    let mut out = Vec::with_capacity(24);
+    push_rfc3339_millis(ms, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`rfc3339_millis`] appended to `out`. Years past 9999 are written with more digits.
+pub fn push_rfc3339_millis(ms: u64, out: &mut Vec<u8>) {
+    fn digits(out: &mut Vec<u8>, v: u64, width: usize) {
+        let mut b = itoa::Buffer::new();
+        let s = b.format(v).as_bytes();
+        out.extend(std::iter::repeat_n(b'0', width.saturating_sub(s.len())));
+        out.extend_from_slice(s);
+    }
     let secs = ms / 1000;
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
+    digits(out, y, 4);
+    for (sep, v) in [(b'-', m), (b'-', d), (b'T', rem / 3600), (b':', rem % 3600 / 60), (b':', rem % 60)] {
+        out.push(sep);
+        digits(out, v, 2);
+    }
+    out.push(b'.');
+    digits(out, ms % 1000, 3);
+    out.push(b'Z');
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`).

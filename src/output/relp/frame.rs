@@ -73,11 +73,11 @@ pub enum FrameError {
 
 /// Append the encoding of one frame to `out`.
 pub fn encode(txnr: u32, command: &str, data: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(txnr.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(txnr).as_bytes());
     out.push(b' ');
     out.extend_from_slice(command.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(data.len().to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(data.len()).as_bytes());
     if !data.is_empty() {
         out.push(b' ');
         out.extend_from_slice(data);

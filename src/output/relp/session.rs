@@ -11,7 +11,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -63,9 +62,13 @@ pub enum SessionEnd {
     Rotate,
 }
 
+/// Room for the RFC 5424 header before the body (the usual header is well under this).
+const SYSLOG_HEADER_ROOM: usize = 160;
+
 struct Pending {
     pos: u64,
-    msg: Arc<[u8]>,
+    /// The formatted message, kept for a resend: one allocation per event, written in place.
+    msg: Vec<u8>,
 }
 
 pub struct Session {
@@ -82,7 +85,6 @@ pub struct Session {
     unacked: VecDeque<Pending>,
     /// Set when a syslog frame was acked since the last `take_progress`.
     progress: bool,
-    scratch: Vec<u8>,
 }
 
 /// Aborts the reader task when the session ends, however it ends.
@@ -170,7 +172,6 @@ impl Session {
             pending_ack: None,
             unacked: VecDeque::new(),
             progress: false,
-            scratch: Vec::new(),
         }
     }
 
@@ -321,9 +322,9 @@ impl Session {
     }
 
     fn push(&mut self, d: Delivery) {
-        self.scratch.clear();
-        self.formatter.format(&d, &mut self.scratch);
-        self.unacked.push_back(Pending { pos: d.pos, msg: Arc::from(&self.scratch[..]) });
+        let mut msg = Vec::with_capacity(SYSLOG_HEADER_ROOM + d.body.len());
+        self.formatter.format(&d, &mut msg);
+        self.unacked.push_back(Pending { pos: d.pos, msg });
     }
 
     /// Room for another frame in this session (window and txnr limit; one txnr kept for `close`).
@@ -381,7 +382,14 @@ impl Session {
             };
             match ev {
                 Ev::Nothing => {}
-                Ev::Frame(Some(Ok(f))) => self.on_frame(&mut conn, f)?,
+                Ev::Frame(Some(Ok(f))) => {
+                    self.on_frame(&mut conn, f)?;
+                    // Take every rsp already queued in this turn: one loop pass (and one set of
+                    // timers) per burst of acks, not per ack.
+                    while let Ok(next) = conn.frames.try_recv() {
+                        self.on_frame(&mut conn, next?)?;
+                    }
+                }
                 Ev::Frame(Some(Err(e))) => return Err(e),
                 Ev::Frame(None) => return Err(SessionError::Eof),
                 Ev::RspTimeout => {
