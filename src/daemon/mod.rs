@@ -126,6 +126,9 @@ fn boot_id() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Events pending after which the processing loop writes them before it takes the next hand-off.
+const SHIP_AFTER_EVENTS: usize = 256;
+
 pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     config.validate().map_err(DaemonError::Config)?;
     let rules = config.rules.validate().map_err(|e| DaemonError::Config(e.to_string()))?;
@@ -281,13 +284,13 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
                 if let Some(spent) = pipeline.input(input, now) {
                     let _ = recycle.try_send(spent);
                 }
-                // Take whatever else is queued before writing, so output is batched under load.
-                while let Ok(more) = rx.try_recv() {
+                // Take whatever else is queued before writing, so output is batched under load; but
+                // write a few hundred events at a time, so their record buffers return to the pool
+                // before the next hand-off is parsed (else every record of it is a malloc).
+                while pipeline.pending() < SHIP_AFTER_EVENTS {
+                    let Ok(more) = rx.try_recv() else { break };
                     if let Some(spent) = pipeline.input(more, now) {
                         let _ = recycle.try_send(spent);
-                    }
-                    if pipeline.pending() > 4096 {
-                        break;
                     }
                 }
             }

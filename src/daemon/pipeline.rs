@@ -38,6 +38,8 @@ pub struct Pipeline {
     spool_budget: Option<usize>,
     /// Events cut to fit the spool (flagged `truncated` in the event itself).
     pub cut_to_fit: u64,
+    /// The current event's spool id, rebuilt in place for each event (no allocation per event).
+    id: String,
 }
 
 impl Pipeline {
@@ -45,6 +47,7 @@ impl Pipeline {
         Pipeline {
             reassembler: Reassembler::new(&config.reassemble),
             id_prefix: id_prefix.clone().unwrap_or_else(|| "noboot".into()),
+            id: String::with_capacity(64),
             local_seq: 0,
             refused: 0,
             ship_errors: 0,
@@ -120,20 +123,33 @@ impl Pipeline {
             Self::submit(shipper, now_ms, &id, &line, &mut self.refused, &mut self.ship_errors)?;
         }
         for output in self.out.drain(..) {
-            let (time_ms, id) = match &output {
-                Output::Event(e) => (e.id.unix_millis(), format!("{}:{}", self.id_prefix, e.id)),
+            let id = &mut self.id;
+            id.clear();
+            id.push_str(&self.id_prefix);
+            id.push(':');
+            let time_ms = match &output {
+                Output::Event(e) => {
+                    e.id.push_to(id);
+                    e.id.unix_millis()
+                }
                 Output::Loss(_) => {
                     self.local_seq += 1;
-                    (now_ms, format!("{}:local:{now_ms}:{}", self.id_prefix, self.local_seq))
+                    let mut n = itoa::Buffer::new();
+                    id.push_str("local:");
+                    id.push_str(n.format(now_ms));
+                    id.push(':');
+                    id.push_str(n.format(self.local_seq));
+                    now_ms
                 }
             };
+            let id = id.as_str();
             let line = self.writer.write(&output);
             let body = line.strip_suffix(b"\n").unwrap_or(line);
             // Any local user can make an exec huge (argv): refusing it whole would make it vanish
             // from the remote trail, so it is cut (EXECVE arguments first, then whole records,
             // SYSCALL and PATH last; see output::truncate) and flagged `truncated`.
             let fitted = match self.spool_budget {
-                Some(budget) if body.len() > budget => match crate::output::truncate::fit(body, budget, &id, time_ms) {
+                Some(budget) if body.len() > budget => match crate::output::truncate::fit(body, budget, id, time_ms) {
                     crate::output::truncate::Fit::Cut { body, report } => {
                         self.cut_to_fit += 1;
                         if self.cut_to_fit.is_power_of_two() {
@@ -149,12 +165,13 @@ impl Pipeline {
                 _ => None,
             };
             let body = fitted.as_deref().unwrap_or(body);
-            Self::submit(shipper, time_ms, &id, body, &mut self.refused, &mut self.ship_errors)?;
+            Self::submit(shipper, time_ms, id, body, &mut self.refused, &mut self.ship_errors)?;
             self.events_out += 1;
-            if let Output::Event(e) = output {
-                for r in e.records {
+            if let Output::Event(mut e) = output {
+                for r in e.records.drain(..) {
                     self.pool.put(r);
                 }
+                self.reassembler.recycle(e.records);
             }
         }
         // One write for everything staged above (one wake-up downstream per loop iteration).

@@ -152,7 +152,13 @@ pub struct Reassembler {
     last_now: Option<Instant>,
     stats: ReassembleStats,
     notices: Vec<LossNotice>,
+    /// Emptied record lists of written events ([`Reassembler::recycle`]), reused for new events:
+    /// one allocation and free per event less on the hot path.
+    spare: Vec<Vec<Record>>,
 }
+
+/// Spare record lists kept at most.
+const SPARE_LISTS: usize = 1024;
 
 impl Reassembler {
     /// `cfg` should have passed [`ReassembleConfig::validate`]; zero bounds are treated as one.
@@ -177,7 +183,22 @@ impl Reassembler {
             last_now: None,
             stats: ReassembleStats::default(),
             notices: Vec::new(),
+            spare: Vec::new(),
         }
+    }
+
+    /// Hand back an emitted event's record list once its records were taken out.
+    pub fn recycle(&mut self, mut records: Vec<Record>) {
+        if self.spare.len() < SPARE_LISTS && records.capacity() <= 64 {
+            records.clear();
+            self.spare.push(records);
+        }
+    }
+
+    fn record_list(&mut self, first: Record) -> Vec<Record> {
+        let mut records = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(6));
+        records.push(first);
+        records
     }
 
     /// Add one record; completed events and loss notices are appended to `out`.
@@ -241,7 +262,8 @@ impl Reassembler {
             // A whole event in one record: skip the in-flight map.
             let completion = if ends { Completion::Standalone } else { Completion::Oversized };
             let node = rec.node.clone();
-            self.emit(key, node, vec![rec], late, completion, out);
+            let records = self.record_list(rec);
+            self.emit(key, node, records, late, completion, out);
             return;
         }
         if self.in_flight.len() >= self.cfg.max_in_flight.max(1) {
@@ -252,8 +274,7 @@ impl Reassembler {
         let started = now.max(stamp);
         let arrival = self.next_arrival;
         self.next_arrival += 1;
-        let mut records = Vec::with_capacity(6);
-        records.push(rec);
+        let records = self.record_list(rec);
         if grace {
             let deadline = started + self.cfg.standalone_grace;
             // Almost always the back (a binary search to be sure: push_at may start ahead).

@@ -89,6 +89,21 @@ fn parse_decimal(bytes: &[u8], max_digits: usize) -> Option<(u64, usize)> {
     Some((value, digits))
 }
 
+impl EventId {
+    /// Append `seconds.millis:serial`, as `Display` writes it, without the formatting machinery
+    /// (this runs once per event).
+    pub fn push_to(&self, out: &mut String) {
+        let mut n = itoa::Buffer::new();
+        out.push_str(n.format(self.seconds));
+        out.push('.');
+        let millis = n.format(self.millis);
+        out.extend(std::iter::repeat_n('0', 3usize.saturating_sub(millis.len())));
+        out.push_str(millis);
+        out.push(':');
+        out.push_str(n.format(self.serial));
+    }
+}
+
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{:03}:{}", self.seconds, self.millis, self.serial)
@@ -105,6 +120,9 @@ mod tests {
         assert_eq!(id, EventId { seconds: 1795373270, millis: 780, serial: 6 });
         assert_eq!(end, "audit(1795373270.780:6)".len());
         assert_eq!(id.to_string(), "1795373270.780:6");
+        let mut pushed = String::from("x:");
+        EventId { millis: 7, ..id }.push_to(&mut pushed);
+        assert_eq!(pushed, "x:1795373270.007:6");
         assert_eq!(id.unix_millis(), 1_795_373_270_780);
     }
 

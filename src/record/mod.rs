@@ -74,34 +74,65 @@ pub struct Record {
 }
 
 /// Spent record buffers kept for reuse, so that a daemon parsing records at a steady rate does
-/// not allocate and free two buffers per record. Bounded in count and in the capacity it keeps.
+/// not allocate and free two buffers per record. Bounded in the bytes it keeps.
+///
+/// A loop iteration parses a whole hand-off (up to `[netlink] hand_off_bytes`, a few thousand
+/// records) before its events are written and their buffers come back, so the pool must hold
+/// that many; and a fresh buffer starts large enough for a common record, so that a buffer first
+/// used by a short EOE does not grow again for the next SYSCALL (both showed up as malloc in the
+/// profile, docs/performance.md).
 #[derive(Debug, Default)]
 pub struct RecordPool {
     bufs: Vec<Vec<u8>>,
     fields: Vec<Vec<Field>>,
+    /// Capacity held by `bufs` and `fields`, in bytes.
+    kept_bytes: usize,
 }
 
 impl RecordPool {
-    /// Buffers kept at most (per kind); records beyond that are simply freed.
-    const KEEP: usize = 1024;
+    /// Bytes of spare buffers kept at most; beyond that spent records are simply freed.
+    const KEEP_BYTES: usize = 4 << 20;
     /// A buffer grown past this (a long EXECVE record) is freed rather than kept.
-    const KEEP_BYTES: usize = 16 << 10;
+    const KEEP_ONE_BYTES: usize = 16 << 10;
+    /// Initial capacity of a new text buffer and field list: most records fit.
+    const FRESH_BYTES: usize = 512;
+    const FRESH_FIELDS: usize = 40;
 
     /// Give a spent record's buffers back.
     pub fn put(&mut self, record: Record) {
         let Record { mut buf, mut fields, .. } = record;
-        if self.bufs.len() < Self::KEEP && buf.capacity() <= Self::KEEP_BYTES {
+        let buf_bytes = buf.capacity();
+        if buf_bytes <= Self::KEEP_ONE_BYTES && self.kept_bytes + buf_bytes <= Self::KEEP_BYTES {
             buf.clear();
+            self.kept_bytes += buf_bytes;
             self.bufs.push(buf);
         }
-        if self.fields.len() < Self::KEEP && fields.capacity() <= Self::KEEP_BYTES / 8 {
+        let field_bytes = fields.capacity() * std::mem::size_of::<Field>();
+        if field_bytes <= Self::KEEP_ONE_BYTES && self.kept_bytes + field_bytes <= Self::KEEP_BYTES {
             fields.clear();
+            self.kept_bytes += field_bytes;
             self.fields.push(fields);
         }
     }
 
     fn buf(&mut self) -> Vec<u8> {
-        self.bufs.pop().unwrap_or_default()
+        match self.bufs.pop() {
+            Some(b) => {
+                self.kept_bytes -= b.capacity();
+                b
+            }
+            None => Vec::with_capacity(Self::FRESH_BYTES),
+        }
+    }
+
+    fn fields(&mut self) -> Vec<Field> {
+        match self.fields.pop() {
+            Some(f) => {
+                self.kept_bytes -= f.capacity() * std::mem::size_of::<Field>();
+                f
+            }
+            None => Vec::with_capacity(Self::FRESH_FIELDS),
+        }
     }
 }
 
@@ -155,7 +186,8 @@ impl Record {
     ) -> Result<Record, (RecordError, Vec<u8>)> {
         let mut buf = pool.buf();
         buf.extend_from_slice(payload);
-        Record::netlink_into(kind, buf, pool.fields.pop().unwrap_or_default())
+        let fields = pool.fields();
+        Record::netlink_into(kind, buf, fields)
     }
 
     fn netlink_into(kind: u16, mut payload: Vec<u8>, fields: Vec<Field>) -> Result<Record, (RecordError, Vec<u8>)> {
