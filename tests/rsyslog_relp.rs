@@ -7,7 +7,6 @@
 mod support;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auditrelay::output::delivery::Delivery;
@@ -198,12 +197,7 @@ fn huge_delivery(n: u64) -> Delivery {
     let body = format!(
         "{{\"sequence\":{n},\"records\":[{{\"type\":\"EXECVE\",\"type_id\":1309,\"fields\":{{\"argc\":\"2\",\"a0\":\"/bin/true\",\"a1\":\"{arg}\"}}}}]}}"
     );
-    Delivery {
-        pos: n,
-        time_ms: 1_795_373_270_000,
-        id: Arc::from(format!("huge-{n}")),
-        body: Arc::from(body.into_bytes()),
-    }
+    Delivery::new(n, 1_795_373_270_000, &format!("huge-{n}"), &body.into_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

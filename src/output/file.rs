@@ -176,12 +176,12 @@ impl Target {
         let mut pending = std::mem::take(&mut self.line);
         pending.clear();
         for d in batch {
-            let line_len = d.body.len() as u64 + 1;
+            let line_len = d.body().len() as u64 + 1;
             if max > 0 && self.len + pending.len() as u64 > 0 && self.len + pending.len() as u64 + line_len > max {
                 self.flush_pending(&mut pending)?;
                 self.rotate()?;
             }
-            pending.extend_from_slice(&d.body);
+            pending.extend_from_slice(d.body());
             pending.push(b'\n');
         }
         self.flush_pending(&mut pending)?;
@@ -334,11 +334,10 @@ enum Action {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
 
     fn delivery(pos: u64, body: &str) -> Delivery {
-        Delivery { pos, time_ms: pos, id: Arc::from(format!("id-{pos}")), body: Arc::from(body.as_bytes()) }
+        Delivery::new(pos, pos, &format!("id-{pos}"), body.as_bytes())
     }
 
     fn dir(name: &str) -> PathBuf {

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::delivery::{Ack, Delivery};
+use super::delivery::{Ack, Delivery, DeliveryChunk};
 use super::{OutputConfig, SinkPlan};
 use crate::spool::store::log;
 use crate::spool::{Appended, Spool, SpoolConfig, SpoolError, SpoolReader, SpoolStats};
@@ -388,6 +388,7 @@ const PUMP_BATCH: usize = 256;
 /// Feed one sink incarnation from the spool until told to stop or the sink hangs up.
 fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBool>) {
     let mut batch: Vec<Delivery> = Vec::with_capacity(PUMP_BATCH);
+    let mut chunk = DeliveryChunk::default();
     // Waiting for room a slice at a time: `blocking_send` on a full channel woke this thread for
     // every delivery the sink took (a futex round trip per event once the sink's window filled);
     // `reserve_many` wakes it once a quarter of the window is free. A runtime without drivers,
@@ -399,13 +400,9 @@ fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBoo
     let slice = (tx.max_capacity() / 4).max(1);
     while !stop.load(Ordering::Relaxed) {
         let read = reader.next_batch(Duration::from_millis(200), PUMP_BATCH, &mut |rec| {
-            batch.push(Delivery {
-                pos: rec.pos,
-                time_ms: rec.time_ms,
-                id: Arc::from(rec.id),
-                body: Arc::from(rec.body),
-            })
+            chunk.push(rec.pos, rec.time_ms, rec.id, rec.body)
         });
+        chunk.finish(&mut batch);
         match read {
             Ok(0) => {
                 if tx.is_closed() {

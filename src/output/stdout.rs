@@ -38,7 +38,7 @@ pub enum StdoutError {
 /// Write `batch` as JSON lines to `out` and flush.
 pub fn write_lines(out: &mut impl Write, batch: &[Delivery]) -> std::io::Result<()> {
     for d in batch {
-        out.write_all(&d.body)?;
+        out.write_all(d.body())?;
         out.write_all(b"\n")?;
     }
     out.flush()
@@ -88,11 +88,10 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn lines() {
-        let d = |pos: u64, b: &str| Delivery { pos, time_ms: 0, id: Arc::from("i"), body: Arc::from(b.as_bytes()) };
+        let d = |pos: u64, b: &str| Delivery::new(pos, 0, "i", b.as_bytes());
         let mut out = Vec::new();
         write_lines(&mut out, &[d(1, "{\"a\":1}"), d(2, "{}")]).unwrap();
         assert_eq!(out, b"{\"a\":1}\n{}\n");

@@ -253,7 +253,7 @@ impl Formatter {
                 out.push(b'[');
                 out.extend_from_slice(sd.as_bytes());
                 out.extend_from_slice(b" id=\"");
-                for &c in d.id.as_bytes() {
+                for &c in d.id().as_bytes() {
                     // RFC 5424 6.3.3: '"', '\' and ']' are escaped in PARAM-VALUE.
                     if matches!(c, b'"' | b'\\' | b']') {
                         out.push(b'\\');
@@ -264,7 +264,7 @@ impl Formatter {
             }
         }
         let budget = self.max_message_size.saturating_sub(out.len() - start);
-        match truncate::fit(&d.body, budget, &d.id, d.time_ms) {
+        match truncate::fit(d.body(), budget, d.id(), d.time_ms) {
             Fit::AsIs(body) => out.extend_from_slice(body),
             Fit::Cut { body, report } => {
                 if report.event_stubbed || report.records_stubbed > 0 {
@@ -276,7 +276,7 @@ impl Formatter {
                     "output {}: event {} (pos {}) of {} bytes exceeds max_message_size {}: cut {} argument(s), \
                      stubbed {} record(s){}, now {} bytes",
                     self.output,
-                    d.id,
+                    d.id(),
                     d.pos,
                     report.original_len,
                     self.max_message_size,
@@ -360,7 +360,6 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn spec() -> HeaderSpec {
         HeaderSpec {
@@ -375,12 +374,7 @@ mod tests {
     }
 
     fn delivery(body: &str) -> Delivery {
-        Delivery {
-            pos: 1,
-            time_ms: 1_795_373_270_780,
-            id: Arc::from("boot-1795373270.780-6"),
-            body: Arc::from(body.as_bytes()),
-        }
+        Delivery::new(1, 1_795_373_270_780, "boot-1795373270.780-6", body.as_bytes())
     }
 
     #[test]
@@ -406,8 +400,7 @@ mod tests {
     #[test]
     fn structured_data_carries_escaped_id() {
         let f = Formatter::new("t", &HeaderSpec { sd_id: Some("auditrelay@32473".into()), ..spec() }).unwrap();
-        let mut d = delivery("{}");
-        d.id = Arc::from("a\"b]c\\");
+        let d = Delivery::new(1, 1_795_373_270_780, "a\"b]c\\", b"{}");
         let mut out = Vec::new();
         f.format(&d, &mut out);
         let s = String::from_utf8(out).unwrap();

@@ -147,7 +147,7 @@ struct Sink {
 
 impl Sink {
     fn take(&mut self, d: Delivery) {
-        let mut framed = Vec::with_capacity(d.body.len() + 128);
+        let mut framed = Vec::with_capacity(d.body().len() + 128);
         self.formatter.format_framed(&d, self.framing, &mut framed, &mut self.scratch);
         self.unconfirmed.push_back((d.pos, framed));
     }
@@ -342,11 +342,10 @@ mod tests {
         watch::Sender<bool>,
         tokio::task::JoinHandle<Result<(), TcpError>>,
     );
-    use std::sync::Arc;
     use tokio::net::TcpListener;
 
     fn delivery(i: u64) -> Delivery {
-        Delivery { pos: i, time_ms: 0, id: Arc::from("x"), body: Arc::from(format!("{{\"n\":{i}}}").as_bytes()) }
+        Delivery::new(i, 0, "x", format!("{{\"n\":{i}}}").as_bytes())
     }
 
     /// Split an octet-counted stream into messages.

@@ -151,7 +151,6 @@ pub async fn run(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn one_datagram_per_event_acked_in_order() {
@@ -166,14 +165,7 @@ mod tests {
         let (stx, srx) = watch::channel(false);
         let task = tokio::spawn(run(cfg, rx, atx, srx));
         for i in 1..=3u64 {
-            tx.send(Delivery {
-                pos: i,
-                time_ms: 0,
-                id: Arc::from("x"),
-                body: Arc::from(format!("{{\"n\":{i}}}").as_bytes()),
-            })
-            .await
-            .unwrap();
+            tx.send(Delivery::new(i, 0, "x", format!("{{\"n\":{i}}}").as_bytes())).await.unwrap();
         }
         let mut buf = [0u8; 2048];
         for i in 1..=3u64 {

@@ -183,10 +183,9 @@ mod tests {
         tokio::task::JoinHandle<Result<(), UnixError>>,
     );
     use std::os::unix::net::{UnixDatagram, UnixListener};
-    use std::sync::Arc;
 
     fn delivery(i: u64) -> Delivery {
-        Delivery { pos: i, time_ms: 1000, id: Arc::from("x"), body: Arc::from(format!("{{\"n\":{i}}}").as_bytes()) }
+        Delivery::new(i, 1000, "x", format!("{{\"n\":{i}}}").as_bytes())
     }
 
     fn start(path: PathBuf) -> Harness {

@@ -270,12 +270,7 @@ pub fn body(n: u64) -> String {
 }
 
 pub fn delivery(n: u64) -> Delivery {
-    Delivery {
-        pos: n,
-        time_ms: 1_795_373_270_000 + n,
-        id: Arc::from(format!("test-{n}")),
-        body: Arc::from(body(n).into_bytes()),
-    }
+    Delivery::new(n, 1_795_373_270_000 + n, &format!("test-{n}"), &body(n).into_bytes())
 }
 
 /// Sequence numbers in arrival order.

@@ -322,7 +322,7 @@ impl Session {
     }
 
     fn push(&mut self, d: Delivery) {
-        let mut msg = Vec::with_capacity(SYSLOG_HEADER_ROOM + d.body.len());
+        let mut msg = Vec::with_capacity(SYSLOG_HEADER_ROOM + d.body().len());
         self.formatter.format(&d, &mut msg);
         self.unacked.push_back(Pending { pos: d.pos, msg });
     }

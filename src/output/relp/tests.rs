@@ -155,12 +155,7 @@ fn config(addr: &str, window: usize) -> RelpConfig {
 }
 
 fn delivery(n: u64) -> Delivery {
-    Delivery {
-        pos: n,
-        time_ms: 1_795_373_270_780 + n,
-        id: Arc::from(format!("id-{n}")),
-        body: Arc::from(format!("{{\"n\":{n}}}").as_bytes()),
-    }
+    Delivery::new(n, 1_795_373_270_780 + n, &format!("id-{n}"), format!("{{\"n\":{n}}}").as_bytes())
 }
 
 struct Harness {
