@@ -199,6 +199,20 @@ pub struct Response {
 }
 
 impl Response {
+    /// The code alone, without copying the text: the check made for every acknowledged event.
+    /// Agrees with [`Response::parse`] on what is parsable.
+    pub fn code(data: &[u8]) -> Option<u16> {
+        if data.is_empty() {
+            return Some(200);
+        }
+        let end = data.iter().position(|&b| b == b' ' || b == b'\n').unwrap_or(data.len());
+        let code = &data[..end];
+        if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(code.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0')))
+    }
+
     /// `close` is answered with an empty rsp; that is represented as code 200 with no text.
     pub fn parse(data: &[u8]) -> Option<Response> {
         if data.is_empty() {
@@ -313,6 +327,9 @@ mod tests {
         assert_eq!(Response::parse(b"200 OK").unwrap().text, "OK");
         assert!(Response::parse(b"OK").is_none());
         assert!(Response::parse(b"20 OK").is_none());
+        for data in [&b"200 OK"[..], b"500 command disabled", b"OK", b"20 OK", b"", b"200\nx", b"2000 x", b"418"] {
+            assert_eq!(Response::code(data), Response::parse(data).map(|r| r.code), "{data:?}");
+        }
     }
 
     proptest! {
