@@ -17,6 +17,7 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hash;
+pub mod logging;
 pub mod loss;
 pub mod netlink;
 pub mod output;
@@ -25,4 +26,5 @@ pub mod record;
 pub mod replay;
 pub mod rules;
 pub mod spool;
+pub mod telemetry;
 pub mod units;

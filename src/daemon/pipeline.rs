@@ -38,6 +38,11 @@ pub struct Pipeline {
     spool_budget: Option<usize>,
     /// Events cut to fit the spool (flagged `truncated` in the event itself).
     pub cut_to_fit: u64,
+    /// Records the kernel reported lost (its `lost` counter's growth since start).
+    pub kernel_lost: u64,
+    /// Events shipped flagged `incomplete` / `late`.
+    pub incomplete: u64,
+    pub late: u64,
 }
 
 impl Pipeline {
@@ -57,7 +62,14 @@ impl Pipeline {
             spool_budget: (!config.output.is_empty())
                 .then(|| (config.spool.max_record_bytes as usize).saturating_sub(SPOOL_RECORD_OVERHEAD)),
             cut_to_fit: 0,
+            kernel_lost: 0,
+            incomplete: 0,
+            late: 0,
         }
+    }
+
+    pub fn reassembly(&self) -> crate::reassemble::ReassembleStats {
+        self.reassembler.stats()
     }
 
     pub fn pending(&self) -> usize {
@@ -86,7 +98,10 @@ impl Pipeline {
                 ReaderLoss::SocketOverrun { overruns } => LossNotice::SocketOverrun { count: overruns },
                 ReaderLoss::Truncated { datagrams } => LossNotice::Truncated { datagrams },
                 ReaderLoss::ChannelFull { records } => LossNotice::ChannelFull { datagrams: records },
-                ReaderLoss::KernelLost { records, kernel_total } => LossNotice::KernelLost { records, kernel_total },
+                ReaderLoss::KernelLost { records, kernel_total } => {
+                    self.kernel_lost += records;
+                    LossNotice::KernelLost { records, kernel_total }
+                }
             })),
         }
         None
@@ -95,7 +110,7 @@ impl Pipeline {
     /// A kernel record we cannot parse is kept as a JSON line of its own, never dropped.
     fn unparsable(&mut self, kind: u16, error: &crate::record::RecordError, payload: &[u8]) {
         self.unparsable += 1;
-        eprintln!("auditrelay: warning: unparsable kernel record of type {kind}: {error}");
+        log::warn!("unparsable kernel record of type {kind}: {error} (kept as hex)");
         let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
         let line =
             serde_json::json!({ "unparsed": { "type_id": kind, "error": error.to_string(), "payload_hex": hex } });
@@ -137,10 +152,12 @@ impl Pipeline {
                     crate::output::truncate::Fit::Cut { body, report } => {
                         self.cut_to_fit += 1;
                         if self.cut_to_fit.is_power_of_two() {
-                            eprintln!(
-                                    "auditrelay: warning: event {id} of {} bytes cut to {} to fit [spool] max_record_bytes ({} so far)",
-                                    report.original_len, report.final_len, self.cut_to_fit
-                                );
+                            log::warn!(
+                                "event {id} of {} bytes cut to {} to fit [spool] max_record_bytes ({} so far)",
+                                report.original_len,
+                                report.final_len,
+                                self.cut_to_fit
+                            );
                         }
                         Some(body)
                     }
@@ -152,6 +169,8 @@ impl Pipeline {
             Self::submit(shipper, time_ms, &id, body, &mut self.refused, &mut self.ship_errors)?;
             self.events_out += 1;
             if let Output::Event(e) = output {
+                self.incomplete += u64::from(e.incomplete);
+                self.late += u64::from(e.late);
                 for r in e.records {
                     self.pool.put(r);
                 }
@@ -189,7 +208,7 @@ impl Pipeline {
                 *n += lost;
                 // Sparingly: whenever the count crosses a power of two.
                 if before == 0 || before.ilog2() != n.ilog2() {
-                    eprintln!("auditrelay: error: event {id} not spooled ({n} so far): {e}");
+                    log::error!("event {id} not spooled ({n} so far): {e}");
                 }
                 Ok(())
             }

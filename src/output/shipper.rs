@@ -241,6 +241,19 @@ impl Shipper {
         }
     }
 
+    /// Kernel timestamp (ms) of the oldest spooled event some output has not acknowledged; `None`
+    /// when every output is up to date, in direct stdout mode, or when that record cannot be read.
+    /// Reads one record from disk (the page cache, normally): for status, about once a second.
+    pub fn oldest_unacked_ms(&self) -> Option<u64> {
+        let Mode::Spooled(s) = &self.mode else { return None };
+        let st = s.spool.stats();
+        let (idx, (_, acked)) = st.acked.iter().enumerate().min_by_key(|(_, (_, a))| *a)?;
+        if *acked >= st.last_pos {
+            return None;
+        }
+        s.spool.reader(idx).next(Duration::ZERO).ok().flatten().map(|r| r.time_ms)
+    }
+
     /// Flush the spool, give the sinks `grace` to deliver everything, stop them, persist cursors.
     /// Whatever is not acknowledged by then stays in the spool for the next start.
     /// Call from a plain thread (it sleeps), not from inside the runtime.
@@ -272,11 +285,11 @@ impl Shipper {
                 if !drained {
                     for o in &stats.outputs {
                         if o.acked < stats.last_pos {
-                            log(format_args!(
+                            log::info!(
                                 "shutdown: output {} has {} events left in the spool for the next start",
                                 o.name,
                                 stats.last_pos - o.acked
-                            ));
+                            );
                         }
                     }
                 }
@@ -329,7 +342,7 @@ fn sync_loop(spool: Spool, stop: Arc<AtomicBool>, tick: Duration) {
             Err(e) => {
                 // Log the first failure of a run of them, not one line per tick.
                 if !failing {
-                    log(format_args!("{e}"));
+                    log::error!("spool: {e}");
                 }
                 failing = true;
             }
@@ -342,7 +355,12 @@ fn sync_loop(spool: Spool, stop: Arc<AtomicBool>, tick: Duration) {
 const PUMP_BATCH: usize = 1024;
 
 /// Feed one sink incarnation from the spool until told to stop or the sink hangs up.
-fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBool>) {
+fn pump(
+    mut reader: SpoolReader,
+    tx: mpsc::Sender<Delivery>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<crate::telemetry::OutputCounters>,
+) {
     let mut batch: Vec<Delivery> = Vec::with_capacity(PUMP_BATCH);
     while !stop.load(Ordering::Relaxed) {
         let read = reader.next_batch(Duration::from_millis(200), PUMP_BATCH, &mut |rec| {
@@ -365,6 +383,7 @@ fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBoo
                     if tx.blocking_send(d).is_err() {
                         return;
                     }
+                    counters.sent(1);
                 }
             }
             // Logged and counted by the reader, which continues after it.
@@ -385,15 +404,26 @@ async fn supervise(
     state: Arc<OutputState>,
 ) {
     let mut backoff = BACKOFF_MIN;
+    let counters = crate::telemetry::output(&state.name);
     loop {
         let (dtx, drx) = mpsc::channel(plan.window);
         let (atx, mut arx) = mpsc::channel::<Ack>(plan.window);
         let stop = Arc::new(AtomicBool::new(false));
         let reader = spool.reader(idx);
         let pump_stop = stop.clone();
+        let pump_counters = counters.clone();
         let pump_thread = std::thread::Builder::new()
             .name(format!("spool-{}", state.name))
-            .spawn(move || pump(reader, dtx, pump_stop));
+            .spawn(move || pump(reader, dtx, pump_stop, pump_counters));
+        let mut acked = spool.acked(idx);
+        let mut ack = |p: u64| {
+            // Acks are cumulative positions; the counter takes what each one adds.
+            if p > acked {
+                counters.delivered(p - acked);
+                acked = p;
+            }
+            spool.ack(idx, p);
+        };
         let started = Instant::now();
         let result = match pump_thread {
             Err(e) => Err(format!("cannot start reader thread: {e}")),
@@ -402,12 +432,12 @@ async fn supervise(
                 let result = loop {
                     tokio::select! {
                         r = &mut sink => break r,
-                        Some(Ack(p)) = arx.recv() => spool.ack(idx, p),
+                        Some(Ack(p)) = arx.recv() => ack(p),
                     }
                 };
                 drop(sink);
                 while let Ok(Ack(p)) = arx.try_recv() {
-                    spool.ack(idx, p);
+                    ack(p);
                 }
                 stop.store(true, Ordering::Relaxed);
                 spool.wake();
@@ -425,7 +455,8 @@ async fn supervise(
         if started.elapsed() > BACKOFF_MAX {
             backoff = BACKOFF_MIN;
         }
-        log(format_args!("output {}: {message}; restarting in {:?}", state.name, backoff));
+        log::warn!("output {}: {message}; restarting in {:?}", state.name, backoff);
+        counters.failed(&message);
         if let Ok(mut e) = state.last_error.lock() {
             *e = Some(message);
         }
