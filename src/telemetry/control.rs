@@ -179,6 +179,10 @@ fn serve_one(stream: UnixStream, board: &Board) -> std::io::Result<()> {
     let cred = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
         .map_err(std::io::Error::from)?;
     let mut out = &stream;
+    // The request is read before any answer, also for a refusal: closing with unread input would
+    // reset the connection and the client would see ECONNRESET instead of the reason.
+    let mut line = String::new();
+    BufReader::new((&stream).take(MAX_REQUEST as u64)).read_line(&mut line)?;
     if cred.uid() != 0 {
         log::warn!(
             "control socket: refused a connection from uid {} (pid {}): it answers root only",
@@ -187,8 +191,6 @@ fn serve_one(stream: UnixStream, board: &Board) -> std::io::Result<()> {
         );
         return reply(&mut out, &error_json("permission denied: the control socket answers root only"));
     }
-    let mut line = String::new();
-    BufReader::new((&stream).take(MAX_REQUEST as u64)).read_line(&mut line)?;
     let answer = match line.trim() {
         "status" => match board.latest() {
             Some(s) => serde_json::to_string(&s).unwrap_or_else(|e| error_json(&format!("encoding: {e}"))),
