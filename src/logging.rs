@@ -39,6 +39,9 @@ pub const ENV_FILTER: &str = "AUDITRELAY_LOG";
 
 /// The target of the "suppressed N similar messages" lines; they are never limited themselves.
 const REPEATS_TARGET: &str = "auditrelay::log::repeats";
+/// The target of the periodic summary line, which is never limited either: it is periodic by
+/// design, whatever `summary_interval` and the repeat limit are.
+pub const SUMMARY_TARGET: &str = "auditrelay::summary";
 
 /// Most call sites whose repeats are tracked at once; beyond it, finished windows are forgotten
 /// first and then the oldest (a bound, since call sites are finite but `log` records carry
@@ -121,7 +124,12 @@ pub fn install(config: &LogConfig) -> Result<Destination, LogError> {
         _ => (config_filter(config), None),
     };
     let repeats = Arc::new(Repeats::new(config.repeat_limit, config.repeat_interval.0));
-    let journald = if under_systemd() { tracing_journald::layer().ok() } else { None };
+    let systemd = under_systemd();
+    let (journald, journal_error) = match systemd.then(tracing_journald::layer) {
+        Some(Ok(layer)) => (Some(layer), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
     let destination = if journald.is_some() { Destination::Journald } else { Destination::Stderr };
     let journald = journald.map(|l| l.with_syslog_identifier("auditrelay".into()));
     let stderr = (destination == Destination::Stderr)
@@ -133,7 +141,14 @@ pub fn install(config: &LogConfig) -> Result<Destination, LogError> {
         .with(stderr)
         .try_init()
         .map_err(|_| LogError::AlreadyInstalled)?;
-    install_panic_hook();
+    if destination == Destination::Journald {
+        // On stderr the default hook's message is the log line already; in the journal it would
+        // lack the priority, so log it there too.
+        install_panic_hook();
+    }
+    if let Some(e) = journal_error {
+        log::warn!("started by systemd but the journal socket does not answer ({e}): logging to stderr");
+    }
     if let Some(e) = env_error {
         log::warn!("{e}");
     }
@@ -167,7 +182,7 @@ fn config_filter(config: &LogConfig) -> EnvFilter {
     parse_filter(&config.level).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// A panic in any thread is logged (to the journal too) before the default hook prints it.
+/// A panic in any thread is logged to the journal at ERROR before the default hook prints it.
 fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -368,12 +383,12 @@ impl Visit for MessageOf {
 impl<S: Subscriber> Layer<S> for RepeatLimit {
     fn event_enabled(&self, event: &Event<'_>, _ctx: Context<'_, S>) -> bool {
         let meta = event.metadata();
-        if meta.target() == REPEATS_TARGET {
-            return true;
-        }
         // `log` records all share one callsite per level: their own file and line tell them apart.
         let normalized = event.normalized_metadata();
         let m = normalized.as_ref().unwrap_or(meta);
+        if m.target() == REPEATS_TARGET || m.target() == SUMMARY_TARGET {
+            return true;
+        }
         let site = format!("{}:{}", m.file().unwrap_or(m.target()), m.line().unwrap_or(0));
         self.0.admit(&site, *m.level(), Instant::now(), || {
             let mut v = MessageOf::default();
@@ -403,6 +418,36 @@ mod tests {
         // Reported once; the new window passes again.
         assert!(r.take_finished(t0 + Duration::from_secs(200)).is_empty());
         assert!(r.admit("a.rs:1", Level::WARN, t0 + Duration::from_secs(261), String::new));
+    }
+
+    /// Through a real subscriber: the layer tells call sites apart and lets the summary through.
+    #[test]
+    fn the_layer_limits_each_call_site_on_its_own() {
+        #[derive(Clone, Default)]
+        struct Capture(Arc<Mutex<Vec<String>>>);
+        impl<S: Subscriber> Layer<S> for Capture {
+            fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+                let mut v = MessageOf::default();
+                event.record(&mut v);
+                self.0.lock().unwrap().push(v.0);
+            }
+        }
+        let seen = Capture::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(RepeatLimit(Arc::new(Repeats::new(2, Duration::from_secs(60)))))
+            .with(seen.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            for i in 0..5 {
+                tracing::warn!("again {i}");
+                tracing::info!(target: SUMMARY_TARGET, "summary {i}");
+            }
+            tracing::warn!("another site");
+        });
+        let seen = seen.0.lock().unwrap().clone();
+        let again = seen.iter().filter(|m| m.starts_with("again")).count();
+        let summaries = seen.iter().filter(|m| m.starts_with("summary")).count();
+        assert_eq!((again, summaries), (2, 5), "{seen:?}");
+        assert!(seen.iter().any(|m| m == "another site"), "{seen:?}");
     }
 
     #[test]

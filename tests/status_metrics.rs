@@ -3,7 +3,8 @@
 //! its periodic summary; `auditrelay status` reads the daemon's figures over the control socket
 //! and exits 1 naming the output that is down; the Prometheus endpoint is scraped over HTTP; a
 //! client that is not root (uid nobody, given just the capabilities to reach the socket and the
-//! kernel) is refused by the SO_PEERCRED check and the refusal is logged.
+//! kernel) is refused by the SO_PEERCRED check and the refusal is logged; repeated warnings are
+//! rate-limited with a "suppressed N similar messages" line.
 //! Kernel test: root, the kernel lock.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -52,7 +53,7 @@ fn status_and_metrics_show_the_daemons_figures_and_a_down_output() {
          [[output]]\ntype = \"relp\"\nname = \"deadrelp\"\naddress = \"127.0.0.1:{relp_port}\"\n\
          [control]\nsocket = {socket:?}\noutput_down_threshold = \"1s\"\n\
          [metrics]\nlisten = \"{metrics_port}\"\n\
-         [log]\nsummary_interval = \"1s\"\n",
+         [log]\nsummary_interval = \"1s\"\nrepeat_limit = 1\nrepeat_interval = \"2s\"\n",
         spool = dir.path("spool").display().to_string(),
         socket = socket.display().to_string(),
     );
@@ -148,6 +149,14 @@ fn status_and_metrics_show_the_daemons_figures_and_a_down_output() {
     assert!(
         text.lines().any(|l| l.starts_with("auditrelay: warning: output deadrelp: ") && l.contains("retrying in")),
         "the reconnect warning (a log::warn! record) reaches stderr:\n{text}"
+    );
+    // Retries come every 0.5 s, 1 s, 2 s, ...: with one line per call site per 2 s, the second and
+    // third are counted and reported in one line.
+    assert!(
+        text.lines().any(|l| l.starts_with("auditrelay: warning: suppressed ")
+            && l.contains("similar messages from src/output/reconnect.rs:")
+            && l.contains("(the last: output deadrelp: ")),
+        "repeats are rate-limited and reported:\n{text}"
     );
     assert!(!socket.exists(), "the control socket is removed at exit");
     let gone = status(&config);

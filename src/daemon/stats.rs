@@ -88,7 +88,7 @@ impl Telemetry {
         let snapshot = self.gather(now, pipeline, shipper, reader);
         if !self.summary_every.is_zero() && now >= self.next_summary {
             self.next_summary = now + self.summary_every;
-            log::info!("{}", snapshot.summary_since(&self.last_summary));
+            log::info!(target: crate::logging::SUMMARY_TARGET, "{}", snapshot.summary_since(&self.last_summary));
             self.last_summary = snapshot.clone();
         }
         self.board.publish(snapshot);

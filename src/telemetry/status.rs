@@ -79,8 +79,16 @@ pub fn print(
     }
 }
 
+/// Figures older than this are flagged: the processing thread that publishes them every second
+/// is busy or blocked (e.g. on a full spool under `on_full = "block"`).
+const STALE_MS: u64 = 5_000;
+
 fn write_text(out: &mut impl Write, s: &Snapshot) -> std::io::Result<()> {
     writeln!(out, "daemon pid {} ({}), up {}s", s.pid, s.mode, s.uptime_secs)?;
+    let age = super::unix_ms().saturating_sub(s.taken_unix_ms);
+    if age > STALE_MS {
+        writeln!(out, "figures {}s old: the processing thread is busy or blocked", age / 1000)?;
+    }
     let lines: [(&str, u64); 19] = [
         ("records_in", s.records_in),
         ("events_in", s.events_in),
