@@ -101,13 +101,18 @@ impl Telemetry {
         let spooled = !ship.outputs.is_empty();
         let min_acked = ship.outputs.iter().map(|o| o.acked).min().unwrap_or(ship.last_pos);
         let now_ms = telemetry::unix_ms();
-        let oldest = if spooled { shipper.oldest_unacked_ms() } else { None };
+        let mut oldest: Option<u64> = None;
         let outputs = ship
             .outputs
             .iter()
             .map(|o| {
                 let c = telemetry::output(&o.name);
                 let pending = ship.last_pos.saturating_sub(o.acked);
+                if pending > 0 {
+                    if let Some(t) = c.oldest_unacked_ms() {
+                        oldest = Some(oldest.map_or(t, |o| o.min(t)));
+                    }
+                }
                 OutputFigures {
                     name: o.name.clone(),
                     kind: o.kind.to_string(),

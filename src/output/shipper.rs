@@ -241,19 +241,6 @@ impl Shipper {
         }
     }
 
-    /// Kernel timestamp (ms) of the oldest spooled event some output has not acknowledged; `None`
-    /// when every output is up to date, in direct stdout mode, or when that record cannot be read.
-    /// Reads one record from disk (the page cache, normally): for status, about once a second.
-    pub fn oldest_unacked_ms(&self) -> Option<u64> {
-        let Mode::Spooled(s) = &self.mode else { return None };
-        let st = s.spool.stats();
-        let (idx, (_, acked)) = st.acked.iter().enumerate().min_by_key(|(_, (_, a))| *a)?;
-        if *acked >= st.last_pos {
-            return None;
-        }
-        s.spool.reader(idx).next(Duration::ZERO).ok().flatten().map(|r| r.time_ms)
-    }
-
     /// Flush the spool, give the sinks `grace` to deliver everything, stop them, persist cursors.
     /// Whatever is not acknowledged by then stays in the spool for the next start.
     /// Call from a plain thread (it sleeps), not from inside the runtime.
@@ -380,10 +367,11 @@ fn pump(
             Ok(_) => {
                 // Queued in a row: the sink task is woken once for the run, not once per event.
                 for d in batch.drain(..) {
+                    let (pos, time_ms) = (d.pos, d.time_ms);
                     if tx.blocking_send(d).is_err() {
                         return;
                     }
-                    counters.sent(1);
+                    counters.sent(pos, time_ms);
                 }
             }
             // Logged and counted by the reader, which continues after it.
@@ -419,7 +407,7 @@ async fn supervise(
         let mut ack = |p: u64| {
             // Acks are cumulative positions; the counter takes what each one adds.
             if p > acked {
-                counters.delivered(p - acked);
+                counters.delivered(p, p - acked);
                 acked = p;
             }
             spool.ack(idx, p);

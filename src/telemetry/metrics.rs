@@ -128,7 +128,7 @@ pub const SPOOL_EVENTS: Metric =
 pub const SPOOL_OLDEST: Metric =
     gauge("auditrelay_spool_oldest_unacked_age_seconds", "Age of the oldest event not acknowledged by every output.");
 pub const OUTPUT_SENT: Metric =
-    counter("auditrelay_output_sent_total", "Deliveries handed to the output (resends included).");
+    counter("auditrelay_output_sent_total", "Deliveries the output's sink took from the spool.");
 pub const OUTPUT_ACKED: Metric = counter("auditrelay_output_acked_total", "Events the output's receiver acknowledged.");
 pub const OUTPUT_PENDING: Metric =
     gauge("auditrelay_output_pending_events", "Spooled events the output has not acknowledged.");

@@ -15,7 +15,7 @@ pub mod control;
 pub mod metrics;
 pub mod status;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -92,7 +92,9 @@ pub struct SpoolFigures {
 pub struct OutputFigures {
     pub name: String,
     pub kind: String,
-    /// Deliveries handed to the sink (resends after a reconnect included).
+    /// Deliveries the sink took from the spool (taken again after a sink restart; a sink's own
+    /// resends on a new connection are not counted again: see `NET_STATS.resent`). Up to the sink's
+    /// window is taken while the receiver is away, so this is not "on the wire".
     pub sent: u64,
     /// Events the receiver acknowledged since start, and the acknowledged spool position.
     pub acked: u64,
@@ -250,7 +252,15 @@ struct OutputState {
     last_error: Option<String>,
     /// When the run of failures without a delivery in between began.
     down_since: Option<Instant>,
+    /// Spool position and kernel timestamp of each delivery handed to the sink and not yet
+    /// acknowledged, oldest first: the front is the oldest unacknowledged event, without reading
+    /// the spool. At most [`MAX_TRACKED`]; beyond it newer ones are not tracked (the front, which
+    /// is what is read, stays right until the tracked ones are acknowledged).
+    in_flight: VecDeque<(u64, u64)>,
 }
+
+/// Bound of [`OutputState::in_flight`]: above any sink window plus the pump's batch.
+pub const MAX_TRACKED: usize = 1 << 17;
 
 impl OutputCounters {
     /// A failure: counted, remembered, and the start of a down period if none is running.
@@ -269,14 +279,30 @@ impl OutputCounters {
         self.connected.store(true, Ordering::Relaxed);
     }
 
-    /// The receiver acknowledged `n` more events: the output works.
-    pub fn delivered(&self, n: u64) {
+    /// The receiver acknowledged everything up to spool position `pos`, `n` events more than
+    /// before: the output works.
+    pub fn delivered(&self, pos: u64, n: u64) {
         self.acked.fetch_add(n, Ordering::Relaxed);
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).down_since = None;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.down_since = None;
+        while st.in_flight.front().is_some_and(|&(p, _)| p <= pos) {
+            st.in_flight.pop_front();
+        }
     }
 
-    pub fn sent(&self, n: u64) {
-        self.sent.fetch_add(n, Ordering::Relaxed);
+    /// A delivery (spool position, kernel timestamp) was handed to the sink. After a sink restart
+    /// the same positions come again: only newer ones are tracked.
+    pub fn sent(&self, pos: u64, time_ms: u64) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.in_flight.back().is_none_or(|&(p, _)| pos > p) && st.in_flight.len() < MAX_TRACKED {
+            st.in_flight.push_back((pos, time_ms));
+        }
+    }
+
+    /// Kernel timestamp of the oldest delivery handed to the sink and not acknowledged.
+    pub fn oldest_unacked_ms(&self) -> Option<u64> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).in_flight.front().map(|&(_, t)| t)
     }
 
     pub fn last_error(&self) -> Option<String> {
@@ -357,9 +383,30 @@ mod tests {
         c.connected(true);
         assert_eq!(c.down_for(Instant::now(), 0), None, "connected with nothing to send is up");
         assert!(c.down_for(Instant::now(), 1).is_some(), "connected but not delivering is still down");
-        c.delivered(1);
+        c.delivered(0, 1);
         assert_eq!(c.down_for(Instant::now(), 1), None);
         assert_eq!(c.reconnects.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn the_oldest_unacked_delivery_is_the_front_of_what_is_in_flight() {
+        let c = OutputCounters::default();
+        assert_eq!(c.oldest_unacked_ms(), None);
+        for pos in 1..=5 {
+            c.sent(pos, 1000 + pos);
+        }
+        assert_eq!(c.oldest_unacked_ms(), Some(1001));
+        c.delivered(2, 2);
+        assert_eq!(c.oldest_unacked_ms(), Some(1003));
+        // A restarted sink is handed positions 3.. again: tracked once.
+        for pos in 3..=6 {
+            c.sent(pos, 1000 + pos);
+        }
+        c.delivered(5, 3);
+        assert_eq!(c.oldest_unacked_ms(), Some(1006));
+        c.delivered(6, 1);
+        assert_eq!(c.oldest_unacked_ms(), None);
+        assert_eq!((c.sent.load(Ordering::Relaxed), c.acked.load(Ordering::Relaxed)), (9, 6));
     }
 
     #[test]
