@@ -5,6 +5,7 @@
 //!        ──bounded channel──▶ record::parse ──▶ reassemble (EventId → Event)
 //!        ──▶ format (JSON, one reused buffer) ──▶ spool (append) ──▶ output sinks (acked)
 //! control plane: rules (auditctl syntax ⇄ audit_rule_data), netlink::client (status, pid, rules)
+//! self-report: logging (one logger), telemetry (one snapshot → control socket, metrics, summary)
 //! ```
 //!
 //! Parse through format is plain synchronous code, testable without a runtime; threads and tokio

@@ -1,7 +1,7 @@
 //! Issue 9, observability, end to end against the real kernel: the daemon with a RELP output whose
 //! receiver is down logs the reconnect warning on stderr (log records are no longer discarded) and
 //! its periodic summary; `auditrelay status` reads the daemon's figures over the control socket
-//! and exits 1 naming the output that is down; the Prometheus endpoint is scraped over HTTP; a
+//! and exits 1 naming the output that is down, and shows a SIGHUP reload's result; the Prometheus endpoint is scraped over HTTP; a
 //! client that is not root (uid nobody, given just the capabilities to reach the socket and the
 //! kernel) is refused by the SO_PEERCRED check and the refusal is logged; repeated warnings are
 //! rate-limited with a "suppressed N similar messages" line.
@@ -116,6 +116,22 @@ fn status_and_metrics_show_the_daemons_figures_and_a_down_output() {
         let name = line.split(['{', ' ']).next().unwrap();
         assert!(body.contains(&format!("# HELP {name} ")) && body.contains(&format!("# TYPE {name} ")), "{line}");
     }
+
+    // A reload (SIGHUP) shows up with its result.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.id() as i32), nix::sys::signal::Signal::SIGHUP).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let reload = loop {
+        let v: serde_json::Value = serde_json::from_slice(&status(&config).stdout).unwrap_or_default();
+        let r = v["daemon"]["rules"].clone();
+        if r["reloads"].as_u64().unwrap_or(0) >= 1 && r["last_reload"].is_object() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no reload in the figures: {v}\n{}", stderr());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(reload["last_reload"]["ok"], true, "{reload}");
+    assert!(reload["last_reload"]["message"].as_str().unwrap().starts_with("SIGHUP"), "{reload}");
+    assert_eq!(reload["reloads_failed"].as_u64(), Some(0), "{reload}");
 
     // Not root: uid nobody with just CAP_DAC_OVERRIDE (to reach the 0700 directory and 0600
     // socket) and CAP_AUDIT_CONTROL (for the kernel part). The daemon's SO_PEERCRED check refuses.
