@@ -113,8 +113,9 @@ fn under_systemd() -> bool {
     ["JOURNAL_STREAM", "INVOCATION_ID"].iter().any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
 }
 
-/// Install the daemon's logger (see the module docs) and a panic hook that logs the panic, then
-/// start the thread that reports suppressed repeats. Call once, first thing in `run`.
+/// Install the daemon's logger (see the module docs; with the journal, also a panic hook that
+/// logs panics at ERROR), then start the thread that reports suppressed repeats. Call once, first
+/// thing in `run`.
 pub fn install(config: &LogConfig) -> Result<Destination, LogError> {
     let (filter, env_error) = match std::env::var(ENV_FILTER) {
         Ok(v) if !v.trim().is_empty() => match parse_filter(&v) {
