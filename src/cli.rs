@@ -53,11 +53,15 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
-    /// Print the kernel's audit status (enabled, pid, backlog, lost, ...).
+    /// Print the kernel's audit status (enabled, pid, backlog, lost, ...) and the running daemon's
+    /// figures (control socket); exit 1 with a one-line reason when an operator is needed.
     Status {
         /// One JSON object instead of `key=value` text.
         #[arg(long)]
         json: bool,
+        /// Config file ([control] socket and output_down_threshold).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Write the man pages or the shell completions into DIR (for packaging; see tests/package.sh).
     #[command(hide = true)]

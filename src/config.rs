@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::logging::LogConfig;
 use crate::netlink::settings::{KernelConfig, NetlinkConfig};
 use crate::output::OutputConfig;
 use crate::reassemble::ReassembleConfig;
 use crate::rules::config::RulesConfig;
 use crate::spool::SpoolConfig;
+use crate::telemetry::control::ControlConfig;
+use crate::telemetry::metrics::MetricsConfig;
 
 /// Where `run` looks for a config file when none is given.
 pub const DEFAULT_PATH: &str = "/etc/auditrelay/auditrelay.toml";
@@ -41,6 +44,13 @@ pub struct Config {
     pub output: Vec<OutputConfig>,
     #[serde(default)]
     pub rules: RulesConfig,
+    /// `[log]`, `[control]`, `[metrics]`: how the daemon reports on itself (see crate::telemetry).
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -68,6 +78,9 @@ impl Config {
         self.reassemble.validate()?;
         self.rules.validate().map_err(|e| e.to_string())?;
         self.spool.validate().map_err(|e| e.to_string())?;
+        self.log.validate()?;
+        self.control.validate()?;
+        self.metrics.validate()?;
         crate::output::output_names(&self.output).map_err(|(name, m)| format!("[[output]] {name}: {m}"))?;
         if self.netlink.batch == 0 || self.netlink.channel_capacity == 0 {
             return Err("netlink.batch and netlink.channel_capacity must be at least 1".into());

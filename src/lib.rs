@@ -5,6 +5,7 @@
 //!        ──bounded channel──▶ record::parse ──▶ reassemble (EventId → Event)
 //!        ──▶ format (JSON, one reused buffer) ──▶ spool (append) ──▶ output sinks (acked)
 //! control plane: rules (auditctl syntax ⇄ audit_rule_data), netlink::client (status, pid, rules)
+//! self-report: logging (one logger), telemetry (one snapshot → control socket, metrics, summary)
 //! ```
 //!
 //! Parse through format is plain synchronous code, testable without a runtime; threads and tokio
@@ -17,6 +18,7 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hash;
+pub mod logging;
 pub mod loss;
 pub mod netlink;
 pub mod output;
@@ -25,4 +27,5 @@ pub mod record;
 pub mod replay;
 pub mod rules;
 pub mod spool;
+pub mod telemetry;
 pub mod units;

@@ -23,6 +23,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // `run` installs the daemon's logger from its config; the other commands log library
+    // warnings to stderr.
+    if !matches!(cli.command, Command::Run { .. }) {
+        auditrelay::logging::install_cli();
+    }
     match cli.command {
         Command::Run { config, multicast } => {
             let config = Config::load(config.as_deref())?;
@@ -59,8 +64,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { json } => {
+        Command::Status { json, config } => {
+            // The kernel first: as a plain user this fails with the privilege hint, nothing else.
             let s = AuditClient::open().and_then(|mut c| c.status()).map_err(with_privilege_hint)?;
+            let config = Config::load(config.as_deref())?;
             let fields = [
                 ("enabled", s.enabled),
                 ("failure", s.failure),
@@ -73,16 +80,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ("backlog_wait_time", s.backlog_wait_time),
                 ("backlog_wait_time_actual", s.backlog_wait_time_actual),
             ];
-            if json {
-                let map: serde_json::Map<String, serde_json::Value> =
-                    fields.iter().map(|(k, v)| (k.to_string(), (*v).into())).collect();
-                println!("{}", serde_json::Value::Object(map));
-            } else {
-                for (k, v) in fields {
-                    println!("{k} {v}");
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+            let code = auditrelay::telemetry::status::print(&config.control, json, &fields, &mut out, &mut err)
+                .context("writing the status")?;
+            Ok(ExitCode::from(code))
         }
     }
 }

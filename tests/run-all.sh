@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install what the tests need on a fresh Debian machine (as root), then run every test.
+# (python3: tests/journald_log.rs stands a small listener in for journald.)
 #
 # Kernel tests register a daemon, load rules and change kernel audit settings; they take an flock on
 # /tmp/auditrelay-kernel.lock, run one at a time and restore the kernel state they found.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(auditd rsyslog rsyslog-relp rsyslog-openssl rsyslog-elasticsearch rsyslog-kafka openssl systemd man-db)
+packages=(auditd rsyslog rsyslog-relp rsyslog-openssl rsyslog-elasticsearch rsyslog-kafka openssl systemd man-db python3)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

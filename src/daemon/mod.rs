@@ -16,6 +16,7 @@ pub mod notify;
 mod pipeline;
 mod rules;
 pub mod signals;
+mod stats;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
@@ -77,7 +78,7 @@ impl Registration {
         if self.registered {
             match self.control.set_pid(0) {
                 Ok(()) => self.registered = false,
-                Err(e) => eprintln!("auditrelay: error: cannot unregister from the kernel: {e}"),
+                Err(e) => log::error!("cannot unregister from the kernel: {e}"),
             }
         }
     }
@@ -107,7 +108,7 @@ impl Registration {
         }
         match self.control.set_status(&undo) {
             Ok(()) => self.touched = false,
-            Err(e) => eprintln!("auditrelay: error: cannot restore kernel audit settings: {e}"),
+            Err(e) => log::error!("cannot restore kernel audit settings: {e}"),
         }
     }
 }
@@ -131,6 +132,11 @@ const SHIP_AFTER_EVENTS: usize = 256;
 
 pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     config.validate().map_err(DaemonError::Config)?;
+    // Logger first, so everything below is seen; then the self-report (control socket, metrics).
+    if let Err(e) = crate::logging::install(&config.log) {
+        log::debug!("{e}");
+    }
+    let mut telemetry = stats::Telemetry::start(config, multicast)?;
     let rules = config.rules.validate().map_err(|e| DaemonError::Config(e.to_string()))?;
     signals::install().map_err(DaemonError::Signals)?;
     // Outputs first: a spool that cannot be opened (locked, no permission) fails before we take
@@ -155,17 +161,17 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
 
     let socket = if multicast { AuditSocket::multicast()? } else { AuditSocket::unicast()? };
     match socket.set_receive_buffer(config.netlink.receive_buffer.0 as usize)? {
-        RcvBuf::Forced(n) => eprintln!("auditrelay: netlink receive buffer {n} bytes"),
-        RcvBuf::Capped(n) => eprintln!(
-            "auditrelay: warning: netlink receive buffer capped at {n} bytes (no CAP_NET_ADMIN for SO_RCVBUFFORCE)"
-        ),
+        RcvBuf::Forced(n) => log::info!("netlink receive buffer {n} bytes"),
+        RcvBuf::Capped(n) => {
+            log::warn!("netlink receive buffer capped at {n} bytes (no CAP_NET_ADMIN for SO_RCVBUFFORCE)")
+        }
     }
 
     let mut registration =
         Registration { control, before, kernel: config.kernel.clone(), touched: false, registered: false };
     let (socket, early) = if multicast {
         if before.enabled == 0 {
-            eprintln!("auditrelay: warning: kernel audit is disabled (enabled=0) and --multicast does not change kernel settings: no records will arrive");
+            log::warn!("kernel audit is disabled (enabled=0) and --multicast does not change kernel settings: no records will arrive");
         }
         (socket, Vec::new())
     } else {
@@ -183,8 +189,8 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         Some(RuleManager::start_offline(rules, perms, config.kernel.restore_on_exit, config.kernel.clone())?)
     };
     let now = registration.control.status()?;
-    eprintln!(
-        "auditrelay: {} (pid {}); kernel: enabled {}, backlog_limit {}, backlog_wait_time {}, rate_limit {}, failure {}",
+    log::info!(
+        "{} (pid {}); kernel: enabled {}, backlog_limit {}, backlog_wait_time {}, rate_limit {}, failure {}",
         if multicast { "reading the audit multicast group" } else { "registered as the audit daemon" },
         std::process::id(),
         now.enabled,
@@ -241,7 +247,7 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     // Rules are loaded and the reader runs: tell systemd (Type=notify); then keep its watchdog fed
     // from this loop, which wakes at least every 200 ms, so a stuck processing thread is restarted.
     if let Err(e) = notify::ready() {
-        eprintln!("auditrelay: warning: {e}");
+        log::warn!("{e}");
     }
     let watchdog = notify::watchdog_interval();
     let mut last_ping = Instant::now();
@@ -250,12 +256,12 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
             if last_ping.elapsed() >= every {
                 last_ping = Instant::now();
                 if let Err(e) = notify::watchdog() {
-                    eprintln!("auditrelay: warning: {e}");
+                    log::warn!("{e}");
                 }
             }
         }
         if !draining && signals::stop_requested() {
-            eprintln!("auditrelay: stopping: putting rules and settings back, unregistering, draining the socket, flushing in-flight events");
+            log::info!("stopping: putting rules and settings back, unregistering, draining the socket, flushing in-flight events");
             let _ = notify::stopping();
             draining = true;
             // Rules back first, while still registered: the kernel's CONFIG_CHANGE records of the
@@ -271,7 +277,7 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         if !draining && reader_thread.is_finished() {
             // The reader only returns on a socket error (or a panic): without it nothing arrives,
             // so stop in order and exit non-zero (systemd restarts us) rather than sit deaf.
-            eprintln!("auditrelay: error: the netlink reader stopped; shutting down");
+            log::error!("the netlink reader stopped; shutting down");
             failure = Some(DaemonError::ReaderStopped);
             draining = true;
             registration.release();
@@ -298,12 +304,13 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
             Err(RecvTimeoutError::Disconnected) => break,
         }
         pipeline.tick(Instant::now());
+        telemetry.tick(Instant::now(), &pipeline, &shipper, &reader_stats);
         if signals::take_reopen() {
             shipper.reopen_files();
         }
         if let Err(e) = pipeline.ship(&mut shipper) {
             // Shut down in order (unregister, put rules back) rather than return with threads live.
-            eprintln!("auditrelay: error: {e}; stopping");
+            log::error!("{e}; stopping");
             failure = Some(e);
             registration.release();
             stop_reader.store(true, Ordering::Release);
@@ -313,8 +320,8 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     }
     match reader_thread.join() {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("auditrelay: error: netlink reader: {e}"),
-        Err(_) => eprintln!("auditrelay: error: netlink reader panicked"),
+        Ok(Err(e)) => log::error!("netlink reader: {e}"),
+        Err(_) => log::error!("netlink reader panicked"),
     }
     let _ = poller.join();
     rules_stop.store(true, Ordering::Release);
@@ -331,9 +338,9 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     }
     registration.release();
     match shipper.shutdown(config.spool.drain_timeout) {
-        Ok(shipped) if config.output.is_empty() => eprintln!("auditrelay: {} events written to stdout", shipped.appended),
-        Ok(shipped) => eprintln!(
-            "auditrelay: outputs: {} events spooled, dropped {} oldest / {} newest / {} oversize, {} refused, {} not spooled (write error, or full at shutdown under block); acked {}",
+        Ok(shipped) if config.output.is_empty() => log::info!("{} events written to stdout", shipped.appended),
+        Ok(shipped) => log::info!(
+            "outputs: {} events spooled, dropped {} oldest / {} newest / {} oversize, {} refused, {} not spooled (write error, or full at shutdown under block); acked {}",
             shipped.appended,
             shipped.dropped_oldest,
             shipped.dropped_newest,
@@ -343,13 +350,13 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
             shipped.outputs.iter().map(|o| format!("{}={}", o.name, o.acked)).collect::<Vec<_>>().join(" "),
         ),
         Err(e) => {
-            eprintln!("auditrelay: error: shutting down outputs: {e}");
+            log::error!("shutting down outputs: {e}");
             failure.get_or_insert(DaemonError::Ship(e));
         }
     }
     let s = &reader_stats;
-    eprintln!(
-        "auditrelay: stopped: {} records in {} datagrams, {} events out, {} unparsable records, {} socket overruns, {} records dropped on a full channel",
+    log::info!(
+        "stopped: {} records in {} datagrams, {} events out, {} unparsable records, {} socket overruns, {} records dropped on a full channel",
         s.records.load(Ordering::Relaxed),
         s.datagrams.load(Ordering::Relaxed),
         pipeline.events_out,
@@ -368,7 +375,7 @@ fn register(reg: &mut Registration, socket: AuditSocket) -> Result<(AuditSocket,
         if reg.before.enabled == 2 {
             // Locked (`-e 2`): the kernel refuses any change but the pid; register with the pid
             // alone and run on the locked rules (the rule manager says so too).
-            eprintln!("auditrelay: the kernel's audit configuration is locked (enabled=2): registering only, rules and settings stay as they are until reboot");
+            log::warn!("the kernel's audit configuration is locked (enabled=2): registering only, rules and settings stay as they are until reboot");
         } else {
             request.mask |= mask::ENABLED;
             request.enabled = enabled;
@@ -394,7 +401,7 @@ fn poll_lost(tx: SyncSender<Input>, interval: Duration, mut last: u32, stop: Arc
     let mut client = match AuditClient::open() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("auditrelay: error: cannot poll the kernel lost counter: {e}");
+            log::error!("cannot poll the kernel lost counter: {e}");
             return;
         }
     };
@@ -410,7 +417,10 @@ fn poll_lost(tx: SyncSender<Input>, interval: Duration, mut last: u32, stop: Arc
         if status.lost != last {
             // The counter only grows; a smaller value means someone reset it.
             let lost = if status.lost > last { status.lost - last } else { status.lost };
-            eprintln!("auditrelay: warning: the kernel dropped {lost} audit records (backlog full or rate limit), {} in total", status.lost);
+            log::error!(
+                "the kernel dropped {lost} audit records (backlog full or rate limit), {} in total",
+                status.lost
+            );
             last = status.lost;
             // Never a blocking send: after an output failure the processing loop stops reading
             // the channel, and a poller stuck in send() would hold up the exit forever. While the
@@ -423,7 +433,7 @@ fn poll_lost(tx: SyncSender<Input>, interval: Duration, mut last: u32, stop: Arc
                     Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
                     Err(std::sync::mpsc::TrySendError::Full(back)) => {
                         if stop.load(Ordering::Acquire) {
-                            eprintln!("auditrelay: warning: stopping with a kernel_lost notice of {lost} records not announced in band (logged above)");
+                            log::warn!("stopping with a kernel_lost notice of {lost} records not announced in band (logged above)");
                             return;
                         }
                         notice = back;

@@ -40,6 +40,11 @@ pub struct Pipeline {
     pub cut_to_fit: u64,
     /// The current event's spool id, rebuilt in place for each event (no allocation per event).
     id: String,
+    /// Records the kernel reported lost (its `lost` counter's growth since start).
+    pub kernel_lost: u64,
+    /// Events shipped flagged `incomplete` / `late`.
+    pub incomplete: u64,
+    pub late: u64,
 }
 
 impl Pipeline {
@@ -60,7 +65,14 @@ impl Pipeline {
             spool_budget: (!config.output.is_empty())
                 .then(|| (config.spool.max_record_bytes as usize).saturating_sub(SPOOL_RECORD_OVERHEAD)),
             cut_to_fit: 0,
+            kernel_lost: 0,
+            incomplete: 0,
+            late: 0,
         }
+    }
+
+    pub fn reassembly(&self) -> crate::reassemble::ReassembleStats {
+        self.reassembler.stats()
     }
 
     pub fn pending(&self) -> usize {
@@ -89,7 +101,10 @@ impl Pipeline {
                 ReaderLoss::SocketOverrun { overruns } => LossNotice::SocketOverrun { count: overruns },
                 ReaderLoss::Truncated { datagrams } => LossNotice::Truncated { datagrams },
                 ReaderLoss::ChannelFull { records } => LossNotice::ChannelFull { datagrams: records },
-                ReaderLoss::KernelLost { records, kernel_total } => LossNotice::KernelLost { records, kernel_total },
+                ReaderLoss::KernelLost { records, kernel_total } => {
+                    self.kernel_lost += records;
+                    LossNotice::KernelLost { records, kernel_total }
+                }
             })),
         }
         None
@@ -98,7 +113,7 @@ impl Pipeline {
     /// A kernel record we cannot parse is kept as a JSON line of its own, never dropped.
     fn unparsable(&mut self, kind: u16, error: &crate::record::RecordError, payload: &[u8]) {
         self.unparsable += 1;
-        eprintln!("auditrelay: warning: unparsable kernel record of type {kind}: {error}");
+        log::warn!("unparsable kernel record of type {kind}: {error} (kept as hex)");
         let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
         let line =
             serde_json::json!({ "unparsed": { "type_id": kind, "error": error.to_string(), "payload_hex": hex } });
@@ -153,10 +168,12 @@ impl Pipeline {
                     crate::output::truncate::Fit::Cut { body, report } => {
                         self.cut_to_fit += 1;
                         if self.cut_to_fit.is_power_of_two() {
-                            eprintln!(
-                                    "auditrelay: warning: event {id} of {} bytes cut to {} to fit [spool] max_record_bytes ({} so far)",
-                                    report.original_len, report.final_len, self.cut_to_fit
-                                );
+                            log::warn!(
+                                "event {id} of {} bytes cut to {} to fit [spool] max_record_bytes ({} so far)",
+                                report.original_len,
+                                report.final_len,
+                                self.cut_to_fit
+                            );
                         }
                         Some(body)
                     }
@@ -168,6 +185,8 @@ impl Pipeline {
             Self::submit(shipper, time_ms, id, body, &mut self.refused, &mut self.ship_errors)?;
             self.events_out += 1;
             if let Output::Event(mut e) = output {
+                self.incomplete += u64::from(e.incomplete);
+                self.late += u64::from(e.late);
                 for r in e.records.drain(..) {
                     self.pool.put(r);
                 }
@@ -206,7 +225,7 @@ impl Pipeline {
                 *n += lost;
                 // Sparingly: whenever the count crosses a power of two.
                 if before == 0 || before.ilog2() != n.ilog2() {
-                    eprintln!("auditrelay: error: event {id} not spooled ({n} so far): {e}");
+                    log::error!("event {id} not spooled ({n} so far): {e}");
                 }
                 Ok(())
             }

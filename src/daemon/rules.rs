@@ -65,6 +65,19 @@ pub enum Loaded {
     Unchanged,
 }
 
+impl Loaded {
+    /// The name `status` shows (`rules.source`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Loaded::Configured => "configured",
+            Loaded::LastGood => "last_good",
+            Loaded::Embedded => "embedded",
+            Loaded::Locked => "locked",
+            Loaded::Unchanged => "unchanged",
+        }
+    }
+}
+
 pub struct RuleManager {
     client: AuditClient,
     rules: Rules,
@@ -102,26 +115,23 @@ fn choose(
         let set = match c.set {
             Ok(set) => set,
             Err(errors) => {
-                eprintln!("auditrelay: error: rules from {} not usable:", c.name);
-                for e in errors {
-                    eprintln!("  {e}");
-                }
+                log::error!("rules from {} not usable:\n  {}", c.name, errors.join("\n  "));
                 continue;
             }
         };
         match load(&set) {
             Ok(report) => return (c.what, Some((set, report))),
             Err(SyncError::Locked) => {
-                eprintln!(
-                    "auditrelay: warning: the kernel's audit rules are locked (enabled=2, `-e 2`) until reboot: \
+                log::warn!(
+                    "the kernel's audit rules are locked (enabled=2, `-e 2`) until reboot: \
                      running on the locked rules; no self-exclusion rule, rule reloads skipped"
                 );
                 return (Loaded::Locked, None);
             }
-            Err(e) => eprintln!("auditrelay: error: rules from {} not loaded: {e}", c.name),
+            Err(e) => log::error!("rules from {} not loaded: {e}", c.name),
         }
     }
-    eprintln!("auditrelay: error: no rule set could be loaded; running on the rules the kernel has");
+    log::error!("no rule set could be loaded; running on the rules the kernel has");
     (Loaded::Unchanged, None)
 }
 
@@ -159,7 +169,7 @@ fn save_last_good(rules: &Rules, set: &RuleSet) {
         .map_err(|e| e.to_string())
         .and_then(|()| fetch::write_atomic(&path, text.as_bytes()).map_err(|e| e.to_string()));
     if let Err(e) = saved {
-        eprintln!("auditrelay: warning: cannot keep the last good rules in {}: {e}", path.display());
+        log::warn!("cannot keep the last good rules in {}: {e}", path.display());
     }
 }
 
@@ -183,14 +193,16 @@ impl RuleManager {
         let mut client = AuditClient::open()?;
         let pid = std::process::id();
         let exe = sync::own_exe().unwrap_or_else(|e| {
-            eprintln!("auditrelay: warning: cannot read /proc/self/exe ({e}): self-exclusion rule without exe");
+            log::warn!("cannot read /proc/self/exe ({e}): self-exclusion rule without exe");
             Vec::new()
         });
         let (before, stale) =
             sync::without_stale_self_exclusions(client.list_rules()?, |p, e| sync::self_exclusion_is_live(p, e, &exe));
         for dead in stale {
             // The load below deletes it; leaving it out of `before` keeps the exit restore from re-adding it.
-            eprintln!("auditrelay: removing the self-exclusion rule of pid {dead}, a daemon that is gone (killed without cleanup)");
+            log::info!(
+                "removing the self-exclusion rule of pid {dead}, a daemon that is gone (killed without cleanup)"
+            );
         }
         let has_url = rules.sources.iter().any(|s| is_url(s));
         let url_controls_ignored = Arc::new(AtomicU64::new(0));
@@ -233,6 +245,8 @@ impl RuleManager {
         if let Some((set, report)) = result {
             manager.loaded_set(&set, &report, "loaded");
         }
+        let source = manager.loaded.as_str();
+        crate::telemetry::note_rules(|r| r.source = source.into());
         Ok(manager)
     }
 
@@ -251,10 +265,15 @@ impl RuleManager {
             Loaded::Locked | Loaded::Unchanged => String::new(),
         };
         log_report(what, &from, report);
+        let (loaded, source) = (set.desired.len() as u64, self.loaded.as_str());
+        crate::telemetry::note_rules(|r| {
+            r.loaded = loaded;
+            r.source = source.into();
+        });
         if !set.ignored_url_controls.is_empty() {
             self.url_controls_ignored.fetch_add(set.ignored_url_controls.len() as u64, Ordering::Relaxed);
             for l in &set.ignored_url_controls {
-                eprintln!("auditrelay: warning: rules: ignored control line from a URL ([rules] apply_url_controls = false): {l}");
+                log::warn!("rules: ignored control line from a URL ([rules] apply_url_controls = false): {l}");
             }
         }
         if self.loaded == Loaded::Configured && !self.rules.sources.is_empty() {
@@ -269,16 +288,17 @@ impl RuleManager {
         let k = KernelConfig { enabled: None, ..kernel.clone() };
         let result = self.client.status().and_then(|now| settings::apply(&mut self.client, &k, &now));
         if let Err(e) = result {
-            eprintln!("auditrelay: error: re-applying [kernel] settings after loading rules: {e}");
+            log::error!("re-applying [kernel] settings after loading rules: {e}");
         }
     }
 
     fn reload(&mut self, why: &str) {
         if self.loaded == Loaded::Locked {
-            eprintln!("auditrelay: rules not reloaded ({why}): the kernel's rules are locked (enabled=2) until reboot");
+            log::info!("rules not reloaded ({why}): the kernel's rules are locked (enabled=2) until reboot");
             return;
         }
-        eprintln!("auditrelay: reloading rules ({why})");
+        log::info!("reloading rules ({why})");
+        crate::telemetry::note_rules(|r| r.reloads += 1);
         let fetcher = &self.fetcher;
         let result = compile_all(&self.rules, &|url, pin| fetcher.fetch(url, pin)).and_then(|set| {
             sync::load_for_daemon(&mut self.client, &set, self.pid, &self.exe, self.perms)
@@ -289,15 +309,29 @@ impl RuleManager {
             Ok((set, report)) => {
                 self.loaded = Loaded::Configured;
                 self.loaded_set(&set, &report, "reloaded");
+                let message = format!("{why}: {} rules loaded", set.desired.len());
+                self.note_reload(true, message);
             }
             Err(errors) => {
                 self.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                eprintln!("auditrelay: error: rules not reloaded, the current kernel rules stay:");
-                for e in errors {
-                    eprintln!("  {e}");
-                }
+                self.note_reload(false, format!("{why}: {}", errors.join("; ")));
+                log::error!("rules not reloaded, the current kernel rules stay:\n  {}", errors.join("\n  "));
             }
         }
+    }
+
+    /// The reload's outcome and the fetch counters, for `status` and metrics.
+    fn note_reload(&self, ok: bool, message: String) {
+        let s = &self.fetcher.stats;
+        let (fetches, failures) = (s.fetched.load(Ordering::Relaxed), s.failed.load(Ordering::Relaxed));
+        crate::telemetry::note_rules(|r| {
+            if !ok {
+                r.reloads_failed += 1;
+            }
+            r.last_reload = Some(crate::telemetry::ReloadResult { unix_ms: crate::telemetry::unix_ms(), ok, message });
+            r.fetches = fetches;
+            r.fetch_failures = failures;
+        });
     }
 
     /// Until `stop`: fetch URL sources at once after an offline start, then reload on SIGHUP and
@@ -328,7 +362,7 @@ impl RuleManager {
             _ => sync::remove_self_exclusion(&mut self.client, self.pid, &self.exe).map_err(|e| e.to_string()),
         };
         if let Err(e) = result {
-            eprintln!("auditrelay: error: putting the kernel rules back at exit: {e}");
+            log::error!("putting the kernel rules back at exit: {e}");
         }
     }
 }
@@ -345,7 +379,7 @@ fn compile_all(rules: &Rules, fetch: &compile::FetchFn<'_>) -> Result<RuleSet, V
         .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
     for f in fetched {
         if let fetch::Origin::Cache { reason } = f.origin {
-            eprintln!("auditrelay: warning: rules: using the cached copy of {} ({reason})", f.url);
+            log::warn!("rules: using the cached copy of {} ({reason})", f.url);
         }
     }
     Ok(set)
@@ -369,9 +403,9 @@ fn restore_exactly(client: &mut AuditClient, before: &[Vec<u8>]) -> Result<(), S
 fn log_report(what: &str, from: &str, report: &sync::LoadReport) {
     let added = report.steps.iter().filter(|s| !matches!(s, sync::Step::Delete(_))).count();
     let deleted = report.steps.len() - added;
-    eprintln!("auditrelay: rules {what} from {from}: {added} added, {deleted} deleted, {} unchanged", report.unchanged);
+    log::info!("rules {what} from {from}: {added} added, {deleted} deleted, {} unchanged", report.unchanged);
     for s in &report.skipped {
-        eprintln!("auditrelay: warning: rules: skipped {s}");
+        log::warn!("rules: skipped {s}");
     }
 }
 

@@ -193,7 +193,7 @@ pub fn run(
                     reader.stats.overruns.fetch_add(1, Ordering::Relaxed);
                     reader.pending.overruns += 1;
                     if !reader.in_overrun {
-                        eprintln!("auditrelay: warning: netlink receive buffer overflowed (ENOBUFS): the kernel dropped records; raise [netlink] receive_buffer");
+                        log::error!("netlink receive buffer overflowed (ENOBUFS): the kernel dropped records; raise [netlink] receive_buffer");
                         reader.in_overrun = true;
                     }
                     wait = Wait::No;
@@ -258,10 +258,7 @@ impl Reader {
             if buffers.sender(i) != 0 {
                 self.stats.foreign.fetch_add(1, Ordering::Relaxed);
                 if self.pending.foreign == 0 {
-                    eprintln!(
-                        "auditrelay: warning: dropped a netlink message from port {} (not the kernel); counted",
-                        buffers.sender(i)
-                    );
+                    log::warn!("dropped a netlink message from port {} (not the kernel); counted", buffers.sender(i));
                 }
                 self.pending.foreign += 1;
                 continue;
@@ -271,7 +268,7 @@ impl Reader {
             if truncated {
                 self.stats.truncated.fetch_add(1, Ordering::Relaxed);
                 if self.pending.truncated == 0 {
-                    eprintln!("auditrelay: warning: netlink datagram truncated (MSG_TRUNC); kept as received, counted");
+                    log::warn!("netlink datagram truncated (MSG_TRUNC); kept as received, counted");
                 }
                 self.pending.truncated += 1;
             }
@@ -294,8 +291,8 @@ impl Reader {
             Some(Input::Records(mut back)) => {
                 self.stats.dropped_channel_full.fetch_add(count, Ordering::Relaxed);
                 if self.pending.dropped == 0 {
-                    eprintln!(
-                        "auditrelay: warning: processing fell behind for {:?}: dropping records until it catches up (counted)",
+                    log::error!(
+                        "processing fell behind for {:?}: dropping records until it catches up (counted)",
                         self.config.channel_full_timeout
                     );
                 }

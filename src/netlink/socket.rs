@@ -88,10 +88,7 @@ impl AuditSocket {
         buf.reserve(MAX_DATAGRAM);
         match self.socket.recv_from(buf, 0) {
             Ok((_, from)) if from.port_number() != 0 => {
-                eprintln!(
-                    "auditrelay: warning: dropped a netlink message from port {} (not the kernel)",
-                    from.port_number()
-                );
+                log::warn!("dropped a netlink message from port {} (not the kernel)", from.port_number());
                 buf.clear();
                 Ok(false)
             }

@@ -56,6 +56,7 @@ pub(crate) async fn run<S: StreamSink>(
     shutdown: &mut watch::Receiver<bool>,
 ) {
     let mut first = true;
+    let counters = crate::telemetry::output(name);
     loop {
         if shutdown_requested(shutdown) || sink.finished() {
             sink.flush_ack().await;
@@ -70,6 +71,7 @@ pub(crate) async fn run<S: StreamSink>(
                 if !first {
                     bump(&NET_STATS.reconnects, 1);
                 }
+                counters.connected(!first);
                 first = false;
                 sink.serve(conn, shutdown).await
             }
@@ -86,6 +88,7 @@ pub(crate) async fn run<S: StreamSink>(
                     backoff.reset();
                 }
                 let delay = backoff.next_delay();
+                counters.failed(&e.to_string());
                 log::warn!("output {name}: {e}; {}; retrying in {delay:?}", sink.backlog());
                 sink.flush_ack().await;
                 sleep_unless_shutdown(delay, shutdown).await;

@@ -316,11 +316,11 @@ impl Shipper {
                 if !drained {
                     for o in &stats.outputs {
                         if o.acked < stats.last_pos {
-                            log(format_args!(
+                            log::info!(
                                 "shutdown: output {} has {} events left in the spool for the next start",
                                 o.name,
                                 stats.last_pos - o.acked
-                            ));
+                            );
                         }
                     }
                 }
@@ -373,7 +373,7 @@ fn sync_loop(spool: Spool, stop: Arc<AtomicBool>, tick: Duration) {
             Err(e) => {
                 // Log the first failure of a run of them, not one line per tick.
                 if !failing {
-                    log(format_args!("{e}"));
+                    log::error!("spool: {e}");
                 }
                 failing = true;
             }
@@ -386,9 +386,16 @@ fn sync_loop(spool: Spool, stop: Arc<AtomicBool>, tick: Duration) {
 const PUMP_BATCH: usize = 256;
 
 /// Feed one sink incarnation from the spool until told to stop or the sink hangs up.
-fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBool>) {
+fn pump(
+    mut reader: SpoolReader,
+    tx: mpsc::Sender<Delivery>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<crate::telemetry::OutputCounters>,
+) {
     let mut batch: Vec<Delivery> = Vec::with_capacity(PUMP_BATCH);
     let mut chunk = DeliveryChunk::default();
+    // (position, time) of what was just queued, for the output's figures (one lock per slice).
+    let mut marks: Vec<(u64, u64)> = Vec::with_capacity(PUMP_BATCH);
     // Waiting for room a slice at a time: `blocking_send` on a full channel woke this thread for
     // every delivery the sink took (a futex round trip per event once the sink's window filled);
     // `reserve_many` wakes it once a quarter of the window is free. A runtime without drivers,
@@ -417,8 +424,10 @@ fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBoo
                         return;
                     };
                     for (permit, d) in permits.zip(&mut rest) {
+                        marks.push((d.pos, d.time_ms));
                         permit.send(d);
                     }
+                    counters.sent_all(marks.drain(..));
                 }
             }
             // Logged and counted by the reader, which continues after it.
@@ -439,15 +448,26 @@ async fn supervise(
     state: Arc<OutputState>,
 ) {
     let mut backoff = BACKOFF_MIN;
+    let counters = crate::telemetry::output(&state.name);
     loop {
         let (dtx, drx) = mpsc::channel(plan.window);
         let (atx, mut arx) = mpsc::channel::<Ack>(plan.window);
         let stop = Arc::new(AtomicBool::new(false));
         let reader = spool.reader(idx);
         let pump_stop = stop.clone();
+        let pump_counters = counters.clone();
         let pump_thread = std::thread::Builder::new()
             .name(format!("spool-{}", state.name))
-            .spawn(move || pump(reader, dtx, pump_stop));
+            .spawn(move || pump(reader, dtx, pump_stop, pump_counters));
+        let mut acked = spool.acked(idx);
+        let mut ack = |p: u64| {
+            // Acks are cumulative positions; the counter takes what each one adds.
+            if p > acked {
+                counters.delivered(p, p - acked);
+                acked = p;
+            }
+            spool.ack(idx, p);
+        };
         let started = Instant::now();
         let result = match pump_thread {
             Err(e) => Err(format!("cannot start reader thread: {e}")),
@@ -456,12 +476,12 @@ async fn supervise(
                 let result = loop {
                     tokio::select! {
                         r = &mut sink => break r,
-                        Some(Ack(p)) = arx.recv() => spool.ack(idx, p),
+                        Some(Ack(p)) = arx.recv() => ack(p),
                     }
                 };
                 drop(sink);
                 while let Ok(Ack(p)) = arx.try_recv() {
-                    spool.ack(idx, p);
+                    ack(p);
                 }
                 stop.store(true, Ordering::Relaxed);
                 spool.wake();
@@ -479,7 +499,8 @@ async fn supervise(
         if started.elapsed() > BACKOFF_MAX {
             backoff = BACKOFF_MIN;
         }
-        log(format_args!("output {}: {message}; restarting in {:?}", state.name, backoff));
+        log::warn!("output {}: {message}; restarting in {:?}", state.name, backoff);
+        counters.failed(&message);
         if let Ok(mut e) = state.last_error.lock() {
             *e = Some(message);
         }

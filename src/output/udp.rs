@@ -131,6 +131,7 @@ pub async fn run(
                 Err(e) => {
                     sock = None;
                     bump(&NET_STATS.reconnects, 1);
+                    crate::telemetry::output(&name).failed(&e.to_string());
                     let delay = backoff.next_delay();
                     log::warn!("output {name}: send of pos {} failed: {e}; retrying in {delay:?}", d.pos);
                     sleep_unless_shutdown(delay, &mut shutdown).await;

@@ -164,6 +164,7 @@ pub async fn run(
         }
         if let Some(e) = err {
             bump(&NET_STATS.reconnects, 1);
+            crate::telemetry::output(&name).failed(&e);
             let delay = backoff.next_delay();
             log::warn!("output {name}: {e}; {} deliveries wait, retrying in {delay:?}", pending.len());
             sleep_unless_shutdown(delay, &mut shutdown).await;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::record::{Record, RecordRef};
 use super::segment::SegmentFile;
-use super::store::{log, Spool};
+use super::store::Spool;
 use super::SpoolError;
 
 struct Current {
@@ -194,7 +194,7 @@ impl SpoolReader {
         st.stats.corrupt_skipped += skipped;
         drop(st);
         let name = self.spool.output_names().get(self.output).cloned().unwrap_or_default();
-        log(format_args!("output {name}: {err}; skipping {skipped} events to the next segment"));
+        log::error!("spool: output {name}: {err}; skipping {skipped} events to the next segment");
         Err(err)
     }
 }

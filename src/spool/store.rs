@@ -137,9 +137,10 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Where spool messages go until the daemon has a logger: stderr, one line each.
+/// Spool trouble the daemon works around (recovery, a failing sync); loss is logged at ERROR at
+/// its call site.
 pub(crate) fn log(msg: std::fmt::Arguments<'_>) {
-    eprintln!("auditrelay: spool: {msg}");
+    log::warn!("spool: {msg}");
 }
 
 impl Inner {
@@ -327,10 +328,11 @@ impl Spool {
             match cfg.on_full {
                 OnFull::DropNewest => {
                     if !st.pending_loss.iter().any(|l| l.reason == LossReason::Full) {
-                        log(format_args!(
-                            "full ({} of {} bytes): dropping new events (on_full = drop_newest)",
-                            st.total_bytes, cfg.max_bytes
-                        ));
+                        log::error!(
+                            "spool: full ({} of {} bytes): dropping new events (on_full = drop_newest)",
+                            st.total_bytes,
+                            cfg.max_bytes
+                        );
                     }
                     note_loss(&mut st.pending_loss, LossReason::Full, 1);
                     st.stats.dropped_newest += 1;
@@ -513,12 +515,12 @@ impl Spool {
         let unacked =
             st.acked.iter().map(|&a| front.last_pos.saturating_sub(a.max(front.first_pos - 1))).max().unwrap_or(0);
         std::fs::remove_file(&front.path).map_err(SpoolError::io(&front.path, "remove segment"))?;
-        log(format_args!(
-            "full: dropped segment {} (positions {}..={}) with {unacked} unacknowledged events (on_full = drop_oldest)",
+        log::error!(
+            "spool: full: dropped segment {} (positions {}..={}) with {unacked} unacknowledged events (on_full = drop_oldest)",
             front.path.display(),
             front.first_pos,
             front.last_pos
-        ));
+        );
         st.total_bytes -= front.bytes;
         st.segments.pop_front();
         st.stats.dropped_oldest += unacked;
