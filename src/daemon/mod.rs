@@ -4,8 +4,10 @@
 //! kernel's `lost` counter, and this thread, which parses, reassembles, formats and writes. The
 //! reader never waits on this thread except through the bounded channel.
 //!
-//! Start: register (pid + enabled) on the receiving socket, load the rules (atomic; self-exclusion
-//! first), then apply `[kernel]` settings, so the config file wins over `-b`/`-f`/`-r` lines.
+//! Start: register (pid, and `enabled` when written or when the kernel is disabled) on the
+//! receiving socket, load the rules (atomic; self-exclusion first; none with `[rules] manage =
+//! false`), then apply the `[kernel]` keys written in the config, so they win over `-b`/`-f`/`-r`
+//! lines (keys left out are never applied).
 //!
 //! Shutdown (SIGTERM/SIGINT): unregister from the kernel first so no new records are sent to us,
 //! drain what the socket still holds, flush every in-flight event, restore the kernel settings we
@@ -68,6 +70,10 @@ struct Registration {
     kernel: KernelConfig,
     /// Multicast mode changes nothing, so it restores nothing.
     touched: bool,
+    /// Status bits we may put back; `None`: every setting that differs (rule files we loaded may
+    /// have changed any). With `[rules] manage = false` only what we set: the written `[kernel]`
+    /// keys and `enabled` if registration set it; the rules' owner may change the rest meanwhile.
+    restore_only: Option<u32>,
     registered: bool,
 }
 
@@ -104,6 +110,7 @@ impl Registration {
             (mask::BACKLOG_WAIT_TIME, now.backlog_wait_time, self.before.backlog_wait_time),
         ];
         undo.mask = differs.iter().filter(|(_, a, b)| a != b).fold(0, |m, (bit, _, _)| m | bit);
+        undo.mask &= self.restore_only.unwrap_or(u32::MAX);
         if undo.mask == 0 {
             return;
         }
@@ -166,8 +173,18 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         ),
     }
 
-    let mut registration =
-        Registration { control, before, kernel: config.kernel.clone(), touched: false, registered: false };
+    let restore_only = (!rules.manage).then(|| {
+        let registration_enables = config.kernel.enabled_for_registration(before.enabled).map_or(0, |_| mask::ENABLED);
+        config.kernel.written_mask() | registration_enables
+    });
+    let mut registration = Registration {
+        control,
+        before,
+        kernel: config.kernel.clone(),
+        touched: false,
+        registered: false,
+        restore_only,
+    };
     let (socket, early) = if multicast {
         if before.enabled == 0 {
             eprintln!("auditrelay: warning: kernel audit is disabled (enabled=0) and --multicast does not change kernel settings: no records will arrive");
@@ -369,15 +386,15 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
 fn register(reg: &mut Registration, socket: AuditSocket) -> Result<(AuditSocket, Vec<Vec<u8>>), DaemonError> {
     let mut events = AuditClient::with_socket(socket)?;
     let mut request = AuditStatus { mask: mask::PID, pid: std::process::id(), ..Default::default() };
-    if let Some(enabled) = reg.kernel.enabled {
-        if reg.before.enabled == 2 {
-            // Locked (`-e 2`): the kernel refuses any change but the pid; register with the pid
-            // alone and run on the locked rules (the rule manager says so too).
-            eprintln!("auditrelay: the kernel's audit configuration is locked (enabled=2): registering only, rules and settings stay as they are until reboot");
-        } else {
-            request.mask |= mask::ENABLED;
-            request.enabled = enabled;
-        }
+    if reg.before.enabled == 2 {
+        // Locked (`-e 2`): the kernel refuses any change but the pid; register with the pid
+        // alone and run on the locked rules (the rule manager says so too).
+        eprintln!("auditrelay: the kernel's audit configuration is locked (enabled=2): registering only, rules and settings stay as they are until reboot");
+    }
+    // `[kernel] enabled` when written; else 1 only if auditing is off (nothing would arrive).
+    if let Some(enabled) = reg.kernel.enabled_for_registration(reg.before.enabled) {
+        request.mask |= mask::ENABLED;
+        request.enabled = enabled;
     }
     match events.set_status(&request) {
         Ok(()) => {
