@@ -16,6 +16,7 @@
 
 pub mod notify;
 mod pipeline;
+pub mod privilege;
 mod rules;
 pub mod signals;
 
@@ -139,6 +140,16 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     config.validate().map_err(DaemonError::Config)?;
     let rules = config.rules.validate().map_err(|e| DaemonError::Config(e.to_string()))?;
     signals::install().map_err(DaemonError::Signals)?;
+    let socket = if multicast { AuditSocket::multicast()? } else { AuditSocket::unicast()? };
+    match socket.set_receive_buffer(config.netlink.receive_buffer.0 as usize)? {
+        RcvBuf::Forced(n) => eprintln!("auditrelay: netlink receive buffer {n} bytes"),
+        RcvBuf::Capped(n) => eprintln!(
+            "auditrelay: warning: netlink receive buffer capped at {n} bytes (no CAP_NET_ADMIN for SO_RCVBUFFORCE)"
+        ),
+    }
+    // The buffer was the last step needing more than CAP_AUDIT_CONTROL: drop the rest now, before
+    // any thread starts (capabilities are per thread; new threads copy this one's).
+    privilege::drop_and_log(multicast);
     // Outputs first: a spool that cannot be opened (locked, no permission) fails before we take
     // the kernel's audit pid.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -164,14 +175,6 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     }
     let mut control = AuditClient::open()?;
     let before = control.status()?;
-
-    let socket = if multicast { AuditSocket::multicast()? } else { AuditSocket::unicast()? };
-    match socket.set_receive_buffer(config.netlink.receive_buffer.0 as usize)? {
-        RcvBuf::Forced(n) => eprintln!("auditrelay: netlink receive buffer {n} bytes"),
-        RcvBuf::Capped(n) => eprintln!(
-            "auditrelay: warning: netlink receive buffer capped at {n} bytes (no CAP_NET_ADMIN for SO_RCVBUFFORCE)"
-        ),
-    }
 
     let restore_only = (!rules.manage).then(|| {
         let registration_enables = config.kernel.enabled_for_registration(before.enabled).map_or(0, |_| mask::ENABLED);
