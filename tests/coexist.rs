@@ -24,12 +24,15 @@ fn signal(daemon: &Daemon, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.pid() as i32), sig).expect("kill");
 }
 
-/// Run `/bin/echo <fresh marker>` and wait for its event: proves the daemon is past start-up
-/// (rules loaded, `[kernel]` applied, reader running) and that the rule `key` audits exec.
+/// Run `/bin/true <fresh marker>` until its event arrives: proves the daemon is past start-up
+/// (rules loaded, `[kernel]` applied, reader running; registration comes before the rules, so the
+/// first exec may go unaudited) and that the rule `key` audits exec.
 fn exec_arrives(daemon: &mut Daemon, key: &str) {
     let arg = marker("coexist-exec");
-    assert!(Command::new("/bin/echo").arg(&arg).output().unwrap().status.success());
-    let event = daemon.wait_for(Duration::from_secs(30), |v| v.to_string().contains(&arg));
+    let event = (0..30).find_map(|_| {
+        assert!(Command::new("/bin/true").arg(&arg).status().unwrap().success());
+        daemon.wait_for(Duration::from_secs(1), |v| v.to_string().contains(&arg))
+    });
     let event = event.unwrap_or_else(|| panic!("no event for the exec marker ({} lines seen)", daemon.seen.len()));
     assert!(event.to_string().contains(key), "the event was audited by the rule with key {key}: {event}");
 }

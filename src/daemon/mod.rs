@@ -140,6 +140,8 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     config.validate().map_err(DaemonError::Config)?;
     let rules = config.rules.validate().map_err(|e| DaemonError::Config(e.to_string()))?;
     signals::install().map_err(DaemonError::Signals)?;
+    crate::file_trust::restrict_umask();
+    crate::output::exposure::check(&config.output).map_err(DaemonError::Config)?;
     let socket = if multicast { AuditSocket::multicast()? } else { AuditSocket::unicast()? };
     match socket.set_receive_buffer(config.netlink.receive_buffer.0 as usize)? {
         RcvBuf::Forced(n) => eprintln!("auditrelay: netlink receive buffer {n} bytes"),

@@ -430,7 +430,34 @@ impl Drop for RuleManager {
     }
 }
 
+/// Local rule sources (files, rules.d directories and the files in them) that someone other than
+/// root could change, each with why ([`crate::file_trust`]): such a set is not loaded.
+fn untrusted_sources(rules: &Rules) -> Vec<String> {
+    let mut refused = Vec::new();
+    for source in rules.sources.iter().filter(|s| !is_url(s)) {
+        let path = Path::new(source);
+        if !path.exists() {
+            continue; // compiling it says "cannot read", which is the real problem
+        }
+        let mut paths = vec![path.to_path_buf()];
+        if path.is_dir() {
+            paths.extend(crate::rules::source::rules_files(path).unwrap_or_default());
+        }
+        refused.extend(
+            paths
+                .iter()
+                .filter_map(|p| crate::file_trust::check_trusted_as_root(p).err())
+                .map(|e| format!("rule source {e}")),
+        );
+    }
+    refused
+}
+
 fn compile_all(rules: &Rules, fetch: &compile::FetchFn<'_>) -> Result<RuleSet, Vec<String>> {
+    let refused = untrusted_sources(rules);
+    if !refused.is_empty() {
+        return Err(refused);
+    }
     let controls = if rules.apply_url_controls { UrlControls::Apply } else { UrlControls::Ignore };
     let (set, fetched) = compile::compile_sources_with(&rules.sources, &rules.sha256, fetch, controls, &SystemHost)
         .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
