@@ -175,7 +175,8 @@ fn symlinked_spool_dir_and_file_output_are_refused() {
 }
 
 /// What `run` creates: spool directory 0700, segments and cursors 0600, the file output exactly
-/// its `mode` (0640 here, which umask 0077 alone would narrow to 0600).
+/// its `mode` (0640 here, which umask 0077 alone would narrow to 0600), and under umask 0077 the
+/// directories it creates without naming a mode (the rules cache, `create_dir_all`) are 0700.
 #[test]
 fn files_it_writes_are_root_only() {
     let _guard = KernelGuard::take();
@@ -185,7 +186,8 @@ fn files_it_writes_are_root_only() {
     let config = dir.config_with_rules(
         &format!("-a always,exit -F arch=b64 -S execve -k {key}\n"),
         &format!(
-            "[spool]\ndir = {:?}\ncursor_interval = \"100ms\"\n[[output]]\ntype = \"file\"\nname = \"f\"\npath = {:?}\nmode = 0o640\n",
+            "cache_dir = {:?}\n[spool]\ndir = {:?}\ncursor_interval = \"100ms\"\n[[output]]\ntype = \"file\"\nname = \"f\"\npath = {:?}\nmode = 0o640\n",
+            dir.path("cache/rules").display().to_string(),
             spool.display().to_string(),
             events.display().to_string()
         ),
@@ -211,6 +213,10 @@ fn files_it_writes_are_root_only() {
         files += 1;
     }
     assert!(files >= 3, "lock, a segment and the cursor at least ({files})");
+    // The last good rules, kept because the configured set loaded.
+    assert_eq!(mode_of(&dir.path("cache")), 0o700, "rules cache parent, created under umask 0077");
+    assert_eq!(mode_of(&dir.path("cache/rules")), 0o700, "rules cache, created under umask 0077");
+    assert_eq!(mode_of(&dir.path("cache/rules/last-good.rules")), 0o600);
 }
 
 /// A symlink planted where auditrelay writes its own files is an error, never a write through.
