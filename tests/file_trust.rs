@@ -111,12 +111,11 @@ fn rule_file_others_may_write_is_not_loaded() {
     );
     let rules = dir.path("test.rules");
     chmod(&rules, 0o666);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_auditrelay"))
-        .args(["run", "--config", &config])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let ready = common::Ready::new();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_auditrelay"));
+    ready.pass_to(&mut cmd);
+    let mut child =
+        cmd.args(["run", "--config", &config]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let stderr = std::thread::spawn(move || {
         let mut text = String::new();
@@ -124,7 +123,7 @@ fn rule_file_others_may_write_is_not_loaded() {
         text
     });
     // Its stdout is not read here: a channel whose sender is gone.
-    let mut daemon = Daemon { child, lines: std::sync::mpsc::channel().1, seen: Vec::new() };
+    let mut daemon = Daemon { child, lines: std::sync::mpsc::channel().1, seen: Vec::new(), ready: Some(ready) };
     daemon.wait_registered(Duration::from_secs(10));
     let listed = || String::from_utf8_lossy(&Command::new("auditctl").arg("-l").output().unwrap().stdout).into_owned();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -45,19 +45,17 @@ struct Run {
 }
 
 fn start_daemon(config: &str) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_auditrelay"))
-        .args(["run", "--config", config])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let ready = common::Ready::new();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_auditrelay"));
+    ready.pass_to(&mut cmd);
+    let mut child = cmd.args(["run", "--config", config]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut pipe = child.stderr.take().unwrap();
     let stderr = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
         text
     });
-    let mut daemon = Daemon { child, lines: std::sync::mpsc::channel().1, seen: Vec::new() };
+    let mut daemon = Daemon { child, lines: std::sync::mpsc::channel().1, seen: Vec::new(), ready: Some(ready) };
     daemon.wait_registered(Duration::from_secs(10));
     Run { daemon, stderr }
 }
