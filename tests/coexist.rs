@@ -90,6 +90,9 @@ fn unmanaged_rules_are_left_alone() {
     // What augenrules would have loaded: a rule of its own.
     auditctl(&["-a", "always,exit", "-F", "arch=b64", "-S", "execve", "-k", &key]);
     let foreign = rules_now();
+    // Left by an auditrelay killed with -9 (pid-only form of older versions; no such pid runs):
+    // ours to remove, and the only rule besides our own that is touched.
+    auditctl(&["-A", "never,exit", "-S", "all", "-F", "pid=4194000"]);
     let dir = TempDir::new("coexist-unmanaged");
     let config = dir.path("auditrelay.toml");
     std::fs::write(&config, "[rules]\nmanage = false\n").unwrap();
@@ -102,7 +105,7 @@ fn unmanaged_rules_are_left_alone() {
     let is_ours = |rule: &String, _pid: u32| *rule == ours;
     let running = rules_now();
     assert!(is_ours(&running[0], daemon.pid()), "the self-exclusion rule heads the exit list");
-    assert_eq!(&running[1..], &foreign[..], "every foreign rule stays, in order");
+    assert_eq!(&running[1..], &foreign[..], "every foreign rule stays, in order; the stale one is gone");
     assert_eq!(guard.status().backlog_limit, before.backlog_limit, "no [kernel] key written: not touched");
 
     // SIGHUP: no reload.

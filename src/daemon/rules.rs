@@ -276,8 +276,8 @@ impl RuleManager {
             reloads_failed: Arc::new(AtomicU64::new(0)),
             url_controls_ignored: Arc::new(AtomicU64::new(0)),
         };
-        eprintln!(
-            "auditrelay: [rules] manage = false: the kernel's rules are left as they are (no load, no reload, no restore at exit)"
+        log::info!(
+            "[rules] manage = false: the kernel's rules are left as they are (no load, no reload, no restore at exit)"
         );
         // Self-exclusion rules of dead auditrelay daemons are ours to remove (one delete each);
         // every other rule stays.
@@ -289,9 +289,9 @@ impl RuleManager {
                 continue;
             }
             match m.client.delete_rule(&raw) {
-                Ok(()) => eprintln!("auditrelay: removed the self-exclusion rule of pid {dead}, a daemon that is gone"),
+                Ok(()) => log::info!("removed the self-exclusion rule of pid {dead}, a daemon that is gone"),
                 Err(e) => {
-                    eprintln!("auditrelay: warning: cannot remove the stale self-exclusion rule of pid {dead}: {e}")
+                    log::warn!("cannot remove the stale self-exclusion rule of pid {dead}: {e}")
                 }
             }
         }
@@ -306,12 +306,12 @@ impl RuleManager {
             return;
         }
         if self.client.status().map(|s| s.enabled == 2).unwrap_or(false) {
-            eprintln!("auditrelay: warning: the kernel's audit rules are locked (enabled=2): no self-exclusion rule can be added; rules matching the daemon's own syscalls will audit it");
+            log::warn!("the kernel's audit rules are locked (enabled=2): no self-exclusion rule can be added; rules matching the daemon's own syscalls will audit it");
             return;
         }
         match sync::add_self_exclusion(&mut self.client, self.pid, &self.exe) {
             Ok(()) => self.loaded = Loaded::Unmanaged { self_excluded: true },
-            Err(e) => eprintln!("auditrelay: warning: cannot add the self-exclusion rule (the daemon's own syscalls may be audited): {e}"),
+            Err(e) => log::warn!("cannot add the self-exclusion rule (the daemon's own syscalls may be audited): {e}"),
         }
     }
 
@@ -354,7 +354,7 @@ impl RuleManager {
 
     fn reload(&mut self, why: &str) {
         if let Loaded::Unmanaged { .. } = self.loaded {
-            eprintln!("auditrelay: rules not reloaded ({why}): [rules] manage = false; only the self-exclusion rule is checked");
+            log::info!("rules not reloaded ({why}): [rules] manage = false; only the self-exclusion rule is checked");
             self.ensure_self_exclusion();
             return;
         }
