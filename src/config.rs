@@ -25,6 +25,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("config {0}")]
+    Untrusted(#[from] crate::file_trust::Untrusted),
 }
 
 /// The whole configuration file.
@@ -61,6 +63,8 @@ impl Config {
             None if Path::new(DEFAULT_PATH).exists() => PathBuf::from(DEFAULT_PATH),
             None => return Ok(Config::default()),
         };
+        // Root obeys this file: refuse one that someone else could change (crate::file_trust).
+        crate::file_trust::check_trusted_as_root(&path)?;
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
         Self::parse(&text, &path)
     }

@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod file_trust;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;

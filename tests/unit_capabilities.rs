@@ -41,7 +41,10 @@ fn daemon_runs_within_the_units_capability_bounding_set() {
         &format!("[spool]\ndir = {:?}\n[[output]]\ntype = \"stdout\"\n", spool.display().to_string()),
     );
     let bounding = bounding_set_from_unit();
-    let mut child = Command::new("setpriv")
+    let ready = common::Ready::new();
+    let mut cmd = Command::new("setpriv");
+    ready.pass_to(&mut cmd);
+    let mut child = cmd
         .args(["--bounding-set", &bounding, "--inh-caps=-all", "--no-new-privs", "--"])
         .arg(env!("CARGO_BIN_EXE_auditrelay"))
         .args(["run", "--config", &config])
@@ -59,7 +62,7 @@ fn daemon_runs_within_the_units_capability_bounding_set() {
         }
     });
     // setpriv execs the daemon: same pid.
-    let mut daemon = Daemon { child, lines, seen: Vec::new() };
+    let mut daemon = Daemon { child, lines, seen: Vec::new(), ready: Some(ready) };
     daemon.wait_registered(Duration::from_secs(10));
 
     let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();

@@ -4,8 +4,10 @@
 //! kernel's `lost` counter, and this thread, which parses, reassembles, formats and writes. The
 //! reader never waits on this thread except through the bounded channel.
 //!
-//! Start: register (pid + enabled) on the receiving socket, load the rules (atomic; self-exclusion
-//! first), then apply `[kernel]` settings, so the config file wins over `-b`/`-f`/`-r` lines.
+//! Start: register (pid, and `enabled` when written or when the kernel is disabled) on the
+//! receiving socket, load the rules (atomic; self-exclusion first; none with `[rules] manage =
+//! false`), then apply the `[kernel]` keys written in the config, so they win over `-b`/`-f`/`-r`
+//! lines (keys left out are never applied).
 //!
 //! Shutdown (SIGTERM/SIGINT): unregister from the kernel first so no new records are sent to us,
 //! drain what the socket still holds, flush every in-flight event, restore the kernel settings we
@@ -14,6 +16,7 @@
 
 pub mod notify;
 mod pipeline;
+pub mod privilege;
 mod rules;
 pub mod signals;
 mod stats;
@@ -67,6 +70,10 @@ struct Registration {
     kernel: KernelConfig,
     /// Multicast mode changes nothing, so it restores nothing.
     touched: bool,
+    /// Status bits we may put back; `None`: every setting that differs (rule files we loaded may
+    /// have changed any). With `[rules] manage = false` only what we set: the written `[kernel]`
+    /// keys and `enabled` if registration set it; the rules' owner may change the rest meanwhile.
+    restore_only: Option<u32>,
     registered: bool,
 }
 
@@ -103,6 +110,7 @@ impl Registration {
             (mask::BACKLOG_WAIT_TIME, now.backlog_wait_time, self.before.backlog_wait_time),
         ];
         undo.mask = differs.iter().filter(|(_, a, b)| a != b).fold(0, |m, (bit, _, _)| m | bit);
+        undo.mask &= self.restore_only.unwrap_or(u32::MAX);
         if undo.mask == 0 {
             return;
         }
@@ -136,9 +144,22 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     if let Err(e) = crate::logging::install(&config.log) {
         log::debug!("{e}");
     }
-    let mut telemetry = stats::Telemetry::start(config, multicast)?;
     let rules = config.rules.validate().map_err(|e| DaemonError::Config(e.to_string()))?;
     signals::install().map_err(DaemonError::Signals)?;
+    crate::file_trust::restrict_umask();
+    crate::output::exposure::check(&config.output).map_err(DaemonError::Config)?;
+    let socket = if multicast { AuditSocket::multicast()? } else { AuditSocket::unicast()? };
+    match socket.set_receive_buffer(config.netlink.receive_buffer.0 as usize)? {
+        RcvBuf::Forced(n) => log::info!("netlink receive buffer {n} bytes"),
+        RcvBuf::Capped(n) => {
+            log::warn!("netlink receive buffer capped at {n} bytes (no CAP_NET_ADMIN for SO_RCVBUFFORCE)")
+        }
+    }
+    // The buffer was the last step needing more than CAP_AUDIT_CONTROL: drop the rest now, before
+    // any thread starts (capabilities are per thread; new threads copy this one's).
+    privilege::drop_and_log(multicast);
+    // The self-report (control socket, metrics) starts threads: only after the drop.
+    let mut telemetry = stats::Telemetry::start(config, multicast)?;
     // Outputs first: a spool that cannot be opened (locked, no permission) fails before we take
     // the kernel's audit pid.
     let mut shipper = Shipper::start(&config.spool, &config.output)?;
@@ -159,16 +180,18 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     let mut control = AuditClient::open()?;
     let before = control.status()?;
 
-    let socket = if multicast { AuditSocket::multicast()? } else { AuditSocket::unicast()? };
-    match socket.set_receive_buffer(config.netlink.receive_buffer.0 as usize)? {
-        RcvBuf::Forced(n) => log::info!("netlink receive buffer {n} bytes"),
-        RcvBuf::Capped(n) => {
-            log::warn!("netlink receive buffer capped at {n} bytes (no CAP_NET_ADMIN for SO_RCVBUFFORCE)")
-        }
-    }
-
-    let mut registration =
-        Registration { control, before, kernel: config.kernel.clone(), touched: false, registered: false };
+    let restore_only = (!rules.manage).then(|| {
+        let registration_enables = config.kernel.enabled_for_registration(before.enabled).map_or(0, |_| mask::ENABLED);
+        config.kernel.written_mask() | registration_enables
+    });
+    let mut registration = Registration {
+        control,
+        before,
+        kernel: config.kernel.clone(),
+        touched: false,
+        registered: false,
+        restore_only,
+    };
     let (socket, early) = if multicast {
         if before.enabled == 0 {
             log::warn!("kernel audit is disabled (enabled=0) and --multicast does not change kernel settings: no records will arrive");
@@ -371,15 +394,15 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
 fn register(reg: &mut Registration, socket: AuditSocket) -> Result<(AuditSocket, Vec<Vec<u8>>), DaemonError> {
     let mut events = AuditClient::with_socket(socket)?;
     let mut request = AuditStatus { mask: mask::PID, pid: std::process::id(), ..Default::default() };
-    if let Some(enabled) = reg.kernel.enabled {
-        if reg.before.enabled == 2 {
-            // Locked (`-e 2`): the kernel refuses any change but the pid; register with the pid
-            // alone and run on the locked rules (the rule manager says so too).
-            log::warn!("the kernel's audit configuration is locked (enabled=2): registering only, rules and settings stay as they are until reboot");
-        } else {
-            request.mask |= mask::ENABLED;
-            request.enabled = enabled;
-        }
+    if reg.before.enabled == 2 {
+        // Locked (`-e 2`): the kernel refuses any change but the pid; register with the pid
+        // alone and run on the locked rules (the rule manager says so too).
+        log::warn!("the kernel's audit configuration is locked (enabled=2): registering only, rules and settings stay as they are until reboot");
+    }
+    // `[kernel] enabled` when written; else 1 only if auditing is off (nothing would arrive).
+    if let Some(enabled) = reg.kernel.enabled_for_registration(reg.before.enabled) {
+        request.mask |= mask::ENABLED;
+        request.enabled = enabled;
     }
     match events.set_status(&request) {
         Ok(()) => {

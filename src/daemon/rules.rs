@@ -18,6 +18,13 @@
 //! enabled=2) nothing can be loaded or removed until reboot: the daemon runs on the locked rules,
 //! says so, and skips reloads.
 //!
+//! `[rules] manage = false` (co-existence with augenrules or configuration management): the
+//! kernel's rules are left alone, no set is loaded at start or on SIGHUP and nothing is restored
+//! at exit. Only the self-exclusion rule is added, with one prepend that touches no other rule,
+//! and deleted alone at exit: without it a foreign rule that matches the daemon's own writes
+//! (`-S write`, a watch on the spool) would audit every event shipped, without end. A rule manager
+//! that runs `auditctl -D` removes it too: SIGHUP puts it back. Locked rules (`-e 2`): not added.
+//!
 //! `[kernel]` settings win over control lines: [`RuleManager`] re-applies them after every load
 //! it makes (given with [`StartOptions::kernel`]).
 
@@ -30,6 +37,7 @@ use crate::netlink::client::AuditClient;
 use crate::netlink::settings::{self, KernelConfig};
 use crate::rules::compile::{self, RuleSet, UrlControls};
 use crate::rules::config::{Rules, DEFAULT_RULES};
+use crate::rules::data::RuleData;
 use crate::rules::fetch::{self, is_url, Fetcher};
 use crate::rules::parse::SystemHost;
 use crate::rules::sync::{self, LoadReport, Permissions, SyncError};
@@ -63,6 +71,11 @@ pub enum Loaded {
     Locked,
     /// Nothing could be loaded: the kernel's rules stay.
     Unchanged,
+    /// `[rules] manage = false`: the kernel's rules are someone else's; only the self-exclusion
+    /// rule is ours (`true` while we hold it in the kernel).
+    Unmanaged {
+        self_excluded: bool,
+    },
 }
 
 impl Loaded {
@@ -74,6 +87,7 @@ impl Loaded {
             Loaded::Embedded => "embedded",
             Loaded::Locked => "locked",
             Loaded::Unchanged => "unchanged",
+            Loaded::Unmanaged { .. } => "unmanaged",
         }
     }
 }
@@ -204,6 +218,9 @@ impl RuleManager {
                 "removing the self-exclusion rule of pid {dead}, a daemon that is gone (killed without cleanup)"
             );
         }
+        if !rules.manage {
+            return Self::start_unmanaged(StartOptions { rules, perms, restore, kernel, offline }, client, pid, exe);
+        }
         let has_url = rules.sources.iter().any(|s| is_url(s));
         let url_controls_ignored = Arc::new(AtomicU64::new(0));
         let mut candidates = Vec::new();
@@ -250,6 +267,69 @@ impl RuleManager {
         Ok(manager)
     }
 
+    /// `[rules] manage = false` (module docs): the self-exclusion rule alone, then `[kernel]`.
+    fn start_unmanaged(
+        opts: StartOptions,
+        client: AuditClient,
+        pid: u32,
+        exe: Vec<u8>,
+    ) -> Result<RuleManager, DaemonError> {
+        let StartOptions { rules, perms, restore, kernel, .. } = opts;
+        let fetcher = rules.fetcher();
+        let mut m = RuleManager {
+            client,
+            rules,
+            fetcher,
+            perms,
+            pid,
+            exe,
+            kernel,
+            before: Vec::new(),
+            restore,
+            fetch_pending: false,
+            loaded: Loaded::Unmanaged { self_excluded: false },
+            reloads_failed: Arc::new(AtomicU64::new(0)),
+            url_controls_ignored: Arc::new(AtomicU64::new(0)),
+        };
+        log::info!(
+            "[rules] manage = false: the kernel's rules are left as they are (no load, no reload, no restore at exit)"
+        );
+        // Self-exclusion rules of dead auditrelay daemons are ours to remove (one delete each);
+        // every other rule stays.
+        for raw in m.client.list_rules()? {
+            let Some((dead, their_exe)) = RuleData::decode(&raw).ok().as_ref().and_then(sync::self_exclusion_of) else {
+                continue;
+            };
+            if sync::self_exclusion_is_live(dead, &their_exe, &m.exe) {
+                continue;
+            }
+            match m.client.delete_rule(&raw) {
+                Ok(()) => log::info!("removed the self-exclusion rule of pid {dead}, a daemon that is gone"),
+                Err(e) => {
+                    log::warn!("cannot remove the stale self-exclusion rule of pid {dead}: {e}")
+                }
+            }
+        }
+        m.ensure_self_exclusion();
+        m.reapply_kernel();
+        Ok(m)
+    }
+
+    /// Unmanaged: add the self-exclusion rule unless it is there (a foreign `auditctl -D` removes it).
+    fn ensure_self_exclusion(&mut self) {
+        if !matches!(self.loaded, Loaded::Unmanaged { .. }) {
+            return;
+        }
+        if self.client.status().map(|s| s.enabled == 2).unwrap_or(false) {
+            log::warn!("the kernel's audit rules are locked (enabled=2): no self-exclusion rule can be added; rules matching the daemon's own syscalls will audit it");
+            return;
+        }
+        match sync::add_self_exclusion(&mut self.client, self.pid, &self.exe) {
+            Ok(()) => self.loaded = Loaded::Unmanaged { self_excluded: true },
+            Err(e) => log::warn!("cannot add the self-exclusion rule (the daemon's own syscalls may be audited): {e}"),
+        }
+    }
+
     fn has_url(&self) -> bool {
         self.rules.sources.iter().any(|s| is_url(s))
     }
@@ -262,7 +342,7 @@ impl RuleManager {
             Loaded::Configured => self.rules.sources.join(", "),
             Loaded::LastGood => format!("the last good set ({})", last_good_path(&self.rules).display()),
             Loaded::Embedded => "embedded default.rules (fallback)".to_string(),
-            Loaded::Locked | Loaded::Unchanged => String::new(),
+            Loaded::Locked | Loaded::Unchanged | Loaded::Unmanaged { .. } => String::new(),
         };
         log_report(what, &from, report);
         let (loaded, source) = (set.desired.len() as u64, self.loaded.as_str());
@@ -293,6 +373,11 @@ impl RuleManager {
     }
 
     fn reload(&mut self, why: &str) {
+        if let Loaded::Unmanaged { .. } = self.loaded {
+            log::info!("rules not reloaded ({why}): [rules] manage = false; only the self-exclusion rule is checked");
+            self.ensure_self_exclusion();
+            return;
+        }
         if self.loaded == Loaded::Locked {
             log::info!("rules not reloaded ({why}): the kernel's rules are locked (enabled=2) until reboot");
             return;
@@ -357,7 +442,14 @@ impl RuleManager {
     fn finish(&mut self) {
         let result = match self.loaded {
             // Nothing of ours is in the kernel.
-            Loaded::Locked | Loaded::Unchanged => Ok(()),
+            Loaded::Locked | Loaded::Unchanged | Loaded::Unmanaged { self_excluded: false } => Ok(()),
+            Loaded::Unmanaged { self_excluded: true } => {
+                match sync::remove_self_exclusion(&mut self.client, self.pid, &self.exe) {
+                    // Someone else's `auditctl -D` took it already.
+                    Err(SyncError::Refused { source, .. }) if source.errno() == Some(libc::ENOENT) => Ok(()),
+                    other => other.map_err(|e| e.to_string()),
+                }
+            }
             _ if self.restore => restore_exactly(&mut self.client, &self.before),
             _ => sync::remove_self_exclusion(&mut self.client, self.pid, &self.exe).map_err(|e| e.to_string()),
         };
@@ -373,7 +465,34 @@ impl Drop for RuleManager {
     }
 }
 
+/// Local rule sources (files, rules.d directories and the files in them) that someone other than
+/// root could change, each with why ([`crate::file_trust`]): such a set is not loaded.
+fn untrusted_sources(rules: &Rules) -> Vec<String> {
+    let mut refused = Vec::new();
+    for source in rules.sources.iter().filter(|s| !is_url(s)) {
+        let path = Path::new(source);
+        if !path.exists() {
+            continue; // compiling it says "cannot read", which is the real problem
+        }
+        let mut paths = vec![path.to_path_buf()];
+        if path.is_dir() {
+            paths.extend(crate::rules::source::rules_files(path).unwrap_or_default());
+        }
+        refused.extend(
+            paths
+                .iter()
+                .filter_map(|p| crate::file_trust::check_trusted_as_root(p).err())
+                .map(|e| format!("rule source {e}")),
+        );
+    }
+    refused
+}
+
 fn compile_all(rules: &Rules, fetch: &compile::FetchFn<'_>) -> Result<RuleSet, Vec<String>> {
+    let refused = untrusted_sources(rules);
+    if !refused.is_empty() {
+        return Err(refused);
+    }
     let controls = if rules.apply_url_controls { UrlControls::Apply } else { UrlControls::Ignore };
     let (set, fetched) = compile::compile_sources_with(&rules.sources, &rules.sha256, fetch, controls, &SystemHost)
         .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
@@ -500,6 +619,7 @@ mod tests {
             cache_dir: dir.clone(),
             fetch_timeout: Duration::from_secs(1),
             apply_url_controls: false,
+            manage: true,
         };
         let s = set("-b 320\n-w /etc/hosts -p wa -k h\n").unwrap();
         save_last_good(&rules, &s);

@@ -45,7 +45,10 @@ impl Default for NetlinkConfig {
     }
 }
 
-/// Kernel audit settings. `None` leaves the kernel's value alone.
+/// Kernel audit settings. `None` (the key not written in the config) leaves the kernel's value
+/// alone, so a rule file's `-b`/`-f`/`-r`/`--backlog_wait_time` stays in force. The one exception
+/// is registration: a daemon receives records only while auditing is enabled, so with `enabled`
+/// absent and the kernel at `enabled=0`, registration sets it to 1 (see [`KernelConfig::enabled_for_registration`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KernelConfig {
@@ -67,8 +70,8 @@ pub struct KernelConfig {
 impl Default for KernelConfig {
     fn default() -> Self {
         KernelConfig {
-            enabled: Some(1),
-            backlog_limit: Some(8192),
+            enabled: None,
+            backlog_limit: None,
             backlog_wait_time: None,
             rate_limit: None,
             failure: None,
@@ -102,6 +105,33 @@ impl KernelConfig {
             return Err("kernel.backlog_limit = 0: must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// The `enabled` value registration must request given the kernel's `current` one, or `None`
+    /// to send the pid alone: the configured value when written (and the kernel is not locked),
+    /// else 1 only when auditing is off (a daemon of a disabled kernel receives no records); a
+    /// kernel already enabled is left as it is. Locked (2): the kernel accepts only the pid.
+    pub fn enabled_for_registration(&self, current: u32) -> Option<u32> {
+        match (self.enabled, current) {
+            (_, 2) => None,
+            (Some(e), _) => Some(e),
+            (None, 0) => Some(1),
+            (None, _) => None,
+        }
+    }
+
+    /// The status bits of the keys written in the config.
+    pub fn written_mask(&self) -> u32 {
+        [
+            (mask::ENABLED, self.enabled),
+            (mask::BACKLOG_LIMIT, self.backlog_limit),
+            (mask::BACKLOG_WAIT_TIME, self.backlog_wait_time),
+            (mask::RATE_LIMIT, self.rate_limit),
+            (mask::FAILURE, self.failure),
+        ]
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .fold(0, |m, (bit, _)| m | bit)
     }
 
     /// The AUDIT_SET request for the settings that differ from `current`.
@@ -162,7 +192,7 @@ mod tests {
 
     #[test]
     fn only_differences_are_requested() {
-        let c = KernelConfig::default();
+        let c = KernelConfig { enabled: Some(1), backlog_limit: Some(8192), ..Default::default() };
         let change = c.changes(&kernel_defaults());
         assert_eq!(change.mask, mask::ENABLED | mask::BACKLOG_LIMIT);
         assert_eq!((change.enabled, change.backlog_limit), (1, 8192));
@@ -170,10 +200,37 @@ mod tests {
         assert_eq!(c.changes(&same).mask, 0);
     }
 
+    /// Regression (issue 9): `enabled = 1` and `backlog_limit = 8192` were applied when the config
+    /// left them out, after the rules, so a rule file's `-b 32768` was put back to 8192.
+    #[test]
+    fn keys_left_out_are_not_applied() {
+        let c: KernelConfig = toml::from_str("").unwrap();
+        assert_eq!(c.changes(&kernel_defaults()).mask, 0);
+        let after_rules = AuditStatus { backlog_limit: 32768, ..kernel_defaults() };
+        assert_eq!(c.changes(&after_rules).mask, 0);
+        let c: KernelConfig = toml::from_str("backlog_limit = 8192\n").unwrap();
+        assert_eq!(c.changes(&after_rules).mask, mask::BACKLOG_LIMIT);
+        assert_eq!(c.written_mask(), mask::BACKLOG_LIMIT);
+        assert_eq!(KernelConfig::default().written_mask(), 0);
+    }
+
+    #[test]
+    fn registration_enables_only_a_disabled_kernel() {
+        let absent = KernelConfig::default();
+        assert_eq!(absent.enabled_for_registration(0), Some(1), "a disabled kernel sends no records");
+        assert_eq!(absent.enabled_for_registration(1), None);
+        assert_eq!(absent.enabled_for_registration(2), None, "locked: pid alone");
+        let off = KernelConfig { enabled: Some(0), ..Default::default() };
+        assert_eq!(off.enabled_for_registration(1), Some(0));
+        assert_eq!(off.enabled_for_registration(2), None);
+    }
+
     #[test]
     fn restore_puts_back_what_was_changed() {
         let before = kernel_defaults();
-        let change = KernelConfig { rate_limit: Some(100), ..Default::default() }.changes(&before);
+        let c =
+            KernelConfig { enabled: Some(1), backlog_limit: Some(8192), rate_limit: Some(100), ..Default::default() };
+        let change = c.changes(&before);
         let undo = restore_of(&change, &before);
         assert_eq!(undo.mask, mask::ENABLED | mask::BACKLOG_LIMIT | mask::RATE_LIMIT);
         assert_eq!((undo.enabled, undo.backlog_limit, undo.rate_limit), (0, 64, 0));

@@ -204,8 +204,27 @@ impl Target {
     }
 }
 
+/// Open for append, creating with exactly `mode` (the daemon's umask 0077 would narrow a 0640),
+/// never through a symbolic link (crate::file_trust).
 fn open_append(path: &Path, mode: u32) -> Result<File, FileError> {
-    OpenOptions::new().create(true).append(true).mode(mode).open(path).map_err(io(path, "open"))
+    crate::file_trust::refuse_symlink(path, "file output path").map_err(|e| FileError::Io {
+        path: path.to_path_buf(),
+        op: "open",
+        source: std::io::Error::other(e.why),
+    })?;
+    let created = !path.exists();
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(mode)
+        .custom_flags(crate::file_trust::NO_FOLLOW)
+        .open(path)
+        .map_err(io(path, "open"))?;
+    if created {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io(path, "chmod"))?;
+    }
+    Ok(file)
 }
 
 /// Most events queued between the spool and the sink. Written events are dropped at once (only

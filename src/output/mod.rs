@@ -12,6 +12,7 @@
 //! records its acks, and restarts it (resending everything unacknowledged) when it fails.
 
 pub mod delivery;
+pub mod exposure;
 pub mod file;
 pub mod shipper;
 pub mod stdout;

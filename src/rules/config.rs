@@ -45,6 +45,10 @@ pub struct RulesConfig {
     /// Apply control lines (-D -e -b -f -r --backlog_wait_time --loginuid-immutable) that come from
     /// URL sources. Off: they are ignored, logged and counted; only rules are taken from a URL.
     pub apply_url_controls: bool,
+    /// Load the sources into the kernel (and put the kernel's rules back at exit). `false`: the
+    /// kernel's rules belong to something else (augenrules, configuration management) and are
+    /// left alone; only auditrelay's own self-exclusion rule is added and removed.
+    pub manage: bool,
 }
 
 impl Default for RulesConfig {
@@ -57,6 +61,7 @@ impl Default for RulesConfig {
             cache_dir: PathBuf::from("/var/lib/auditrelay/rules-cache"),
             fetch_timeout: HumanDuration(Duration::from_secs(10)),
             apply_url_controls: false,
+            manage: true,
         }
     }
 }
@@ -76,6 +81,8 @@ pub enum RulesConfigError {
          rewrite the rules; use https, or pin its SHA-256"
     )]
     PlainHttp { url: String },
+    #[error("[rules] manage = false leaves the kernel's rules alone: `{key}` would have no effect; remove it")]
+    Unmanaged { key: &'static str },
 }
 
 /// Validated `[rules]`.
@@ -88,6 +95,7 @@ pub struct Rules {
     pub cache_dir: PathBuf,
     pub fetch_timeout: Duration,
     pub apply_url_controls: bool,
+    pub manage: bool,
 }
 
 impl Rules {
@@ -117,6 +125,15 @@ impl RulesConfig {
         if let Some(url) = self.sources.iter().find(|s| s.starts_with("http://") && !self.sha256.contains_key(*s)) {
             return Err(RulesConfigError::PlainHttp { url: url.clone() });
         }
+        if !self.manage {
+            // A key that can only matter when rules are loaded is a misunderstanding: say so.
+            if !self.sources.is_empty() {
+                return Err(RulesConfigError::Unmanaged { key: "sources" });
+            }
+            if self.immutable {
+                return Err(RulesConfigError::Unmanaged { key: "immutable" });
+            }
+        }
         Ok(Rules {
             sources: self.sources.clone(),
             refresh_interval,
@@ -125,6 +142,7 @@ impl RulesConfig {
             cache_dir: self.cache_dir.clone(),
             fetch_timeout: self.fetch_timeout.0,
             apply_url_controls: self.apply_url_controls,
+            manage: self.manage,
         })
     }
 }
@@ -171,13 +189,31 @@ mod tests {
     }
 
     #[test]
+    fn unmanaged_refuses_keys_that_would_do_nothing() {
+        let c: RulesConfig = toml::from_str("manage = false").unwrap();
+        assert!(!c.validate().unwrap().manage);
+        let c: RulesConfig = toml::from_str("manage = false\nsources = [\"/etc/audit/rules.d\"]").unwrap();
+        assert_eq!(c.validate(), Err(RulesConfigError::Unmanaged { key: "sources" }));
+        let c: RulesConfig = toml::from_str("manage = false\nimmutable = true").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("immutable"));
+        assert!(RulesConfig::default().validate().unwrap().manage, "managed by default");
+    }
+
+    #[test]
     fn example_config_documents_a_valid_rules_section() {
         let text = include_str!("../../examples/auditrelay.toml");
         let config = crate::config::Config::parse(text, std::path::Path::new("examples/auditrelay.toml")).unwrap();
         assert_eq!(config.rules, RulesConfig::default());
-        for key in
-            ["sources", "refresh_interval", "sha256", "immutable", "cache_dir", "fetch_timeout", "apply_url_controls"]
-        {
+        for key in [
+            "sources",
+            "refresh_interval",
+            "sha256",
+            "immutable",
+            "cache_dir",
+            "fetch_timeout",
+            "apply_url_controls",
+            "manage",
+        ] {
             assert!(text.contains(&format!("{key} =")), "examples/auditrelay.toml must document [rules] {key}");
         }
     }

@@ -90,7 +90,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FetchError> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let io = |source| FetchError::Cache { path: path.to_path_buf(), source };
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    // 0600, not through a symlink; the rename replaces a link at `path`, never follows it.
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(crate::file_trust::NO_FOLLOW)
+            .open(&tmp)
+            .map_err(io)?
+    };
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)

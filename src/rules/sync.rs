@@ -373,6 +373,22 @@ pub fn without_stale_self_exclusions(
     (kept, stale)
 }
 
+/// `[rules] manage = false`: put the self-exclusion rule at the head of the exit list with one
+/// prepend, touching no other rule. Already listed: nothing to do (the kernel does not refuse a
+/// duplicate of a rule with an `exe` field, so the listing is checked first).
+pub fn add_self_exclusion(table: &mut dyn RuleTable, pid: u32, exe: &[u8]) -> Result<(), SyncError> {
+    let rule = self_exclusion(pid, exe);
+    if current_rules(table)?.iter().any(|r| r.same_rule(&rule)) {
+        return Ok(());
+    }
+    let mut head = rule.clone();
+    head.flags |= data::FILTER_PREPEND;
+    match table.add(&head.encode()) {
+        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+        other => other.map_err(|source| SyncError::Refused { what: "prepending", rule: rule.to_string(), source }),
+    }
+}
+
 /// At daemon exit: remove the self-exclusion rule (the rest of the set stays loaded).
 pub fn remove_self_exclusion(table: &mut dyn RuleTable, pid: u32, exe: &[u8]) -> Result<(), SyncError> {
     let rule = self_exclusion(pid, exe);
@@ -529,6 +545,20 @@ mod tests {
     /// Regression: after `kill -9` of a daemon, the next one kept the dead pid's self-exclusion rule
     /// in the rules it restores at exit, so `-a never,exit -S all -F pid=<dead>` outlived both.
     /// Also: a pid-only rule (older versions) whose pid now runs something else is stale.
+    #[test]
+    fn unmanaged_self_exclusion_touches_no_other_rule() {
+        let (a, b) = (rule(FILTER_EXIT, "a"), rule(FILTER_EXIT, "b"));
+        let mut k = kernel_with(&[a.clone(), b.clone()]);
+        add_self_exclusion(&mut k, 42, b"/usr/bin/auditrelay").unwrap();
+        assert_eq!(k.ops, 1, "one prepend, nothing deleted or re-added");
+        let me = self_exclusion(42, b"/usr/bin/auditrelay");
+        assert_eq!(current_rules(&mut k).unwrap(), vec![me.clone(), a.clone(), b.clone()]);
+        add_self_exclusion(&mut k, 42, b"/usr/bin/auditrelay").unwrap();
+        assert_eq!(k.ops, 1, "already there: not added again");
+        remove_self_exclusion(&mut k, 42, b"/usr/bin/auditrelay").unwrap();
+        assert_eq!(current_rules(&mut k).unwrap(), vec![a, b]);
+    }
+
     #[test]
     fn stale_self_exclusion_of_a_dead_daemon_is_not_kept() {
         let exe: &[u8] = b"/usr/bin/auditrelay";

@@ -66,6 +66,7 @@ pub fn store(dir: &Path, name: &str, pos: u64) -> Result<(), SpoolError> {
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(crate::file_trust::NO_FOLLOW)
         .open(&p)
         .map_err(SpoolError::io(&p, "open"))?;
     f.write_all_at(format!("{pos:020}\n").as_bytes(), 0).map_err(SpoolError::io(&p, "write"))?;

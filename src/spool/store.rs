@@ -156,6 +156,11 @@ impl Spool {
     pub fn open(cfg: &SpoolConfig, outputs: &[String]) -> Result<Spool, SpoolError> {
         cfg.validate()?;
         let dir = cfg.dir.clone();
+        crate::file_trust::refuse_symlink(&dir, "spool directory").map_err(|e| SpoolError::Io {
+            path: dir.clone(),
+            op: "open",
+            source: std::io::Error::other(e.why),
+        })?;
         // Audit events are sensitive: the spool is for root's eyes only.
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -167,6 +172,8 @@ impl Spool {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
+            .custom_flags(crate::file_trust::NO_FOLLOW)
             .open(&lock_path)
             .map_err(SpoolError::io(&lock_path, "open"))?;
         let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
@@ -197,7 +204,11 @@ impl Spool {
                     path.display(),
                     scan.records
                 ));
-                let f = OpenOptions::new().write(true).open(path).map_err(SpoolError::io(path, "open"))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .custom_flags(crate::file_trust::NO_FOLLOW)
+                    .open(path)
+                    .map_err(SpoolError::io(path, "open"))?;
                 f.set_len(scan.valid_len).map_err(SpoolError::io(path, "truncate"))?;
                 f.sync_all().map_err(SpoolError::io(path, "fsync"))?;
                 stats.recovered_truncated_bytes += cut;
@@ -488,6 +499,7 @@ impl Spool {
             .write(true)
             .truncate(true)
             .mode(0o600)
+            .custom_flags(crate::file_trust::NO_FOLLOW)
             .open(&path)
             .map_err(SpoolError::io(&path, "create segment"))?;
         sync_dir(&self.inner.cfg.dir)?;

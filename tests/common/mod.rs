@@ -93,21 +93,59 @@ impl Drop for KernelGuard {
     }
 }
 
+/// A datagram socket in systemd's place (`NOTIFY_SOCKET`): the daemon sends `READY=1` on it
+/// once its rules are loaded and its reader runs. Registration comes before the rules, so a test
+/// that acts as soon as the kernel names the daemon may exec before anything audits it.
+pub struct Ready {
+    socket: std::os::unix::net::UnixDatagram,
+    path: std::path::PathBuf,
+}
+
+impl Ready {
+    pub fn new() -> Ready {
+        let path = std::env::temp_dir().join(format!("{}.notify", marker("ready")));
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind the notify socket");
+        socket.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+        Ready { socket, path }
+    }
+
+    /// Have `cmd` notify this socket.
+    pub fn pass_to(&self, cmd: &mut Command) {
+        cmd.env("NOTIFY_SOCKET", &self.path);
+    }
+
+    /// Whether `READY=1` arrived (waits up to 100 ms).
+    fn arrived(&self) -> bool {
+        let mut buf = [0u8; 512];
+        match self.socket.recv(&mut buf) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1"),
+            Err(_) => false,
+        }
+    }
+}
+
+impl Drop for Ready {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// A running `auditrelay` with its stdout lines arriving on a channel.
 pub struct Daemon {
     pub child: Child,
     pub lines: Receiver<String>,
     pub seen: Vec<String>,
+    /// Set: [`Daemon::wait_registered`] also waits for `READY=1` (rules loaded, reader running).
+    pub ready: Option<Ready>,
 }
 
 impl Daemon {
     pub fn start(args: &[&str]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_auditrelay"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start auditrelay");
+        let ready = Ready::new();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_auditrelay"));
+        ready.pass_to(&mut cmd);
+        let mut child =
+            cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start auditrelay");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -118,26 +156,37 @@ impl Daemon {
                 }
             }
         });
-        Daemon { child, lines: rx, seen: Vec::new() }
+        Daemon { child, lines: rx, seen: Vec::new(), ready: Some(ready) }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Wait until the kernel names this process as its audit daemon.
+    /// Wait until the kernel names this process as its audit daemon and, with [`Daemon::ready`]
+    /// set, until it said `READY=1` (its rules are loaded and its reader runs).
     pub fn wait_registered(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let mut client = AuditClient::open().expect("socket");
+        let mut registered = false;
+        let mut ready = self.ready.is_none();
         loop {
-            if client.status().map(|s| s.pid).ok() == Some(self.pid()) {
+            registered = registered || client.status().map(|s| s.pid).ok() == Some(self.pid());
+            ready = ready || self.ready.as_ref().is_some_and(Ready::arrived);
+            if registered && ready {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("auditrelay exited early: {status}");
             }
-            assert!(Instant::now() < deadline, "auditrelay did not register within {timeout:?}");
-            std::thread::sleep(Duration::from_millis(50));
+            assert!(
+                Instant::now() < deadline,
+                "auditrelay did not {} within {timeout:?}",
+                if registered { "say READY=1" } else { "register" }
+            );
+            if ready {
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
 
