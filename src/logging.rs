@@ -113,10 +113,30 @@ fn under_systemd() -> bool {
     ["JOURNAL_STREAM", "INVOCATION_ID"].iter().any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
 }
 
+/// The installed logger; [`Installed::start_reporter`] starts the thread that reports suppressed
+/// repeats. That is a separate step because threads copy the capabilities of the thread that
+/// starts them: the daemon starts it only after dropping its capabilities.
+#[must_use]
+pub struct Installed {
+    pub destination: Destination,
+    reporter: Option<(Arc<Repeats>, Duration)>,
+}
+
+impl Installed {
+    pub fn start_reporter(self) {
+        let Some((repeats, tick)) = self.reporter else { return };
+        // Not fatal: without it, suppressed messages are only not reported.
+        if let Err(e) =
+            std::thread::Builder::new().name("log-repeats".into()).spawn(move || report_repeats_forever(&repeats, tick))
+        {
+            log::warn!("cannot start the log-repeats thread: {e}");
+        }
+    }
+}
+
 /// Install the daemon's logger (see the module docs; with the journal, also a panic hook that
-/// logs panics at ERROR), then start the thread that reports suppressed repeats. Call once, first
-/// thing in `run`.
-pub fn install(config: &LogConfig) -> Result<Destination, LogError> {
+/// logs panics at ERROR). Call once, first thing in `run`.
+pub fn install(config: &LogConfig) -> Result<Installed, LogError> {
     let (filter, env_error) = match std::env::var(ENV_FILTER) {
         Ok(v) if !v.trim().is_empty() => match parse_filter(&v) {
             Ok(f) => (f, None),
@@ -153,16 +173,8 @@ pub fn install(config: &LogConfig) -> Result<Destination, LogError> {
     if let Some(e) = env_error {
         log::warn!("{e}");
     }
-    if config.repeat_limit > 0 {
-        let tick = (config.repeat_interval.0 / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
-        // Not fatal: without it, suppressed messages are only not reported.
-        if let Err(e) =
-            std::thread::Builder::new().name("log-repeats".into()).spawn(move || report_repeats_forever(&repeats, tick))
-        {
-            log::warn!("cannot start the log-repeats thread: {e}");
-        }
-    }
-    Ok(destination)
+    let tick = (config.repeat_interval.0 / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    Ok(Installed { destination, reporter: (config.repeat_limit > 0).then_some((repeats, tick)) })
 }
 
 /// For the CLI subcommands: warnings and errors of library code on stderr, no rate limit. Their

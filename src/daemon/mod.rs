@@ -141,9 +141,13 @@ const SHIP_AFTER_EVENTS: usize = 256;
 pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     config.validate().map_err(DaemonError::Config)?;
     // Logger first, so everything below is seen; then the self-report (control socket, metrics).
-    if let Err(e) = crate::logging::install(&config.log) {
-        log::debug!("{e}");
-    }
+    let logger = match crate::logging::install(&config.log) {
+        Ok(installed) => Some(installed),
+        Err(e) => {
+            log::debug!("{e}");
+            None
+        }
+    };
     let rules = config.rules.validate().map_err(|e| DaemonError::Config(e.to_string()))?;
     signals::install().map_err(DaemonError::Signals)?;
     crate::file_trust::restrict_umask();
@@ -158,6 +162,9 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     // The buffer was the last step needing more than CAP_AUDIT_CONTROL: drop the rest now, before
     // any thread starts (capabilities are per thread; new threads copy this one's).
     privilege::drop_and_log(multicast);
+    if let Some(logger) = logger {
+        logger.start_reporter();
+    }
     // The self-report (control socket, metrics) starts threads: only after the drop.
     let mut telemetry = stats::Telemetry::start(config, multicast)?;
     // Outputs first: a spool that cannot be opened (locked, no permission) fails before we take
