@@ -48,7 +48,9 @@ impl Pipeline {
             local_seq: 0,
             refused: 0,
             ship_errors: 0,
-            writer: JsonWriter::new(id_prefix),
+            // go-audit and audit.log outputs derive their text from each record's exact text.
+            writer: JsonWriter::new(id_prefix)
+                .with_record_text(config.output.iter().any(|o| o.format().needs_record_text())),
             out: Vec::new(),
             events_out: 0,
             unparsable: 0,

@@ -38,14 +38,9 @@ use tokio::sync::{mpsc, watch};
 pub use delivery::{Ack, Delivery};
 pub use shipper::{Interrupter, OutputStats, ShipError, ShipStats, Shipper};
 
-/// How an event is rendered for an output. The spool stores the native JSON; other formats
-/// (go-audit, ecs, auditlog) will be derived from it per output when they exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputFormat {
-    #[default]
-    Native,
-}
+/// How an event is rendered for an output. The spool stores the native JSON; the other formats
+/// are derived from it per output, in the output's pump thread (see [`crate::format`]).
+pub use crate::format::OutputFormat;
 
 /// One `[[output]]` table, selected by its `type` key.
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +64,19 @@ impl OutputConfig {
             OutputConfig::Tcp(c) => SinkPlan::new("tcp", c.name.as_deref(), c.batch, c.clone(), tcp::run),
             OutputConfig::Udp(c) => SinkPlan::new("udp", c.name.as_deref(), 64, c.clone(), udp::run),
             OutputConfig::Unix(c) => SinkPlan::new("unix", c.name.as_deref(), 64, c.clone(), unix::run),
+        }
+        .with_format(self.format())
+    }
+
+    /// The output's `format`.
+    pub fn format(&self) -> OutputFormat {
+        match self {
+            OutputConfig::File(c) => c.format,
+            OutputConfig::Stdout(c) => c.format,
+            OutputConfig::Relp(c) => c.format,
+            OutputConfig::Tcp(c) => c.format,
+            OutputConfig::Udp(c) => c.format,
+            OutputConfig::Unix(c) => c.format,
         }
     }
 }
@@ -126,6 +134,8 @@ pub struct SinkPlan {
     pub name: Option<String>,
     /// Capacity of the delivery channel: the most events in flight between spool and sink.
     pub window: usize,
+    /// What the pump converts each spooled native line to before the sink sees it.
+    pub format: OutputFormat,
     launch: Launch,
 }
 
@@ -135,6 +145,7 @@ impl std::fmt::Debug for SinkPlan {
             .field("kind", &self.kind)
             .field("name", &self.name)
             .field("window", &self.window)
+            .field("format", &self.format)
             .finish()
     }
 }
@@ -151,7 +162,13 @@ impl SinkPlan {
             let fut = run(config.clone(), d, a, s);
             Box::pin(async move { fut.await.map_err(|e| SinkError(Box::new(e))) })
         });
-        SinkPlan { kind, name: name.map(str::to_string), window: window.max(1), launch }
+        SinkPlan { kind, name: name.map(str::to_string), window: window.max(1), format: OutputFormat::Native, launch }
+    }
+
+    /// Deliver bodies converted to `format` (converted in the pump thread, see [`shipper`]).
+    pub fn with_format(mut self, format: OutputFormat) -> SinkPlan {
+        self.format = format;
+        self
     }
 
     /// Start one incarnation of the sink.
@@ -188,8 +205,10 @@ mod tests {
         assert!(e.to_string().contains("rotate"), "{e}");
         let e = toml::from_str::<Outputs>("[[output]]\ntype = \"carrier-pigeon\"\n").err().unwrap();
         assert!(e.to_string().contains("carrier-pigeon"), "{e}");
-        let e = toml::from_str::<Outputs>("[[output]]\ntype = \"stdout\"\nformat = \"ecs\"\n").err().unwrap();
-        assert!(e.to_string().contains("ecs"), "{e}");
+        let o = toml::from_str::<Outputs>("[[output]]\ntype = \"stdout\"\nformat = \"ecs\"\n").unwrap();
+        assert_eq!(o.output[0].plan().format, OutputFormat::Ecs);
+        let e = toml::from_str::<Outputs>("[[output]]\ntype = \"stdout\"\nformat = \"cef\"\n").err().unwrap();
+        assert!(e.to_string().contains("cef"), "{e}");
     }
 
     /// The shipped example config parses, including the commented-out [[output]] examples.

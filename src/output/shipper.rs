@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::delivery::{Ack, Delivery};
 use super::{OutputConfig, SinkPlan};
+use crate::format::Formatter;
 use crate::spool::store::log;
 use crate::spool::{Appended, Spool, SpoolConfig, SpoolError, SpoolReader, SpoolStats};
 
@@ -341,8 +342,10 @@ fn sync_loop(spool: Spool, stop: Arc<AtomicBool>, tick: Duration) {
 /// what is in flight, this only bounds the pump's own buffer.
 const PUMP_BATCH: usize = 1024;
 
-/// Feed one sink incarnation from the spool until told to stop or the sink hangs up.
-fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBool>) {
+/// Feed one sink incarnation from the spool until told to stop or the sink hangs up. Bodies are
+/// converted to the output's format here, on this plain thread: conversion (JSON parsing, name
+/// lookups through NSS) never runs on the async runtime's threads nor on the processing thread.
+fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBool>, mut formatter: Formatter) {
     let mut batch: Vec<Delivery> = Vec::with_capacity(PUMP_BATCH);
     while !stop.load(Ordering::Relaxed) {
         let read = reader.next_batch(Duration::from_millis(200), PUMP_BATCH, &mut |rec| {
@@ -350,7 +353,7 @@ fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBoo
                 pos: rec.pos,
                 time_ms: rec.time_ms,
                 id: Arc::from(rec.id),
-                body: Arc::from(rec.body),
+                body: Arc::from(formatter.convert_or_pass(rec.body, rec.time_ms)),
             })
         });
         match read {
@@ -391,9 +394,10 @@ async fn supervise(
         let stop = Arc::new(AtomicBool::new(false));
         let reader = spool.reader(idx);
         let pump_stop = stop.clone();
+        let formatter = Formatter::new(plan.format);
         let pump_thread = std::thread::Builder::new()
             .name(format!("spool-{}", state.name))
-            .spawn(move || pump(reader, dtx, pump_stop));
+            .spawn(move || pump(reader, dtx, pump_stop, formatter));
         let started = Instant::now();
         let result = match pump_thread {
             Err(e) => Err(format!("cannot start reader thread: {e}")),
