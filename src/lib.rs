@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod filter;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::filter::{Decision, FilterStats, Filters};
 use crate::format::json::JsonWriter;
 use crate::loss::LossNotice;
 use crate::netlink::reader::{Input, ReaderLoss, RecordBatch};
@@ -38,6 +39,8 @@ pub struct Pipeline {
     spool_budget: Option<usize>,
     /// Events cut to fit the spool (flagged `truncated` in the event itself).
     pub cut_to_fit: u64,
+    /// `[[filter]]`: events dropped here never reach the spool (counted per filter).
+    filters: Filters,
 }
 
 impl Pipeline {
@@ -59,7 +62,17 @@ impl Pipeline {
             spool_budget: (!config.output.is_empty())
                 .then(|| (config.spool.max_record_bytes as usize).saturating_sub(SPOOL_RECORD_OVERHEAD)),
             cut_to_fit: 0,
+            filters: Filters::compile(&config.filter).unwrap_or_else(|e| {
+                // Config::parse validated the filters; only a hand-built Config reaches this.
+                log::error!("{e}; no [[filter]] is applied");
+                Filters::default()
+            }),
         }
+    }
+
+    /// Drops per `[[filter]]`, for `status` and metrics.
+    pub fn filter_stats(&self) -> &FilterStats {
+        self.filters.stats()
     }
 
     pub fn pending(&self) -> usize {
@@ -112,6 +125,26 @@ impl Pipeline {
         self.reassembler.flush(&mut self.out);
     }
 
+    /// Apply `[[filter]]` to the pending events: dropped ones give their buffers back to the pool.
+    /// Anything that must see every event, filtered or not (a process table fed by
+    /// execve/clone/exit), is called before this.
+    fn filter_pending(&mut self) {
+        if self.filters.is_empty() {
+            return;
+        }
+        let filters = &mut self.filters;
+        let pool = &mut self.pool;
+        self.out.retain_mut(|o| match o {
+            Output::Event(e) if filters.decide(e) != Decision::Keep => {
+                for r in std::mem::take(&mut e.records) {
+                    pool.put(r);
+                }
+                false
+            }
+            _ => true,
+        });
+    }
+
     /// Hand everything pending to the shipper (spool or direct stdout), one JSON line per event.
     pub fn ship(&mut self, shipper: &mut Shipper) -> Result<(), DaemonError> {
         let now_ms =
@@ -121,6 +154,7 @@ impl Pipeline {
             let id = format!("{}:local:{now_ms}:{}", self.id_prefix, self.local_seq);
             Self::submit(shipper, now_ms, &id, &line, &mut self.refused, &mut self.ship_errors)?;
         }
+        self.filter_pending();
         for output in self.out.drain(..) {
             let (time_ms, id) = match &output {
                 Output::Event(e) => (e.id.unix_millis(), format!("{}:{}", self.id_prefix, e.id)),
@@ -200,6 +234,7 @@ impl Pipeline {
 
     #[cfg(test)]
     fn write_to(&mut self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        self.filter_pending();
         for line in self.unparsed.drain(..) {
             w.write_all(&line)?;
             w.write_all(b"\n")?;
@@ -253,6 +288,42 @@ mod tests {
         assert_eq!(lines[1]["id"], "boot:1795373270.780:6");
         assert_eq!(lines[2]["loss"]["kind"], "kernel_lost");
         assert_eq!(p.unparsable, 1);
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    #[test]
+    fn filtered_events_never_reach_the_output_and_are_counted() {
+        let config = Config::parse(
+            "[[filter]]\nname = \"quiet-ls\"\naction = \"drop\"\ncomm = [\"ls\"]\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let mut p = Pipeline::new(&config, None);
+        let batch: RecordBatch = [
+            (1300, &b"audit(1.000:1): arch=c000003e syscall=59 comm=\"ls\" key=(null)"[..]),
+            (1320, &b"audit(1.000:1): "[..]),
+            (1300, &b"audit(1.000:2): arch=c000003e syscall=59 comm=\"id\" key=(null)"[..]),
+            (1320, &b"audit(1.000:2): "[..]),
+        ]
+        .into_iter()
+        .collect();
+        p.input(Input::Records(batch), Instant::now());
+        p.input(
+            Input::Loss(crate::netlink::reader::ReaderLoss::KernelLost { records: 1, kernel_total: 1 }),
+            Instant::now(),
+        );
+        let mut out = Vec::new();
+        p.write_to(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("\"id\"") && !text.contains("\"ls\"") && text.contains("kernel_lost"), "{text}");
+        let s = p.filter_stats();
+        assert_eq!((s.seen, s.dropped, s.filters[0].dropped), (2, 1, 1));
+        assert_eq!(s.filters[0].name, "quiet-ls");
     }
 }
 
