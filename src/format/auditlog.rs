@@ -32,6 +32,9 @@ pub fn write(line: &NativeLine<'_>, time_ms: u64, enriched: bool, names: &mut Na
     let stamp_time = line.timestamp.as_ref().map_or("0.000", |t| t.as_str());
     let serial = line.sequence.unwrap_or(0);
     let arch = ecs::raw_arch(line);
+    // An event read from an ENRICHED log keeps exactly what auditd interpreted; only an event
+    // without any interpreted part (from the kernel) gets one made here.
+    let make_interpreted = enriched && !line.records.iter().any(|r| r.has_interpreted());
     for (i, record) in line.records.iter().enumerate() {
         if i > 0 {
             out.push(b'\n');
@@ -47,10 +50,9 @@ pub fn write(line: &NativeLine<'_>, time_ms: u64, enriched: bool, names: &mut Na
         out.extend_from_slice(stamp_time.as_bytes());
         out.push(b':');
         out.extend_from_slice(itoa::Buffer::new().format(serial).as_bytes());
-        out.extend_from_slice(b"): ");
-        let start = out.len();
-        record.record_text(out, enriched);
-        if enriched && !out[start..].contains(&0x1d) {
+        out.push(b')');
+        record.after_stamp(out, enriched);
+        if make_interpreted {
             interpret(record, arch, names, out);
         }
     }
@@ -152,10 +154,10 @@ mod tests {
 
     #[test]
     fn records_become_lines_with_their_exact_text() {
-        let native = r#"{"sequence":5,"timestamp":"1.002","node":"web","records":[{"type":"SYSCALL","type_id":1300,"fields":{"arch":"c000003e","syscall":"42","auid":"1000","uid":"0","gid":"7"},"text":"arch=c000003e syscall=42  auid=1000 uid=0 gid=7"},{"type":"EOE","type_id":1320,"fields":{},"text":""}]}"#;
+        let native = r#"{"sequence":5,"timestamp":"1.002","node":"web","records":[{"type":"SYSCALL","type_id":1300,"fields":{"arch":"c000003e","syscall":"42","auid":"1000","uid":"0","gid":"7"},"text":": arch=c000003e syscall=42  auid=1000 uid=0 gid=7"},{"type":"EOE","type_id":1320,"fields":{},"text":":"}]}"#;
         assert_eq!(
             convert(native, false),
-            "node=web type=SYSCALL msg=audit(1.002:5): arch=c000003e syscall=42  auid=1000 uid=0 gid=7\nnode=web type=EOE msg=audit(1.002:5): "
+            "node=web type=SYSCALL msg=audit(1.002:5): arch=c000003e syscall=42  auid=1000 uid=0 gid=7\nnode=web type=EOE msg=audit(1.002:5):"
         );
         assert_eq!(
             convert(native, true).lines().next().unwrap(),

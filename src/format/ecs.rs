@@ -126,9 +126,9 @@ fn event(line: &NativeLine<'_>, host: &str, names: &mut Names) -> Value {
         .iter()
         .map(|r| {
             let mut text = Vec::new();
-            r.record_text(&mut text, true);
+            r.after_stamp(&mut text, true);
             json!(format!(
-                "type={} msg=audit({}:{}): {}",
+                "type={} msg=audit({}:{}){}",
                 r.type_name.as_str(),
                 line.timestamp.as_ref().map_or("", |t| t.as_str()),
                 line.sequence.unwrap_or(0),
@@ -200,13 +200,14 @@ fn event(line: &NativeLine<'_>, host: &str, names: &mut Names) -> Value {
         doc.insert("process".into(), Value::Object(process));
     }
 
-    // file.*: the path the syscall acted on (the last non-PARENT path, as aucoalesce mostly picks).
-    let target = v
-        .paths
-        .iter()
-        .rev()
-        .find(|p| p.get("nametype").and_then(Value::as_str) != Some("PARENT"))
-        .or_else(|| v.paths.first());
+    // file.*: the path the syscall acted on: aucoalesce's `path_index` (1 for mkdir and mount, 2
+    // for rename, else 0), the first path when there are fewer.
+    let index = match v.syscall.as_deref() {
+        Some("mkdir" | "mkdirat" | "mount") => 1,
+        Some("rename" | "renameat" | "renameat2") => 2,
+        _ => 0,
+    };
+    let target = v.paths.get(index).or_else(|| v.paths.first());
     let mut object_primary: Option<String> = None;
     if let Some(p) = target {
         let mut file = Map::new();

@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn the_object_go_audit_writes() {
-        let native = r#"{"sequence":7,"timestamp":"1795374595.144","time":"x","records":[{"type":"SYSCALL","type_id":1300,"fields":{},"text":"arch=c000003e syscall=59 ppid=1 pid=2 auid=1000 uid=0 gid=0 euid=0 comm=\"a<b\" key=(null)"},{"type":"EXECVE","type_id":1309,"fields":{},"text":"argc=1 a0=\"uid=5\""},{"type":"PATH","type_id":1302,"fields":{},"text":"item=0 name=\"/x\" ouid=4294967295 ogid=0"},{"type":"EOE","type_id":1320,"fields":{},"text":""}]}"#;
+        let native = r#"{"sequence":7,"timestamp":"1795374595.144","time":"x","records":[{"type":"SYSCALL","type_id":1300,"fields":{},"text":": arch=c000003e syscall=59 ppid=1 pid=2 auid=1000 uid=0 gid=0 euid=0 comm=\"a<b\" key=(null)"},{"type":"EXECVE","type_id":1309,"fields":{},"text":": argc=1 a0=\"uid=5\""},{"type":"PATH","type_id":1302,"fields":{},"text":": item=0 name=\"/x\" ouid=4294967295 ogid=0"},{"type":"EOE","type_id":1320,"fields":{},"text":": "}]}"#;
         assert_eq!(
             convert(native),
             r#"{"sequence":7,"timestamp":"1795374595.144","messages":[{"type":1300,"data":"arch=c000003e syscall=59 ppid=1 pid=2 auid=1000 uid=0 gid=0 euid=0 comm=\"a\u003cb\" key=(null)"},{"type":1309,"data":"argc=1 a0=\"uid=5\""},{"type":1302,"data":"item=0 name=\"/x\" ouid=4294967295 ogid=0"}],"uid_map":{"0":"root","1000":"alice","4294967295":"UNKNOWN_USER"}}"#

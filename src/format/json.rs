@@ -38,7 +38,8 @@ impl JsonWriter {
         }
     }
 
-    /// Also write each record's text after `audit(…): `, exactly as received, as `"text"`
+    /// Also write each record's text after the `audit(…)` stamp (`": "` and the body), exactly as
+    /// received, as `"text"`
     /// (Latin-1 with `"text_non_utf8":true` when not UTF-8): the go-audit and audit.log formats
     /// derive their record text from it byte for byte (see [`crate::format::OutputFormat`]).
     pub fn with_record_text(mut self, on: bool) -> JsonWriter {
@@ -128,7 +129,7 @@ impl JsonWriter {
             self.non_utf8_member(b"interpreted_non_utf8");
         }
         if self.record_text {
-            let body = record.body();
+            let body = record.after_stamp();
             let utf8 = is_utf8(body);
             self.buf.extend_from_slice(b",\"text\":");
             push_string(&mut self.buf, body, !utf8);

@@ -247,12 +247,10 @@ impl NativeRecord<'_> {
         self.non_utf8.iter().any(|k| k.as_str() == key)
     }
 
-    /// The record text after the `audit(…): ` header, raw fields only or with auditd's ENRICHED
-    /// part: the `text` member when the line has it (exact), otherwise rebuilt from `fields`.
-    /// The rebuilt text is exact for kernel records whose repeated keys and words are not
-    /// interleaved with other fields and whose quoting follows the kernel's rules; see
-    /// [`rebuild_text`].
-    pub fn record_text(&self, out: &mut Vec<u8>, with_interpreted: bool) {
+    /// The record's bytes after the `audit(…)` stamp (normally `": "` and the body), raw fields
+    /// only or with auditd's ENRICHED part: the `text` member when the line has it (exact),
+    /// otherwise `": "` and the body rebuilt from `fields` (see [`rebuild_text`]).
+    pub fn after_stamp(&self, out: &mut Vec<u8>, with_interpreted: bool) {
         match &self.text {
             Some(text) => {
                 let bytes = original_bytes(text.as_str(), self.text_non_utf8);
@@ -261,6 +259,7 @@ impl NativeRecord<'_> {
                 out.extend_from_slice(&bytes[..end]);
             }
             None => {
+                out.extend_from_slice(b": ");
                 rebuild_text(self, out);
                 if with_interpreted {
                     if let Some(interpreted) = &self.interpreted {
@@ -274,6 +273,29 @@ impl NativeRecord<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// The record text after the `audit(…): ` header (what go-audit calls `data`): as
+    /// [`NativeRecord::after_stamp`] without the `:` and one space that end the header.
+    pub fn record_text(&self, out: &mut Vec<u8>, with_interpreted: bool) {
+        let start = out.len();
+        self.after_stamp(out, with_interpreted);
+        let mut skip = 0;
+        if out.get(start) == Some(&b':') {
+            skip += 1;
+        }
+        if out.get(start + skip) == Some(&b' ') {
+            skip += 1;
+        }
+        out.drain(start..start + skip);
+    }
+
+    /// Whether the record carries auditd's ENRICHED part.
+    pub fn has_interpreted(&self) -> bool {
+        match &self.text {
+            Some(t) => t.as_str().contains('\u{1d}'),
+            None => self.interpreted.is_some(),
         }
     }
 }
