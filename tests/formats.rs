@@ -257,3 +257,57 @@ fn every_record_type_passes_every_format_with_no_raw_field_lost() {
     }
     assert!(corpus_types.len() >= 30, "{corpus_types:?}");
 }
+
+/// Whether `mapping` (an index template's `properties` object) maps the member at `path` of a
+/// document: every object level is mapped, and a `flattened` field covers what is below it.
+fn mapped(mapping: &serde_json::Value, path: &[&str]) -> bool {
+    let Some((first, rest)) = path.split_first() else { return true };
+    let Some(field) = mapping.get(*first) else { return false };
+    if field["type"] == "flattened" || rest.is_empty() {
+        return true;
+    }
+    mapped(&field["properties"], rest)
+}
+
+fn leaf_paths(v: &serde_json::Value, prefix: &mut Vec<String>, out: &mut BTreeSet<Vec<String>>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                prefix.push(k.clone());
+                leaf_paths(x, prefix, out);
+                prefix.pop();
+            }
+        }
+        serde_json::Value::Array(a) if a.iter().any(serde_json::Value::is_object) => {
+            a.iter().for_each(|x| leaf_paths(x, prefix, out));
+        }
+        _ => {
+            out.insert(prefix.clone());
+        }
+    }
+}
+
+#[test]
+fn the_shipped_ecs_index_template_maps_every_member_we_write() {
+    let template: serde_json::Value = serde_json::from_slice(&read(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rsyslog/elasticsearch-ecs-index-template.json"),
+    ))
+    .unwrap();
+    let mappings = &template["template"]["mappings"];
+    assert_eq!(mappings["dynamic"], "strict", "an unmapped member must be an indexing error, not a guess");
+    let input = read(&data("sample-audit.log"));
+    let (mut out, _) = replay(&input, OutputFormat::Ecs);
+    // Loss notices too (not in this capture).
+    let mut f = Formatter::with_names(OutputFormat::Ecs, names());
+    out.extend_from_slice(f.convert(br#"{"loss":{"kind":"serial_gap","first":1,"last":2,"count":2}}"#, 0).unwrap());
+    out.push(b'\n');
+    let mut paths = BTreeSet::new();
+    for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        leaf_paths(&serde_json::from_slice(line).unwrap(), &mut Vec::new(), &mut paths);
+    }
+    for p in &paths {
+        let p: Vec<&str> = p.iter().map(String::as_str).collect();
+        assert!(mapped(&mappings["properties"], &p), "{} is not in the ECS index template", p.join("."));
+    }
+    assert!(paths.len() > 40, "{}", paths.len());
+}
