@@ -311,3 +311,26 @@ fn the_shipped_ecs_index_template_maps_every_member_we_write() {
     }
     assert!(paths.len() > 40, "{}", paths.len());
 }
+
+#[test]
+fn replay_format_on_the_command_line_is_the_same_conversion() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auditrelay"))
+        .args(["replay", "--format", "auditlog"])
+        .arg(data("sample-audit.log"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut got: Vec<&[u8]> = out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let input = read(&data("sample-audit.log"));
+    let mut expected: Vec<&[u8]> = input.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    got.sort();
+    expected.sort();
+    assert!(got == expected, "replay --format auditlog gives back the capture's lines");
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_auditrelay"))
+        .args(["replay", "--format", "xml"])
+        .arg(data("sample-audit.log"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("go-audit"), "the error lists the formats");
+}

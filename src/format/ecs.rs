@@ -96,6 +96,12 @@ fn event(line: &NativeLine<'_>, host: &str, names: &mut Names) -> Value {
 
     let message_type = primary.map(|r| r.type_name.as_str().to_ascii_lowercase()).unwrap_or_default();
     let user_msg = primary.and_then(|r| r.fields.get("msg")).map(inner_fields).unwrap_or_default();
+    // A user-space record names its program and peer inside `msg='…'` (aucoalesce reads them too).
+    let inner = |k: &str| user_msg.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone()).filter(|v| v != "?");
+    if v.exe.is_none() {
+        v.exe = inner("exe");
+    }
+    let user_peer = inner("addr").filter(|a| a.parse::<std::net::IpAddr>().is_ok());
     let (category, kind_type, action, object_type) = classify(&v, primary, &user_msg);
     let result = match v.success {
         Some(true) => "success",
@@ -248,6 +254,9 @@ fn event(line: &NativeLine<'_>, host: &str, names: &mut Names) -> Value {
         }
     }
 
+    if let Some(ip) = &user_peer {
+        doc.insert("source".into(), json!({"ip": ip}));
+    }
     // source / destination by syscall (aucoalesce's addSockaddrRecord).
     let addr = v.network.iter().find(|a| a.get("address").is_some() || a.get("path").is_some());
     if let (Some(a), Some(sc)) = (addr, v.syscall.as_deref()) {
