@@ -30,15 +30,14 @@ const CWD: u16 = 1307;
 const SOCKADDR: u16 = 1306;
 
 /// Append `line` as go-audit's object (no newline); `native` is the line's own text, passed on
-/// for lines that are not events.
-pub fn write(line: &NativeLine<'_>, native: &[u8], names: &mut Names, out: &mut Vec<u8>) {
+/// for lines that are not events. `text` is scratch space, reused across events.
+pub fn write(line: &NativeLine<'_>, native: &[u8], names: &mut Names, out: &mut Vec<u8>, text: &mut Vec<u8>) {
     if !line.is_event() {
         out.extend_from_slice(native);
         return;
     }
     let v2_names = super::ecs::v2_user_names(line);
     let mut uid_map: BTreeMap<String, String> = BTreeMap::new();
-    let mut text = Vec::with_capacity(512);
     out.extend_from_slice(b"{\"sequence\":");
     out.extend_from_slice(itoa::Buffer::new().format(line.sequence.unwrap_or(0)).as_bytes());
     out.extend_from_slice(b",\"timestamp\":");
@@ -55,14 +54,14 @@ pub fn write(line: &NativeLine<'_>, native: &[u8], names: &mut Names, out: &mut 
         }
         first = false;
         text.clear();
-        record.record_text(&mut text, false);
+        record.record_text(text, false);
         out.extend_from_slice(b"{\"type\":");
         out.extend_from_slice(itoa::Buffer::new().format(kind).as_bytes());
         out.extend_from_slice(b",\"data\":");
-        push_go_string(out, &text);
+        push_go_string(out, text);
         out.push(b'}');
         if !matches!(kind, EXECVE | CWD | SOCKADDR) {
-            map_uids(&text, &mut uid_map, &v2_names, names);
+            map_uids(text, &mut uid_map, &v2_names, names);
         }
     }
     out.extend_from_slice(b"],\"uid_map\":{");
@@ -195,7 +194,7 @@ mod tests {
     fn convert(native: &str) -> String {
         let line = NativeLine::parse(native.as_bytes()).unwrap();
         let mut out = Vec::new();
-        write(&line, native.as_bytes(), &mut Names::fixed(&[(0, "root"), (1000, "alice")]), &mut out);
+        write(&line, native.as_bytes(), &mut Names::fixed(&[(0, "root"), (1000, "alice")]), &mut out, &mut Vec::new());
         String::from_utf8(out).unwrap()
     }
 

@@ -81,6 +81,8 @@ pub enum FormatError {
 pub struct Formatter {
     format: OutputFormat,
     buf: Vec<u8>,
+    /// Per-record scratch space of the converters, reused across events.
+    scratch: Vec<u8>,
     names: names::Names,
     host: Option<String>,
     /// Events whose native line could not be read back; they are passed on as they are.
@@ -100,7 +102,14 @@ impl Formatter {
 
     /// With a chosen name resolver (tests use a fixed table instead of NSS).
     pub fn with_names(format: OutputFormat, names: names::Names) -> Formatter {
-        Formatter { format, buf: Vec::with_capacity(16 * 1024), names, host: None, failed: 0 }
+        Formatter {
+            format,
+            buf: Vec::with_capacity(16 * 1024),
+            scratch: Vec::with_capacity(4096),
+            names,
+            host: None,
+            failed: 0,
+        }
     }
 
     /// `host.name` for ECS when the event carries no `host` member (default: the kernel hostname).
@@ -124,7 +133,7 @@ impl Formatter {
         let line = native::NativeLine::parse(native)?;
         match self.format {
             OutputFormat::Native => {}
-            OutputFormat::GoAudit => goaudit::write(&line, native, &mut self.names, &mut self.buf),
+            OutputFormat::GoAudit => goaudit::write(&line, native, &mut self.names, &mut self.buf, &mut self.scratch),
             OutputFormat::Auditlog => auditlog::write(&line, time_ms, false, &mut self.names, &mut self.buf),
             OutputFormat::AuditlogEnriched => auditlog::write(&line, time_ms, true, &mut self.names, &mut self.buf),
             OutputFormat::Ecs => {
