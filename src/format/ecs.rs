@@ -154,7 +154,7 @@ fn event(line: &NativeLine<'_>, host: &str, names: &mut Names) -> Value {
     // user.*
     let mut user = Map::new();
     for (key, id) in &v.ids {
-        let name = v.id_names.iter().find(|(k, _)| *k == format!("{key}_name")).map(|(_, n)| n.clone());
+        let name = id_name(&v.id_names, key);
         let id_str = id.to_string();
         let (path, id_leaf, name_leaf): (&[&str], &str, &str) = match key.as_str() {
             "uid" => (&[], "id", "name"),
@@ -302,7 +302,7 @@ fn event(line: &NativeLine<'_>, host: &str, names: &mut Names) -> Value {
     let mut summary = Map::new();
     let actor_name = |key: &str| {
         let id = v.ids.iter().find(|(k, _)| k == key).map(|(_, i)| *i)?;
-        let name = v.id_names.iter().find(|(k, _)| *k == format!("{key}_name")).map(|(_, n)| n.clone());
+        let name = id_name(&v.id_names, key);
         Some(name.unwrap_or_else(|| if id == UNSET { "unset".into() } else { id.to_string() }))
     };
     let mut actor = Map::new();
@@ -649,6 +649,11 @@ fn v2_view(line: &NativeLine<'_>, v: &mut View) {
     if let Some(Value::Array(k)) = parse(line.keys) {
         v.keys = k.iter().map(value_string).collect();
     }
+}
+
+/// The name recorded for id field `key` (`uid` → the `uid_name` entry), without allocating.
+fn id_name(names: &[(String, String)], key: &str) -> Option<String> {
+    names.iter().find(|(k, _)| k.strip_suffix("_name") == Some(key)).map(|(_, n)| n.clone())
 }
 
 /// `(uid, name)` pairs from schema v2's `user` member (`uid` + `uid_name`, …), empty without it.
