@@ -42,6 +42,10 @@ pub use shipper::{Interrupter, OutputStats, ShipError, ShipStats, Shipper};
 /// are derived from it per output, in the output's pump thread (see [`crate::format`]).
 pub use crate::format::OutputFormat;
 
+/// Room kept for the RFC 5424 header when a derived format's body is fitted in the pump; the
+/// sink fits the whole message exactly (a longer header makes it cut or stub the event there).
+const SYSLOG_HEADER_ROOM: usize = 512;
+
 /// One `[[output]]` table, selected by its `type` key.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -65,7 +69,18 @@ impl OutputConfig {
             OutputConfig::Udp(c) => SinkPlan::new("udp", c.name.as_deref(), 64, c.clone(), udp::run),
             OutputConfig::Unix(c) => SinkPlan::new("unix", c.name.as_deref(), 64, c.clone(), unix::run),
         }
-        .with_format(self.format())
+        .with_format(self.format(), self.max_message_size())
+    }
+
+    /// `max_message_size` of a syslog-speaking output (None for file and stdout).
+    fn max_message_size(&self) -> Option<usize> {
+        match self {
+            OutputConfig::File(_) | OutputConfig::Stdout(_) => None,
+            OutputConfig::Relp(c) => Some(c.max_message_size.as_usize()),
+            OutputConfig::Tcp(c) => Some(c.max_message_size.as_usize()),
+            OutputConfig::Udp(c) => Some(c.max_message_size.as_usize()),
+            OutputConfig::Unix(c) => Some(c.max_message_size.as_usize()),
+        }
     }
 
     /// The output's `format`.
@@ -136,6 +151,9 @@ pub struct SinkPlan {
     pub window: usize,
     /// What the pump converts each spooled native line to before the sink sees it.
     pub format: OutputFormat,
+    /// Largest converted body the sink can send whole (`max_message_size` less room for the
+    /// syslog header); a bigger one is cut on its native line before conversion (see shipper).
+    pub max_body: Option<usize>,
     launch: Launch,
 }
 
@@ -162,12 +180,21 @@ impl SinkPlan {
             let fut = run(config.clone(), d, a, s);
             Box::pin(async move { fut.await.map_err(|e| SinkError(Box::new(e))) })
         });
-        SinkPlan { kind, name: name.map(str::to_string), window: window.max(1), format: OutputFormat::Native, launch }
+        SinkPlan {
+            kind,
+            name: name.map(str::to_string),
+            window: window.max(1),
+            format: OutputFormat::Native,
+            max_body: None,
+            launch,
+        }
     }
 
-    /// Deliver bodies converted to `format` (converted in the pump thread, see [`shipper`]).
-    pub fn with_format(mut self, format: OutputFormat) -> SinkPlan {
+    /// Deliver bodies converted to `format` (converted in the pump thread, see [`shipper`]),
+    /// fitted to a syslog `max_message_size` when given.
+    pub fn with_format(mut self, format: OutputFormat, max_message_size: Option<usize>) -> SinkPlan {
         self.format = format;
+        self.max_body = max_message_size.map(|m| m.saturating_sub(SYSLOG_HEADER_ROOM));
         self
     }
 

@@ -345,15 +345,22 @@ const PUMP_BATCH: usize = 1024;
 /// Feed one sink incarnation from the spool until told to stop or the sink hangs up. Bodies are
 /// converted to the output's format here, on this plain thread: conversion (JSON parsing, name
 /// lookups through NSS) never runs on the async runtime's threads nor on the processing thread.
-fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBool>, mut formatter: Formatter) {
+fn pump(
+    mut reader: SpoolReader,
+    tx: mpsc::Sender<Delivery>,
+    stop: Arc<AtomicBool>,
+    mut formatter: Formatter,
+    max_body: Option<usize>,
+) {
     let mut batch: Vec<Delivery> = Vec::with_capacity(PUMP_BATCH);
+    let mut cut = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let read = reader.next_batch(Duration::from_millis(200), PUMP_BATCH, &mut |rec| {
             batch.push(Delivery {
                 pos: rec.pos,
                 time_ms: rec.time_ms,
                 id: Arc::from(rec.id),
-                body: Arc::from(formatter.convert_or_pass(rec.body, rec.time_ms)),
+                body: converted(&mut formatter, rec.body, rec.time_ms, rec.id, max_body, &mut cut),
             })
         });
         match read {
@@ -380,6 +387,48 @@ fn pump(mut reader: SpoolReader, tx: mpsc::Sender<Delivery>, stop: Arc<AtomicBoo
     }
 }
 
+/// `native` in the output's format. A derived body too big for a syslog message is made from the
+/// native line cut to fit first (EXECVE arguments, then records: see [`super::truncate`]), since
+/// only the native line can be cut meaningfully; the cut shrinks until the converted body fits
+/// (a few rounds), else the sink stubs what is left.
+fn converted(
+    formatter: &mut Formatter,
+    native: &[u8],
+    time_ms: u64,
+    id: &str,
+    max_body: Option<usize>,
+    cut: &mut u64,
+) -> Arc<[u8]> {
+    let format = formatter.format();
+    let body = formatter.convert_or_pass(native, time_ms);
+    let limit = match max_body {
+        Some(limit) if body.len() > limit && format != crate::format::OutputFormat::Native => limit,
+        _ => return Arc::from(body),
+    };
+    let mut budget = limit;
+    let mut last_len = body.len();
+    for _ in 0..4 {
+        let super::truncate::Fit::Cut { body: smaller, .. } = super::truncate::fit(native, budget, id, time_ms) else {
+            break;
+        };
+        let body = formatter.convert_or_pass(&smaller, time_ms);
+        if body.len() <= limit {
+            *cut += 1;
+            if cut.is_power_of_two() {
+                log::warn!(
+                    "output format {}: event {id} of {last_len} bytes cut to {} to fit max_message_size ({cut} so far)",
+                    format.name(),
+                    body.len()
+                );
+            }
+            return Arc::from(body);
+        }
+        last_len = body.len();
+        budget = (budget as u128 * limit as u128 / body.len().max(1) as u128) as usize;
+    }
+    Arc::from(formatter.convert_or_pass(native, time_ms))
+}
+
 async fn supervise(
     idx: usize,
     plan: SinkPlan,
@@ -395,9 +444,10 @@ async fn supervise(
         let reader = spool.reader(idx);
         let pump_stop = stop.clone();
         let formatter = Formatter::new(plan.format);
+        let max_body = plan.max_body;
         let pump_thread = std::thread::Builder::new()
             .name(format!("spool-{}", state.name))
-            .spawn(move || pump(reader, dtx, pump_stop, formatter));
+            .spawn(move || pump(reader, dtx, pump_stop, formatter, max_body));
         let started = Instant::now();
         let result = match pump_thread {
             Err(e) => Err(format!("cannot start reader thread: {e}")),
@@ -549,6 +599,39 @@ mod tests {
         let st = s.shutdown(Duration::from_secs(10)).unwrap();
         assert_eq!(lines(&later.join("x.jsonl")), expected(1, 260));
         assert_eq!(st.outputs[0].acked, st.last_pos);
+    }
+
+    /// A go-audit body too big for the syslog message is made from the native line cut to fit,
+    /// so it arrives as a go-audit object, not as a stub in another schema.
+    #[test]
+    fn an_oversized_derived_body_is_cut_on_its_native_line() {
+        use crate::format::{names::Names, Formatter, JsonWriter, OutputFormat};
+        use crate::reassemble::{Output, ReassembleConfig, Reassembler};
+        let huge = "41".repeat(20_000);
+        let mut r = Reassembler::new(&ReassembleConfig::default());
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for l in [
+            "type=SYSCALL msg=audit(1.000:9): arch=c000003e syscall=59 success=yes exit=0 uid=0".to_string(),
+            format!("type=EXECVE msg=audit(1.000:9): argc=2 a0=\"cat\" a1={huge}"),
+            "type=EOE msg=audit(1.000:9): ".to_string(),
+        ] {
+            r.push(crate::record::parse_log_line(l.as_bytes()).unwrap(), now, &mut out);
+        }
+        let Some(event @ Output::Event(_)) = out.first() else { panic!("{out:?}") };
+        let mut writer = JsonWriter::new(None).with_record_text(true);
+        let native = writer.write(event).strip_suffix(b"\n").unwrap().to_vec();
+        let mut f = Formatter::with_names(OutputFormat::GoAudit, Names::fixed(&[(0, "root")]));
+        let mut cut = 0;
+        let body = converted(&mut f, &native, 1000, "id", Some(4000), &mut cut);
+        assert!(body.len() <= 4000, "{}", body.len());
+        assert_eq!(cut, 1);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["sequence"], 9);
+        let data = v["messages"][1]["data"].as_str().unwrap();
+        assert!(data.starts_with("argc=2 a0=\"cat\" a1=\"41414141") && data.contains("auditrelay: cut"), "{data}");
+        let small = converted(&mut f, &native, 1000, "id", Some(1 << 20), &mut cut);
+        assert!(small.len() > 40_000 && cut == 1);
     }
 
     #[test]
