@@ -102,7 +102,7 @@ fn event(line: &NativeLine<'_>, host: &str, names: &mut Names) -> Value {
         v.exe = inner("exe");
     }
     let user_peer = inner("addr").filter(|a| a.parse::<std::net::IpAddr>().is_ok());
-    let (category, kind_type, action, object_type) = classify(&v, primary, &user_msg);
+    let (category, kind_type, action, object_type) = classify(&v, primary);
     let result = match v.success {
         Some(true) => "success",
         Some(false) => "fail",
@@ -408,7 +408,6 @@ fn data(
 fn classify(
     v: &View,
     primary: Option<&NativeRecord<'_>>,
-    user_msg: &[(String, String)],
 ) -> (Vec<&'static str>, Vec<&'static str>, Option<String>, Option<&'static str>) {
     if let Some(sc) = v.syscall.as_deref().filter(|_| primary.is_some_and(|p| p.type_id == Some(1300))) {
         let (action, object, category, kind): (&str, &str, &[&str], &[&str]) = match sc {
@@ -498,7 +497,6 @@ fn classify(
         "KERN_MODULE" => ("loaded-kernel-module", &["driver"], &["start"]),
         _ => return (vec![], vec!["info"], None, None),
     };
-    let _ = user_msg;
     (category.to_vec(), kind.to_vec(), Some(action.to_string()), None)
 }
 

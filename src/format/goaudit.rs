@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use super::names::Names;
-use super::native::{NativeLine, NativeRecord};
+use super::native::NativeLine;
 
 const EOE: u16 = 1320;
 const EXECVE: u16 = 1309;
@@ -180,11 +180,6 @@ pub fn push_go_string(out: &mut Vec<u8>, bytes: &[u8]) {
     }
     out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
-}
-
-/// The go-audit message type of a record (0 for a replayed type name this build does not know).
-pub fn message_type(record: &NativeRecord<'_>) -> u16 {
-    record.type_id.unwrap_or(0)
 }
 
 #[cfg(test)]
