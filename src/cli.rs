@@ -47,6 +47,9 @@ pub enum Command {
         /// Config file (reassembly bounds, outputs).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Output format: the same conversion an `[[output]]` with this `format` does.
+        #[arg(long, value_enum, default_value_t = crate::format::OutputFormat::Native)]
+        format: crate::format::OutputFormat,
     },
     /// Audit rules in auditctl syntax: check, compile, load into the kernel, list, diff.
     Rules {

@@ -53,6 +53,9 @@ pub struct Config {
     pub control: ControlConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `[[filter]]` tables, applied in order before the spool (src/filter.rs).
+    #[serde(default)]
+    pub filter: Vec<crate::filter::FilterConfig>,
 }
 
 impl Config {
@@ -86,6 +89,7 @@ impl Config {
         self.control.validate()?;
         self.metrics.validate()?;
         crate::output::output_names(&self.output).map_err(|(name, m)| format!("[[output]] {name}: {m}"))?;
+        crate::filter::Filters::compile(&self.filter).map_err(|e| e.to_string())?;
         if self.netlink.batch == 0 || self.netlink.channel_capacity == 0 {
             return Err("netlink.batch and netlink.channel_capacity must be at least 1".into());
         }
@@ -125,6 +129,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`name`"), "{e}");
+    }
+
+    #[test]
+    fn bad_filters_are_rejected_at_load_with_the_key() {
+        let e = Config::parse("[[filter]]\naction = \"drop\"\nsyscall = [\"opn\"]\n", Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("f.toml: [[filter]] filter-0: syscall:"), "{e}");
+        let e = Config::parse("[[filter]]\naction = \"drop\"\nsycall = [\"open\"]\n", Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sycall"), "{e}");
+        let e = Config::parse("[[filter]]\naction = \"discard\"\nkey = [\"x\"]\n", Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("discard"), "{e}");
+        let c = Config::parse("[[filter]]\naction = \"keep\"\nkey = [\"x\"]\n", Path::new("f.toml")).unwrap();
+        assert_eq!(c.filter.len(), 1);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod file_trust;
+pub mod filter;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;

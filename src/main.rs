@@ -34,7 +34,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             auditrelay::daemon::run(&config, multicast)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replay { file, config } => {
+        Command::Replay { file, config, format } => {
             let config = Config::load(config.as_deref())?;
             if !config.output.is_empty() {
                 eprintln!("auditrelay: replay: note: replay writes JSON lines to stdout; the config's [[output]] tables are used by `run` only");
@@ -44,9 +44,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let stats = match &file {
                 Some(path) => {
                     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-                    auditrelay::replay::replay(BufReader::with_capacity(1 << 16, f), &config.reassemble, &mut out)
+                    auditrelay::replay::replay_as(
+                        BufReader::with_capacity(1 << 16, f),
+                        &config.reassemble,
+                        format,
+                        &mut out,
+                    )
                 }
-                None => auditrelay::replay::replay(std::io::stdin().lock(), &config.reassemble, &mut out),
+                None => auditrelay::replay::replay_as(std::io::stdin().lock(), &config.reassemble, format, &mut out),
             }
             .with_context(|| {
                 format!("replaying {}", file.as_ref().map_or("stdin".into(), |p| p.display().to_string()))

@@ -22,7 +22,7 @@
 use std::io::{BufRead, BufWriter, Write};
 use std::time::{Duration, Instant};
 
-use crate::format::JsonWriter;
+use crate::format::{Formatter, JsonWriter, OutputFormat};
 use crate::reassemble::{Output, ReassembleConfig, ReassembleStats, Reassembler};
 use crate::record::{parse_log_line, RecordError, MAX_RECORD_LEN};
 
@@ -92,11 +92,46 @@ pub fn replay<R: BufRead, W: Write>(
     replay_with(input, cfg, &mut writer, sink, |e| eprintln!("auditrelay: replay: {e}"))
 }
 
+/// [`replay`] into `format` (`replay --format`): each native line converted as an output of that
+/// format converts it (see [`crate::format`]), so replay shows exactly what such an output ships.
+pub fn replay_as<R: BufRead, W: Write>(
+    input: R,
+    cfg: &ReassembleConfig,
+    format: OutputFormat,
+    sink: &mut W,
+) -> Result<ReplayStats, ReplayError> {
+    replay_formatted(input, cfg, &mut Formatter::new(format), sink, |e| eprintln!("auditrelay: replay: {e}"))
+}
+
+/// [`replay_as`] with a chosen formatter (tests give it a fixed name table) and a handler for
+/// bad lines.
+pub fn replay_formatted<R: BufRead, W: Write>(
+    input: R,
+    cfg: &ReassembleConfig,
+    formatter: &mut Formatter,
+    sink: &mut W,
+    on_bad_line: impl FnMut(&LineError),
+) -> Result<ReplayStats, ReplayError> {
+    let mut writer = JsonWriter::new(None).with_record_text(formatter.format().needs_record_text());
+    replay_inner(input, cfg, &mut writer, Some(formatter), sink, on_bad_line)
+}
+
 /// [`replay`] with a chosen writer and a handler for bad lines.
 pub fn replay_with<R: BufRead, W: Write>(
+    input: R,
+    cfg: &ReassembleConfig,
+    writer: &mut JsonWriter,
+    sink: &mut W,
+    on_bad_line: impl FnMut(&LineError),
+) -> Result<ReplayStats, ReplayError> {
+    replay_inner(input, cfg, writer, None, sink, on_bad_line)
+}
+
+fn replay_inner<R: BufRead, W: Write>(
     mut input: R,
     cfg: &ReassembleConfig,
     writer: &mut JsonWriter,
+    mut formatter: Option<&mut Formatter>,
     sink: &mut W,
     mut on_bad_line: impl FnMut(&LineError),
 ) -> Result<ReplayStats, ReplayError> {
@@ -106,6 +141,7 @@ pub fn replay_with<R: BufRead, W: Write>(
     let mut clock = RecordClock::new(Instant::now(), cfg.event_timeout);
     let mut line = Vec::with_capacity(1024);
     let mut out = Vec::new();
+    let mut last_ms = 0;
     loop {
         line.clear();
         let read =
@@ -136,13 +172,15 @@ pub fn replay_with<R: BufRead, W: Write>(
         if record.type_id().is_none() {
             stats.unknown_types += 1;
         }
-        let (now, stamp) = clock.at(record.id.unix_millis());
+        last_ms = record.id.unix_millis();
+        let (now, stamp) = clock.at(last_ms);
         reassembler.push_at(record, now, stamp, &mut out);
-        emit(writer, &mut sink, &mut out, &mut stats)
+        emit(writer, formatter.as_deref_mut(), last_ms, &mut sink, &mut out, &mut stats)
             .map_err(|source| ReplayError::Write { line: stats.lines, source })?;
     }
     reassembler.flush(&mut out);
-    emit(writer, &mut sink, &mut out, &mut stats).map_err(|source| ReplayError::Write { line: stats.lines, source })?;
+    emit(writer, formatter, last_ms, &mut sink, &mut out, &mut stats)
+        .map_err(|source| ReplayError::Write { line: stats.lines, source })?;
     sink.flush().map_err(|source| ReplayError::Write { line: stats.lines, source })?;
     stats.reassemble = reassembler.stats();
     Ok(stats)
@@ -188,6 +226,8 @@ impl RecordClock {
 
 fn emit<W: Write>(
     writer: &mut JsonWriter,
+    mut formatter: Option<&mut Formatter>,
+    time_ms: u64,
     sink: &mut W,
     out: &mut Vec<Output>,
     stats: &mut ReplayStats,
@@ -200,7 +240,15 @@ fn emit<W: Write>(
                 eprintln!("auditrelay: replay: loss: {notice}");
             }
         }
-        sink.write_all(writer.write(&o))?;
+        let line = writer.write(&o);
+        match formatter.as_deref_mut() {
+            None => sink.write_all(line)?,
+            Some(f) => {
+                let body = line.strip_suffix(b"\n").unwrap_or(line);
+                sink.write_all(f.convert_or_pass(body, time_ms))?;
+                sink.write_all(b"\n")?;
+            }
+        }
     }
     Ok(())
 }

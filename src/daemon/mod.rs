@@ -394,6 +394,9 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         s.overruns.load(Ordering::Relaxed),
         s.dropped_channel_full.load(Ordering::Relaxed),
     );
+    for f in &pipeline.filter_stats().filters {
+        log::info!("stopped: [[filter]] {} ({}) dropped {} events", f.name, f.action, f.dropped);
+    }
     failure.map_or(Ok(()), Err)
 }
 

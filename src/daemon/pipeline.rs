@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::filter::{Decision, FilterStats, Filters};
 use crate::format::json::JsonWriter;
 use crate::loss::LossNotice;
 use crate::netlink::reader::{Input, ReaderLoss, RecordBatch};
@@ -45,6 +46,8 @@ pub struct Pipeline {
     /// Events shipped flagged `incomplete` / `late`.
     pub incomplete: u64,
     pub late: u64,
+    /// `[[filter]]`: events dropped here never reach the spool (counted per filter).
+    filters: Filters,
 }
 
 impl Pipeline {
@@ -56,7 +59,9 @@ impl Pipeline {
             local_seq: 0,
             refused: 0,
             ship_errors: 0,
-            writer: JsonWriter::new(id_prefix),
+            // go-audit and audit.log outputs derive their text from each record's exact text.
+            writer: JsonWriter::new(id_prefix)
+                .with_record_text(config.output.iter().any(|o| o.format().needs_record_text())),
             out: Vec::new(),
             events_out: 0,
             unparsable: 0,
@@ -68,7 +73,17 @@ impl Pipeline {
             kernel_lost: 0,
             incomplete: 0,
             late: 0,
+            filters: Filters::compile(&config.filter).unwrap_or_else(|e| {
+                // Config::parse validated the filters; only a hand-built Config reaches this.
+                log::error!("{e}; no [[filter]] is applied");
+                Filters::default()
+            }),
         }
+    }
+
+    /// Drops per `[[filter]]`, for `status` and metrics.
+    pub fn filter_stats(&self) -> &FilterStats {
+        self.filters.stats()
     }
 
     pub fn reassembly(&self) -> crate::reassemble::ReassembleStats {
@@ -128,6 +143,26 @@ impl Pipeline {
         self.reassembler.flush(&mut self.out);
     }
 
+    /// Apply `[[filter]]` to the pending events: dropped ones give their buffers back to the pool.
+    /// Anything that must see every event, filtered or not (a process table fed by
+    /// execve/clone/exit), is called before this.
+    fn filter_pending(&mut self) {
+        if self.filters.is_empty() {
+            return;
+        }
+        let filters = &mut self.filters;
+        let pool = &mut self.pool;
+        self.out.retain_mut(|o| match o {
+            Output::Event(e) if filters.decide(e) != Decision::Keep => {
+                for r in std::mem::take(&mut e.records) {
+                    pool.put(r);
+                }
+                false
+            }
+            _ => true,
+        });
+    }
+
     /// Hand everything pending to the shipper (spool or direct stdout), one JSON line per event.
     pub fn ship(&mut self, shipper: &mut Shipper) -> Result<(), DaemonError> {
         let now_ms =
@@ -137,6 +172,7 @@ impl Pipeline {
             let id = format!("{}:local:{now_ms}:{}", self.id_prefix, self.local_seq);
             Self::submit(shipper, now_ms, &id, &line, &mut self.refused, &mut self.ship_errors)?;
         }
+        self.filter_pending();
         for output in self.out.drain(..) {
             let id = &mut self.id;
             id.clear();
@@ -234,6 +270,7 @@ impl Pipeline {
 
     #[cfg(test)]
     fn write_to(&mut self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        self.filter_pending();
         for line in self.unparsed.drain(..) {
             w.write_all(&line)?;
             w.write_all(b"\n")?;
@@ -287,6 +324,42 @@ mod tests {
         assert_eq!(lines[1]["id"], "boot:1795373270.780:6");
         assert_eq!(lines[2]["loss"]["kind"], "kernel_lost");
         assert_eq!(p.unparsable, 1);
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    #[test]
+    fn filtered_events_never_reach_the_output_and_are_counted() {
+        let config = Config::parse(
+            "[[filter]]\nname = \"quiet-ls\"\naction = \"drop\"\ncomm = [\"ls\"]\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let mut p = Pipeline::new(&config, None);
+        let batch: RecordBatch = [
+            (1300, &b"audit(1.000:1): arch=c000003e syscall=59 comm=\"ls\" key=(null)"[..]),
+            (1320, &b"audit(1.000:1): "[..]),
+            (1300, &b"audit(1.000:2): arch=c000003e syscall=59 comm=\"id\" key=(null)"[..]),
+            (1320, &b"audit(1.000:2): "[..]),
+        ]
+        .into_iter()
+        .collect();
+        p.input(Input::Records(batch), Instant::now());
+        p.input(
+            Input::Loss(crate::netlink::reader::ReaderLoss::KernelLost { records: 1, kernel_total: 1 }),
+            Instant::now(),
+        );
+        let mut out = Vec::new();
+        p.write_to(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("\"id\"") && !text.contains("\"ls\"") && text.contains("kernel_lost"), "{text}");
+        let s = p.filter_stats();
+        assert_eq!((s.seen, s.dropped, s.filters[0].dropped), (2, 1, 1));
+        assert_eq!(s.filters[0].name, "quiet-ls");
     }
 }
 

@@ -149,7 +149,7 @@ impl Telemetry {
             enobufs: get(&reader.overruns),
             truncated_datagrams: get(&reader.truncated),
             channel_drops: get(&reader.dropped_channel_full),
-            filter_drops: 0,
+            filter_drops: pipeline.filter_stats().dropped,
             spool_refused: pipeline.refused,
             spool_write_errors: pipeline.ship_errors,
             events_cut_to_fit: pipeline.cut_to_fit,

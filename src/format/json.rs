@@ -22,13 +22,29 @@ pub struct JsonWriter {
     buf: Vec<u8>,
     /// Keys of non-UTF-8 values in the current fields object, as JSON strings joined by ','.
     non_utf8: Vec<u8>,
+    /// Write each record's text as received in `"text"` (for outputs whose format needs it).
+    record_text: bool,
 }
 
 impl JsonWriter {
     /// With `Some(prefix)`, each event starts with `"id":"<prefix>:<timestamp>:<serial>"`, a key
     /// unique across reboots when the prefix is the kernel boot id.
     pub fn new(id_prefix: Option<String>) -> JsonWriter {
-        JsonWriter { id_prefix, buf: Vec::with_capacity(16 * 1024), non_utf8: Vec::with_capacity(64) }
+        JsonWriter {
+            id_prefix,
+            buf: Vec::with_capacity(16 * 1024),
+            non_utf8: Vec::with_capacity(64),
+            record_text: false,
+        }
+    }
+
+    /// Also write each record's text after the `audit(…)` stamp (`": "` and the body), exactly as
+    /// received, as `"text"`
+    /// (Latin-1 with `"text_non_utf8":true` when not UTF-8): the go-audit and audit.log formats
+    /// derive their record text from it byte for byte (see [`crate::format::OutputFormat`]).
+    pub fn with_record_text(mut self, on: bool) -> JsonWriter {
+        self.record_text = on;
+        self
     }
 
     /// One JSON line for `out`, including the trailing `\n`. Valid until the next call.
@@ -111,6 +127,15 @@ impl JsonWriter {
             self.buf.extend_from_slice(b",\"interpreted\":");
             self.fields(record.interpreted(), record.has_duplicate_keys());
             self.non_utf8_member(b"interpreted_non_utf8");
+        }
+        if self.record_text {
+            let body = record.after_stamp();
+            let utf8 = is_utf8(body);
+            self.buf.extend_from_slice(b",\"text\":");
+            push_string(&mut self.buf, body, !utf8);
+            if !utf8 {
+                self.buf.extend_from_slice(b",\"text_non_utf8\":true");
+            }
         }
         self.buf.push(b'}');
     }
@@ -234,7 +259,7 @@ fn push_timestamp(b: &mut Vec<u8>, id: &EventId) {
 }
 
 /// `2026-11-22T18:47:50.780Z` (UTC, milliseconds).
-fn push_rfc3339(b: &mut Vec<u8>, id: &EventId) {
+pub(crate) fn push_rfc3339(b: &mut Vec<u8>, id: &EventId) {
     let days = (id.seconds / 86_400) as i64;
     let secs = id.seconds % 86_400;
     let (year, month, day) = civil_from_days(days);

@@ -39,14 +39,13 @@ use tokio::sync::{mpsc, watch};
 pub use delivery::{Ack, Delivery};
 pub use shipper::{Interrupter, OutputStats, ShipError, ShipStats, Shipper};
 
-/// How an event is rendered for an output. The spool stores the native JSON; other formats
-/// (go-audit, ecs, auditlog) will be derived from it per output when they exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputFormat {
-    #[default]
-    Native,
-}
+/// How an event is rendered for an output. The spool stores the native JSON; the other formats
+/// are derived from it per output, in the output's pump thread (see [`crate::format`]).
+pub use crate::format::OutputFormat;
+
+/// Room kept for the RFC 5424 header when a derived format's body is fitted in the pump; the
+/// sink fits the whole message exactly (a longer header makes it cut or stub the event there).
+const SYSLOG_HEADER_ROOM: usize = 512;
 
 /// One `[[output]]` table, selected by its `type` key.
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +71,30 @@ impl OutputConfig {
             OutputConfig::Tcp(c) => SinkPlan::new("tcp", c.name.as_deref(), c.batch, c.clone(), tcp::run),
             OutputConfig::Udp(c) => SinkPlan::new("udp", c.name.as_deref(), 64, c.clone(), udp::run),
             OutputConfig::Unix(c) => SinkPlan::new("unix", c.name.as_deref(), 64, c.clone(), unix::run),
+        }
+        .with_format(self.format(), self.max_message_size())
+    }
+
+    /// `max_message_size` of a syslog-speaking output (None for file and stdout).
+    fn max_message_size(&self) -> Option<usize> {
+        match self {
+            OutputConfig::File(_) | OutputConfig::Stdout(_) => None,
+            OutputConfig::Relp(c) => Some(c.max_message_size.as_usize()),
+            OutputConfig::Tcp(c) => Some(c.max_message_size.as_usize()),
+            OutputConfig::Udp(c) => Some(c.max_message_size.as_usize()),
+            OutputConfig::Unix(c) => Some(c.max_message_size.as_usize()),
+        }
+    }
+
+    /// The output's `format`.
+    pub fn format(&self) -> OutputFormat {
+        match self {
+            OutputConfig::File(c) => c.format,
+            OutputConfig::Stdout(c) => c.format,
+            OutputConfig::Relp(c) => c.format,
+            OutputConfig::Tcp(c) => c.format,
+            OutputConfig::Udp(c) => c.format,
+            OutputConfig::Unix(c) => c.format,
         }
     }
 }
@@ -129,6 +152,11 @@ pub struct SinkPlan {
     pub name: Option<String>,
     /// Capacity of the delivery channel: the most events in flight between spool and sink.
     pub window: usize,
+    /// What the pump converts each spooled native line to before the sink sees it.
+    pub format: OutputFormat,
+    /// Largest converted body the sink can send whole (`max_message_size` less room for the
+    /// syslog header); a bigger one is cut on its native line before conversion (see shipper).
+    pub max_body: Option<usize>,
     launch: Launch,
 }
 
@@ -138,6 +166,7 @@ impl std::fmt::Debug for SinkPlan {
             .field("kind", &self.kind)
             .field("name", &self.name)
             .field("window", &self.window)
+            .field("format", &self.format)
             .finish()
     }
 }
@@ -154,7 +183,22 @@ impl SinkPlan {
             let fut = run(config.clone(), d, a, s);
             Box::pin(async move { fut.await.map_err(|e| SinkError(Box::new(e))) })
         });
-        SinkPlan { kind, name: name.map(str::to_string), window: window.max(1), launch }
+        SinkPlan {
+            kind,
+            name: name.map(str::to_string),
+            window: window.max(1),
+            format: OutputFormat::Native,
+            max_body: None,
+            launch,
+        }
+    }
+
+    /// Deliver bodies converted to `format` (converted in the pump thread, see [`shipper`]),
+    /// fitted to a syslog `max_message_size` when given.
+    pub fn with_format(mut self, format: OutputFormat, max_message_size: Option<usize>) -> SinkPlan {
+        self.format = format;
+        self.max_body = max_message_size.map(|m| m.saturating_sub(SYSLOG_HEADER_ROOM));
+        self
     }
 
     /// Start one incarnation of the sink.
@@ -191,8 +235,10 @@ mod tests {
         assert!(e.to_string().contains("rotate"), "{e}");
         let e = toml::from_str::<Outputs>("[[output]]\ntype = \"carrier-pigeon\"\n").err().unwrap();
         assert!(e.to_string().contains("carrier-pigeon"), "{e}");
-        let e = toml::from_str::<Outputs>("[[output]]\ntype = \"stdout\"\nformat = \"ecs\"\n").err().unwrap();
-        assert!(e.to_string().contains("ecs"), "{e}");
+        let o = toml::from_str::<Outputs>("[[output]]\ntype = \"stdout\"\nformat = \"ecs\"\n").unwrap();
+        assert_eq!(o.output[0].plan().format, OutputFormat::Ecs);
+        let e = toml::from_str::<Outputs>("[[output]]\ntype = \"stdout\"\nformat = \"cef\"\n").err().unwrap();
+        assert!(e.to_string().contains("cef"), "{e}");
     }
 
     /// The shipped example config parses, including the commented-out [[output]] examples.
@@ -212,6 +258,7 @@ mod tests {
         let c = crate::config::Config::parse(&format!("{}{uncommented}", &text[..start]), &path).unwrap();
         let kinds: Vec<&str> = c.output.iter().map(|o| o.plan().kind).collect();
         assert_eq!(kinds, ["file", "stdout", "relp", "tcp", "udp", "unix"]);
+        assert_eq!(c.filter.len(), 2, "the [[filter]] examples parse too");
         assert!(matches!(&c.output[2], OutputConfig::Relp(r) if r.window == 128 && r.tls.is_some()));
         assert!(matches!(&c.output[0], OutputConfig::File(f) if f.mode == 0o600 && f.generations == 5));
     }

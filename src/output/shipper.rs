@@ -39,6 +39,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::delivery::{Ack, Delivery, DeliveryChunk};
 use super::{OutputConfig, SinkPlan};
+use crate::format::Formatter;
 use crate::spool::store::log;
 use crate::spool::{Appended, Spool, SpoolConfig, SpoolError, SpoolReader, SpoolStats};
 
@@ -385,12 +386,16 @@ fn sync_loop(spool: Spool, stop: Arc<AtomicBool>, tick: Duration) {
 /// what is in flight, this only bounds the pump's own buffer.
 const PUMP_BATCH: usize = 256;
 
-/// Feed one sink incarnation from the spool until told to stop or the sink hangs up.
+/// Feed one sink incarnation from the spool until told to stop or the sink hangs up. Bodies are
+/// converted to the output's format here, on this plain thread: conversion (JSON parsing, name
+/// lookups through NSS) never runs on the async runtime's threads nor on the processing thread.
 fn pump(
     mut reader: SpoolReader,
     tx: mpsc::Sender<Delivery>,
     stop: Arc<AtomicBool>,
     counters: Arc<crate::telemetry::OutputCounters>,
+    mut formatter: Formatter,
+    max_body: Option<usize>,
 ) {
     let mut batch: Vec<Delivery> = Vec::with_capacity(PUMP_BATCH);
     let mut chunk = DeliveryChunk::default();
@@ -405,9 +410,12 @@ fn pump(
         return;
     };
     let slice = (tx.max_capacity() / 4).max(1);
+    let mut cut = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let read = reader.next_batch(Duration::from_millis(200), PUMP_BATCH, &mut |rec| {
-            chunk.push(rec.pos, rec.time_ms, rec.id, rec.body)
+            converted(&mut formatter, rec.body, rec.time_ms, rec.id, max_body, &mut cut, |body| {
+                chunk.push(rec.pos, rec.time_ms, rec.id, body)
+            })
         });
         chunk.finish(&mut batch);
         match read {
@@ -440,6 +448,49 @@ fn pump(
     }
 }
 
+/// `native` in the output's format. A derived body too big for a syslog message is made from the
+/// native line cut to fit first (EXECVE arguments, then records: see [`super::truncate`]), since
+/// only the native line can be cut meaningfully; the cut shrinks until the converted body fits
+/// (a few rounds), else the sink stubs what is left.
+fn converted(
+    formatter: &mut Formatter,
+    native: &[u8],
+    time_ms: u64,
+    id: &str,
+    max_body: Option<usize>,
+    cut: &mut u64,
+    emit: impl FnOnce(&[u8]),
+) {
+    let format = formatter.format();
+    let body = formatter.convert_or_pass(native, time_ms);
+    let limit = match max_body {
+        Some(limit) if body.len() > limit && format != crate::format::OutputFormat::Native => limit,
+        _ => return emit(body),
+    };
+    let mut budget = limit;
+    let mut last_len = body.len();
+    for _ in 0..4 {
+        let super::truncate::Fit::Cut { body: smaller, .. } = super::truncate::fit(native, budget, id, time_ms) else {
+            break;
+        };
+        let body = formatter.convert_or_pass(&smaller, time_ms);
+        if body.len() <= limit {
+            *cut += 1;
+            if cut.is_power_of_two() {
+                log::warn!(
+                    "output format {}: event {id} of {last_len} bytes cut to {} to fit max_message_size ({cut} so far)",
+                    format.name(),
+                    body.len()
+                );
+            }
+            return emit(body);
+        }
+        last_len = body.len();
+        budget = (budget as u128 * limit as u128 / body.len().max(1) as u128) as usize;
+    }
+    emit(formatter.convert_or_pass(native, time_ms))
+}
+
 async fn supervise(
     idx: usize,
     plan: SinkPlan,
@@ -456,9 +507,11 @@ async fn supervise(
         let reader = spool.reader(idx);
         let pump_stop = stop.clone();
         let pump_counters = counters.clone();
+        let formatter = Formatter::new(plan.format);
+        let max_body = plan.max_body;
         let pump_thread = std::thread::Builder::new()
             .name(format!("spool-{}", state.name))
-            .spawn(move || pump(reader, dtx, pump_stop, pump_counters));
+            .spawn(move || pump(reader, dtx, pump_stop, pump_counters, formatter, max_body));
         let mut acked = spool.acked(idx);
         let mut ack = |p: u64| {
             // Acks are cumulative positions; the counter takes what each one adds.
@@ -613,6 +666,41 @@ mod tests {
         let st = s.shutdown(Duration::from_secs(10)).unwrap();
         assert_eq!(lines(&later.join("x.jsonl")), expected(1, 260));
         assert_eq!(st.outputs[0].acked, st.last_pos);
+    }
+
+    /// A go-audit body too big for the syslog message is made from the native line cut to fit,
+    /// so it arrives as a go-audit object, not as a stub in another schema.
+    #[test]
+    fn an_oversized_derived_body_is_cut_on_its_native_line() {
+        use crate::format::{names::Names, Formatter, JsonWriter, OutputFormat};
+        use crate::reassemble::{Output, ReassembleConfig, Reassembler};
+        let huge = "41".repeat(20_000);
+        let mut r = Reassembler::new(&ReassembleConfig::default());
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for l in [
+            "type=SYSCALL msg=audit(1.000:9): arch=c000003e syscall=59 success=yes exit=0 uid=0".to_string(),
+            format!("type=EXECVE msg=audit(1.000:9): argc=2 a0=\"cat\" a1={huge}"),
+            "type=EOE msg=audit(1.000:9): ".to_string(),
+        ] {
+            r.push(crate::record::parse_log_line(l.as_bytes()).unwrap(), now, &mut out);
+        }
+        let Some(event @ Output::Event(_)) = out.first() else { panic!("{out:?}") };
+        let mut writer = JsonWriter::new(None).with_record_text(true);
+        let native = writer.write(event).strip_suffix(b"\n").unwrap().to_vec();
+        let mut f = Formatter::with_names(OutputFormat::GoAudit, Names::fixed(&[(0, "root")]));
+        let mut cut = 0;
+        let mut body = Vec::new();
+        converted(&mut f, &native, 1000, "id", Some(4000), &mut cut, |b| body = b.to_vec());
+        assert!(body.len() <= 4000, "{}", body.len());
+        assert_eq!(cut, 1);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["sequence"], 9);
+        let data = v["messages"][1]["data"].as_str().unwrap();
+        assert!(data.starts_with("argc=2 a0=\"cat\" a1=\"41414141") && data.contains("auditrelay: cut"), "{data}");
+        let mut small = Vec::new();
+        converted(&mut f, &native, 1000, "id", Some(1 << 20), &mut cut, |b| small = b.to_vec());
+        assert!(small.len() > 40_000 && cut == 1);
     }
 
     #[test]

@@ -96,13 +96,9 @@ pub enum Framing {
     Lf,
 }
 
-/// The event body format. Only the native JSON schema exists so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum BodyFormat {
-    #[default]
-    Native,
-}
+/// The event body format: any [`crate::format::OutputFormat`]. With `auditlog`, one syslog
+/// message carries the event's lines joined by LF (under `framing = "lf"` they become spaces).
+pub type BodyFormat = crate::format::OutputFormat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyslogError {

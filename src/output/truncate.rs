@@ -196,10 +196,17 @@ fn render(ev: &Event, level: Option<usize>, stubbed: &[bool], cut_count: &mut us
             match (&rec.execve, level) {
                 (Some((entries, fi, fields)), Some(level)) => {
                     out.push('{');
+                    let mut first_entry = true;
                     for (ei, (ek, ev_raw)) in entries.0.iter().enumerate() {
-                        if ei > 0 {
+                        // The record's exact text (for go-audit/auditlog outputs) would keep what
+                        // was cut; without it those formats rebuild the text from the cut fields.
+                        if ek == "text" || ek == "text_non_utf8" {
+                            continue;
+                        }
+                        if !first_entry {
                             out.push(',');
                         }
+                        first_entry = false;
                         push_key(&mut out, ek);
                         if ei != *fi {
                             out.push_str(ev_raw.get());
@@ -403,6 +410,23 @@ mod tests {
         assert!(a1.contains(&format!("original length {} bytes", long.len())));
         assert_eq!(v["records"][1]["fields"]["a0"], "/bin/echo");
         assert_eq!(v["records"][1]["fields"]["a2"], "short");
+    }
+
+    /// A cut EXECVE record loses its exact `text` (which still holds what was cut), so go-audit and
+    /// audit.log outputs rebuild it from the cut fields instead of shipping the oversized original.
+    #[test]
+    fn a_cut_execve_record_drops_its_text() {
+        let long = "y".repeat(20_000);
+        let body = event_with_args(&["/bin/echo".into(), long.clone()]).replace(
+            "{\"type\":\"EXECVE\",\"type_id\":1309,",
+            &format!("{{\"type\":\"EXECVE\",\"type_id\":1309,\"text\":\": argc=2 a0=\\\"/bin/echo\\\" a1={long}\","),
+        );
+        let (out, report) = cut(&body, 4096);
+        assert_eq!(report.args_cut, 1);
+        assert!(out.len() <= 4096, "{}", out.len());
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert!(v["records"][1].get("text").is_none(), "{out}");
+        assert_eq!(v["records"][1]["fields"]["a0"], "/bin/echo");
     }
 
     #[test]

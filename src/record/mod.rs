@@ -314,6 +314,17 @@ impl Record {
         out.extend_from_slice(self.body());
     }
 
+    /// Everything after the `)` that closes the `audit(…)` stamp, as received: normally `": "`
+    /// and the body (ENRICHED part included), but also a legacy line's `" config changed…"` or a
+    /// bare `":"` with no space: the bytes that make an audit.log line exactly what it was.
+    pub fn after_stamp(&self) -> &[u8] {
+        let start = self.body_start as usize;
+        match memchr::memrchr(b')', &self.buf[..start]) {
+            Some(p) => &self.buf[p + 1..],
+            None => self.body(),
+        }
+    }
+
     /// The payload or log line this record was parsed from.
     pub fn raw(&self) -> &[u8] {
         &self.buf

@@ -8,8 +8,8 @@
 //! second (src/daemon/stats.rs) and publishes it on a [`Board`]. Readers get the last published
 //! snapshot, so a figure is at most that old, and no reader ever takes a lock the pipeline needs.
 //!
-//! A figure that cannot be known yet stays in the snapshot as 0 (e.g. `filter_drops` until
-//! filters exist), so the names the operator's dashboards use do not change when it starts to count.
+//! A figure that cannot be known stays in the snapshot as 0 (e.g. `filter_drops` with no
+//! `[[filter]]`), so the names the operator's dashboards use do not change when it starts to count.
 
 pub mod control;
 pub mod metrics;
