@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::enrich::EnrichConfig;
 use crate::netlink::settings::{KernelConfig, NetlinkConfig};
 use crate::output::OutputConfig;
 use crate::reassemble::ReassembleConfig;
@@ -41,6 +42,8 @@ pub struct Config {
     pub output: Vec<OutputConfig>,
     #[serde(default)]
     pub rules: RulesConfig,
+    #[serde(default)]
+    pub enrich: EnrichConfig,
 }
 
 impl Config {
@@ -66,6 +69,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.kernel.validate()?;
         self.reassemble.validate()?;
+        self.enrich.validate()?;
         self.rules.validate().map_err(|e| e.to_string())?;
         self.spool.validate().map_err(|e| e.to_string())?;
         crate::output::output_names(&self.output).map_err(|(name, m)| format!("[[output]] {name}: {m}"))?;

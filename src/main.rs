@@ -36,12 +36,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            let enricher = auditrelay::enrich::Enricher::from_config(&config.enrich);
             let stats = match &file {
                 Some(path) => {
                     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-                    auditrelay::replay::replay(BufReader::with_capacity(1 << 16, f), &config.reassemble, &mut out)
+                    auditrelay::replay::replay(
+                        BufReader::with_capacity(1 << 16, f),
+                        &config.reassemble,
+                        enricher,
+                        &mut out,
+                    )
                 }
-                None => auditrelay::replay::replay(std::io::stdin().lock(), &config.reassemble, &mut out),
+                None => auditrelay::replay::replay(std::io::stdin().lock(), &config.reassemble, enricher, &mut out),
             }
             .with_context(|| {
                 format!("replaying {}", file.as_ref().map_or("stdin".into(), |p| p.display().to_string()))

@@ -22,6 +22,7 @@
 use std::io::{BufRead, BufWriter, Write};
 use std::time::{Duration, Instant};
 
+use crate::enrich::Enricher;
 use crate::format::JsonWriter;
 use crate::reassemble::{Output, ReassembleConfig, ReassembleStats, Reassembler};
 use crate::record::{parse_log_line, RecordError, MAX_RECORD_LEN};
@@ -82,13 +83,15 @@ pub enum ReplayError {
     Write { line: u64, source: std::io::Error },
 }
 
-/// Replay `input` into JSON lines on `sink` (no event id prefix); bad lines go to stderr.
+/// Replay `input` into JSON lines on `sink` (no event id prefix); bad lines go to stderr. With
+/// an `enricher`, events are written in schema v2 (interpretation beside the records).
 pub fn replay<R: BufRead, W: Write>(
     input: R,
     cfg: &ReassembleConfig,
+    enricher: Option<Enricher>,
     sink: &mut W,
 ) -> Result<ReplayStats, ReplayError> {
-    let mut writer = JsonWriter::new(None);
+    let mut writer = JsonWriter::new(None).with_enricher(enricher);
     replay_with(input, cfg, &mut writer, sink, |e| eprintln!("auditrelay: replay: {e}"))
 }
 

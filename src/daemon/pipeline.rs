@@ -48,7 +48,7 @@ impl Pipeline {
             local_seq: 0,
             refused: 0,
             ship_errors: 0,
-            writer: JsonWriter::new(id_prefix),
+            writer: JsonWriter::new(id_prefix).with_enricher(crate::enrich::Enricher::from_config(&config.enrich)),
             out: Vec::new(),
             events_out: 0,
             unparsable: 0,
