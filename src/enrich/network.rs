@@ -65,7 +65,8 @@ pub fn decode(saddr: &[u8], bytes: &mut Vec<u8>, text: &mut Vec<u8>) -> SockAddr
     out.family = FAMILIES.iter().find(|(n, _)| *n == out.family_number).map(|(_, s)| *s);
     let be16 = |at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
     match out.family_number {
-        1 => {
+        // An unnamed socket (autobind, socketpair): the family alone, nothing to decode.
+        1 if b.len() > 2 => {
             let path = &b[2..];
             let start = text.len();
             if let Some(abstract_name) = path.strip_prefix(b"\0") {
@@ -138,6 +139,8 @@ mod tests {
 
     #[test]
     fn other_families_and_short_buffers_keep_the_raw_hex() {
+        let (a, _) = dec("0100");
+        assert_eq!((a.family, a.raw, a.path), (Some("unix"), true, None));
         let (a, _) = dec("11000300");
         assert_eq!((a.family, a.raw), (Some("packet"), true));
         let (a, _) = dec("0200");
