@@ -43,10 +43,7 @@ enum ArgKey {
 }
 
 fn number(text: &[u8]) -> Option<u32> {
-    if text.is_empty() || text.len() > 10 || !text.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(text).ok()?.parse().ok()
+    super::parse_u64(text).and_then(|n| u32::try_from(n).ok())
 }
 
 fn arg_key(key: &[u8]) -> ArgKey {
@@ -142,7 +139,7 @@ impl State<'_> {
                     return;
                 }
                 self.expect(i);
-                let declared = std::str::from_utf8(field.value).ok().and_then(|s| s.parse().ok());
+                let declared = super::parse_u64(field.value);
                 self.current = Some(Split { index: i, declared, written: 0, next_piece: 0, start: self.text.len() });
             }
             ArgKey::Piece(i, j) => {

@@ -36,8 +36,18 @@ pub fn mode_symbolic(mode: u32) -> [u8; 10] {
 
 /// Parse the kernel's octal `mode=` text.
 pub fn parse_mode(text: &[u8]) -> Option<u32> {
-    let s = std::str::from_utf8(text).ok()?;
-    u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o177777)
+    if text.is_empty() || text.len() > 7 {
+        return None;
+    }
+    let mut m = 0u32;
+    for &c in text {
+        let d = c.wrapping_sub(b'0');
+        if d > 7 {
+            return None;
+        }
+        m = m << 3 | u32::from(d);
+    }
+    (m <= 0o177777).then_some(m)
 }
 
 #[cfg(test)]

@@ -9,35 +9,85 @@
 
 use crate::record::{FieldRef, Quoting};
 
-/// Value of one hex digit (either case), or `None`.
-#[inline]
-fn digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// Hex digit values (either case); 0xFF for bytes that are not hex digits.
+static DIGITS: [u8; 256] = {
+    let mut t = [0xFF; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        t[b'A' as usize + i] = 10 + i as u8;
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 /// Whether `text` is a non-empty, even-length run of hex digits.
 pub fn is_hex(text: &[u8]) -> bool {
-    !text.is_empty() && text.len().is_multiple_of(2) && text.iter().all(|&c| digit(c).is_some())
+    !text.is_empty() && text.len().is_multiple_of(2) && text.iter().all(|&c| DIGITS[c as usize] != 0xFF)
 }
 
 /// Append the bytes `text` encodes to `out`. `false`, with `out` unchanged, when `text` is not
-/// hex (see [`is_hex`]).
+/// hex (see [`is_hex`]). One pass: decoded as it is checked, undone on the first non-digit.
 pub fn decode_into(text: &[u8], out: &mut Vec<u8>) -> bool {
-    if !is_hex(text) {
+    if text.is_empty() || !text.len().is_multiple_of(2) {
         return false;
     }
+    let start = out.len();
     out.reserve(text.len() / 2);
-    for pair in text.chunks_exact(2) {
-        // Checked by is_hex above.
-        let (hi, lo) = (digit(pair[0]).unwrap_or(0), digit(pair[1]).unwrap_or(0));
-        out.push(hi << 4 | lo);
+    // Long values (EXECVE arguments, proctitle) eight digits at a time.
+    let mut words = text.chunks_exact(8);
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        match decode8(u64::from_le_bytes(w)) {
+            Some(bytes) => out.extend_from_slice(&bytes),
+            None => {
+                out.truncate(start);
+                return false;
+            }
+        }
+    }
+    let mut bad = 0u8;
+    for pair in words.remainder().chunks_exact(2) {
+        let (hi, lo) = (DIGITS[pair[0] as usize], DIGITS[pair[1] as usize]);
+        bad |= hi | lo;
+        out.push(hi << 4 | (lo & 0xF));
+    }
+    // A valid digit is ≤ 0x0F; any 0xFF sets the high bits.
+    if bad > 0xF {
+        out.truncate(start);
+        return false;
     }
     true
+}
+
+/// Eight ASCII hex digits (first digit in the lowest byte) → their four bytes, or `None` if any
+/// is not a hex digit. SWAR: every step works on all eight bytes at once.
+#[inline]
+fn decode8(w: u64) -> Option<[u8; 4]> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    if w & HIGHS != 0 {
+        return None;
+    }
+    // For bytes < 0x80: high bit of (x + 0x80 - k) is set iff x >= k.
+    let ge = |x: u64, k: u64| x.wrapping_add(ONES * (0x80 - k)) & HIGHS;
+    let digit = ge(w, u64::from(b'0')) & !ge(w, u64::from(b'9') + 1);
+    let lower = w | (ONES * 0x20);
+    let letter = ge(lower, u64::from(b'a')) & !ge(lower, u64::from(b'f') + 1);
+    if (digit | letter) != HIGHS {
+        return None;
+    }
+    // '0'..'9' → low nibble; 'A'/'a'.. → low nibble + 9 (bit 6 marks letters).
+    let v = (w & (ONES * 0x0F)) + ((w >> 6) & ONES) * 9;
+    // Each 16-bit lane: first digit (low byte) is the high nibble.
+    let lanes = ((v & 0x000F_000F_000F_000F) << 4) | ((v >> 8) & 0x000F_000F_000F_000F);
+    Some([lanes as u8, (lanes >> 16) as u8, (lanes >> 32) as u8, (lanes >> 48) as u8])
 }
 
 /// Append the string a field holds to `out`: a quoted value as written, a bare one hex-decoded
@@ -68,6 +118,21 @@ mod tests {
         assert_eq!(decoded("ABC"), None);
         assert_eq!(decoded("ZZ"), None);
         assert_eq!(decoded("(null)"), None);
+        // The eight-digit path: every position of a bad digit, and both cases, all sixteen digits.
+        assert_eq!(
+            decoded("0123456789abcdefABCDEF00"),
+            Some(vec![0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xab, 0xcd, 0xef, 0])
+        );
+        for bad in 0..16 {
+            let mut text = b"4142434445464748".to_vec();
+            for c in [b'g', b'G', b'/', b':', b'@', b'`', 0x80, 0xC6] {
+                text[bad] = c;
+                assert_eq!(decoded(std::str::from_utf8(&text).unwrap_or("zz")), None);
+                let mut out = vec![9];
+                assert!(!decode_into(&text, &mut out));
+                assert_eq!(out, [9], "undone");
+            }
+        }
     }
 
     #[test]

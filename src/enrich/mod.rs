@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::reassemble::Event;
-use crate::record::{FieldRef, MessageType, Record};
+use crate::record::{FieldRef, MessageType, Quoting, Record};
 use crate::units::{de_duration, de_size};
 use network::SockAddr;
 use syscall::Arch;
@@ -300,10 +300,6 @@ pub struct Enricher {
     scratch: Vec<u8>,
 }
 
-fn decimal<T: std::str::FromStr>(f: Option<FieldRef<'_>>) -> Option<T> {
-    std::str::from_utf8(f?.value).ok()?.parse().ok()
-}
-
 impl Enricher {
     /// From validated config, with names resolved through NSS; `None` when enrichment is off.
     pub fn from_config(config: &EnrichConfig) -> Option<Enricher> {
@@ -341,17 +337,11 @@ impl Enricher {
         let i = &mut self.interpretation;
         i.clear();
         let records = &event.records[..];
-        let syscall = records.iter().find(|r| r.kind == MessageType::SYSCALL);
-        if let Some(r) = syscall {
-            syscall_member(i, r);
-        }
         // Process and user facts: the SYSCALL record's, else the first record that has a pid
         // (user-space messages: USER_LOGIN, USER_CMD, … carry pid, uid, auid, ses).
+        let syscall = records.iter().find(|r| r.kind == MessageType::SYSCALL);
         if let Some(r) = syscall.or_else(|| records.iter().find(|r| r.get(b"pid").is_some())) {
-            process_member(i, r);
-            for (slot, key) in USER_IDS.iter().enumerate() {
-                i.user.ids[slot] = r.get(key.as_bytes()).and_then(|f| Id::parse(f.value));
-            }
+            subject(i, r, syscall.is_some());
         }
         let mut execve = false;
         for r in records {
@@ -392,17 +382,91 @@ impl Enricher {
     }
 }
 
-fn syscall_member(i: &mut Interpretation, r: &Record) {
-    let arch_field = r.get(b"arch");
+/// The SYSCALL record's (or a user-space record's) facts, in one pass over its fields: the first
+/// occurrence of a key counts, as with [`Record::get`].
+fn subject(i: &mut Interpretation, r: &Record, is_syscall: bool) {
+    let (mut arch_field, mut number, mut exit, mut success, mut key) = (None, None, None, None, None);
+    let mut tty = None;
+    for f in r.fields() {
+        if f.quoting == Quoting::Word {
+            continue;
+        }
+        let slot = match f.key {
+            b"arch" => {
+                arch_field = arch_field.or(Some(f));
+                continue;
+            }
+            b"syscall" => {
+                number = number.or_else(|| parse_u64(f.value).and_then(|n| u32::try_from(n).ok()));
+                continue;
+            }
+            b"exit" => {
+                exit = exit.or_else(|| parse_i64(f.value));
+                continue;
+            }
+            b"success" => {
+                success = success.or(match f.value {
+                    b"yes" => Some(true),
+                    b"no" => Some(false),
+                    _ => None,
+                });
+                continue;
+            }
+            b"key" => {
+                key = key.or(Some(f));
+                continue;
+            }
+            b"pid" => {
+                let pid = &mut i.process.pid;
+                *pid = pid.or_else(|| parse_u64(f.value).and_then(|n| u32::try_from(n).ok()));
+                continue;
+            }
+            b"ppid" => {
+                let ppid = &mut i.process.ppid;
+                *ppid = ppid.or_else(|| parse_u64(f.value).and_then(|n| u32::try_from(n).ok()));
+                continue;
+            }
+            b"comm" if i.process.comm.is_none() => {
+                i.process.comm = i.string(Some(f));
+                continue;
+            }
+            b"exe" if i.process.exe.is_none() => {
+                i.process.exe = i.string(Some(f));
+                continue;
+            }
+            b"tty" => {
+                tty = tty.or(Some(f));
+                continue;
+            }
+            b"ses" => {
+                i.process.ses = i.process.ses.or_else(|| Id::parse(f.value));
+                continue;
+            }
+            b"uid" => 0,
+            b"gid" => 1,
+            b"euid" => 2,
+            b"suid" => 3,
+            b"fsuid" => 4,
+            b"egid" => 5,
+            b"sgid" => 6,
+            b"fsgid" => 7,
+            b"auid" => 8,
+            _ => continue,
+        };
+        if i.user.ids[slot].is_none() {
+            i.user.ids[slot] = Id::parse(f.value);
+        }
+    }
+    i.process.tty = tty.filter(|f| !f.is_null()).map(|f| i.raw(f.value));
+    if !is_syscall {
+        return;
+    }
     let arch = arch_field.and_then(|f| Arch::parse(f.value));
-    let arch_raw = arch_field.map_or(Text::default(), |f| i.raw(f.value));
-    let number = decimal::<u32>(r.get(b"syscall"));
-    let exit = decimal::<i64>(r.get(b"exit"));
-    let success = r.get(b"success").and_then(|f| match f.value {
-        b"yes" => Some(true),
-        b"no" => Some(false),
-        _ => None,
-    });
+    // The raw text is only written for an arch without a name.
+    let arch_raw = match arch_field {
+        Some(f) if arch.and_then(Arch::name).is_none() => i.raw(f.value),
+        _ => Text::default(),
+    };
     let failed = success == Some(false) || (success.is_none() && exit.is_some_and(|e| e < 0));
     i.syscall = Some(Syscall {
         arch,
@@ -413,36 +477,57 @@ fn syscall_member(i: &mut Interpretation, r: &Record) {
         exit,
         exit_name: exit.filter(|_| failed).and_then(syscall::errno_name),
     });
-    if let Some(f) = r.get(b"key") {
+    if let Some(f) = key {
         keys::split_into(&f, &mut i.text, &mut i.keys);
     }
 }
 
-fn process_member(i: &mut Interpretation, r: &Record) {
-    i.process.pid = decimal(r.get(b"pid"));
-    i.process.ppid = decimal(r.get(b"ppid"));
-    i.process.comm = i.string(r.get(b"comm"));
-    i.process.exe = i.string(r.get(b"exe"));
-    i.process.tty = r.get(b"tty").filter(|f| !f.is_null()).map(|f| f.value).map(|v| i.raw(v));
-    i.process.ses = r.get(b"ses").and_then(|f| Id::parse(f.value));
+/// A decimal number as the kernel writes it (no sign, no spaces), without going through `str`.
+pub(crate) fn parse_u64(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &c in text {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d))?;
+    }
+    Some(n)
 }
 
+/// [`parse_u64`] with an optional leading `-` (`exit=-2`).
+fn parse_i64(text: &[u8]) -> Option<i64> {
+    match text.strip_prefix(b"-") {
+        Some(digits) => parse_u64(digits).and_then(|n| 0i64.checked_sub_unsigned(n)),
+        None => parse_u64(text).and_then(|n| i64::try_from(n).ok()),
+    }
+}
+
+/// One PATH record, in one pass over its fields (first occurrence of a key counts).
 fn path_entry(i: &mut Interpretation, r: &Record) {
-    let mode_field = r.get(b"mode");
-    let mode = mode_field.map(|f| i.raw(f.value));
-    let entry = PathEntry {
-        name: i.string(r.get(b"name")),
-        nametype: r.get(b"nametype").map(|f| i.raw(f.value)),
-        inode: decimal(r.get(b"inode")),
-        dev: r.get(b"dev").map(|f| i.raw(f.value)),
-        mode_symbolic: mode_field.and_then(|f| file::parse_mode(f.value)).map(file::mode_symbolic),
-        mode,
-        ouid: r.get(b"ouid").and_then(|f| Id::parse(f.value)),
-        ogid: r.get(b"ogid").and_then(|f| Id::parse(f.value)),
-        ouid_name: None,
-        ogid_name: None,
-    };
-    i.paths.push(entry);
+    let mut p = PathEntry::default();
+    for f in r.fields() {
+        if f.quoting == Quoting::Word {
+            continue;
+        }
+        match f.key {
+            b"name" if p.name.is_none() => p.name = i.string(Some(f)),
+            b"nametype" if p.nametype.is_none() => p.nametype = Some(i.raw(f.value)),
+            b"inode" if p.inode.is_none() => p.inode = parse_u64(f.value),
+            b"dev" if p.dev.is_none() => p.dev = Some(i.raw(f.value)),
+            b"mode" if p.mode.is_none() => {
+                p.mode = Some(i.raw(f.value));
+                p.mode_symbolic = file::parse_mode(f.value).map(file::mode_symbolic);
+            }
+            b"ouid" if p.ouid.is_none() => p.ouid = Id::parse(f.value),
+            b"ogid" if p.ogid.is_none() => p.ogid = Id::parse(f.value),
+            _ => {}
+        }
+    }
+    i.paths.push(p);
 }
 
 fn network_entry(i: &mut Interpretation, f: &FieldRef<'_>, scratch: &mut Vec<u8>) {
@@ -452,27 +537,37 @@ fn network_entry(i: &mut Interpretation, f: &FieldRef<'_>, scratch: &mut Vec<u8>
     i.network.push(Network { addr, address: span(addr.address), path: span(addr.path), raw });
 }
 
+/// Names for the event's ids. Most ids of one event are the same (all 0, or one user's), so
+/// each distinct (kind, id) is looked up and copied once and its span shared.
 fn fill_names(i: &mut Interpretation, names: &mut NameCache, now: Instant) {
+    let mut seen: [(IdKind, u32, Option<Text>); 8] = [(IdKind::User, 0, None); 8];
+    let mut seen_len = 0;
+    let mut name_of = |i: &mut Interpretation, kind: IdKind, id: u32| -> Option<Text> {
+        if let Some((_, _, t)) = seen[..seen_len].iter().find(|(k, n, _)| *k == kind && *n == id) {
+            return *t;
+        }
+        let text = names.lookup(kind, id, now).map(|name| {
+            let start = i.text.len();
+            i.text.extend_from_slice(name.as_bytes());
+            Text::new(start, i.text.len())
+        });
+        if seen_len < seen.len() {
+            seen[seen_len] = (kind, id, text);
+            seen_len += 1;
+        }
+        text
+    };
     for (slot, kind) in USER_KINDS.iter().enumerate() {
         if let Some(id) = i.user.ids[slot].and_then(Id::get) {
-            if let Some(name) = names.lookup(*kind, id, now) {
-                let start = i.text.len();
-                i.text.extend_from_slice(name.as_bytes());
-                i.user.names[slot] = Some(Text::new(start, i.text.len()));
-            }
+            i.user.names[slot] = name_of(i, *kind, id);
         }
     }
     for p in 0..i.paths.len() {
-        let (ouid, ogid) = (i.paths[p].ouid.and_then(Id::get), i.paths[p].ogid.and_then(Id::get));
-        if let Some(name) = ouid.and_then(|id| names.lookup(IdKind::User, id, now)) {
-            let start = i.text.len();
-            i.text.extend_from_slice(name.as_bytes());
-            i.paths[p].ouid_name = Some(Text::new(start, i.text.len()));
+        if let Some(id) = i.paths[p].ouid.and_then(Id::get) {
+            i.paths[p].ouid_name = name_of(i, IdKind::User, id);
         }
-        if let Some(name) = ogid.and_then(|id| names.lookup(IdKind::Group, id, now)) {
-            let start = i.text.len();
-            i.text.extend_from_slice(name.as_bytes());
-            i.paths[p].ogid_name = Some(Text::new(start, i.text.len()));
+        if let Some(id) = i.paths[p].ogid.and_then(Id::get) {
+            i.paths[p].ogid_name = name_of(i, IdKind::Group, id);
         }
     }
 }

@@ -33,11 +33,7 @@ impl Id {
         if text == b"-1" {
             return Some(Id::Unset);
         }
-        if text.is_empty() || text.len() > 10 || !text.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let n: u64 = std::str::from_utf8(text).ok()?.parse().ok()?;
-        match u32::try_from(n) {
+        match u32::try_from(super::parse_u64(text)?) {
             Ok(UNSET) => Some(Id::Unset),
             Ok(n) => Some(Id::Id(n)),
             Err(_) => None,
