@@ -13,7 +13,7 @@ mod measure;
 
 use auditrelay::enrich::{EnrichConfig, Enricher};
 use auditrelay::format::JsonWriter;
-use auditrelay::reassemble::{ReassembleConfig, Reassembler};
+use auditrelay::reassemble::{Output, ReassembleConfig, Reassembler};
 use auditrelay::record::{parse_log_line, Record};
 use auditrelay::replay::replay_with;
 
@@ -56,6 +56,34 @@ fn main() {
     r.flush(&mut outputs);
     let mut writer = JsonWriter::new(Some("0f6c6b0e-8e8a-4a47-9d0b-2f7d1f0e5a31".into()));
     measure::measure("json (pre-reassembled)", "records", BUDGET, || {
+        let mut bytes = 0;
+        for o in &outputs {
+            bytes += writer.write(o).len();
+        }
+        black_box(bytes);
+        records.len()
+    });
+
+    // The interpretation alone, and the v2 line it adds to (names warmed: steady state).
+    let mut enricher = Enricher::from_config(&EnrichConfig::default()).unwrap();
+    for o in &outputs {
+        if let Output::Event(ev) = o {
+            enricher.interpret(ev);
+        }
+    }
+    if let Some(names) = enricher.names() {
+        names.settle(Duration::from_secs(10));
+    }
+    measure::measure("interpret (pre-reassembled)", "records", BUDGET, || {
+        for o in &outputs {
+            if let Output::Event(ev) = o {
+                black_box(enricher.interpret(ev));
+            }
+        }
+        records.len()
+    });
+    let mut writer = JsonWriter::new(None).with_enricher(Some(enricher));
+    measure::measure("json v2 (pre-reassembled)", "records", BUDGET, || {
         let mut bytes = 0;
         for o in &outputs {
             bytes += writer.write(o).len();

@@ -391,20 +391,20 @@ fn subject(i: &mut Interpretation, r: &Record, is_syscall: bool) {
         if f.quoting == Quoting::Word {
             continue;
         }
-        let slot = match f.key {
-            b"arch" => {
+        let slot = match key8(f.key) {
+            K_ARCH => {
                 arch_field = arch_field.or(Some(f));
                 continue;
             }
-            b"syscall" => {
+            K_SYSCALL => {
                 number = number.or_else(|| parse_u64(f.value).and_then(|n| u32::try_from(n).ok()));
                 continue;
             }
-            b"exit" => {
+            K_EXIT => {
                 exit = exit.or_else(|| parse_i64(f.value));
                 continue;
             }
-            b"success" => {
+            K_SUCCESS => {
                 success = success.or(match f.value {
                     b"yes" => Some(true),
                     b"no" => Some(false),
@@ -412,45 +412,45 @@ fn subject(i: &mut Interpretation, r: &Record, is_syscall: bool) {
                 });
                 continue;
             }
-            b"key" => {
+            K_KEY => {
                 key = key.or(Some(f));
                 continue;
             }
-            b"pid" => {
+            K_PID => {
                 let pid = &mut i.process.pid;
                 *pid = pid.or_else(|| parse_u64(f.value).and_then(|n| u32::try_from(n).ok()));
                 continue;
             }
-            b"ppid" => {
+            K_PPID => {
                 let ppid = &mut i.process.ppid;
                 *ppid = ppid.or_else(|| parse_u64(f.value).and_then(|n| u32::try_from(n).ok()));
                 continue;
             }
-            b"comm" if i.process.comm.is_none() => {
+            K_COMM if i.process.comm.is_none() => {
                 i.process.comm = i.string(Some(f));
                 continue;
             }
-            b"exe" if i.process.exe.is_none() => {
+            K_EXE if i.process.exe.is_none() => {
                 i.process.exe = i.string(Some(f));
                 continue;
             }
-            b"tty" => {
+            K_TTY => {
                 tty = tty.or(Some(f));
                 continue;
             }
-            b"ses" => {
+            K_SES => {
                 i.process.ses = i.process.ses.or_else(|| Id::parse(f.value));
                 continue;
             }
-            b"uid" => 0,
-            b"gid" => 1,
-            b"euid" => 2,
-            b"suid" => 3,
-            b"fsuid" => 4,
-            b"egid" => 5,
-            b"sgid" => 6,
-            b"fsgid" => 7,
-            b"auid" => 8,
+            K_UID => 0,
+            K_GID => 1,
+            K_EUID => 2,
+            K_SUID => 3,
+            K_FSUID => 4,
+            K_EGID => 5,
+            K_SGID => 6,
+            K_FSGID => 7,
+            K_AUID => 8,
             _ => continue,
         };
         if i.user.ids[slot].is_none() {
@@ -481,6 +481,50 @@ fn subject(i: &mut Interpretation, r: &Record, is_syscall: bool) {
         keys::split_into(&f, &mut i.text, &mut i.keys);
     }
 }
+
+/// A key of up to eight bytes as one integer (zero-padded), so matching a record's keys is integer
+/// comparison rather than a `memcmp` call per candidate; longer keys map to 0, which no constant
+/// below has.
+const fn key8(key: &[u8]) -> u64 {
+    if key.is_empty() || key.len() > 8 {
+        return 0;
+    }
+    let mut w = [0u8; 8];
+    let mut n = 0;
+    while n < key.len() {
+        w[n] = key[n];
+        n += 1;
+    }
+    u64::from_le_bytes(w)
+}
+
+const K_ARCH: u64 = key8(b"arch");
+const K_SYSCALL: u64 = key8(b"syscall");
+const K_EXIT: u64 = key8(b"exit");
+const K_SUCCESS: u64 = key8(b"success");
+const K_KEY: u64 = key8(b"key");
+const K_PID: u64 = key8(b"pid");
+const K_PPID: u64 = key8(b"ppid");
+const K_COMM: u64 = key8(b"comm");
+const K_EXE: u64 = key8(b"exe");
+const K_TTY: u64 = key8(b"tty");
+const K_SES: u64 = key8(b"ses");
+const K_UID: u64 = key8(b"uid");
+const K_GID: u64 = key8(b"gid");
+const K_EUID: u64 = key8(b"euid");
+const K_SUID: u64 = key8(b"suid");
+const K_FSUID: u64 = key8(b"fsuid");
+const K_EGID: u64 = key8(b"egid");
+const K_SGID: u64 = key8(b"sgid");
+const K_FSGID: u64 = key8(b"fsgid");
+const K_AUID: u64 = key8(b"auid");
+const K_NAME: u64 = key8(b"name");
+const K_NAMETYPE: u64 = key8(b"nametype");
+const K_INODE: u64 = key8(b"inode");
+const K_DEV: u64 = key8(b"dev");
+const K_MODE: u64 = key8(b"mode");
+const K_OUID: u64 = key8(b"ouid");
+const K_OGID: u64 = key8(b"ogid");
 
 /// A decimal number as the kernel writes it (no sign, no spaces), without going through `str`.
 pub(crate) fn parse_u64(text: &[u8]) -> Option<u64> {
@@ -513,17 +557,17 @@ fn path_entry(i: &mut Interpretation, r: &Record) {
         if f.quoting == Quoting::Word {
             continue;
         }
-        match f.key {
-            b"name" if p.name.is_none() => p.name = i.string(Some(f)),
-            b"nametype" if p.nametype.is_none() => p.nametype = Some(i.raw(f.value)),
-            b"inode" if p.inode.is_none() => p.inode = parse_u64(f.value),
-            b"dev" if p.dev.is_none() => p.dev = Some(i.raw(f.value)),
-            b"mode" if p.mode.is_none() => {
+        match key8(f.key) {
+            K_NAME if p.name.is_none() => p.name = i.string(Some(f)),
+            K_NAMETYPE if p.nametype.is_none() => p.nametype = Some(i.raw(f.value)),
+            K_INODE if p.inode.is_none() => p.inode = parse_u64(f.value),
+            K_DEV if p.dev.is_none() => p.dev = Some(i.raw(f.value)),
+            K_MODE if p.mode.is_none() => {
                 p.mode = Some(i.raw(f.value));
                 p.mode_symbolic = file::parse_mode(f.value).map(file::mode_symbolic);
             }
-            b"ouid" if p.ouid.is_none() => p.ouid = Id::parse(f.value),
-            b"ogid" if p.ogid.is_none() => p.ogid = Id::parse(f.value),
+            K_OUID if p.ouid.is_none() => p.ouid = Id::parse(f.value),
+            K_OGID if p.ogid.is_none() => p.ogid = Id::parse(f.value),
             _ => {}
         }
     }

@@ -7,7 +7,32 @@
 
 use super::push_escaped;
 use crate::enrich::user::Id;
-use crate::enrich::{Interpretation, Text, USER_IDS, USER_NAMES};
+use crate::enrich::{Interpretation, Text};
+
+/// `,"uid":` … in [`crate::enrich::USER_IDS`] order (a test checks they agree).
+const USER_KEYS: [&[u8]; 9] = [
+    b",\"uid\":",
+    b",\"gid\":",
+    b",\"euid\":",
+    b",\"suid\":",
+    b",\"fsuid\":",
+    b",\"egid\":",
+    b",\"sgid\":",
+    b",\"fsgid\":",
+    b",\"auid\":",
+];
+/// `,"uid_name":` … in [`crate::enrich::USER_NAMES`] order.
+const USER_NAME_KEYS: [&[u8]; 9] = [
+    b",\"uid_name\":",
+    b",\"gid_name\":",
+    b",\"euid_name\":",
+    b",\"suid_name\":",
+    b",\"fsuid_name\":",
+    b",\"egid_name\":",
+    b",\"sgid_name\":",
+    b",\"fsgid_name\":",
+    b",\"auid_name\":",
+];
 
 /// Append `,"host":…,"syscall":{…},…` (each member only when it has content).
 pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation) {
@@ -16,52 +41,52 @@ pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation) {
         text(b, i, host);
     }
     if let Some(s) = &i.syscall {
-        b.extend_from_slice(b",\"syscall\":{");
+        b.extend_from_slice(b",\"syscall\":");
         let mut o = Obj::new(b);
         if let Some(name) = s.name {
-            o.key(b"name");
+            o.key(b",\"name\":");
             ascii(o.b, name);
         }
-        o.key(b"arch");
+        o.key(b",\"arch\":");
         match s.arch.and_then(|a| a.name()) {
             Some(name) => ascii(o.b, name),
             None => text(o.b, i, s.arch_raw),
         }
         if let Some(n) = s.number {
-            o.key(b"number");
+            o.key(b",\"number\":");
             int(o.b, n);
         }
         if let Some(success) = s.success {
-            o.key(b"success");
+            o.key(b",\"success\":");
             o.b.extend_from_slice(if success { b"true" } else { b"false" });
         }
         if let Some(exit) = s.exit {
-            o.key(b"exit");
+            o.key(b",\"exit\":");
             int(o.b, exit);
         }
         if let Some(name) = s.exit_name {
-            o.key(b"exit_name");
+            o.key(b",\"exit_name\":");
             ascii(o.b, name);
         }
-        b.push(b'}');
+        o.close();
     }
     if i.has_process() {
         process(b, i);
     }
     if i.has_user() {
-        b.extend_from_slice(b",\"user\":{");
+        b.extend_from_slice(b",\"user\":");
         let mut o = Obj::new(b);
-        for slot in 0..USER_IDS.len() {
+        for slot in 0..USER_KEYS.len() {
             if let Some(id) = i.user.ids[slot] {
-                o.key(USER_IDS[slot].as_bytes());
+                o.key(USER_KEYS[slot]);
                 id_value(o.b, id);
             }
             if let Some(name) = i.user.names[slot] {
-                o.key(USER_NAMES[slot].as_bytes());
+                o.key(USER_NAME_KEYS[slot]);
                 text(o.b, i, name);
             }
         }
-        b.push(b'}');
+        o.close();
     }
     if !i.paths.is_empty() {
         b.extend_from_slice(b",\"file\":{\"paths\":[");
@@ -69,33 +94,32 @@ pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation) {
             if n > 0 {
                 b.push(b',');
             }
-            b.push(b'{');
             let mut o = Obj::new(b);
-            o.opt_text(i, b"name", p.name);
-            o.opt_text(i, b"nametype", p.nametype);
+            o.opt_text(i, b",\"name\":", p.name);
+            o.opt_text(i, b",\"nametype\":", p.nametype);
             if let Some(inode) = p.inode {
-                o.key(b"inode");
+                o.key(b",\"inode\":");
                 int(o.b, inode);
             }
-            o.opt_text(i, b"dev", p.dev);
-            o.opt_text(i, b"mode", p.mode);
+            o.opt_text(i, b",\"dev\":", p.dev);
+            o.opt_text(i, b",\"mode\":", p.mode);
             if let Some(sym) = &p.mode_symbolic {
-                o.key(b"mode_symbolic");
+                o.key(b",\"mode_symbolic\":");
                 o.b.push(b'"');
                 o.b.extend_from_slice(sym);
                 o.b.push(b'"');
             }
             if let Some(id) = p.ouid {
-                o.key(b"ouid");
+                o.key(b",\"ouid\":");
                 id_value(o.b, id);
             }
             if let Some(id) = p.ogid {
-                o.key(b"ogid");
+                o.key(b",\"ogid\":");
                 id_value(o.b, id);
             }
-            o.opt_text(i, b"ouid_name", p.ouid_name);
-            o.opt_text(i, b"ogid_name", p.ogid_name);
-            b.push(b'}');
+            o.opt_text(i, b",\"ouid_name\":", p.ouid_name);
+            o.opt_text(i, b",\"ogid_name\":", p.ogid_name);
+            o.close();
         }
         b.extend_from_slice(b"]}");
     }
@@ -105,9 +129,8 @@ pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation) {
             if n > 0 {
                 b.push(b',');
             }
-            b.push(b'{');
             let mut o = Obj::new(b);
-            o.key(b"family");
+            o.key(b",\"family\":");
             match net.addr.family {
                 Some(name) => ascii(o.b, name),
                 None => {
@@ -116,18 +139,18 @@ pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation) {
                     o.b.push(b'"');
                 }
             }
-            o.opt_text(i, b"address", net.address);
+            o.opt_text(i, b",\"address\":", net.address);
             if let Some(port) = net.addr.port {
-                o.key(b"port");
+                o.key(b",\"port\":");
                 int(o.b, port);
             }
-            o.opt_text(i, b"path", net.path);
+            o.opt_text(i, b",\"path\":", net.path);
             if let Some(pid) = net.addr.pid {
-                o.key(b"pid");
+                o.key(b",\"pid\":");
                 int(o.b, pid);
             }
-            o.opt_text(i, b"raw", net.raw);
-            b.push(b'}');
+            o.opt_text(i, b",\"raw\":", net.raw);
+            o.close();
         }
         b.push(b']');
     }
@@ -139,73 +162,80 @@ pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation) {
 
 fn process(b: &mut Vec<u8>, i: &Interpretation) {
     let p = &i.process;
-    b.extend_from_slice(b",\"process\":{");
+    b.extend_from_slice(b",\"process\":");
     let mut o = Obj::new(b);
     if let Some(pid) = p.pid {
-        o.key(b"pid");
+        o.key(b",\"pid\":");
         int(o.b, pid);
     }
     if let Some(ppid) = p.ppid {
-        o.key(b"ppid");
+        o.key(b",\"ppid\":");
         int(o.b, ppid);
     }
-    o.opt_text(i, b"comm", p.comm);
-    o.opt_text(i, b"exe", p.exe);
-    o.opt_text(i, b"cwd", p.cwd);
+    o.opt_text(i, b",\"comm\":", p.comm);
+    o.opt_text(i, b",\"exe\":", p.exe);
+    o.opt_text(i, b",\"cwd\":", p.cwd);
     if let Some(argv) = &p.argv {
-        o.key(b"argv");
+        o.key(b",\"argv\":");
         list(o.b, i, &p.args);
         if let Some(argc) = argv.argc {
-            o.key(b"argc");
+            o.key(b",\"argc\":");
             int(o.b, argc);
         }
         if argv.incomplete {
-            o.key(b"argv_incomplete");
+            o.key(b",\"argv_incomplete\":");
             o.b.extend_from_slice(b"true");
         }
         if argv.truncated {
-            o.key(b"argv_truncated");
+            o.key(b",\"argv_truncated\":");
             o.b.extend_from_slice(b"true");
         }
     }
     if !p.title.is_empty() {
-        o.key(b"title");
+        o.key(b",\"title\":");
         list(o.b, i, &p.title);
     }
-    o.opt_text(i, b"tty", p.tty);
+    o.opt_text(i, b",\"tty\":", p.tty);
     if let Some(ses) = p.ses {
-        o.key(b"ses");
+        o.key(b",\"ses\":");
         id_value(o.b, ses);
     }
-    b.push(b'}');
+    o.close();
 }
 
-/// Members of one object, with the commas between them.
+/// Members of one object. Every member is written with a leading comma (a constant-length copy
+/// with its name); [`Obj::close`] turns the first comma into the `{`, so no per-member branch.
 struct Obj<'b> {
     b: &'b mut Vec<u8>,
-    first: bool,
+    open: usize,
 }
 
 impl<'b> Obj<'b> {
+    /// After `"name":` has been written.
     fn new(b: &'b mut Vec<u8>) -> Obj<'b> {
-        Obj { b, first: true }
+        let open = b.len();
+        Obj { b, open }
     }
 
-    /// `"name":` (preceded by a comma unless first). Names are ASCII without escapes.
-    fn key(&mut self, name: &[u8]) {
-        if !self.first {
-            self.b.push(b',');
-        }
-        self.first = false;
-        self.b.push(b'"');
-        self.b.extend_from_slice(name);
-        self.b.extend_from_slice(b"\":");
+    /// `,"name":` — `key` is the whole prefix, e.g. `b",\"pid\":"`.
+    #[inline]
+    fn key(&mut self, key: &'static [u8]) {
+        self.b.extend_from_slice(key);
     }
 
-    fn opt_text(&mut self, i: &Interpretation, name: &[u8], value: Option<Text>) {
+    fn opt_text(&mut self, i: &Interpretation, key: &'static [u8], value: Option<Text>) {
         if let Some(t) = value {
-            self.key(name);
+            self.key(key);
             text(self.b, i, t);
+        }
+    }
+
+    fn close(self) {
+        if self.b.len() == self.open {
+            self.b.extend_from_slice(b"{}");
+        } else {
+            self.b[self.open] = b'{';
+            self.b.push(b'}');
         }
     }
 }
@@ -255,4 +285,18 @@ fn text(b: &mut Vec<u8>, i: &Interpretation, t: Text) {
         }
     }
     b.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::{USER_IDS, USER_NAMES};
+
+    #[test]
+    fn member_prefixes_name_the_schema_ids() {
+        for slot in 0..USER_IDS.len() {
+            assert_eq!(USER_KEYS[slot], format!(",\"{}\":", USER_IDS[slot]).as_bytes());
+            assert_eq!(USER_NAME_KEYS[slot], format!(",\"{}\":", USER_NAMES[slot]).as_bytes());
+        }
+    }
 }
