@@ -300,5 +300,9 @@ mod fit_tests {
         assert!(text.len() < 8192);
         let kept = ev.to_string();
         assert!(kept.contains("/usr/bin/cat") && kept.contains("SYSCALL") && kept.contains("PATH"), "{kept}");
+        // Schema v2 (the default): the decoded argv repeats the argument and is cut the same way.
+        let argv = ev["process"]["argv"].as_array().unwrap();
+        assert_eq!(argv[0], "cat");
+        assert!(argv[1].as_str().unwrap().contains("auditrelay: cut, original length 20000 bytes"), "{kept}");
     }
 }
