@@ -27,13 +27,20 @@ pub struct JsonWriter {
     non_utf8: Vec<u8>,
     /// Schema v2's interpretation; `None` writes schema v1.
     enricher: Option<Enricher>,
+    memo: interpretation::Memo,
 }
 
 impl JsonWriter {
     /// With `Some(prefix)`, each event starts with `"id":"<prefix>:<timestamp>:<serial>"`, a key
     /// unique across reboots when the prefix is the kernel boot id.
     pub fn new(id_prefix: Option<String>) -> JsonWriter {
-        JsonWriter { id_prefix, buf: Vec::with_capacity(16 * 1024), non_utf8: Vec::with_capacity(64), enricher: None }
+        JsonWriter {
+            id_prefix,
+            buf: Vec::with_capacity(16 * 1024),
+            non_utf8: Vec::with_capacity(64),
+            enricher: None,
+            memo: Default::default(),
+        }
     }
 
     /// Write schema v2 (interpretation beside the records) with `enricher`, or v1 with `None`.
@@ -101,7 +108,7 @@ impl JsonWriter {
             b.extend_from_slice(b",\"late\":true");
         }
         if let Some(enricher) = &mut self.enricher {
-            interpretation::members(b, enricher.interpret(event));
+            interpretation::members(b, enricher.interpret(event), &mut self.memo);
         }
         b.push(b'}');
     }

@@ -34,11 +34,30 @@ const USER_NAME_KEYS: [&[u8]; 9] = [
     b",\"auid_name\":",
 ];
 
+/// What stays the same from one event to the next, written once and copied after: the `host`
+/// member, and the last `user` member with the ids and names it was written for (most events of
+/// a machine come from a few users).
+#[derive(Debug, Default)]
+pub(super) struct Memo {
+    host: Vec<u8>,
+    host_for: Vec<u8>,
+    user_ids: [Option<Id>; 9],
+    user_names: Vec<u8>,
+    scratch: Vec<u8>,
+    user_json: Vec<u8>,
+}
+
 /// Append `,"host":…,"syscall":{…},…` (each member only when it has content).
-pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation) {
+pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
     if let Some(host) = i.host {
-        b.extend_from_slice(b",\"host\":");
-        text(b, i, host);
+        if memo.host_for != i.text(host) {
+            memo.host_for.clear();
+            memo.host_for.extend_from_slice(i.text(host));
+            memo.host.clear();
+            memo.host.extend_from_slice(b",\"host\":");
+            text(&mut memo.host, i, host);
+        }
+        b.extend_from_slice(&memo.host);
     }
     if let Some(s) = &i.syscall {
         b.extend_from_slice(b",\"syscall\":");
@@ -74,19 +93,7 @@ pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation) {
         process(b, i);
     }
     if i.has_user() {
-        b.extend_from_slice(b",\"user\":");
-        let mut o = Obj::new(b);
-        for slot in 0..USER_KEYS.len() {
-            if let Some(id) = i.user.ids[slot] {
-                o.key(USER_KEYS[slot]);
-                id_value(o.b, id);
-            }
-            if let Some(name) = i.user.names[slot] {
-                o.key(USER_NAME_KEYS[slot]);
-                text(o.b, i, name);
-            }
-        }
-        o.close();
+        user(b, i, memo);
     }
     if !i.paths.is_empty() {
         b.extend_from_slice(b",\"file\":{\"paths\":[");
@@ -158,6 +165,42 @@ pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation) {
         b.extend_from_slice(b",\"keys\":");
         list(b, i, &i.keys);
     }
+}
+
+/// The `user` member, copied from the memo when ids and names are the last event's.
+fn user(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
+    memo.scratch.clear();
+    for name in &i.user.names {
+        match name {
+            Some(t) => {
+                memo.scratch.extend_from_slice(i.text(*t));
+                memo.scratch.push(0);
+            }
+            None => memo.scratch.push(1),
+        }
+    }
+    if memo.user_ids == i.user.ids && memo.user_names == memo.scratch {
+        b.extend_from_slice(&memo.user_json);
+        return;
+    }
+    let start = b.len();
+    b.extend_from_slice(b",\"user\":");
+    let mut o = Obj::new(b);
+    for slot in 0..USER_KEYS.len() {
+        if let Some(id) = i.user.ids[slot] {
+            o.key(USER_KEYS[slot]);
+            id_value(o.b, id);
+        }
+        if let Some(name) = i.user.names[slot] {
+            o.key(USER_NAME_KEYS[slot]);
+            text(o.b, i, name);
+        }
+    }
+    o.close();
+    memo.user_ids = i.user.ids;
+    std::mem::swap(&mut memo.user_names, &mut memo.scratch);
+    memo.user_json.clear();
+    memo.user_json.extend_from_slice(&b[start..]);
 }
 
 fn process(b: &mut Vec<u8>, i: &Interpretation) {
