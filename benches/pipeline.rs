@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 #[path = "measure.rs"]
 mod measure;
 
+use auditrelay::enrich::{EnrichConfig, Enricher};
 use auditrelay::format::JsonWriter;
-use auditrelay::reassemble::{ReassembleConfig, Reassembler};
+use auditrelay::reassemble::{Output, ReassembleConfig, Reassembler};
 use auditrelay::record::{parse_log_line, Record};
 use auditrelay::replay::replay_with;
 
@@ -63,6 +64,34 @@ fn main() {
         records.len()
     });
 
+    // The interpretation alone, and the v2 line it adds to (names warmed: steady state).
+    let mut enricher = Enricher::from_config(&EnrichConfig::default()).unwrap();
+    for o in &outputs {
+        if let Output::Event(ev) = o {
+            enricher.interpret(ev);
+        }
+    }
+    if let Some(names) = enricher.names() {
+        names.settle(Duration::from_secs(10));
+    }
+    measure::measure("interpret (pre-reassembled)", "records", BUDGET, || {
+        for o in &outputs {
+            if let Output::Event(ev) = o {
+                black_box(enricher.interpret(ev));
+            }
+        }
+        records.len()
+    });
+    let mut writer = JsonWriter::new(None).with_enricher(Some(enricher));
+    measure::measure("json v2 (pre-reassembled)", "records", BUDGET, || {
+        let mut bytes = 0;
+        for o in &outputs {
+            bytes += writer.write(o).len();
+        }
+        black_box(bytes);
+        records.len()
+    });
+
     let mut writer = JsonWriter::new(None);
     let rate = measure::measure("pipeline (replay)", "records", BUDGET, || {
         let mut sink = std::io::sink();
@@ -70,4 +99,28 @@ fn main() {
         stats.records as usize
     });
     println!("baseline: {rate:.0} records per CPU-second, parse + reassemble + JSON, one thread");
+
+    // Enrichment's cost (issue 8 budget: on ≤ 1.3× off), the two measured back to back, twice
+    // each in alternation so drift on a shared machine shows. Names come from the real NSS through
+    // the cache, warmed first (steady state: every id cached).
+    let mut on = JsonWriter::new(None).with_enricher(Enricher::from_config(&EnrichConfig::default()));
+    let mut sink = std::io::sink();
+    replay_with(&text[..], &cfg, &mut on, &mut sink, |e| panic!("{e}")).unwrap();
+    if let Some(names) = on.enricher().and_then(|e| e.names()) {
+        names.settle(Duration::from_secs(10));
+    }
+    let mut off = JsonWriter::new(None);
+    let mut ratios = Vec::new();
+    for round in 1..=2 {
+        let off_rate = measure::measure(&format!("enrich off #{round}"), "records", BUDGET, || {
+            let stats = replay_with(&text[..], &cfg, &mut off, &mut std::io::sink(), |e| panic!("{e}")).unwrap();
+            stats.records as usize
+        });
+        let on_rate = measure::measure(&format!("enrich on #{round}"), "records", BUDGET, || {
+            let stats = replay_with(&text[..], &cfg, &mut on, &mut std::io::sink(), |e| panic!("{e}")).unwrap();
+            stats.records as usize
+        });
+        ratios.push(off_rate / on_rate);
+    }
+    println!("enrich on/off CPU cost per record: {:.3} and {:.3} (budget 1.3)", ratios[0], ratios[1]);
 }

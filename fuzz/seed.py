@@ -29,6 +29,16 @@ def main():
         put("log_line", l)
     for l in lines[:3]:
         put("log_line", b"node=host1 " + l)
+    # Interpretation: each event's lines together; each SOCKADDR's bytes.
+    events = {}
+    for l in lines:
+        stamp = l[l.index(b"audit("):].split(b")")[0]
+        events.setdefault(stamp, []).append(l)
+    for ls in events.values():
+        put("execve_argv", b"\n".join(ls))
+    for l in lines:
+        if l.startswith(b"type=SOCKADDR"):
+            put("sockaddr", bytes.fromhex(l.rsplit(b"=", 1)[1].decode()))
     rule_files = glob.glob(os.path.join(REPO, "rules", "*.rules")) + glob.glob(os.path.join(REPO, "tests", "data", "rules", "*.rules"))
     for path in rule_files:
         data = open(path, "rb").read()

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::enrich::EnrichConfig;
 use crate::logging::LogConfig;
 use crate::netlink::settings::{KernelConfig, NetlinkConfig};
 use crate::output::OutputConfig;
@@ -56,6 +57,8 @@ pub struct Config {
     /// `[[filter]]` tables, applied in order before the spool (src/filter.rs).
     #[serde(default)]
     pub filter: Vec<crate::filter::FilterConfig>,
+    #[serde(default)]
+    pub enrich: EnrichConfig,
 }
 
 impl Config {
@@ -83,6 +86,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.kernel.validate()?;
         self.reassemble.validate()?;
+        self.enrich.validate()?;
         self.rules.validate().map_err(|e| e.to_string())?;
         self.spool.validate().map_err(|e| e.to_string())?;
         self.log.validate()?;

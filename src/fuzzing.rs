@@ -238,3 +238,73 @@ pub fn config_text(data: &[u8]) {
         let _ = c.rules.validate();
     }
 }
+
+/// EXECVE argv reassembly and the whole interpretation: the input is audit.log lines of one event
+/// (`\n`-separated; ones that do not parse are skipped). Argv must stay within its byte bound,
+/// agree with `argc` whenever it is not flagged, and the schema v2 line must be valid JSON whose
+/// records are the schema v1 line's.
+pub fn execve_argv(data: &[u8]) {
+    use crate::enrich::{execve, Enricher};
+    use crate::format::JsonWriter;
+    use crate::reassemble::{Completion, Event, Output};
+    const MAX_ARGV: usize = 4096;
+    let data = &data[..data.len().min(MAX_INPUT)];
+    let records: Vec<Record> =
+        data.split(|&b| b == b'\n').take(64).filter_map(|l| Record::from_log_line(l.to_vec()).ok()).collect();
+    let (mut text, mut args) = (Vec::new(), Vec::new());
+    let argv = execve::reassemble(records.iter(), &mut text, &mut args, MAX_ARGV);
+    assert!(text.len() <= MAX_ARGV, "argv exceeds its bound: {} bytes", text.len());
+    if !argv.incomplete && !argv.truncated {
+        assert_eq!(argv.argc.map(|n| n as usize), Some(args.len()), "argc disagrees and nothing is flagged");
+    }
+    let Some(first) = records.first() else { return };
+    let event =
+        Event { id: first.id, node: None, records, incomplete: false, late: false, completion: Completion::EndOfEvent };
+    let out = Output::Event(event);
+    let v1: serde_json::Value = match serde_json::from_slice(JsonWriter::new(None).write(&out)) {
+        Ok(v) => v,
+        Err(e) => panic!("schema v1 line is not JSON: {e}"),
+    };
+    let mut writer = JsonWriter::new(None).with_enricher(Some(Enricher::new(Some("h"), None, MAX_ARGV)));
+    let v2: serde_json::Value = match serde_json::from_slice(writer.write(&out)) {
+        Ok(v) => v,
+        Err(e) => panic!("schema v2 line is not JSON: {e}"),
+    };
+    assert_eq!(v1["records"], v2["records"], "interpretation changed the raw records");
+}
+
+/// SOCKADDR decoding: the input is the `struct sockaddr` bytes (hex-encoded here as the kernel
+/// does), then also taken as the `saddr=` text itself. Decoded inet/inet6 addresses must parse
+/// back to the bytes they came from; a unix path is never longer than its buffer.
+pub fn sockaddr(data: &[u8]) {
+    use crate::enrich::network::decode;
+    let data = &data[..data.len().min(MAX_INPUT)];
+    let hex: Vec<u8> = data.iter().flat_map(|b| format!("{b:02X}").into_bytes()).collect();
+    let (mut scratch, mut text) = (Vec::new(), Vec::new());
+    let a = decode(&hex, &mut scratch, &mut text);
+    let get = |span: Option<(usize, usize)>| span.map(|(s, e)| &text[s..e]);
+    if let Some(address) = get(a.address) {
+        let address = std::str::from_utf8(address).unwrap_or_default();
+        match a.family {
+            Some("inet") => assert_eq!(
+                address.parse::<std::net::Ipv4Addr>().ok().map(|ip| ip.octets().to_vec()),
+                data.get(4..8).map(<[u8]>::to_vec)
+            ),
+            Some("inet6") => assert_eq!(
+                address.parse::<std::net::Ipv6Addr>().ok().map(|ip| ip.octets().to_vec()),
+                data.get(8..24).map(<[u8]>::to_vec)
+            ),
+            other => panic!("an address for family {other:?}"),
+        }
+        assert_eq!(a.port.map(u16::to_be_bytes).map(|p| p.to_vec()), data.get(2..4).map(<[u8]>::to_vec));
+    }
+    if let Some(path) = get(a.path) {
+        assert!(path.len() <= data.len().saturating_sub(1), "unix path longer than its buffer");
+    }
+    assert!(
+        a.raw || a.address.is_some() || a.path.is_some() || a.pid.is_some(),
+        "decoded to nothing without the raw hex"
+    );
+    text.clear();
+    let _ = decode(data, &mut scratch, &mut text);
+}

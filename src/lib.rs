@@ -3,7 +3,7 @@
 //! ```text
 //! kernel ──netlink──▶ netlink::reader (own thread, only receives)
 //!        ──bounded channel──▶ record::parse ──▶ reassemble (EventId → Event)
-//!        ──▶ format (JSON, one reused buffer) ──▶ spool (append) ──▶ output sinks (acked)
+//!        ──▶ enrich (decoded members beside the raw records) ──▶ format (JSON, one reused buffer) ──▶ spool (append) ──▶ output sinks (acked)
 //! control plane: rules (auditctl syntax ⇄ audit_rule_data), netlink::client (status, pid, rules)
 //! self-report: logging (one logger), telemetry (one snapshot → control socket, metrics, summary)
 //! ```
@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod enrich;
 pub mod file_trust;
 pub mod filter;
 pub mod format;

@@ -41,6 +41,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            let enricher = auditrelay::enrich::Enricher::from_config(&config.enrich);
             let stats = match &file {
                 Some(path) => {
                     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -48,10 +49,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         BufReader::with_capacity(1 << 16, f),
                         &config.reassemble,
                         format,
+                        enricher,
                         &mut out,
                     )
                 }
-                None => auditrelay::replay::replay_as(std::io::stdin().lock(), &config.reassemble, format, &mut out),
+                None => auditrelay::replay::replay_as(
+                    std::io::stdin().lock(),
+                    &config.reassemble,
+                    format,
+                    enricher,
+                    &mut out,
+                ),
             }
             .with_context(|| {
                 format!("replaying {}", file.as_ref().map_or("stdin".into(), |p| p.display().to_string()))

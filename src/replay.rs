@@ -22,6 +22,7 @@
 use std::io::{BufRead, BufWriter, Write};
 use std::time::{Duration, Instant};
 
+use crate::enrich::Enricher;
 use crate::format::{Formatter, JsonWriter, OutputFormat};
 use crate::reassemble::{Output, ReassembleConfig, ReassembleStats, Reassembler};
 use crate::record::{parse_log_line, RecordError, MAX_RECORD_LEN};
@@ -82,25 +83,16 @@ pub enum ReplayError {
     Write { line: u64, source: std::io::Error },
 }
 
-/// Replay `input` into JSON lines on `sink` (no event id prefix); bad lines go to stderr.
-pub fn replay<R: BufRead, W: Write>(
-    input: R,
-    cfg: &ReassembleConfig,
-    sink: &mut W,
-) -> Result<ReplayStats, ReplayError> {
-    let mut writer = JsonWriter::new(None);
-    replay_with(input, cfg, &mut writer, sink, |e| eprintln!("auditrelay: replay: {e}"))
-}
-
 /// [`replay`] into `format` (`replay --format`): each native line converted as an output of that
 /// format converts it (see [`crate::format`]), so replay shows exactly what such an output ships.
 pub fn replay_as<R: BufRead, W: Write>(
     input: R,
     cfg: &ReassembleConfig,
     format: OutputFormat,
+    enricher: Option<Enricher>,
     sink: &mut W,
 ) -> Result<ReplayStats, ReplayError> {
-    replay_formatted(input, cfg, &mut Formatter::new(format), sink, |e| eprintln!("auditrelay: replay: {e}"))
+    replay_formatted(input, cfg, &mut Formatter::new(format), enricher, sink, |e| eprintln!("auditrelay: replay: {e}"))
 }
 
 /// [`replay_as`] with a chosen formatter (tests give it a fixed name table) and a handler for
@@ -109,10 +101,12 @@ pub fn replay_formatted<R: BufRead, W: Write>(
     input: R,
     cfg: &ReassembleConfig,
     formatter: &mut Formatter,
+    enricher: Option<Enricher>,
     sink: &mut W,
     on_bad_line: impl FnMut(&LineError),
 ) -> Result<ReplayStats, ReplayError> {
-    let mut writer = JsonWriter::new(None).with_record_text(formatter.format().needs_record_text());
+    let mut writer =
+        JsonWriter::new(None).with_record_text(formatter.format().needs_record_text()).with_enricher(enricher);
     replay_inner(input, cfg, &mut writer, Some(formatter), sink, on_bad_line)
 }
 

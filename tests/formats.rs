@@ -42,7 +42,7 @@ fn replay(input: &[u8], format: OutputFormat) -> (Vec<u8>, Vec<u64>) {
     let mut f = Formatter::with_names(format, names()).with_host(Some("corpus-host".into()));
     let mut out = Vec::new();
     let mut bad = Vec::new();
-    replay_formatted(input, &ReassembleConfig::default(), &mut f, &mut out, |e| {
+    replay_formatted(input, &ReassembleConfig::default(), &mut f, None, &mut out, |e| {
         let text = e.to_string();
         let n = text.strip_prefix("line ").and_then(|r| r.split(':').next()).and_then(|n| n.parse().ok());
         bad.push(n.unwrap_or_else(|| panic!("bad line report without a number: {text}")));

@@ -247,6 +247,58 @@ fn spool_dir(what: &str) -> std::path::PathBuf {
 }
 
 /// Seeds from real data pass every harness (the fuzz corpora start from the same data).
+const EXECVE_WORDS: &[&str] = &[
+    "type=EXECVE msg=audit(1.000:7): ",
+    "type=SYSCALL msg=audit(1.000:7): arch=c000003e syscall=59 success=no exit=-2 pid=1 uid=0 auid=4294967295 ",
+    "type=SOCKADDR msg=audit(1.000:7): saddr=",
+    "type=PATH msg=audit(1.000:7): item=0 name=",
+    "type=PROCTITLE msg=audit(1.000:7): proctitle=",
+    "argc=",
+    "3 ",
+    " a0=",
+    " a1=",
+    " a1_len=",
+    "a1[0]=",
+    "a1[1]=",
+    " a2=",
+    "\"x\"",
+    "41424344",
+    "C3A9",
+    "00",
+    "0200",
+    "4294967295",
+    "mode=0104755 ",
+    "key=6B3101726F6F74 ",
+    "\n",
+    " ",
+];
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn execve_argv_arbitrary(data in prop::collection::vec(any::<u8>(), 0..512)) {
+        fuzzing::execve_argv(&data);
+    }
+
+    #[test]
+    fn execve_argv_shaped(data in shaped(EXECVE_WORDS)) {
+        fuzzing::execve_argv(&data);
+    }
+
+    #[test]
+    fn sockaddr_arbitrary(data in prop::collection::vec(any::<u8>(), 0..128)) {
+        fuzzing::sockaddr(&data);
+    }
+
+    #[test]
+    fn sockaddr_shaped(family in prop::sample::select(vec![0u16, 1, 2, 10, 16, 17, 0xffff]), rest in prop::collection::vec(any::<u8>(), 0..40)) {
+        let mut data = family.to_le_bytes().to_vec();
+        data.extend(rest);
+        fuzzing::sockaddr(&data);
+    }
+}
+
 #[test]
 fn real_data_passes_every_harness() {
     for path in
@@ -263,6 +315,25 @@ fn real_data_passes_every_harness() {
             data.extend_from_slice(&line[at..]);
             fuzzing::kernel_record(&data);
         }
+    }
+    // Each event of the real corpus through the interpretation harness.
+    let corpus = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample-audit.log")).unwrap();
+    let mut events: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
+    for line in corpus.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let stamp = line.windows(6).position(|w| w == b"audit(").map(|at| &line[at..]).unwrap();
+        let id = stamp[..stamp.iter().position(|b| *b == b')').unwrap()].to_vec();
+        let lines = events.entry(id).or_default();
+        lines.extend_from_slice(line);
+        lines.push(b'\n');
+    }
+    for lines in events.values() {
+        fuzzing::execve_argv(lines);
+    }
+    for line in corpus.split(|b| *b == b'\n').filter(|l| l.starts_with(b"type=SOCKADDR")) {
+        let hex = line.split(|b| *b == b'=').next_back().unwrap();
+        let bytes: Vec<u8> =
+            hex.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap()).collect();
+        fuzzing::sockaddr(&bytes);
     }
     fuzzing::config_text(include_bytes!("../examples/auditrelay.toml"));
     fuzzing::relp_frames(b"\x07 1 rsp 6 200 OK\n2 rsp 9 500 error\n0 serverclose 0\n");

@@ -61,7 +61,8 @@ impl Pipeline {
             ship_errors: 0,
             // go-audit and audit.log outputs derive their text from each record's exact text.
             writer: JsonWriter::new(id_prefix)
-                .with_record_text(config.output.iter().any(|o| o.format().needs_record_text())),
+                .with_record_text(config.output.iter().any(|o| o.format().needs_record_text()))
+                .with_enricher(crate::enrich::Enricher::from_config(&config.enrich)),
             out: Vec::new(),
             events_out: 0,
             unparsable: 0,
@@ -408,5 +409,9 @@ mod fit_tests {
         assert!(text.len() < 8192);
         let kept = ev.to_string();
         assert!(kept.contains("/usr/bin/cat") && kept.contains("SYSCALL") && kept.contains("PATH"), "{kept}");
+        // Schema v2 (the default): the decoded argv repeats the argument and is cut the same way.
+        let argv = ev["process"]["argv"].as_array().unwrap();
+        assert_eq!(argv[0], "cat");
+        assert!(argv[1].as_str().unwrap().contains("auditrelay: cut, original length 20000 bytes"), "{kept}");
     }
 }

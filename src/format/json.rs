@@ -1,4 +1,6 @@
-//! Native JSON, schema v1 (docs/schema.md): one object per line per event or loss notice.
+//! Native JSON (docs/schema.md): one object per line per event or loss notice. Schema v1 is the
+//! raw records; with an [`Enricher`] (schema v2) the interpretation's members follow them
+//! (`interpretation.rs`), the records unchanged.
 //!
 //! Why hand-written: this is the hot path after parsing. The writer walks the record spans and
 //! writes straight into one reused buffer; no intermediate `serde_json::Value`, no per-field
@@ -8,6 +10,7 @@
 //!   `=` go to `"_words"`, and a value that is not valid UTF-8 is written byte-for-character
 //!   (Latin-1: byte 0xE9 → U+00E9) with its key listed in `"non_utf8"`, which makes it reversible.
 
+use crate::enrich::Enricher;
 use crate::loss::LossNotice;
 use crate::reassemble::{Event, Output};
 use crate::record::{EventId, FieldRef, MessageType, Quoting, Record};
@@ -24,6 +27,9 @@ pub struct JsonWriter {
     non_utf8: Vec<u8>,
     /// Write each record's text as received in `"text"` (for outputs whose format needs it).
     record_text: bool,
+    /// Schema v2's interpretation; `None` writes schema v1.
+    enricher: Option<Enricher>,
+    memo: interpretation::Memo,
 }
 
 impl JsonWriter {
@@ -35,6 +41,8 @@ impl JsonWriter {
             buf: Vec::with_capacity(16 * 1024),
             non_utf8: Vec::with_capacity(64),
             record_text: false,
+            enricher: None,
+            memo: Default::default(),
         }
     }
 
@@ -45,6 +53,17 @@ impl JsonWriter {
     pub fn with_record_text(mut self, on: bool) -> JsonWriter {
         self.record_text = on;
         self
+    }
+
+    /// Write schema v2 (interpretation beside the records) with `enricher`, or v1 with `None`.
+    pub fn with_enricher(mut self, enricher: Option<Enricher>) -> JsonWriter {
+        self.enricher = enricher;
+        self
+    }
+
+    /// The enricher, when writing schema v2.
+    pub fn enricher(&mut self) -> Option<&mut Enricher> {
+        self.enricher.as_mut()
     }
 
     /// One JSON line for `out`, including the trailing `\n`. Valid until the next call.
@@ -99,6 +118,9 @@ impl JsonWriter {
         }
         if event.late {
             b.extend_from_slice(b",\"late\":true");
+        }
+        if let Some(enricher) = &mut self.enricher {
+            interpretation::members(b, enricher.interpret(event), &mut self.memo);
         }
         b.push(b'}');
     }
@@ -383,6 +405,8 @@ fn needs_escape(w: u64) -> bool {
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
     below_space | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\'))) != 0
 }
+
+mod interpretation;
 
 #[cfg(test)]
 mod tests;

@@ -7,8 +7,8 @@
 //! what gets cut first.
 //!
 //! Steps, each taken only when the previous one was not enough:
-//! 1. Cut the longest EXECVE argument values (`a0`, `a1`, … and split ones `a1[0]`, …) in the
-//!    middle, water-level style (the longest are cut first, down to a common length), inserting a
+//! 1. Cut the longest EXECVE argument values (`a0`, `a1`, … and split ones `a1[0]`, …, and schema
+//!    v2's decoded `process.argv` elements, which repeat them) in the middle, water-level style (the longest are cut first, down to a common length), inserting a
 //!    marker that states the original length. Head and tail survive because both matter for
 //!    forensics (the program, and the file it was pointed at).
 //! 2. Replace whole records, largest first, by a stub that keeps `type`/`type_id` and states how many
@@ -99,9 +99,12 @@ struct Record<'a> {
     execve: Option<(Entries<'a>, usize, Entries<'a>)>,
 }
 
+/// A cuttable argument: an EXECVE record's `fields` entry (`rec`, `field`), or, with `in_argv`,
+/// element `field` of schema v2's decoded `process.argv`, which repeats those arguments.
 struct Arg {
     rec: usize,
     field: usize,
+    in_argv: bool,
     value: String,
 }
 
@@ -110,6 +113,8 @@ struct Event<'a> {
     records_at: Option<usize>,
     records: Vec<Record<'a>>,
     args: Vec<Arg>,
+    /// Schema v2's `process`: its index in `top`, its entries and the index of `argv` in them.
+    process: Option<(usize, Entries<'a>, usize)>,
 }
 
 fn parse(body: &[u8]) -> Option<Event<'_>> {
@@ -133,7 +138,7 @@ fn parse(body: &[u8]) -> Option<Event<'_>> {
                         for (fidx, (k, v)) in fields.0.iter().enumerate() {
                             if is_execve_arg(k) {
                                 if let Ok(value) = serde_json::from_str::<String>(v.get()) {
-                                    args.push(Arg { rec: ri, field: fidx, value });
+                                    args.push(Arg { rec: ri, field: fidx, in_argv: false, value });
                                 }
                             }
                         }
@@ -144,7 +149,57 @@ fn parse(body: &[u8]) -> Option<Event<'_>> {
             records.push(Record { raw, execve });
         }
     }
-    Some(Event { top, records_at, records, args })
+    let mut process = None;
+    if let Some(pi) = top.0.iter().position(|(k, _)| k == "process") {
+        if let Ok(entries) = serde_json::from_str::<Entries>(top.0[pi].1.get()) {
+            if let Some(ai) = entries.0.iter().position(|(k, _)| k == "argv") {
+                if let Ok(argv) = serde_json::from_str::<Vec<String>>(entries.0[ai].1.get()) {
+                    for (n, value) in argv.into_iter().enumerate() {
+                        args.push(Arg { rec: 0, field: n, in_argv: true, value });
+                    }
+                    process = Some((pi, entries, ai));
+                }
+            }
+        }
+    }
+    Some(Event { top, records_at, records, args, process })
+}
+
+/// `process` with its `argv` elements cut to `level`.
+fn render_process(
+    out: &mut String,
+    ev: &Event,
+    entries: &Entries,
+    argv_at: usize,
+    level: usize,
+    cut_count: &mut usize,
+) {
+    out.push('{');
+    for (ei, (k, v)) in entries.0.iter().enumerate() {
+        if ei > 0 {
+            out.push(',');
+        }
+        push_key(out, k);
+        if ei != argv_at {
+            out.push_str(v.get());
+            continue;
+        }
+        out.push('[');
+        for (n, a) in ev.args.iter().filter(|a| a.in_argv).enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            let value = if a.value.len() > level + MARKER_MAX {
+                *cut_count += 1;
+                cut_middle(&a.value, level)
+            } else {
+                a.value.clone()
+            };
+            out.push_str(&serde_json::to_string(&value).unwrap_or_default());
+        }
+        out.push(']');
+    }
+    out.push('}');
 }
 
 /// Cut `s` to about `keep` bytes: head, marker, tail, on char boundaries.
@@ -180,6 +235,12 @@ fn render(ev: &Event, level: Option<usize>, stubbed: &[bool], cut_count: &mut us
         first = false;
         push_key(&mut out, k);
         has_truncated |= k == "truncated";
+        if let (Some((pi, entries, argv_at)), Some(level)) = (&ev.process, level) {
+            if *pi == ti {
+                render_process(&mut out, ev, entries, *argv_at, level, cut_count);
+                continue;
+            }
+        }
         if Some(ti) != ev.records_at {
             out.push_str(if k == "truncated" { "true" } else { v.get() });
             continue;
@@ -218,7 +279,7 @@ fn render(ev: &Event, level: Option<usize>, stubbed: &[bool], cut_count: &mut us
                                 out.push(',');
                             }
                             push_key(&mut out, fk);
-                            let arg = ev.args.iter().find(|a| a.rec == ri && a.field == fidx);
+                            let arg = ev.args.iter().find(|a| !a.in_argv && a.rec == ri && a.field == fidx);
                             match arg {
                                 Some(a) if a.value.len() > level + MARKER_MAX => {
                                     *cut_count += 1;

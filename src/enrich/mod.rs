@@ -1,0 +1,620 @@
+//! Interpretation: what an event's raw records mean, added beside them (schema v2, docs/schema.md).
+//!
+//! ```text
+//! Event (raw records) ──▶ Enricher::interpret ──▶ &Interpretation ──▶ format (JSON members)
+//!                          syscall  arch/number → names, exit → errno name
+//!                          process  pid, comm/exe/cwd (hex decoded), argv (execve), title (proctitle)
+//!                          user     ids, "unset", names from the NameCache (never blocks)
+//!                          file     PATH records, mode symbolic
+//!                          network  SOCKADDR records
+//!                          keys     rule keys split at 0x01
+//! ```
+//!
+//! Why a separate pass that the writer reads: every output format (native JSON, ECS, …) needs the
+//! same decoded facts; decoding once per event and handing a borrowed view to the writer keeps the
+//! formats free of audit knowledge. The raw records are never changed.
+//!
+//! Invariants: one [`Interpretation`] is reused for every event — its text lives in one byte buffer
+//! and its lists keep their capacity — so steady-state enrichment allocates nothing per event
+//! (names enter the cache once per id per TTL). Decoding never fails an event: what cannot be
+//! decoded is left out of the interpretation and is still in the raw records. Nothing here blocks:
+//! the only slow source (NSS) is behind [`user::NameCache`].
+
+mod aarch64_table;
+pub mod execve;
+pub mod file;
+pub mod hex;
+pub mod host;
+pub mod keys;
+pub mod network;
+pub mod proctitle;
+pub mod syscall;
+pub mod user;
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::reassemble::Event;
+use crate::record::{FieldRef, MessageType, Quoting, Record};
+use crate::units::{de_duration, de_size};
+use network::SockAddr;
+use syscall::Arch;
+use user::{CacheBounds, Id, IdKind, NameCache};
+
+/// A span of [`Interpretation`]'s text buffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Text {
+    start: u32,
+    end: u32,
+}
+
+impl Text {
+    fn new(start: usize, end: usize) -> Text {
+        // The buffer holds one event's decoded text: bounded by the event's size (< 4 GiB).
+        Text { start: start as u32, end: end as u32 }
+    }
+
+    /// The bytes of this span in `text` (empty if out of range).
+    pub fn get(self, text: &[u8]) -> &[u8] {
+        text.get(self.start as usize..self.end as usize).unwrap_or_default()
+    }
+}
+
+/// `[enrich]`: interpretation on or off, and its bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichConfig {
+    /// Add the schema v2 members (off: schema v1, raw records only).
+    pub enabled: bool,
+    /// The `host` member; default the kernel's hostname.
+    pub host: Option<String>,
+    /// Resolve user and group names (`uid_name`, …) through NSS, in the background.
+    pub names: bool,
+    /// Ids kept in the name cache (least recently used evicted).
+    pub name_cache_size: usize,
+    /// A cached name is looked up again after this long.
+    #[serde(deserialize_with = "de_duration")]
+    pub name_ttl: Duration,
+    /// Lookups waiting for the resolver thread at most; more are dropped and asked again later.
+    pub name_queue: usize,
+    /// Decoded `process.argv` bytes per event at most (the raw EXECVE records keep everything).
+    #[serde(deserialize_with = "de_size")]
+    pub max_argv_bytes: u64,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig {
+            enabled: true,
+            host: None,
+            names: true,
+            name_cache_size: 4096,
+            name_ttl: Duration::from_secs(600),
+            name_queue: 256,
+            max_argv_bytes: 64 << 10,
+        }
+    }
+}
+
+impl EnrichConfig {
+    /// Reject bounds outside what makes sense; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(16..=1_000_000).contains(&self.name_cache_size) {
+            return Err(format!("enrich.name_cache_size must be between 16 and 1000000, not {}", self.name_cache_size));
+        }
+        if self.name_ttl < Duration::from_secs(1) || self.name_ttl > Duration::from_secs(86_400) {
+            return Err("enrich.name_ttl must be between 1s and 1d".into());
+        }
+        if !(1..=65_536).contains(&self.name_queue) {
+            return Err(format!("enrich.name_queue must be between 1 and 65536, not {}", self.name_queue));
+        }
+        if !(1 << 10..=16 << 20).contains(&self.max_argv_bytes) {
+            return Err("enrich.max_argv_bytes must be between 1KiB and 16MiB".into());
+        }
+        if let Some(host) = &self.host {
+            if host.is_empty() || host.len() > 255 || host.chars().any(char::is_control) {
+                return Err("enrich.host must be 1 to 255 characters without control characters".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `user` member's ids, in schema order. Index `i` of [`User::ids`] is `USER_IDS[i]`.
+pub const USER_IDS: [&str; 9] = ["uid", "gid", "euid", "suid", "fsuid", "egid", "sgid", "fsgid", "auid"];
+/// `<id>_name` member names, same order.
+pub const USER_NAMES: [&str; 9] = [
+    "uid_name",
+    "gid_name",
+    "euid_name",
+    "suid_name",
+    "fsuid_name",
+    "egid_name",
+    "sgid_name",
+    "fsgid_name",
+    "auid_name",
+];
+const USER_KINDS: [IdKind; 9] = [
+    IdKind::User,
+    IdKind::Group,
+    IdKind::User,
+    IdKind::User,
+    IdKind::User,
+    IdKind::Group,
+    IdKind::Group,
+    IdKind::Group,
+    IdKind::User,
+];
+
+/// `syscall` member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Syscall {
+    pub arch: Option<Arch>,
+    /// The raw `arch=` text (written when the arch has no name).
+    pub arch_raw: Text,
+    pub number: Option<u32>,
+    pub name: Option<&'static str>,
+    pub success: Option<bool>,
+    pub exit: Option<i64>,
+    pub exit_name: Option<&'static str>,
+}
+
+/// `process` member.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Process {
+    pub pid: Option<u32>,
+    pub ppid: Option<u32>,
+    pub comm: Option<Text>,
+    pub exe: Option<Text>,
+    pub cwd: Option<Text>,
+    /// Present when the event has EXECVE records.
+    pub argv: Option<execve::Argv>,
+    pub args: Vec<Text>,
+    pub title: Vec<Text>,
+    pub tty: Option<Text>,
+    pub ses: Option<Id>,
+}
+
+impl Process {
+    fn is_empty(&self) -> bool {
+        self.pid.is_none()
+            && self.ppid.is_none()
+            && self.comm.is_none()
+            && self.exe.is_none()
+            && self.cwd.is_none()
+            && self.argv.is_none()
+            && self.title.is_empty()
+            && self.tty.is_none()
+            && self.ses.is_none()
+    }
+}
+
+/// `user` member: ids in [`USER_IDS`] order and their names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct User {
+    pub ids: [Option<Id>; 9],
+    pub names: [Option<Text>; 9],
+}
+
+/// One entry of `file.paths`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathEntry {
+    pub name: Option<Text>,
+    pub nametype: Option<Text>,
+    pub inode: Option<u64>,
+    pub dev: Option<Text>,
+    pub mode: Option<Text>,
+    pub mode_symbolic: Option<[u8; 10]>,
+    pub ouid: Option<Id>,
+    pub ogid: Option<Id>,
+    pub ouid_name: Option<Text>,
+    pub ogid_name: Option<Text>,
+}
+
+/// One entry of `network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    pub addr: SockAddr,
+    pub address: Option<Text>,
+    pub path: Option<Text>,
+    /// The raw `saddr` hex, for families not decoded.
+    pub raw: Option<Text>,
+}
+
+/// The decoded facts of one event; borrowed from the [`Enricher`] until the next event.
+#[derive(Debug, Default)]
+pub struct Interpretation {
+    text: Vec<u8>,
+    pub host: Option<Text>,
+    pub syscall: Option<Syscall>,
+    pub process: Process,
+    pub user: User,
+    pub paths: Vec<PathEntry>,
+    pub network: Vec<Network>,
+    pub keys: Vec<Text>,
+    host_len: usize,
+}
+
+impl Interpretation {
+    /// The bytes of a span of this interpretation.
+    pub fn text(&self, t: Text) -> &[u8] {
+        t.get(&self.text)
+    }
+
+    pub fn has_process(&self) -> bool {
+        !self.process.is_empty()
+    }
+
+    pub fn has_user(&self) -> bool {
+        self.user.ids.iter().any(Option::is_some)
+    }
+
+    fn clear(&mut self) {
+        // The host name stays at the start of the buffer for the whole run.
+        self.text.truncate(self.host_len);
+        self.syscall = None;
+        self.process.pid = None;
+        self.process.ppid = None;
+        self.process.comm = None;
+        self.process.exe = None;
+        self.process.cwd = None;
+        self.process.argv = None;
+        self.process.args.clear();
+        self.process.title.clear();
+        self.process.tty = None;
+        self.process.ses = None;
+        self.user = User::default();
+        self.paths.clear();
+        self.network.clear();
+        self.keys.clear();
+    }
+
+    /// Append `f`'s string (quoted as is, bare hex decoded).
+    fn untrusted(&mut self, f: &FieldRef<'_>) -> Text {
+        let start = self.text.len();
+        hex::untrusted_into(f, &mut self.text);
+        Text::new(start, self.text.len())
+    }
+
+    /// Append `f`'s value as written.
+    fn raw(&mut self, value: &[u8]) -> Text {
+        let start = self.text.len();
+        self.text.extend_from_slice(value);
+        Text::new(start, self.text.len())
+    }
+
+    /// A string field, unless it is `(null)` or `?`.
+    fn string(&mut self, f: Option<FieldRef<'_>>) -> Option<Text> {
+        let f = f.filter(|f| !f.is_null() && !f.is_unknown())?;
+        Some(self.untrusted(&f))
+    }
+}
+
+/// Per-event interpretation with its reused buffers and the name cache.
+#[derive(Debug)]
+pub struct Enricher {
+    interpretation: Interpretation,
+    names: Option<NameCache>,
+    max_argv_bytes: usize,
+    scratch: Vec<u8>,
+}
+
+impl Enricher {
+    /// From validated config, with names resolved through NSS; `None` when enrichment is off.
+    pub fn from_config(config: &EnrichConfig) -> Option<Enricher> {
+        if !config.enabled {
+            return None;
+        }
+        let names = config.names.then(|| {
+            let bounds = CacheBounds { size: config.name_cache_size, ttl: config.name_ttl, queue: config.name_queue };
+            NameCache::new(bounds, Box::new(user::nss))
+        });
+        Some(Enricher::new(host::resolve(config.host.as_deref()).as_deref(), names, config.max_argv_bytes as usize))
+    }
+
+    /// With a fixed `host` (or none) and an optional name cache.
+    pub fn new(host: Option<&str>, names: Option<NameCache>, max_argv_bytes: usize) -> Enricher {
+        let mut interpretation = Interpretation::default();
+        if let Some(host) = host {
+            interpretation.host = Some(interpretation.raw(host.as_bytes()));
+            interpretation.host_len = interpretation.text.len();
+        }
+        Enricher { interpretation, names, max_argv_bytes, scratch: Vec::new() }
+    }
+
+    /// The name cache, if names are resolved.
+    pub fn names(&mut self) -> Option<&mut NameCache> {
+        self.names.as_mut()
+    }
+
+    /// Interpret `event`. The result is valid until the next call.
+    pub fn interpret(&mut self, event: &Event) -> &Interpretation {
+        let now = Instant::now();
+        if let Some(names) = &mut self.names {
+            names.drain(now);
+        }
+        let i = &mut self.interpretation;
+        i.clear();
+        let records = &event.records[..];
+        // Process and user facts: the SYSCALL record's, else the first record that has a pid
+        // (user-space messages: USER_LOGIN, USER_CMD, … carry pid, uid, auid, ses).
+        let syscall = records.iter().find(|r| r.kind == MessageType::SYSCALL);
+        if let Some(r) = syscall.or_else(|| records.iter().find(|r| r.get(b"pid").is_some())) {
+            subject(i, r, syscall.is_some());
+        }
+        let mut execve = false;
+        for r in records {
+            match r.kind {
+                MessageType::CWD if i.process.cwd.is_none() => i.process.cwd = i.string(r.get(b"cwd")),
+                MessageType::PROCTITLE if i.process.title.is_empty() => {
+                    if let Some(f) = r.get(b"proctitle") {
+                        proctitle::split_into(&f, &mut i.text, &mut i.process.title);
+                    }
+                }
+                MessageType::EXECVE => execve = true,
+                MessageType::PATH => path_entry(i, r),
+                MessageType::SOCKADDR => {
+                    if let Some(f) = r.get(b"saddr") {
+                        network_entry(i, &f, &mut self.scratch);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if execve {
+            let execs = records.iter().filter(|r| r.kind == MessageType::EXECVE);
+            let argv = execve::reassemble(execs, &mut i.text, &mut i.process.args, self.max_argv_bytes);
+            if argv.incomplete {
+                log::debug!(
+                    "event {}: argv incomplete (argc {:?}, {} arguments)",
+                    event.id,
+                    argv.argc,
+                    i.process.args.len()
+                );
+            }
+            i.process.argv = Some(argv);
+        }
+        if let Some(names) = &mut self.names {
+            fill_names(i, names, now);
+        }
+        &self.interpretation
+    }
+}
+
+/// The SYSCALL record's (or a user-space record's) facts, in one pass over its fields: the first
+/// occurrence of a key counts, as with [`Record::get`].
+fn subject(i: &mut Interpretation, r: &Record, is_syscall: bool) {
+    let (mut arch_field, mut number, mut exit, mut success, mut key) = (None, None, None, None, None);
+    let mut tty = None;
+    for f in r.fields() {
+        if f.quoting == Quoting::Word {
+            continue;
+        }
+        let slot = match key8(f.key) {
+            K_ARCH => {
+                arch_field = arch_field.or(Some(f));
+                continue;
+            }
+            K_SYSCALL => {
+                number = number.or_else(|| parse_u64(f.value).and_then(|n| u32::try_from(n).ok()));
+                continue;
+            }
+            K_EXIT => {
+                exit = exit.or_else(|| parse_i64(f.value));
+                continue;
+            }
+            K_SUCCESS => {
+                success = success.or(match f.value {
+                    b"yes" => Some(true),
+                    b"no" => Some(false),
+                    _ => None,
+                });
+                continue;
+            }
+            K_KEY => {
+                key = key.or(Some(f));
+                continue;
+            }
+            K_PID => {
+                let pid = &mut i.process.pid;
+                *pid = pid.or_else(|| parse_u64(f.value).and_then(|n| u32::try_from(n).ok()));
+                continue;
+            }
+            K_PPID => {
+                let ppid = &mut i.process.ppid;
+                *ppid = ppid.or_else(|| parse_u64(f.value).and_then(|n| u32::try_from(n).ok()));
+                continue;
+            }
+            K_COMM if i.process.comm.is_none() => {
+                i.process.comm = i.string(Some(f));
+                continue;
+            }
+            K_EXE if i.process.exe.is_none() => {
+                i.process.exe = i.string(Some(f));
+                continue;
+            }
+            K_TTY => {
+                tty = tty.or(Some(f));
+                continue;
+            }
+            K_SES => {
+                i.process.ses = i.process.ses.or_else(|| Id::parse(f.value));
+                continue;
+            }
+            K_UID => 0,
+            K_GID => 1,
+            K_EUID => 2,
+            K_SUID => 3,
+            K_FSUID => 4,
+            K_EGID => 5,
+            K_SGID => 6,
+            K_FSGID => 7,
+            K_AUID => 8,
+            _ => continue,
+        };
+        if i.user.ids[slot].is_none() {
+            i.user.ids[slot] = Id::parse(f.value);
+        }
+    }
+    i.process.tty = tty.filter(|f| !f.is_null()).map(|f| i.raw(f.value));
+    if !is_syscall {
+        return;
+    }
+    let arch = arch_field.and_then(|f| Arch::parse(f.value));
+    // The raw text is only written for an arch without a name.
+    let arch_raw = match arch_field {
+        Some(f) if arch.and_then(Arch::name).is_none() => i.raw(f.value),
+        _ => Text::default(),
+    };
+    let failed = success == Some(false) || (success.is_none() && exit.is_some_and(|e| e < 0));
+    i.syscall = Some(Syscall {
+        arch,
+        arch_raw,
+        number,
+        name: arch.zip(number).and_then(|(a, n)| a.syscall_name(n)),
+        success,
+        exit,
+        exit_name: exit.filter(|_| failed).and_then(syscall::errno_name),
+    });
+    if let Some(f) = key {
+        keys::split_into(&f, &mut i.text, &mut i.keys);
+    }
+}
+
+/// A key of up to eight bytes as one integer (zero-padded), so matching a record's keys is integer
+/// comparison rather than a `memcmp` call per candidate; longer keys map to 0, which no constant
+/// below has.
+const fn key8(key: &[u8]) -> u64 {
+    if key.is_empty() || key.len() > 8 {
+        return 0;
+    }
+    let mut w = [0u8; 8];
+    let mut n = 0;
+    while n < key.len() {
+        w[n] = key[n];
+        n += 1;
+    }
+    u64::from_le_bytes(w)
+}
+
+const K_ARCH: u64 = key8(b"arch");
+const K_SYSCALL: u64 = key8(b"syscall");
+const K_EXIT: u64 = key8(b"exit");
+const K_SUCCESS: u64 = key8(b"success");
+const K_KEY: u64 = key8(b"key");
+const K_PID: u64 = key8(b"pid");
+const K_PPID: u64 = key8(b"ppid");
+const K_COMM: u64 = key8(b"comm");
+const K_EXE: u64 = key8(b"exe");
+const K_TTY: u64 = key8(b"tty");
+const K_SES: u64 = key8(b"ses");
+const K_UID: u64 = key8(b"uid");
+const K_GID: u64 = key8(b"gid");
+const K_EUID: u64 = key8(b"euid");
+const K_SUID: u64 = key8(b"suid");
+const K_FSUID: u64 = key8(b"fsuid");
+const K_EGID: u64 = key8(b"egid");
+const K_SGID: u64 = key8(b"sgid");
+const K_FSGID: u64 = key8(b"fsgid");
+const K_AUID: u64 = key8(b"auid");
+const K_NAME: u64 = key8(b"name");
+const K_NAMETYPE: u64 = key8(b"nametype");
+const K_INODE: u64 = key8(b"inode");
+const K_DEV: u64 = key8(b"dev");
+const K_MODE: u64 = key8(b"mode");
+const K_OUID: u64 = key8(b"ouid");
+const K_OGID: u64 = key8(b"ogid");
+
+/// A decimal number as the kernel writes it (no sign, no spaces), without going through `str`.
+pub(crate) fn parse_u64(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &c in text {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d))?;
+    }
+    Some(n)
+}
+
+/// [`parse_u64`] with an optional leading `-` (`exit=-2`).
+fn parse_i64(text: &[u8]) -> Option<i64> {
+    match text.strip_prefix(b"-") {
+        Some(digits) => parse_u64(digits).and_then(|n| 0i64.checked_sub_unsigned(n)),
+        None => parse_u64(text).and_then(|n| i64::try_from(n).ok()),
+    }
+}
+
+/// One PATH record, in one pass over its fields (first occurrence of a key counts).
+fn path_entry(i: &mut Interpretation, r: &Record) {
+    let mut p = PathEntry::default();
+    for f in r.fields() {
+        if f.quoting == Quoting::Word {
+            continue;
+        }
+        match key8(f.key) {
+            K_NAME if p.name.is_none() => p.name = i.string(Some(f)),
+            K_NAMETYPE if p.nametype.is_none() => p.nametype = Some(i.raw(f.value)),
+            K_INODE if p.inode.is_none() => p.inode = parse_u64(f.value),
+            K_DEV if p.dev.is_none() => p.dev = Some(i.raw(f.value)),
+            K_MODE if p.mode.is_none() => {
+                p.mode = Some(i.raw(f.value));
+                p.mode_symbolic = file::parse_mode(f.value).map(file::mode_symbolic);
+            }
+            K_OUID if p.ouid.is_none() => p.ouid = Id::parse(f.value),
+            K_OGID if p.ogid.is_none() => p.ogid = Id::parse(f.value),
+            _ => {}
+        }
+    }
+    i.paths.push(p);
+}
+
+fn network_entry(i: &mut Interpretation, f: &FieldRef<'_>, scratch: &mut Vec<u8>) {
+    let addr = network::decode(f.value, scratch, &mut i.text);
+    let span = |r: Option<(usize, usize)>| r.map(|(s, e)| Text::new(s, e));
+    let raw = if addr.raw { Some(i.raw(f.value)) } else { None };
+    i.network.push(Network { addr, address: span(addr.address), path: span(addr.path), raw });
+}
+
+/// Names for the event's ids. Most ids of one event are the same (all 0, or one user's), so
+/// each distinct (kind, id) is looked up and copied once and its span shared.
+fn fill_names(i: &mut Interpretation, names: &mut NameCache, now: Instant) {
+    let mut seen: [(IdKind, u32, Option<Text>); 8] = [(IdKind::User, 0, None); 8];
+    let mut seen_len = 0;
+    let mut name_of = |i: &mut Interpretation, kind: IdKind, id: u32| -> Option<Text> {
+        if let Some((_, _, t)) = seen[..seen_len].iter().find(|(k, n, _)| *k == kind && *n == id) {
+            return *t;
+        }
+        let text = names.lookup(kind, id, now).map(|name| {
+            let start = i.text.len();
+            i.text.extend_from_slice(name.as_bytes());
+            Text::new(start, i.text.len())
+        });
+        if seen_len < seen.len() {
+            seen[seen_len] = (kind, id, text);
+            seen_len += 1;
+        }
+        text
+    };
+    for (slot, kind) in USER_KINDS.iter().enumerate() {
+        if let Some(id) = i.user.ids[slot].and_then(Id::get) {
+            i.user.names[slot] = name_of(i, *kind, id);
+        }
+    }
+    for p in 0..i.paths.len() {
+        if let Some(id) = i.paths[p].ouid.and_then(Id::get) {
+            i.paths[p].ouid_name = name_of(i, IdKind::User, id);
+        }
+        if let Some(id) = i.paths[p].ogid.and_then(Id::get) {
+            i.paths[p].ogid_name = name_of(i, IdKind::Group, id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,319 @@
+//! User and group ids: `uid=0 auid=4294967295` → `0`, `"unset"`, and names through NSS.
+//!
+//! Why a background resolver: `getpwuid_r` goes wherever nsswitch.conf points (LDAP, SSSD,
+//! winbind) and may take seconds. The processing thread must never wait on it, so it only asks
+//! the [`NameCache`]: a hit (even one older than the TTL) is answered at once; a miss or a stale
+//! entry queues the id for the resolver thread (bounded queue; when full the request is dropped and
+//! counted, and a later event asks again) and the event goes out without that name. The answer
+//! fills the cache, and later events carry the name. Negative answers (no such user) are cached
+//! too, so an unknown id costs one lookup per TTL, not one per event.
+//!
+//! Bounds: `name_cache_size` entries (least recently used evicted), `name_queue` requests in
+//! flight, entries re-resolved after `name_ttl`.
+
+use std::collections::HashSet;
+use std::num::NonZeroUsize;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+/// The kernel's "no id": `(uid_t)-1`, written as 4294967295 (and `-1` by some user-space tools).
+pub const UNSET: u32 = u32::MAX;
+
+/// An id as the kernel wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Id {
+    Id(u32),
+    /// 4294967295: never set (auid before login, ses outside a session).
+    Unset,
+}
+
+impl Id {
+    /// Parse a decimal id field; `None` when it is not a number (`?`, `(none)`).
+    pub fn parse(text: &[u8]) -> Option<Id> {
+        if text == b"-1" {
+            return Some(Id::Unset);
+        }
+        match u32::try_from(super::parse_u64(text)?) {
+            Ok(UNSET) => Some(Id::Unset),
+            Ok(n) => Some(Id::Id(n)),
+            Err(_) => None,
+        }
+    }
+
+    pub fn get(self) -> Option<u32> {
+        match self {
+            Id::Id(n) => Some(n),
+            Id::Unset => None,
+        }
+    }
+}
+
+/// Which database an id is looked up in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdKind {
+    User,
+    Group,
+}
+
+/// Resolves one id to a name, on the resolver thread. NSS in the daemon; a table in tests.
+pub type Resolve = Box<dyn Fn(IdKind, u32) -> Option<String> + Send>;
+
+/// NSS lookup through getpwuid_r / getgrgid_r (thread-safe).
+pub fn nss(kind: IdKind, id: u32) -> Option<String> {
+    use nix::unistd::{Gid, Group, Uid, User};
+    match kind {
+        IdKind::User => User::from_uid(Uid::from_raw(id)).ok().flatten().map(|u| u.name),
+        IdKind::Group => Group::from_gid(Gid::from_raw(id)).ok().flatten().map(|g| g.name),
+    }
+}
+
+/// Bounds of the name cache (`[enrich]` name_cache_size, name_ttl, name_queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheBounds {
+    pub size: usize,
+    pub ttl: Duration,
+    pub queue: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: Option<Box<str>>,
+    fetched: Instant,
+}
+
+type Answer = (IdKind, u32, Option<String>);
+
+/// Counters of the name cache, for status and logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NameStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Requests not queued because the resolver's queue was full.
+    pub queue_full: u64,
+    pub resolved: u64,
+}
+
+/// Id → name, answered without blocking (see the module doc).
+pub struct NameCache {
+    cache: lru::LruCache<(IdKind, u32), Entry>,
+    ttl: Duration,
+    /// Ids queued and not answered yet (at most `queue` + answers in transit).
+    pending: HashSet<(IdKind, u32)>,
+    max_pending: usize,
+    requests: Option<SyncSender<(IdKind, u32)>>,
+    answers: Option<Receiver<Answer>>,
+    bounds: CacheBounds,
+    resolve: Option<Resolve>,
+    pub stats: NameStats,
+}
+
+impl std::fmt::Debug for NameCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NameCache").field("len", &self.cache.len()).field("stats", &self.stats).finish()
+    }
+}
+
+impl NameCache {
+    /// A cache whose resolver thread (started at the first miss) calls `resolve`.
+    pub fn new(bounds: CacheBounds, resolve: Resolve) -> NameCache {
+        let size = NonZeroUsize::new(bounds.size).unwrap_or(NonZeroUsize::MIN);
+        NameCache {
+            cache: lru::LruCache::new(size),
+            ttl: bounds.ttl,
+            pending: HashSet::new(),
+            max_pending: bounds.queue.max(1) * 2,
+            requests: None,
+            answers: None,
+            bounds,
+            resolve: Some(resolve),
+            stats: NameStats::default(),
+        }
+    }
+
+    /// Take the resolver's answers so far into the cache. Call once per event, before lookups.
+    pub fn drain(&mut self, now: Instant) {
+        let Some(answers) = &self.answers else { return };
+        while let Ok((kind, id, name)) = answers.try_recv() {
+            self.pending.remove(&(kind, id));
+            self.stats.resolved += 1;
+            self.cache.put((kind, id), Entry { name: name.map(String::into_boxed_str), fetched: now });
+        }
+    }
+
+    /// The name of `id`, if known now. Never blocks; a miss or stale entry is queued.
+    pub fn lookup(&mut self, kind: IdKind, id: u32, now: Instant) -> Option<&str> {
+        let key = (kind, id);
+        let stale = match self.cache.peek(&key) {
+            Some(entry) => now.saturating_duration_since(entry.fetched) > self.ttl,
+            None => {
+                self.stats.misses += 1;
+                self.request(key);
+                return None;
+            }
+        };
+        self.stats.hits += 1;
+        if stale {
+            self.request(key);
+        }
+        self.cache.get(&key).and_then(|e| e.name.as_deref())
+    }
+
+    fn request(&mut self, key: (IdKind, u32)) {
+        if self.pending.contains(&key) {
+            return;
+        }
+        if self.pending.len() >= self.max_pending {
+            self.stats.queue_full += 1;
+            return;
+        }
+        let Some(requests) = self.requests() else { return };
+        match requests.try_send(key) {
+            Ok(()) => {
+                self.pending.insert(key);
+            }
+            Err(TrySendError::Full(_)) => {
+                self.stats.queue_full += 1;
+                if self.stats.queue_full.is_power_of_two() {
+                    log::warn!(
+                        "user/group name resolver is behind: {} lookups not queued so far ([enrich] name_queue = {}); names are filled in on later events",
+                        self.stats.queue_full,
+                        self.bounds.queue
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                // The resolver thread is gone (it panicked in NSS); names stay as cached.
+                self.requests = None;
+            }
+        }
+    }
+
+    /// The request queue, starting the resolver thread on first use.
+    fn requests(&mut self) -> Option<&SyncSender<(IdKind, u32)>> {
+        if self.requests.is_none() {
+            let resolve = self.resolve.take()?;
+            let (req_tx, req_rx) = sync_channel::<(IdKind, u32)>(self.bounds.queue.max(1));
+            let (ans_tx, ans_rx) = sync_channel::<Answer>(self.bounds.queue.max(1));
+            let spawned = std::thread::Builder::new().name("auditrelay-names".into()).spawn(move || {
+                // Ends when the cache (the request sender) is dropped.
+                while let Ok((kind, id)) = req_rx.recv() {
+                    if ans_tx.send((kind, id, resolve(kind, id))).is_err() {
+                        break;
+                    }
+                }
+            });
+            match spawned {
+                Ok(_) => {
+                    self.requests = Some(req_tx);
+                    self.answers = Some(ans_rx);
+                }
+                Err(e) => {
+                    log::warn!("cannot start the user/group name resolver thread: {e}; events carry ids without names");
+                    return None;
+                }
+            }
+        }
+        self.requests.as_ref()
+    }
+
+    /// Wait until every queued lookup is answered (tests, and replay before its last events), at
+    /// most `limit`. The processing thread of the daemon never calls this.
+    pub fn settle(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.pending.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+            self.drain(Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn ids_parse_with_unset() {
+        assert_eq!(Id::parse(b"0"), Some(Id::Id(0)));
+        assert_eq!(Id::parse(b"1000"), Some(Id::Id(1000)));
+        assert_eq!(Id::parse(b"4294967295"), Some(Id::Unset));
+        assert_eq!(Id::parse(b"-1"), Some(Id::Unset));
+        assert_eq!(Id::parse(b"4294967296"), None);
+        assert_eq!(Id::parse(b"?"), None);
+        assert_eq!(Id::parse(b""), None);
+    }
+
+    fn bounds() -> CacheBounds {
+        CacheBounds { size: 4, ttl: Duration::from_secs(60), queue: 2 }
+    }
+
+    #[test]
+    fn a_miss_is_answered_on_a_later_lookup_and_negatives_are_cached() {
+        let calls = Arc::new(Mutex::new(0));
+        let counted = calls.clone();
+        let mut cache = NameCache::new(
+            bounds(),
+            Box::new(move |kind, id| {
+                *counted.lock().unwrap() += 1;
+                (kind == IdKind::User && id == 0).then(|| "root".to_string())
+            }),
+        );
+        let now = Instant::now();
+        assert_eq!(cache.lookup(IdKind::User, 0, now), None, "first lookup never waits");
+        assert_eq!(cache.lookup(IdKind::User, 7, now), None);
+        cache.settle(Duration::from_secs(5));
+        assert_eq!(cache.lookup(IdKind::User, 0, now), Some("root"));
+        assert_eq!(cache.lookup(IdKind::User, 7, now), None);
+        assert_eq!(*calls.lock().unwrap(), 2, "the unknown id was not looked up again");
+        assert_eq!(cache.stats.hits, 2);
+    }
+
+    #[test]
+    fn a_slow_resolver_never_blocks_and_the_queue_is_bounded() {
+        let gate = Arc::new(Mutex::new(()));
+        let held = gate.lock().unwrap();
+        let waiting = gate.clone();
+        let mut cache = NameCache::new(
+            bounds(),
+            Box::new(move |_, id| {
+                drop(waiting.lock());
+                Some(format!("u{id}"))
+            }),
+        );
+        let started = Instant::now();
+        for id in 0..100 {
+            assert_eq!(cache.lookup(IdKind::User, id, Instant::now()), None);
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "lookups did not wait for NSS");
+        assert!(cache.stats.queue_full > 0);
+        assert!(cache.pending.len() <= cache.max_pending);
+        drop(held);
+        cache.settle(Duration::from_secs(5));
+        assert_eq!(cache.lookup(IdKind::User, 0, Instant::now()), Some("u0"));
+    }
+
+    #[test]
+    fn stale_entries_answer_and_are_refreshed() {
+        let generation = Arc::new(Mutex::new(0));
+        let g = generation.clone();
+        let mut cache = NameCache::new(
+            CacheBounds { size: 4, ttl: Duration::from_millis(10), queue: 2 },
+            Box::new(move |_, _| Some(format!("v{}", *g.lock().unwrap()))),
+        );
+        let t0 = Instant::now();
+        cache.lookup(IdKind::Group, 5, t0);
+        cache.settle(Duration::from_secs(5));
+        assert_eq!(cache.lookup(IdKind::Group, 5, t0), Some("v0"));
+        *generation.lock().unwrap() = 1;
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(cache.lookup(IdKind::Group, 5, later), Some("v0"), "stale answers at once");
+        cache.settle(Duration::from_secs(5));
+        assert_eq!(cache.lookup(IdKind::Group, 5, later), Some("v1"));
+    }
+
+    #[test]
+    fn nss_knows_root() {
+        assert_eq!(nss(IdKind::User, 0).as_deref(), Some("root"));
+        assert_eq!(nss(IdKind::Group, 0).as_deref(), Some("root"));
+    }
+}
