@@ -193,6 +193,7 @@ pub fn spool_segment(data: &[u8], dir: &Path) {
         fsync_every: 0,
         cursor_interval: Duration::from_secs(3600),
         drain_timeout: Duration::from_secs(1),
+        ..SpoolConfig::default()
     };
     let outputs = ["fuzz".to_string()];
     let Ok(spool) = Spool::open(&cfg, &outputs) else { return };

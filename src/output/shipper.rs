@@ -460,6 +460,7 @@ mod tests {
             fsync_every: 0,
             cursor_interval: Duration::from_millis(20),
             drain_timeout: Duration::from_secs(5),
+            ..SpoolConfig::default()
         }
     }
 

@@ -123,6 +123,7 @@
 
 pub mod config;
 pub mod cursor;
+pub mod frame;
 pub mod reader;
 pub mod record;
 pub mod segment;
@@ -134,6 +135,7 @@ mod model_tests;
 mod tests;
 
 pub use config::{OnFull, SpoolConfig};
+pub use frame::Compression;
 pub use reader::SpoolReader;
 pub use record::Record;
 pub use store::{inspect, Appended, Spool, SpoolStats, SpoolSummary};
