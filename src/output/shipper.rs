@@ -90,6 +90,9 @@ pub struct ShipStats {
     /// Position of the last spooled record.
     pub last_pos: u64,
     pub outputs: Vec<OutputStats>,
+    /// Everything the spool reports (events, oldest unacknowledged age, `full_in`, compression
+    /// achieved, every loss counter); default in direct stdout mode.
+    pub spool: SpoolStats,
 }
 
 /// See [`Shipper::interrupter`].
@@ -317,6 +320,7 @@ fn ship_stats(s: &SpoolStats, outputs: &[Arc<OutputState>]) -> ShipStats {
                 last_error: o.last_error.lock().map(|e| e.clone()).unwrap_or(None),
             })
             .collect(),
+        spool: s.clone(),
     }
 }
 

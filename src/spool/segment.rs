@@ -333,6 +333,44 @@ pub fn first_time_ms(path: &Path, max_record_bytes: u64) -> Option<u64> {
     }
 }
 
+/// Every record of a segment file (v1 or v2) that decodes, in order, stopping at the first one
+/// that does not (with a writer appending meanwhile, that is its unfinished tail). For tools and
+/// tests that look inside a spool without opening it; no position check.
+pub fn read_records(path: &Path, max_record_bytes: u64) -> Result<Vec<Record>, SpoolError> {
+    let len = std::fs::metadata(path).map_err(SpoolError::io(path, "stat"))?.len();
+    let mut f = SegmentFile::open(path)?;
+    let mut out = Vec::new();
+    match version(path) {
+        Version::V1 => {
+            let mut at = 0;
+            while let Ok((rec, used)) = f.record_at(at, len, max_record_bytes)? {
+                out.push(rec);
+                at += used as u64;
+            }
+        }
+        Version::V2 => {
+            if !f.magic_ok(len)? {
+                return Ok(out);
+            }
+            let mut at = Version::V2.data_start();
+            let mut dec = frame::Decoder::default();
+            while let Ok((h, range)) = f.load_frame(at, len, frame::max_raw(max_record_bytes))? {
+                if dec.decode(&h, f.bytes(range)).is_err() {
+                    break;
+                }
+                let mut raw_at = 0;
+                for i in 0..h.count {
+                    let Ok((r, next)) = frame::inner_at(&dec.raw, raw_at, h.first_pos + u64::from(i)) else { break };
+                    out.push(r.to_owned());
+                    raw_at = next;
+                }
+                at += h.total_len() as u64;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// fsync a directory so that created, renamed or deleted entries in it survive a power cut.
 pub fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(SpoolError::io(dir, "fsync dir"))

@@ -988,3 +988,49 @@ pub(crate) fn test_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[cfg(test)]
+mod growth_tests {
+    use super::*;
+
+    #[test]
+    fn full_in_from_the_net_growth_over_the_window() {
+        let t0 = Instant::now();
+        let mut samples = VecDeque::new();
+        assert_eq!(growth_estimate(&samples, t0, 0, 0, 1000), (0, None));
+        samples.push_back((t0, 1_000));
+        // Too little history: no estimate from one burst.
+        assert_eq!(growth_estimate(&samples, t0 + Duration::from_secs(2), 5_000, 0, 1 << 20), (0, None));
+        // 10 s, 10_000 bytes net: 1000 B/s; 100_000 bytes left: 100 s.
+        let (rate, left) = growth_estimate(&samples, t0 + Duration::from_secs(10), 11_000, 900_000, 1_000_000);
+        assert_eq!((rate, left), (1000, Some(Duration::from_secs(100))));
+        // Not growing (receiver keeps up, or shrinking): never full.
+        assert_eq!(growth_estimate(&samples, t0 + Duration::from_secs(10), 1_000, 900_000, 1_000_000), (0, None));
+    }
+
+    #[test]
+    fn a_growing_spool_warns_once_before_it_is_full_and_rearms() {
+        let dir = test_dir("warnfull");
+        let cfg = SpoolConfig {
+            dir: dir.clone(),
+            max_bytes: 1 << 20,
+            segment_bytes: 64 << 10,
+            max_record_bytes: 4096,
+            warn_full_in: Duration::from_secs(600),
+            ..SpoolConfig::default()
+        };
+        let s = Spool::open(&cfg, &["out".to_string()]).unwrap();
+        let t0 = Instant::now();
+        let mut st = s.inner.lock();
+        s.watch_growth(&mut st, t0);
+        // 10 KB/s for 10 s of (simulated) time, nothing acknowledged: ~100 s left < 10 min.
+        st.stats.disk_bytes_written += 100_000;
+        st.total_bytes += 100_000;
+        s.watch_growth(&mut st, t0 + Duration::from_secs(10));
+        assert!(st.warned_full_in, "warned");
+        // The receiver is back and frees more than is written: re-armed.
+        st.bytes_freed += 200_000;
+        s.watch_growth(&mut st, t0 + Duration::from_secs(20));
+        assert!(!st.warned_full_in, "re-armed");
+    }
+}
