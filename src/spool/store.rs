@@ -17,7 +17,7 @@ use super::segment::{self, sync_dir};
 use super::{cursor, SpoolError};
 
 /// zstd level of `compression = "zstd"`: level 1 measured best in CPU per byte saved (levels 2 and
-/// 3 save a few % more bytes for 20-40 % more CPU; docs/performance.md, "Spool compression").
+/// 3 save at most 4 % more bytes for up to 20 % more CPU; docs/performance.md, "Spool compression").
 const ZSTD_LEVEL: i32 = 1;
 /// Event-time samples for the oldest unacknowledged age: at most one per this many ms...
 const AGE_SAMPLE_MS: u64 = 1000;
