@@ -478,7 +478,9 @@ impl Spool {
             _ => true,
         };
         if need_roll {
-            self.roll(st)?;
+            if let Err(e) = self.roll(st) {
+                return Err(count_unstaged(st, e));
+            }
         }
         let pos = st.next_pos;
         st.total_bytes += stage_cost(st, inner);
@@ -902,6 +904,18 @@ impl State {
         self.stats.corrupt_skipped += events;
         note_loss(&mut self.pending_loss, LossReason::Corrupt, events, bytes);
         true
+    }
+}
+
+/// The record being staged was lost because starting a new segment failed (disk full, I/O error):
+/// count it like a failed write, so that no loss goes unannounced.
+fn count_unstaged(st: &mut State, e: SpoolError) -> SpoolError {
+    st.stats.write_lost += 1;
+    note_loss(&mut st.pending_loss, LossReason::WriteError, 1, 0);
+    match e {
+        SpoolError::Write { path, events, source } => SpoolError::Write { path, events: events + 1, source },
+        SpoolError::Io { path, source, .. } => SpoolError::Write { path, events: 1, source },
+        other => other,
     }
 }
 
