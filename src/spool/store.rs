@@ -390,8 +390,13 @@ impl Spool {
         let cfg = &self.inner.cfg;
         let mut st = self.inner.lock();
         loop {
-            let len = stage_cost(&st, frame::inner_len(id, body));
-            let notice_len: u64 = notices(&st, cfg.on_full).iter().map(|(id, b)| frame::inner_len(id, b) as u64).sum();
+            // Room for the record plus, should it start a frame or (after a roll) a segment, their
+            // headers: staging may roll, so the bound is checked against the most it can cost.
+            let len = (frame::inner_len(id, body) + frame::HEADER_LEN + segment::MAGIC.len()) as u64;
+            let notice_len: u64 = notices(&st, cfg.on_full)
+                .iter()
+                .map(|(id, b)| (frame::inner_len(id, b) + frame::HEADER_LEN) as u64)
+                .sum();
             if st.total_bytes + len + notice_len <= cfg.max_bytes {
                 self.stage_notices(&mut st)?;
                 let pos = self.stage_record(&mut st, time_ms, id, body)?;
