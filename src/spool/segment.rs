@@ -233,8 +233,9 @@ pub struct Scan {
     pub file_len: u64,
     /// The first bad record or frame: offset and what is wrong with it.
     pub problem: Option<(u64, String)>,
-    /// Events in what is cut after the problem, as far as can be told: the record count of a torn
-    /// frame whose header is intact, else 1 (at least one event was being written).
+    /// Events in what is cut after the problem, as far as can be told: the record counts of the bad
+    /// frame and of the frames after it whose headers are intact and follow on, else 1 (at least
+    /// one event was being written). v1: 1 (at least).
     pub cut_events: u64,
 }
 
@@ -309,6 +310,16 @@ pub fn scan(path: &Path, first_pos: u64, max_record_bytes: u64) -> Result<Scan, 
                         e.to_string()
                     }
                 };
+                // Frames after the bad one are cut with it: count those whose headers still say
+                // they follow on (a flipped byte inside one frame leaves the later ones whole).
+                if let Some(h) = f.peek_header(s.valid_len, file_len, max_raw)?.filter(|h| h.first_pos == want) {
+                    let (mut off, mut next) = (s.valid_len + h.total_len() as u64, h.last_pos() + 1);
+                    while let Some(h) = f.peek_header(off, file_len, max_raw)?.filter(|h| h.first_pos == next) {
+                        s.cut_events += u64::from(h.count);
+                        off += h.total_len() as u64;
+                        next = h.last_pos() + 1;
+                    }
+                }
                 s.problem = Some((s.valid_len, problem));
                 break;
             }
