@@ -139,8 +139,9 @@
 //! 2. Scan the last segment frame by frame (v1: record by record), checking CRC, bounds,
 //!    decompression and positions; a torn tail (a frame cut short by a crash, or one that fails a
 //!    check, and everything after it) is truncated away, logged with path, offset and bytes cut,
-//!    counted (`recovered_lost`: the count the torn frame's header announced when it is whole,
-//!    else 1) and announced in band (`torn_tail`). A record of a frame that fails its CRC is
+//!    counted (`recovered_lost`: the counts the bad frame's header and the intact headers of the
+//!    frames after it announce, else 1: at least one) and announced in band (`torn_tail`). A cut
+//!    that falls exactly between frames is not detectable: that is the fsync window above. A record of a frame that fails its CRC is
 //!    never handed out. Older segments were fdatasynced when sealed and are checked by readers as
 //!    they stream them.
 //! 3. Read each output's cursor; the next position is `max(last record, highest cursor) + 1`, so a
