@@ -10,6 +10,7 @@ Tools (each registers as the kernel's audit daemon in turn):
   auditrelay-file    auditrelay run: spool -> [[output]] type="file"
   auditrelay-relp    auditrelay run: spool -> [[output]] type="relp" to a private rsyslogd (imrelp -> file)
   auditrelay-both    both outputs at once (an event counts as delivered once it reached both)
+  auditrelay-both-uncompressed  the same with `[spool] compression = "none"` (the cost before issue 12)
   auditrelay-stdout  auditrelay run with no output: JSON lines on stdout, piped into a counter
 
 Workloads (benches/storm.rs makes the events; one audit rule matches the storm and nothing else):
@@ -69,6 +70,8 @@ RECORD_KEY = f'key="{KEY}"'.encode()
 RAW_KEY = f'key="{KEY}"\n'.encode()  # auditd log_format RAW: one record per line
 JSON_KEY = f'"key":"{KEY}"}}'.encode()  # auditrelay JSON: the last field of the record's "fields"
 TOOLS = ["reader", "auditd", "auditrelay-file", "auditrelay-relp", "auditrelay-both", "auditrelay-stdout"]
+# Opt-in (not in the default run): the spool without compression, beside auditrelay-both.
+EXTRA_TOOLS = ["auditrelay-both-uncompressed"]
 WORKLOADS = ["openat20k", "exec2k", "flatout", "lossless"]
 
 
@@ -487,6 +490,7 @@ class Auditrelay(Tool):
     def __init__(self, bench, name, dir_, outputs):
         super().__init__(bench, name, dir_)
         self.outputs = outputs
+        self.spool_keys = ['compression = "none"'] if name.endswith("-uncompressed") else []
         self.counters = {}
 
     def start(self, workload):
@@ -496,7 +500,7 @@ class Auditrelay(Tool):
             "[kernel]", "enabled = 1", f"backlog_limit = {BACKLOG_LIMIT}",
             f"backlog_wait_time = {workload.wait_time}", "rate_limit = 0", "",
             "[rules]", f'sources = ["{rules}"]', f'cache_dir = "{self.dir / "rules-cache"}"', "",
-            "[spool]", f'dir = "{self.dir / "spool"}"', "",
+            "[spool]", f'dir = "{self.dir / "spool"}"', *self.spool_keys, "",
         ]
         if "relp" in self.outputs:
             rs = Rsyslogd(self.bench, self.dir / "rsyslog")
@@ -543,7 +547,7 @@ def make_tool(bench, name, dir_):
     if name == "auditd":
         return Auditd(bench, name, dir_)
     outputs = {"auditrelay-file": ["file"], "auditrelay-relp": ["relp"], "auditrelay-both": ["relp", "file"],
-               "auditrelay-stdout": []}[name]
+               "auditrelay-both-uncompressed": ["relp", "file"], "auditrelay-stdout": []}[name]
     return Auditrelay(bench, name, dir_, outputs)
 
 
@@ -825,7 +829,7 @@ def parse_args():
     ap.add_argument("--max-steps", type=int, help=f"lossless steps at most (default {len(LOSSLESS_STEPS)}; --quick 2)")
     ap.add_argument("--max-minutes", type=float, help="skip what is left after this long (default 15; --quick 2)")
     ap.add_argument("--quick", action="store_true", help="a short run: a smoke test, not a measurement")
-    ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
+    ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS + EXTRA_TOOLS)}")
     ap.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated subset of {','.join(WORKLOADS)}")
     ap.add_argument("--out", type=Path, help="JSON results (default target/live-bench/results-<UTC time>.json)")
     ap.add_argument("--tmpdir", default="/var/tmp", help="where run directories go (default /var/tmp: on disk)")
@@ -840,7 +844,7 @@ def parse_args():
             setattr(a, name, short if quick else full)
     a.tools = [t for t in a.tools.split(",") if t]
     a.workloads = [w for w in a.workloads.split(",") if w]
-    bad = [t for t in a.tools if t not in TOOLS] + [w for w in a.workloads if w not in WORKLOADS]
+    bad = [t for t in a.tools if t not in TOOLS + EXTRA_TOOLS] + [w for w in a.workloads if w not in WORKLOADS]
     if bad or not a.tools or not a.workloads:
         ap.error(f"unknown or empty tools/workloads: {bad}")
     if a.rounds < 1 or a.duration <= 0 or a.step_duration <= 0 or a.max_steps < 1:

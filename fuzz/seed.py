@@ -57,15 +57,21 @@ def main():
     for i, f in enumerate(frames):
         put("relp_frames", bytes([1 + i % 7]) + f)
     put("relp_frames", b"\x40" + b"".join(frames))
-    # Spool segments: records as spool/record.rs writes them.
-    def record(pos, body, ident):
-        payload = struct.pack("<QQH", pos, 1795374595144 + pos, len(ident)) + ident + body
-        return struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
-    seg = b""
+    # Spool segments (v2): the magic, then frames as spool/frame.rs writes them, stored uncompressed
+    # (codec 0; the harness's property tests cover the compressed codecs), 8 events per frame.
+    def inner(pos, body, ident):
+        return struct.pack("<IQH", 10 + len(ident) + len(body), 1795374595144 + pos, len(ident)) + ident + body
+    def frame(first, raws):
+        data = b"".join(raws)
+        rest = struct.pack("<QII", first, len(raws), len(data)) + b"\0" * 8 + data
+        return struct.pack("<II", len(data), zlib.crc32(rest)) + rest
+    seg, batch = b"ARSPOOL2", []
     for i, l in enumerate(lines[:40]):
         body = json.dumps({"raw": l.decode("utf-8", "replace")}).encode()
-        seg += record(i + 1, body, b"31353-%d" % i)
-        if i in (0, 4, 39):
+        batch.append(inner(i + 1, body, b"31353-%d" % i))
+        if len(batch) == 8:
+            seg += frame(i + 2 - len(batch), batch)
+            batch = []
             put("spool_segment", seg)
     put("spool_segment", seg[:-7])
 

@@ -172,14 +172,29 @@ pub fn relp_frames(data: &[u8]) {
 /// Spool recovery: the bytes as the only segment file of a spool; opening it and reading every
 /// record must neither panic nor hang, and a record returned as valid is one that was written.
 /// Appending after recovery must work and be read back.
+/// The bytes are a v2 segment (compressed frames; the `ARSPOOL2` magic is prepended when missing so
+/// that arbitrary bytes reach the frame parser); [`spool_segment_v1`] is the same for v1 segments.
 pub fn spool_segment(data: &[u8], dir: &Path) {
-    use crate::spool::{OnFull, Spool, SpoolConfig};
     let data = &data[..data.len().min(MAX_INPUT)];
+    let mut seg = Vec::with_capacity(data.len() + 8);
+    if !data.starts_with(&crate::spool::segment::MAGIC) {
+        seg.extend_from_slice(&crate::spool::segment::MAGIC);
+    }
+    seg.extend_from_slice(data);
+    spool_segment_at(&seg, dir, crate::spool::segment::path(dir, 1));
+}
+
+/// [`spool_segment`] for a v1 segment (uncompressed records, read after an upgrade).
+pub fn spool_segment_v1(data: &[u8], dir: &Path) {
+    spool_segment_at(&data[..data.len().min(MAX_INPUT)], dir, crate::spool::segment::path_v1(dir, 1));
+}
+
+fn spool_segment_at(data: &[u8], dir: &Path, seg: std::path::PathBuf) {
+    use crate::spool::{OnFull, Spool, SpoolConfig};
     let _ = std::fs::remove_dir_all(dir);
     if std::fs::create_dir_all(dir).is_err() {
         return;
     }
-    let seg = crate::spool::segment::path(dir, 1);
     if std::fs::write(&seg, data).is_err() {
         return;
     }
@@ -193,13 +208,16 @@ pub fn spool_segment(data: &[u8], dir: &Path) {
         fsync_every: 0,
         cursor_interval: Duration::from_secs(3600),
         drain_timeout: Duration::from_secs(1),
+        ..SpoolConfig::default()
     };
     let outputs = ["fuzz".to_string()];
     let Ok(spool) = Spool::open(&cfg, &outputs) else { return };
     let mut reader = spool.reader(0);
     let mut last = 0;
-    // At most one record per 8 bytes can be in the file (the smallest header is 8 bytes).
-    for _ in 0..=data.len() / 8 + 2 {
+    // Bounded by what the file can hold: a v1 record takes at least 8 bytes; a v2 frame at least
+    // 32 and decompresses to at most max_raw / 14 records.
+    let bound = (data.len() / 8 + 4) * (crate::spool::frame::max_raw(cfg.max_record_bytes) as usize / 14);
+    for _ in 0..=bound {
         match reader.next(Duration::ZERO) {
             Ok(Some(r)) => {
                 assert!(r.pos > last, "positions go backwards: {} after {last}", r.pos);
@@ -211,7 +229,7 @@ pub fn spool_segment(data: &[u8], dir: &Path) {
     }
     if let Ok(appended) = spool.append(1, "fuzz-id", b"{\"after\":\"recovery\"}") {
         let mut found = false;
-        for _ in 0..=data.len() / 8 + 4 {
+        for _ in 0..=bound + 2 {
             match reader.next(Duration::ZERO) {
                 Ok(Some(r)) if r.id == "fuzz-id" => {
                     found = true;

@@ -238,7 +238,36 @@ proptest! {
                 *b ^= flip.1;
             }
         }
-        fuzzing::spool_segment(&seg, &spool_dir("records"));
+        fuzzing::spool_segment_v1(&seg, &spool_dir("records"));
+    }
+
+    #[test]
+    fn spool_segment_from_valid_frames(frames in prop::collection::vec(prop::collection::vec((any::<u64>(), prop::collection::vec(any::<u8>(), 0..60)), 1..6), 0..4), codec in 0..3u8, cut in any::<usize>(), flip in any::<(usize, u8)>()) {
+        // Well-formed frames (as spool/frame.rs writes them), then cut short and one byte flipped.
+        use auditrelay::spool::{frame, Compression};
+        let codec = [Compression::None, Compression::Lz4, Compression::Zstd][codec as usize];
+        let mut enc = frame::Encoder::new(codec, 1);
+        let mut seg = auditrelay::spool::segment::MAGIC.to_vec();
+        let mut pos = 1;
+        for recs in &frames {
+            let mut raw = Vec::new();
+            for (time, body) in recs {
+                frame::push_inner(&mut raw, *time, "id", body);
+            }
+            enc.encode(&mut seg, pos, recs.len() as u32, &raw);
+            pos += recs.len() as u64;
+        }
+        seg.truncate(8 + cut % (seg.len() - 7));
+        if seg.len() > 8 {
+            let at = 8 + flip.0 % (seg.len() - 8);
+            seg[at] ^= flip.1;
+        }
+        fuzzing::spool_segment(&seg, &spool_dir("frames"));
+    }
+
+    #[test]
+    fn spool_segment_v1_arbitrary(data in prop::collection::vec(any::<u8>(), 0..1024)) {
+        fuzzing::spool_segment_v1(&data, &spool_dir("arbitrary-v1"));
     }
 }
 

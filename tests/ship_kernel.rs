@@ -288,11 +288,16 @@ fn spooled_markers(dir: &Path, tag: &str) -> BTreeSet<usize> {
     let mut found = BTreeSet::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         if entry.file_name().to_string_lossy().starts_with("seg-") {
-            let text = String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap_or_default()).into_owned();
-            for (at, _) in text.match_indices(&needle) {
-                let rest = &text[at + needle.len()..];
-                if let Some((digits, _)) = rest.split_once('"') {
-                    found.extend(digits.parse::<usize>().ok());
+            // Segments are compressed frames: decode them as the spool's readers do (a frame being
+            // written is simply not read yet).
+            let records = auditrelay::spool::segment::read_records(&entry.path(), 64 << 20).unwrap_or_default();
+            for rec in records {
+                let text = String::from_utf8_lossy(&rec.body);
+                for (at, _) in text.match_indices(&needle) {
+                    let rest = &text[at + needle.len()..];
+                    if let Some((digits, _)) = rest.split_once('"') {
+                        found.extend(digits.parse::<usize>().ok());
+                    }
                 }
             }
         }

@@ -26,6 +26,7 @@ fn spool_cfg(dir: &Path) -> SpoolConfig {
         fsync_every: 0,
         cursor_interval: Duration::from_millis(20),
         drain_timeout: Duration::from_secs(5),
+        ..SpoolConfig::default()
     }
 }
 

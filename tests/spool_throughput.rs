@@ -27,6 +27,7 @@ fn cfg(dir: &Path) -> SpoolConfig {
         fsync_every: 0,
         cursor_interval: Duration::from_secs(1),
         drain_timeout: Duration::from_secs(5),
+        ..SpoolConfig::default()
     }
 }
 

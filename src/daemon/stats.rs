@@ -158,13 +158,22 @@ impl Telemetry {
                 bytes: ship.spool_bytes,
                 segments: ship.spool_segments as u64,
                 events: ship.last_pos.saturating_sub(min_acked),
-                oldest_unacked_age_secs: oldest.map(|t| now_ms.saturating_sub(t) / 1000),
+                // In flight at an output, else the spool's own oldest unacknowledged event.
+                oldest_unacked_age_secs: oldest
+                    .map(|t| now_ms.saturating_sub(t) / 1000)
+                    .or(ship.spool.oldest_unacked_age.map(|d| d.as_secs())),
                 appended: ship.appended,
                 dropped_oldest: ship.dropped_oldest,
                 dropped_newest: ship.dropped_newest,
                 dropped_oversize: ship.dropped_oversize,
                 corrupt_skipped: ship.corrupt_skipped,
                 last_pos: ship.last_pos,
+                max_bytes: ship.spool.max_bytes,
+                growth_bytes_per_s: ship.spool.growth_bytes_per_s,
+                full_in_secs: ship.spool.full_in.map(|d| d.as_secs()),
+                raw_bytes_written: ship.spool.raw_bytes_written,
+                disk_bytes_written: ship.spool.disk_bytes_written,
+                recovered_lost: ship.spool.recovered_lost,
             },
             outputs,
             rules: telemetry::rules(),

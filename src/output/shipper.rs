@@ -97,6 +97,9 @@ pub struct ShipStats {
     /// Position of the last spooled record.
     pub last_pos: u64,
     pub outputs: Vec<OutputStats>,
+    /// Everything the spool reports (events, oldest unacknowledged age, `full_in`, compression
+    /// achieved, every loss counter); default in direct stdout mode.
+    pub spool: SpoolStats,
 }
 
 /// See [`Shipper::interrupter`].
@@ -362,6 +365,7 @@ fn ship_stats(s: &SpoolStats, outputs: &[Arc<OutputState>]) -> ShipStats {
                 last_error: o.last_error.lock().map(|e| e.clone()).unwrap_or(None),
             })
             .collect(),
+        spool: s.clone(),
     }
 }
 
@@ -584,6 +588,7 @@ mod tests {
             fsync_every: 0,
             cursor_interval: Duration::from_millis(20),
             drain_timeout: Duration::from_secs(5),
+            ..SpoolConfig::default()
         }
     }
 

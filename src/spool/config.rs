@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::frame::Compression;
 use super::SpoolError;
 use crate::units::{de_duration, de_size};
 
@@ -49,6 +50,12 @@ pub struct SpoolConfig {
     /// (what is left is sent after the next start).
     #[serde(deserialize_with = "de_duration")]
     pub drain_timeout: Duration,
+    /// How the events of one commit (a frame) are compressed on disk; see [`crate::spool::frame`].
+    pub compression: Compression,
+    /// Log a warning when, at the recent rate of growth, the spool is full in less than this
+    /// ("0s": never warn).
+    #[serde(deserialize_with = "de_duration")]
+    pub warn_full_in: Duration,
 }
 
 impl Default for SpoolConfig {
@@ -63,6 +70,10 @@ impl Default for SpoolConfig {
             fsync_every: 0,
             cursor_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(5),
+            // Chosen by measurement (least CPU per byte saved on every event set measured):
+            // docs/performance.md, "Spool compression".
+            compression: Compression::Lz4,
+            warn_full_in: Duration::from_secs(600),
         }
     }
 }
@@ -114,7 +125,11 @@ mod tests {
         assert_eq!(c.segment_bytes, 8 << 20);
         assert_eq!(c.on_full, OnFull::DropNewest);
         assert_eq!(c.fsync_interval, Duration::from_secs(1));
+        assert_eq!((c.compression, c.warn_full_in), (Compression::Lz4, Duration::from_secs(600)));
         c.validate().unwrap();
+        let c: SpoolConfig = toml::from_str("compression = \"zstd\"\nwarn_full_in = \"30m\"\n").unwrap();
+        assert_eq!((c.compression, c.warn_full_in), (Compression::Zstd, Duration::from_secs(1800)));
+        assert!(toml::from_str::<SpoolConfig>("compression = \"gzip\"").is_err());
         let e = toml::from_str::<SpoolConfig>("max_byte = \"1GiB\"").unwrap_err();
         assert!(e.to_string().contains("max_byte"), "{e}");
         SpoolConfig::default().validate().unwrap();

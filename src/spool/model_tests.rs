@@ -56,6 +56,7 @@ fn config(dir: &std::path::Path, max_bytes: u64, on_full: OnFull) -> SpoolConfig
         // Cursors only move on Flush, so the model knows exactly what a crash keeps.
         cursor_interval: Duration::from_secs(3600),
         drain_timeout: Duration::from_secs(5),
+        ..SpoolConfig::default()
     }
 }
 

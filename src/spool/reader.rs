@@ -1,21 +1,40 @@
 //! One output's view of the spool: streams records from disk in position order, starting after the
-//! output's acknowledged position. Memory: one bounded read buffer, whatever the backlog.
+//! output's acknowledged position. Memory: one bounded read buffer and one decompressed frame
+//! (both at most [`super::frame::max_raw`]), whatever the backlog.
 
 use std::time::{Duration, Instant};
 
+use super::frame::{self, Decoder};
 use super::record::{Record, RecordRef};
-use super::segment::SegmentFile;
+use super::segment::{SegmentFile, Version};
 use super::store::Spool;
 use super::SpoolError;
 
 struct Current {
     first_pos: u64,
+    version: Version,
     file: SegmentFile,
+    /// File offset of the next record (v1) or frame (v2) to load.
     offset: u64,
     /// Position the next record in this segment must carry.
     expect: u64,
     /// A corrupt record was found: nothing more is read from this segment.
     poisoned: bool,
+    /// v2: records of the decoded frame not yet handed out, and where the next one starts.
+    left: u32,
+    raw_at: usize,
+}
+
+impl Current {
+    fn new(first_pos: u64, path: &std::path::Path, file: SegmentFile) -> Current {
+        let version = super::segment::version(path);
+        Current { first_pos, version, file, offset: 0, expect: first_pos, poisoned: false, left: 0, raw_at: 0 }
+    }
+
+    /// More to read below `limit` (the segment's committed length), or in the decoded frame.
+    fn more(&self, limit: u64) -> bool {
+        !self.poisoned && (self.left > 0 || self.offset < limit)
+    }
 }
 
 pub struct SpoolReader {
@@ -23,6 +42,8 @@ pub struct SpoolReader {
     output: usize,
     next_pos: u64,
     cur: Option<Current>,
+    /// The frame being handed out, decompressed once.
+    decoder: Decoder,
 }
 
 enum Step {
@@ -36,7 +57,7 @@ impl Spool {
     /// A reader for output `idx` that starts after its acknowledged position.
     pub fn reader(&self, idx: usize) -> SpoolReader {
         let next_pos = self.acked(idx) + 1;
-        SpoolReader { spool: self.clone(), output: idx, next_pos, cur: None }
+        SpoolReader { spool: self.clone(), output: idx, next_pos, cur: None, decoder: Decoder::default() }
     }
 }
 
@@ -55,9 +76,7 @@ impl SpoolReader {
                 Step::Timeout => return Ok(None),
                 Step::Again => continue,
                 Step::Open { first_pos, path } => match SegmentFile::open(&path) {
-                    Ok(file) => {
-                        self.cur = Some(Current { first_pos, file, offset: 0, expect: first_pos, poisoned: false })
-                    }
+                    Ok(file) => self.cur = Some(Current::new(first_pos, &path, file)),
                     // Deleted under us by drop_oldest: step() will find the next one.
                     Err(SpoolError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
@@ -93,9 +112,7 @@ impl SpoolReader {
                 Step::Timeout => break,
                 Step::Again => continue,
                 Step::Open { first_pos, path } => match SegmentFile::open(&path) {
-                    Ok(file) => {
-                        self.cur = Some(Current { first_pos, file, offset: 0, expect: first_pos, poisoned: false })
-                    }
+                    Ok(file) => self.cur = Some(Current::new(first_pos, &path, file)),
                     Err(SpoolError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) if n == 0 => return Err(e),
                     Err(_) => break,
@@ -113,7 +130,7 @@ impl SpoolReader {
                         Err(e) if n == 0 => return Err(e),
                         Err(_) => return Ok(n),
                     }
-                    if self.cur.as_ref().is_none_or(|c| c.poisoned || c.offset >= limit) {
+                    if self.cur.as_ref().is_none_or(|c| !c.more(limit)) {
                         break;
                     }
                 },
@@ -132,7 +149,7 @@ impl SpoolReader {
                     self.cur = None;
                     return Step::Again;
                 }
-                Some(meta) if !cur.poisoned && cur.offset < meta.bytes => return Step::Read { limit: meta.bytes },
+                Some(meta) if cur.more(meta.bytes) => return Step::Read { limit: meta.bytes },
                 Some(meta) if meta.sealed => {
                     self.next_pos = self.next_pos.max(meta.last_pos + 1);
                     self.cur = None;
@@ -162,39 +179,95 @@ impl SpoolReader {
         Ok(self.read_ref(limit)?.map(RecordRef::to_owned))
     }
 
-    /// [`SpoolReader::read_one`] borrowing the record from the segment's read buffer.
+    /// [`SpoolReader::read_one`] borrowing the record from the segment's read buffer (v1) or the
+    /// decompressed frame (v2).
     fn read_ref(&mut self, limit: u64) -> Result<Option<RecordRef<'_>>, SpoolError> {
         let max = self.spool.inner.cfg.max_record_bytes;
         let next_pos = self.next_pos;
         let Some(cur) = self.cur.as_mut() else { return Ok(None) };
-        let loaded = cur.file.load(cur.offset, limit, max)?;
-        let file = &cur.file;
-        let problem = match loaded.and_then(|range| super::record::decode_ref(file.bytes(range), max)) {
-            Ok((rec, used)) if rec.pos == cur.expect => {
-                cur.offset += used as u64;
-                cur.expect += 1;
-                if rec.pos < next_pos {
-                    return Ok(None);
+        let problem = match cur.version {
+            Version::V1 => {
+                let loaded = cur.file.load(cur.offset, limit, max)?;
+                let file = &cur.file;
+                match loaded.and_then(|range| super::record::decode_ref(file.bytes(range), max)) {
+                    Ok((rec, used)) if rec.pos == cur.expect => {
+                        cur.offset += used as u64;
+                        cur.expect += 1;
+                        if rec.pos < next_pos {
+                            return Ok(None);
+                        }
+                        self.next_pos = rec.pos + 1;
+                        return Ok(Some(rec));
+                    }
+                    Ok((rec, _)) => format!("position {} where {} was expected", rec.pos, cur.expect),
+                    Err(e) => e.to_string(),
                 }
-                self.next_pos = rec.pos + 1;
-                return Ok(Some(rec));
             }
-            Ok((rec, _)) => format!("position {} where {} was expected", rec.pos, cur.expect),
-            Err(e) => e.to_string(),
+            Version::V2 => 'frame: {
+                if cur.left == 0 {
+                    if cur.offset == 0 {
+                        if !cur.file.magic_ok(limit)? {
+                            break 'frame "no v2 segment header".to_string();
+                        }
+                        cur.offset = Version::V2.data_start();
+                        if cur.offset >= limit {
+                            return Ok(None);
+                        }
+                    }
+                    match cur.file.load_frame(cur.offset, limit, frame::max_raw(max))? {
+                        Ok((h, _)) if h.first_pos != cur.expect => {
+                            break 'frame format!("frame position {} where {} was expected", h.first_pos, cur.expect)
+                        }
+                        Ok((h, _)) if h.last_pos() < next_pos => {
+                            // Acknowledged already (a reader resuming at its cursor): skipped
+                            // without decompressing it.
+                            cur.offset += h.total_len() as u64;
+                            cur.expect = h.last_pos() + 1;
+                            return Ok(None);
+                        }
+                        Ok((h, range)) => match self.decoder.decode(&h, cur.file.bytes(range)) {
+                            Ok(()) => {
+                                cur.offset += h.total_len() as u64;
+                                cur.left = h.count;
+                                cur.raw_at = 0;
+                            }
+                            Err(e) => break 'frame e.to_string(),
+                        },
+                        Err(e) => break 'frame e.to_string(),
+                    }
+                }
+                match frame::inner_at(&self.decoder.raw, cur.raw_at, cur.expect) {
+                    Ok((rec, next)) => {
+                        cur.raw_at = next;
+                        cur.left -= 1;
+                        cur.expect += 1;
+                        if rec.pos < next_pos {
+                            return Ok(None);
+                        }
+                        self.next_pos = rec.pos + 1;
+                        return Ok(Some(rec));
+                    }
+                    // Decoder::decode checked every record of the frame; kept for safety.
+                    Err(e) => e.to_string(),
+                }
+            }
         };
         cur.poisoned = true;
+        cur.left = 0;
         let err = SpoolError::Corrupt { path: cur.file.path().to_path_buf(), offset: cur.offset, reason: problem };
-        let first_pos = cur.first_pos;
+        let (first_pos, expect, offset) = (cur.first_pos, cur.expect, cur.offset);
         let mut st = self.spool.inner.lock();
-        let skipped = st
-            .segments
-            .iter()
-            .find(|s| s.first_pos == first_pos)
-            .map_or(0, |m| (m.last_pos + 1).saturating_sub(self.next_pos));
-        st.stats.corrupt_skipped += skipped;
+        let (skipped, bytes) = st.segments.iter().find(|s| s.first_pos == first_pos).map_or((0, 0), |m| {
+            ((m.last_pos + 1).saturating_sub(expect.max(next_pos)), m.bytes.saturating_sub(offset))
+        });
+        let first = st.note_corrupt(first_pos, skipped, bytes);
         drop(st);
         let name = self.spool.output_names().get(self.output).cloned().unwrap_or_default();
-        log::error!("spool: output {name}: {err}; skipping {skipped} events to the next segment");
+        if first {
+            log::error!("spool: output {name}: {err}; skipping {skipped} events to the next segment (counted, announced in band as corrupt)");
+        } else {
+            log::warn!("spool: output {name}: {err}; skipping to the next segment (already counted)");
+        }
         Err(err)
     }
 }

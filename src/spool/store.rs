@@ -11,9 +11,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::fcntl::{Flock, FlockArg};
 
 use super::config::{OnFull, SpoolConfig};
+use super::frame::{self, Encoder};
 use super::record::{self, MAX_ID_LEN};
 use super::segment::{self, sync_dir};
 use super::{cursor, SpoolError};
+
+/// zstd level of `compression = "zstd"`: level 1 measured best in CPU per byte saved (levels 2 and
+/// 3 save at most 4 % more bytes for up to 20 % more CPU; docs/performance.md, "Spool compression").
+const ZSTD_LEVEL: i32 = 1;
+/// Event-time samples for the oldest unacknowledged age: at most one per this many ms...
+const AGE_SAMPLE_MS: u64 = 1000;
+/// ...and at most this many (a day of them; older detail is thinned, not grown without bound).
+const AGE_SAMPLES_MAX: usize = 86_400;
+/// Window of the growth rate behind `full_in`.
+const GROWTH_WINDOW: Duration = Duration::from_secs(60);
 
 /// Result of [`Spool::append`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +55,28 @@ pub struct SpoolStats {
     pub recovered_truncated_bytes: u64,
     /// Events readers skipped because a record was corrupt (summed over outputs).
     pub corrupt_skipped: u64,
+    /// Events lost with a torn tail cut at recovery (the count a torn frame announced, else 1).
+    pub recovered_lost: u64,
+    /// Bytes on disk (all segment files).
     pub bytes: u64,
+    /// The bound of `bytes` (`max_bytes`).
+    pub max_bytes: u64,
     pub segments: usize,
+    /// Events held in the segments (acknowledged or not).
+    pub events: u64,
+    /// Events not yet acknowledged by the slowest output.
+    pub unacked_events: u64,
+    /// Age of the oldest unacknowledged event, by event time (to within a second, never less);
+    /// `None` when everything is acknowledged.
+    pub oldest_unacked_age: Option<Duration>,
+    /// Net growth over the last minute (bytes written minus bytes freed by acknowledgements).
+    pub growth_bytes_per_s: u64,
+    /// At that rate, how long until `max_bytes` is reached; `None` while the spool does not grow.
+    pub full_in: Option<Duration>,
+    /// Raw (uncompressed) bytes of the events written since start, and what they took on disk
+    /// (frame headers included): their ratio is the compression achieved.
+    pub raw_bytes_written: u64,
+    pub disk_bytes_written: u64,
     /// Position of the last stored record (0 = none yet).
     pub last_pos: u64,
     /// Per output (config order): name and acknowledged position.
@@ -69,6 +100,10 @@ enum LossReason {
     Full,
     /// Writing them to the segment failed.
     WriteError,
+    /// A reader found a corrupt record or frame and skipped the rest of its segment.
+    Corrupt,
+    /// Recovery cut a torn tail (a crash or power cut during a write).
+    TornTail,
 }
 
 impl LossReason {
@@ -76,6 +111,8 @@ impl LossReason {
         match self {
             LossReason::Full => "full",
             LossReason::WriteError => "write_error",
+            LossReason::Corrupt => "corrupt",
+            LossReason::TornTail => "torn_tail",
         }
     }
 }
@@ -83,13 +120,15 @@ impl LossReason {
 struct PendingLoss {
     reason: LossReason,
     count: u64,
+    /// Bytes cut or skipped (torn_tail, corrupt); 0 otherwise.
+    bytes: u64,
     first_ms: u64,
     last_ms: u64,
 }
 
-/// Encoded records are written to the segment in one `pwrite` per [`Spool::commit`]; this bounds
-/// the staged bytes in between (a larger batch is written in several pieces).
-const STAGE_MAX: usize = 1 << 20;
+/// Staged records are written as one frame in one `pwrite` per [`Spool::commit`]; this bounds the
+/// staged bytes in between (a larger batch becomes several frames).
+const STAGE_MAX: usize = frame::STAGE_MAX;
 
 pub(crate) struct State {
     pub segments: VecDeque<SegMeta>,
@@ -105,10 +144,25 @@ pub(crate) struct State {
     /// Losses not yet announced, at most one per reason.
     pending_loss: Vec<PendingLoss>,
     pub stats: SpoolStats,
-    /// Records encoded by `append` and not yet written (positions already assigned): written by
-    /// `commit`, before a roll, or when `STAGE_MAX` is reached. Readers never see them until then.
+    /// Records encoded by `append` and not yet written (positions already assigned), as the raw
+    /// inner records of the next frame: written by `commit`, before a roll, or when `STAGE_MAX`
+    /// is reached. Readers never see them until then. `total_bytes` counts them raw plus one
+    /// frame header until written (an upper bound: the frame is never larger).
     staged: Vec<u8>,
     staged_count: u64,
+    encoder: Encoder,
+    /// The frame being written (reused).
+    frame_buf: Vec<u8>,
+    /// (position, event time ms) samples, oldest first, for the oldest unacknowledged age.
+    age_samples: VecDeque<(u64, u64)>,
+    /// (when, bytes written - bytes freed by acks) samples over `GROWTH_WINDOW`.
+    growth: VecDeque<(Instant, u64)>,
+    bytes_freed: u64,
+    /// Warned that the spool fills within `warn_full_in`; re-armed once it no longer does.
+    warned_full_in: bool,
+    /// Segments (first position) whose corruption is already counted and announced: every output
+    /// reading them finds the same damage.
+    corrupt_seen: Vec<u64>,
 }
 
 pub(crate) struct Inner {
@@ -137,8 +191,12 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Spool trouble the daemon works around (recovery, a failing sync); loss is logged at ERROR at
-/// its call site.
+#[cfg(test)]
+pub(crate) fn now_ms_for_tests() -> u64 {
+    now_ms()
+}
+
+/// Spool and shipper messages: through the `log` facade (the daemon installs the one logger).
 pub(crate) fn log(msg: std::fmt::Arguments<'_>) {
     log::warn!("spool: {msg}");
 }
@@ -188,10 +246,15 @@ impl Spool {
         });
         let mut segments = VecDeque::new();
         let mut last_rec_pos = 0u64;
+        let mut pending_loss = Vec::new();
+        let mut age_samples = VecDeque::new();
         for (i, (first, path)) in found.iter().enumerate() {
             let bytes = std::fs::metadata(path).map_err(SpoolError::io(path, "stat"))?.len();
             if let Some((next_first, _)) = found.get(i + 1) {
                 let last_pos = next_first.saturating_sub(1).max(first.saturating_sub(1));
+                if let Some(ms) = segment::first_time_ms(path, cfg.max_record_bytes) {
+                    age_samples.push_back((*first, ms));
+                }
                 segments.push_back(SegMeta { first_pos: *first, last_pos, bytes, path: path.clone(), sealed: true });
                 last_rec_pos = last_rec_pos.max(last_pos);
                 continue;
@@ -199,11 +262,12 @@ impl Spool {
             let scan = segment::scan(path, *first, cfg.max_record_bytes)?;
             if let Some((offset, reason)) = &scan.problem {
                 let cut = scan.file_len - scan.valid_len;
-                log(format_args!(
-                    "recovery: {}: bad record at offset {offset} ({reason}); truncating {cut} bytes after {} good records",
+                log::error!(
+                    "spool recovery: {}: bad record at offset {offset} ({reason}); truncating {cut} bytes ({} events) after {} good records (announced in band as torn_tail)",
                     path.display(),
+                    scan.cut_events,
                     scan.records
-                ));
+                );
                 let f = OpenOptions::new()
                     .write(true)
                     .custom_flags(crate::file_trust::NO_FOLLOW)
@@ -212,6 +276,11 @@ impl Spool {
                 f.set_len(scan.valid_len).map_err(SpoolError::io(path, "truncate"))?;
                 f.sync_all().map_err(SpoolError::io(path, "fsync"))?;
                 stats.recovered_truncated_bytes += cut;
+                stats.recovered_lost += scan.cut_events;
+                note_loss(&mut pending_loss, LossReason::TornTail, scan.cut_events, cut);
+            }
+            if let (Some(ms), Some(_)) = (scan.first_ms, scan.last_pos) {
+                age_samples.push_back((*first, ms));
             }
             match scan.last_pos {
                 Some(last) => {
@@ -258,10 +327,17 @@ impl Spool {
             synced_pos: next_pos - 1,
             last_sync: now,
             last_persist: now,
-            pending_loss: Vec::new(),
+            pending_loss,
             stats,
             staged: Vec::new(),
             staged_count: 0,
+            encoder: Encoder::new(cfg.compression, ZSTD_LEVEL),
+            frame_buf: Vec::new(),
+            age_samples,
+            growth: VecDeque::new(),
+            bytes_freed: 0,
+            warned_full_in: false,
+            corrupt_seen: Vec::new(),
         };
         let spool = Spool {
             inner: Arc::new(Inner {
@@ -278,6 +354,11 @@ impl Spool {
         {
             let mut st = spool.inner.lock();
             spool.open_segment(&mut st)?;
+            // A torn tail cut above is announced now, not only before the next event.
+            if !st.pending_loss.is_empty() {
+                spool.stage_notices(&mut st)?;
+                spool.write_staged(&mut st)?;
+            }
         }
         Ok(spool)
     }
@@ -307,8 +388,8 @@ impl Spool {
         if id.len() > MAX_ID_LEN {
             return Err(SpoolError::IdTooLong { id: id.chars().take(64).collect() });
         }
-        let len = record::encoded_len(id, body) as u64;
-        if len - record::HEADER_LEN as u64 > self.inner.cfg.max_record_bytes {
+        // The same bound as the v1 record format had: fixed part + id + body.
+        if (record::encoded_len(id, body) - record::HEADER_LEN) as u64 > self.inner.cfg.max_record_bytes {
             let mut st = self.inner.lock();
             st.stats.dropped_oversize += 1;
             return Err(SpoolError::TooLarge {
@@ -320,18 +401,15 @@ impl Spool {
         let cfg = &self.inner.cfg;
         let mut st = self.inner.lock();
         loop {
-            let total = st.stats.dropped_oldest + st.stats.dropped_newest + st.stats.write_lost;
-            let notices: Vec<(String, Vec<u8>)> =
-                st.pending_loss.iter().map(|l| loss_notice(l, cfg.on_full, st.next_pos, total)).collect();
-            let notice_len: u64 = notices.iter().map(|(id, b)| record::encoded_len(id, b) as u64).sum();
+            // Room for the record plus, should it start a frame or (after a roll) a segment, their
+            // headers: staging may roll, so the bound is checked against the most it can cost.
+            let len = (frame::inner_len(id, body) + frame::HEADER_LEN + segment::MAGIC.len()) as u64;
+            let notice_len: u64 = notices(&st, cfg.on_full)
+                .iter()
+                .map(|(id, b)| (frame::inner_len(id, b) + frame::HEADER_LEN) as u64)
+                .sum();
             if st.total_bytes + len + notice_len <= cfg.max_bytes {
-                for (nid, nbody) in notices {
-                    self.stage_record(&mut st, now_ms(), &nid, &nbody)?;
-                    st.stats.loss_notices += 1;
-                }
-                for l in std::mem::take(&mut st.pending_loss) {
-                    log(format_args!("appended a loss notice for {} events lost ({})", l.count, l.reason.as_str()));
-                }
+                self.stage_notices(&mut st)?;
                 let pos = self.stage_record(&mut st, time_ms, id, body)?;
                 st.stats.appended += 1;
                 return Ok(Appended::Stored { pos });
@@ -345,7 +423,7 @@ impl Spool {
                             cfg.max_bytes
                         );
                     }
-                    note_loss(&mut st.pending_loss, LossReason::Full, 1);
+                    note_loss(&mut st.pending_loss, LossReason::Full, 1, 0);
                     st.stats.dropped_newest += 1;
                     return Ok(Appended::Dropped);
                 }
@@ -353,7 +431,7 @@ impl Spool {
                     if !self.delete_acked(&mut st)? && !self.drop_oldest_segment(&mut st)? {
                         // Nothing left to drop: only possible if max_bytes cannot hold one record,
                         // which validation rules out; refuse rather than exceed the bound.
-                        note_loss(&mut st.pending_loss, LossReason::Full, 1);
+                        note_loss(&mut st.pending_loss, LossReason::Full, 1, 0);
                         st.stats.dropped_newest += 1;
                         return Ok(Appended::Dropped);
                     }
@@ -393,25 +471,44 @@ impl Spool {
         self.write_staged(&mut st)
     }
 
+    /// Stage the loss notices that are due (the caller checked there is room for them).
+    fn stage_notices(&self, st: &mut State) -> Result<(), SpoolError> {
+        for (nid, nbody) in notices(st, self.inner.cfg.on_full) {
+            self.stage_record(st, now_ms(), &nid, &nbody)?;
+            st.stats.loss_notices += 1;
+        }
+        for l in std::mem::take(&mut st.pending_loss) {
+            log::warn!("spool: appended a loss notice for {} events lost ({})", l.count, l.reason.as_str());
+        }
+        Ok(())
+    }
+
     /// Give the event its position and encode it into the staging buffer.
     fn stage_record(&self, st: &mut State, time_ms: u64, id: &str, body: &[u8]) -> Result<u64, SpoolError> {
-        let len = record::encoded_len(id, body) as u64;
+        let inner = frame::inner_len(id, body);
         let need_roll = match (st.active.is_some(), st.segments.back()) {
             (true, Some(s)) => {
-                let used = s.bytes + st.staged.len() as u64;
-                used > 0 && used + len > self.inner.cfg.segment_bytes
+                let holds = s.last_pos >= s.first_pos || st.staged_count > 0;
+                holds && s.bytes + stage_cost(st, inner) + st.staged.len() as u64 > self.inner.cfg.segment_bytes
             }
             _ => true,
         };
         if need_roll {
-            self.roll(st)?;
+            if let Err(e) = self.roll(st) {
+                return Err(count_unstaged(st, e));
+            }
         }
         let pos = st.next_pos;
-        record::encode(&mut st.staged, pos, time_ms, id, body);
+        st.total_bytes += stage_cost(st, inner);
+        frame::push_inner(&mut st.staged, time_ms, id, body);
         st.staged_count += 1;
-        st.total_bytes += len;
         st.next_pos += 1;
         st.stats.last_pos = pos;
+        st.stats.raw_bytes_written += inner as u64;
+        let sample_due = st.age_samples.back().is_none_or(|&(_, ms)| time_ms >= ms + AGE_SAMPLE_MS);
+        if sample_due && st.age_samples.len() < AGE_SAMPLES_MAX {
+            st.age_samples.push_back((pos, time_ms));
+        }
         if st.staged.len() >= STAGE_MAX {
             self.write_staged(st)?;
         }
@@ -422,30 +519,47 @@ impl Spool {
         if st.staged.is_empty() {
             return Ok(());
         }
-        let (file, meta) = match (st.active.clone(), st.segments.back_mut()) {
-            (Some(f), Some(m)) => (f, m),
+        let offset = match (&st.active, st.segments.back()) {
+            (Some(_), Some(m)) => m.bytes,
             _ => return Err(SpoolError::Config("records staged without an active segment".into())),
         };
-        let offset = meta.bytes;
-        if let Err(source) = file.write_all_at(&st.staged, offset) {
+        let file = st.active.clone().ok_or_else(|| SpoolError::Config("no active segment".into()))?;
+        let first_pos = st.next_pos - st.staged_count;
+        let staged_cost = (frame::HEADER_LEN + st.staged.len()) as u64;
+        let mut buf = std::mem::take(&mut st.frame_buf);
+        buf.clear();
+        st.encoder.encode(&mut buf, first_pos, st.staged_count as u32, &st.staged);
+        let written = file.write_all_at(&buf, offset);
+        let frame_len = buf.len() as u64;
+        if buf.capacity() > 2 * STAGE_MAX {
+            buf = Vec::new();
+        }
+        st.frame_buf = buf;
+        let next_pos = st.next_pos;
+        let Some(meta) = st.segments.back_mut() else {
+            return Err(SpoolError::Config("records staged without an active segment".into()));
+        };
+        if let Err(source) = written {
             // Cut the partial write and never write to this file again: the next append starts a
             // new segment, so garbage can only ever sit at the tail of a sealed segment. The staged
             // events are lost: counted, logged by the caller, announced in band.
             let _ = file.set_len(offset);
             let path = meta.path.clone();
             let events = st.staged_count;
-            st.total_bytes -= st.staged.len() as u64;
+            st.total_bytes -= staged_cost;
             st.staged.clear();
             st.staged_count = 0;
             st.stats.write_lost += events;
-            note_loss(&mut st.pending_loss, LossReason::WriteError, events);
+            note_loss(&mut st.pending_loss, LossReason::WriteError, events, 0);
             self.seal_active(st, false);
             return Err(SpoolError::Write { path, events, source });
         }
-        meta.bytes += st.staged.len() as u64;
+        meta.bytes += frame_len;
         // Staged records hold the positions just before `next_pos`, in order.
-        meta.last_pos = st.next_pos - 1;
+        meta.last_pos = next_pos - 1;
         let last = meta.last_pos;
+        st.total_bytes = st.total_bytes - staged_cost + frame_len;
+        st.stats.disk_bytes_written += frame_len;
         st.staged.clear();
         st.staged_count = 0;
         if st.staged.capacity() > 2 * STAGE_MAX {
@@ -486,6 +600,7 @@ impl Spool {
             }
             if meta.last_pos < meta.first_pos {
                 let _ = std::fs::remove_file(&meta.path);
+                st.total_bytes -= meta.bytes;
                 st.segments.pop_back();
             }
         }
@@ -502,11 +617,17 @@ impl Spool {
             .custom_flags(crate::file_trust::NO_FOLLOW)
             .open(&path)
             .map_err(SpoolError::io(&path, "create segment"))?;
+        if let Err(e) = file.write_all_at(&segment::MAGIC, 0) {
+            let _ = std::fs::remove_file(&path);
+            return Err(SpoolError::Io { path, op: "write segment header", source: e });
+        }
         sync_dir(&self.inner.cfg.dir)?;
+        let bytes = segment::MAGIC.len() as u64;
+        st.total_bytes += bytes;
         st.segments.push_back(SegMeta {
             first_pos: st.next_pos,
             last_pos: st.next_pos - 1,
-            bytes: 0,
+            bytes,
             path,
             sealed: false,
         });
@@ -518,7 +639,7 @@ impl Spool {
     fn drop_oldest_segment(&self, st: &mut State) -> Result<bool, SpoolError> {
         let Some(front) = st.segments.front() else { return Ok(false) };
         if !front.sealed {
-            if front.last_pos < front.first_pos && st.staged.is_empty() {
+            if front.last_pos < front.first_pos && st.staged_count == 0 {
                 return Ok(false);
             }
             self.roll(st)?;
@@ -537,7 +658,7 @@ impl Spool {
         st.segments.pop_front();
         st.stats.dropped_oldest += unacked;
         if unacked > 0 {
-            note_loss(&mut st.pending_loss, LossReason::Full, unacked);
+            note_loss(&mut st.pending_loss, LossReason::Full, unacked, 0);
         }
         Ok(true)
     }
@@ -556,6 +677,7 @@ impl Spool {
                 Err(source) => return Err(SpoolError::Io { path: front.path.clone(), op: "remove segment", source }),
             }
             st.total_bytes -= front.bytes;
+            st.bytes_freed += front.bytes;
             st.segments.pop_front();
             any = true;
         }
@@ -634,7 +756,48 @@ impl Spool {
         self.persist_cursors(false)?;
         let mut st = self.inner.lock();
         self.delete_acked(&mut st)?;
+        self.watch_growth(&mut st, Instant::now());
         Ok(())
+    }
+
+    /// Sample the net growth and warn when, at that rate, the spool is full within `warn_full_in`
+    /// (once per approach; re-armed when the estimate is back above twice the threshold).
+    fn watch_growth(&self, st: &mut State, now: Instant) {
+        if let Some(floor) = st.acked.iter().copied().min() {
+            let target = (floor + 1).max(st.segments.front().map_or(0, |m| m.first_pos));
+            while st.age_samples.get(1).is_some_and(|&(pos, _)| pos <= target) {
+                st.age_samples.pop_front();
+            }
+        }
+        let net = st.stats.disk_bytes_written.saturating_sub(st.bytes_freed);
+        if st.growth.back().is_none_or(|&(t, _)| now.duration_since(t) >= Duration::from_secs(1)) {
+            st.growth.push_back((now, net));
+        }
+        while st.growth.len() > 2 && st.growth.get(1).is_some_and(|&(t, _)| now.duration_since(t) >= GROWTH_WINDOW) {
+            st.growth.pop_front();
+        }
+        let threshold = self.inner.cfg.warn_full_in;
+        if threshold.is_zero() {
+            return;
+        }
+        let (rate, full_in) = growth_estimate(&st.growth, now, net, st.total_bytes, self.inner.cfg.max_bytes);
+        match full_in {
+            Some(left) if left < threshold && !st.warned_full_in => {
+                st.warned_full_in = true;
+                let unacked = unacked_events(st);
+                log::warn!(
+                    "spool {}: full in ~{} min at the current rate ({} KiB/s net; {} of {} bytes, {unacked} events unacknowledged); then on_full = {} applies",
+                    self.inner.cfg.dir.display(),
+                    left.as_secs().div_ceil(60),
+                    rate / 1024,
+                    st.total_bytes,
+                    self.inner.cfg.max_bytes,
+                    self.inner.cfg.on_full
+                );
+            }
+            Some(left) if left < 2 * threshold => {}
+            _ => st.warned_full_in = false,
+        }
     }
 
     /// Make everything durable: fdatasync, persist all cursors, delete what is fully acknowledged.
@@ -670,8 +833,15 @@ impl Spool {
         let st = self.inner.lock();
         let mut s = st.stats.clone();
         s.bytes = st.total_bytes;
+        s.max_bytes = self.inner.cfg.max_bytes;
         s.segments = st.segments.len();
         s.last_pos = st.next_pos - 1;
+        s.events = st.segments.iter().map(|m| (m.last_pos + 1).saturating_sub(m.first_pos)).sum();
+        s.unacked_events = unacked_events(&st);
+        s.oldest_unacked_age = oldest_unacked_ms(&st).map(|ms| Duration::from_millis(now_ms().saturating_sub(ms)));
+        let net = st.stats.disk_bytes_written.saturating_sub(st.bytes_freed);
+        (s.growth_bytes_per_s, s.full_in) =
+            growth_estimate(&st.growth, Instant::now(), net, st.total_bytes, self.inner.cfg.max_bytes);
         s.acked = self.inner.outputs.iter().cloned().zip(st.acked.iter().copied()).collect();
         s
     }
@@ -725,15 +895,96 @@ pub fn inspect(dir: &Path) -> Result<SpoolSummary, SpoolError> {
     Ok(SpoolSummary { segments: segs.len(), bytes, oldest_pos: segs.first().map_or(0, |(p, _)| *p), cursors })
 }
 
-fn note_loss(pending: &mut Vec<PendingLoss>, reason: LossReason, n: u64) {
+fn note_loss(pending: &mut Vec<PendingLoss>, reason: LossReason, n: u64, bytes: u64) {
     let now = now_ms();
     match pending.iter_mut().find(|l| l.reason == reason) {
         Some(l) => {
             l.count += n;
+            l.bytes += bytes;
             l.last_ms = now;
         }
-        None => pending.push(PendingLoss { reason, count: n, first_ms: now, last_ms: now }),
+        None => pending.push(PendingLoss { reason, count: n, bytes, first_ms: now, last_ms: now }),
     }
+}
+
+impl State {
+    /// A reader found corruption in the segment starting at `first_pos`: count and announce it
+    /// once, whichever output found it first. Returns whether this call was the first.
+    pub(crate) fn note_corrupt(&mut self, first_pos: u64, events: u64, bytes: u64) -> bool {
+        if self.corrupt_seen.contains(&first_pos) {
+            return false;
+        }
+        // Bounded: only segments still in the spool can be read, and deleted ones are forgotten.
+        let live: Vec<u64> = self.segments.iter().map(|m| m.first_pos).collect();
+        self.corrupt_seen.retain(|p| live.contains(p));
+        self.corrupt_seen.push(first_pos);
+        self.stats.corrupt_skipped += events;
+        note_loss(&mut self.pending_loss, LossReason::Corrupt, events, bytes);
+        true
+    }
+}
+
+/// The record being staged was lost because starting a new segment failed (disk full, I/O error):
+/// count it like a failed write, so that no loss goes unannounced.
+fn count_unstaged(st: &mut State, e: SpoolError) -> SpoolError {
+    st.stats.write_lost += 1;
+    note_loss(&mut st.pending_loss, LossReason::WriteError, 1, 0);
+    match e {
+        SpoolError::Write { path, events, source } => SpoolError::Write { path, events: events + 1, source },
+        SpoolError::Io { path, source, .. } => SpoolError::Write { path, events: 1, source },
+        other => other,
+    }
+}
+
+/// What staging an inner record of `inner` bytes adds to `total_bytes`: the record, plus a frame
+/// header when it starts a frame.
+fn stage_cost(st: &State, inner: usize) -> u64 {
+    (inner + if st.staged_count == 0 { frame::HEADER_LEN } else { 0 }) as u64
+}
+
+/// Every loss notice that is due, as (id, body).
+fn notices(st: &State, policy: OnFull) -> Vec<(String, Vec<u8>)> {
+    let s = &st.stats;
+    let total = s.dropped_oldest + s.dropped_newest + s.write_lost + s.corrupt_skipped + s.recovered_lost;
+    st.pending_loss.iter().map(|l| loss_notice(l, policy, st.next_pos, total)).collect()
+}
+
+fn unacked_events(st: &State) -> u64 {
+    let last = st.next_pos - 1;
+    let floor = st.acked.iter().copied().min().unwrap_or(last);
+    let oldest = st.segments.front().map_or(last + 1, |m| m.first_pos);
+    (last + 1).saturating_sub((floor + 1).max(oldest))
+}
+
+/// Event time of the oldest unacknowledged event (from the samples: never later than the truth).
+fn oldest_unacked_ms(st: &State) -> Option<u64> {
+    let last = st.next_pos - 1;
+    let floor = st.acked.iter().copied().min().unwrap_or(last);
+    if floor >= last {
+        return None;
+    }
+    let target = (floor + 1).max(st.segments.front().map_or(0, |m| m.first_pos));
+    let i = st.age_samples.partition_point(|&(pos, _)| pos <= target);
+    st.age_samples.get(i.saturating_sub(1)).map(|&(_, ms)| ms)
+}
+
+/// Net growth rate (bytes/s) over the samples' window and how long the free space lasts at it.
+fn growth_estimate(
+    samples: &VecDeque<(Instant, u64)>,
+    now: Instant,
+    net: u64,
+    bytes: u64,
+    max: u64,
+) -> (u64, Option<Duration>) {
+    let Some(&(t0, net0)) = samples.front() else { return (0, None) };
+    let dt = now.duration_since(t0).as_secs_f64();
+    // Below a few seconds of history a rate says more about one burst than about the trend.
+    if dt < 5.0 || net <= net0 {
+        return (0, None);
+    }
+    let rate = (net - net0) as f64 / dt;
+    let left = max.saturating_sub(bytes) as f64 / rate;
+    (rate as u64, Some(Duration::from_secs_f64(left.min(1e9))))
 }
 
 /// The in-band loss notice: id and JSON body.
@@ -747,6 +998,7 @@ fn loss_notice(l: &PendingLoss, policy: OnFull, pos: u64, total: u64) -> (String
             "policy": policy.to_string(),
             "count": l.count,
             "total": total,
+            "bytes": l.bytes,
             "first_ms": l.first_ms,
             "last_ms": l.last_ms,
         }
@@ -766,4 +1018,50 @@ pub(crate) fn test_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+#[cfg(test)]
+mod growth_tests {
+    use super::*;
+
+    #[test]
+    fn full_in_from_the_net_growth_over_the_window() {
+        let t0 = Instant::now();
+        let mut samples = VecDeque::new();
+        assert_eq!(growth_estimate(&samples, t0, 0, 0, 1000), (0, None));
+        samples.push_back((t0, 1_000));
+        // Too little history: no estimate from one burst.
+        assert_eq!(growth_estimate(&samples, t0 + Duration::from_secs(2), 5_000, 0, 1 << 20), (0, None));
+        // 10 s, 10_000 bytes net: 1000 B/s; 100_000 bytes left: 100 s.
+        let (rate, left) = growth_estimate(&samples, t0 + Duration::from_secs(10), 11_000, 900_000, 1_000_000);
+        assert_eq!((rate, left), (1000, Some(Duration::from_secs(100))));
+        // Not growing (receiver keeps up, or shrinking): never full.
+        assert_eq!(growth_estimate(&samples, t0 + Duration::from_secs(10), 1_000, 900_000, 1_000_000), (0, None));
+    }
+
+    #[test]
+    fn a_growing_spool_warns_once_before_it_is_full_and_rearms() {
+        let dir = test_dir("warnfull");
+        let cfg = SpoolConfig {
+            dir: dir.clone(),
+            max_bytes: 1 << 20,
+            segment_bytes: 64 << 10,
+            max_record_bytes: 4096,
+            warn_full_in: Duration::from_secs(600),
+            ..SpoolConfig::default()
+        };
+        let s = Spool::open(&cfg, &["out".to_string()]).unwrap();
+        let t0 = Instant::now();
+        let mut st = s.inner.lock();
+        s.watch_growth(&mut st, t0);
+        // 10 KB/s for 10 s of (simulated) time, nothing acknowledged: ~100 s left < 10 min.
+        st.stats.disk_bytes_written += 100_000;
+        st.total_bytes += 100_000;
+        s.watch_growth(&mut st, t0 + Duration::from_secs(10));
+        assert!(st.warned_full_in, "warned");
+        // The receiver is back and frees more than is written: re-armed.
+        st.bytes_freed += 200_000;
+        s.watch_growth(&mut st, t0 + Duration::from_secs(20));
+        assert!(!st.warned_full_in, "re-armed");
+    }
 }

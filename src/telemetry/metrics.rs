@@ -127,6 +127,15 @@ pub const SPOOL_EVENTS: Metric =
     gauge("auditrelay_spool_events", "Events in the spool not acknowledged by every output.");
 pub const SPOOL_OLDEST: Metric =
     gauge("auditrelay_spool_oldest_unacked_age_seconds", "Age of the oldest event not acknowledged by every output.");
+pub const SPOOL_MAX_BYTES: Metric = gauge("auditrelay_spool_max_bytes", "The spool's size limit ([spool] max_bytes).");
+pub const SPOOL_FULL_IN: Metric = gauge(
+    "auditrelay_spool_full_in_seconds",
+    "How long the spool's free space lasts at its recent growth (absent while it does not grow).",
+);
+pub const SPOOL_RAW_WRITTEN: Metric =
+    counter("auditrelay_spool_raw_bytes_written_total", "JSON bytes committed to the spool since start.");
+pub const SPOOL_DISK_WRITTEN: Metric =
+    counter("auditrelay_spool_disk_bytes_written_total", "Bytes those took on disk (compressed) since start.");
 pub const OUTPUT_SENT: Metric =
     counter("auditrelay_output_sent_total", "Deliveries the output's sink took from the spool.");
 pub const OUTPUT_ACKED: Metric = counter("auditrelay_output_acked_total", "Events the output's receiver acknowledged.");
@@ -216,6 +225,12 @@ pub fn render(s: &Snapshot) -> String {
         p.one(&SPOOL_SEGMENTS, s.spool.segments);
         p.one(&SPOOL_EVENTS, s.spool.events);
         p.one(&SPOOL_OLDEST, s.spool.oldest_unacked_age_secs.unwrap_or(0));
+        p.one(&SPOOL_MAX_BYTES, s.spool.max_bytes);
+        if let Some(secs) = s.spool.full_in_secs {
+            p.one(&SPOOL_FULL_IN, secs);
+        }
+        p.one(&SPOOL_RAW_WRITTEN, s.spool.raw_bytes_written);
+        p.one(&SPOOL_DISK_WRITTEN, s.spool.disk_bytes_written);
     }
     let per_output = |f: &dyn Fn(&super::OutputFigures) -> u64| -> Vec<(Vec<(&str, &str)>, u64)> {
         s.outputs.iter().map(|o| (vec![("output", o.name.as_str()), ("kind", o.kind.as_str())], f(o))).collect()

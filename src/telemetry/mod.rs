@@ -86,6 +86,22 @@ pub struct SpoolFigures {
     pub dropped_oversize: u64,
     pub corrupt_skipped: u64,
     pub last_pos: u64,
+    /// `[spool] max_bytes`.
+    #[serde(default)]
+    pub max_bytes: u64,
+    /// Recent growth and, from it, how long the free space lasts (`None`: not growing).
+    #[serde(default)]
+    pub growth_bytes_per_s: u64,
+    #[serde(default)]
+    pub full_in_secs: Option<u64>,
+    /// JSON bytes committed and what they took on disk (compression), since start.
+    #[serde(default)]
+    pub raw_bytes_written: u64,
+    #[serde(default)]
+    pub disk_bytes_written: u64,
+    /// Events cut from torn tails at recovery (announced in band as `torn_tail`).
+    #[serde(default)]
+    pub recovered_lost: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

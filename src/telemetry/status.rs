@@ -117,9 +117,25 @@ fn write_text(out: &mut impl Write, s: &Snapshot) -> std::io::Result<()> {
         let age = s.spool.oldest_unacked_age_secs.map_or("-".to_string(), |a| format!("{a}s"));
         writeln!(
             out,
-            "spool {} bytes, {} segments, {} events unacked, oldest unacked {age}",
-            s.spool.bytes, s.spool.segments, s.spool.events
+            "spool {} of {} bytes, {} segments, {} events unacked, oldest unacked {age}",
+            s.spool.bytes, s.spool.max_bytes, s.spool.segments, s.spool.events
         )?;
+        match s.spool.full_in_secs {
+            Some(secs) => writeln!(
+                out,
+                "spool full in ~{} min at the recent growth of {} bytes/s",
+                secs.div_ceil(60),
+                s.spool.growth_bytes_per_s
+            )?,
+            None => writeln!(out, "spool not growing")?,
+        }
+        if s.spool.raw_bytes_written > 0 {
+            writeln!(
+                out,
+                "spool compression {:.3} (disk / JSON bytes written since start)",
+                s.spool.disk_bytes_written as f64 / s.spool.raw_bytes_written as f64
+            )?;
+        }
     } else {
         writeln!(out, "spool none (events go to stdout)")?;
     }
