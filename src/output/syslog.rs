@@ -235,8 +235,8 @@ impl Formatter {
         })
     }
 
-    /// Append the RFC 5424 message for `d` to `out` (no framing). Never exceeds `max_message_size`.
-    pub fn format(&self, d: &Delivery, out: &mut Vec<u8>) {
+    /// The RFC 5424 header for `d`, up to and including the space before MSG.
+    fn header(&self, d: &Delivery) -> String {
         let mut header = String::with_capacity(128);
         let _ = write!(
             header,
@@ -262,29 +262,52 @@ impl Formatter {
                 header.push_str("\"] ");
             }
         }
+        header
+    }
+
+    /// Cut `d.body` so that its message fits `max_message_size` (counted and logged), leaving a
+    /// body that fits as it is. Cutting a multi-megabyte event is CPU-heavy, so the shipper calls
+    /// this on the output's spool pump thread, a plain thread; [`Formatter::format`] on the async
+    /// runtime then finds the body fits and only checks its length.
+    pub fn prefit(&self, d: &mut Delivery) {
+        let budget = self.max_message_size.saturating_sub(self.header(d).len());
+        if let Fit::Cut { body, report } = truncate::fit(&d.body, budget, &d.id, d.time_ms) {
+            self.count_cut(d, &report);
+            d.body = body.into();
+        }
+    }
+
+    fn count_cut(&self, d: &Delivery, report: &truncate::CutReport) {
+        if report.event_stubbed || report.records_stubbed > 0 {
+            bump(&NET_STATS.stubbed_events, 1);
+        } else {
+            bump(&NET_STATS.truncated_events, 1);
+        }
+        log::warn!(
+            "output {}: event {} (pos {}) of {} bytes exceeds max_message_size {}: cut {} argument(s), \
+             stubbed {} record(s){}, now {} bytes",
+            self.output,
+            d.id,
+            d.pos,
+            report.original_len,
+            self.max_message_size,
+            report.args_cut,
+            report.records_stubbed,
+            if report.event_stubbed { ", replaced the event by a stub" } else { "" },
+            report.final_len
+        );
+    }
+
+    /// Append the RFC 5424 message for `d` to `out` (no framing). Never exceeds `max_message_size`:
+    /// a body [`Formatter::prefit`] has not cut already is cut here.
+    pub fn format(&self, d: &Delivery, out: &mut Vec<u8>) {
+        let header = self.header(d);
         let budget = self.max_message_size.saturating_sub(header.len());
         out.extend_from_slice(header.as_bytes());
         match truncate::fit(&d.body, budget, &d.id, d.time_ms) {
             Fit::AsIs(body) => out.extend_from_slice(body),
             Fit::Cut { body, report } => {
-                if report.event_stubbed || report.records_stubbed > 0 {
-                    bump(&NET_STATS.stubbed_events, 1);
-                } else {
-                    bump(&NET_STATS.truncated_events, 1);
-                }
-                log::warn!(
-                    "output {}: event {} (pos {}) of {} bytes exceeds max_message_size {}: cut {} argument(s), \
-                     stubbed {} record(s){}, now {} bytes",
-                    self.output,
-                    d.id,
-                    d.pos,
-                    report.original_len,
-                    self.max_message_size,
-                    report.args_cut,
-                    report.records_stubbed,
-                    if report.event_stubbed { ", replaced the event by a stub" } else { "" },
-                    report.final_len
-                );
+                self.count_cut(d, &report);
                 out.extend_from_slice(&body);
             }
         }
