@@ -65,10 +65,17 @@ impl OutputConfig {
         match self {
             OutputConfig::File(c) => SinkPlan::new("file", c.name.as_deref(), c.batch, c.clone(), file::run),
             OutputConfig::Stdout(c) => SinkPlan::new("stdout", c.name.as_deref(), c.batch, c.clone(), stdout::run),
-            OutputConfig::Relp(c) => SinkPlan::new("relp", c.name.as_deref(), c.window, c.clone(), relp::run),
-            OutputConfig::Tcp(c) => SinkPlan::new("tcp", c.name.as_deref(), c.batch, c.clone(), tcp::run),
-            OutputConfig::Udp(c) => SinkPlan::new("udp", c.name.as_deref(), 64, c.clone(), udp::run),
-            OutputConfig::Unix(c) => SinkPlan::new("unix", c.name.as_deref(), 64, c.clone(), unix::run),
+            OutputConfig::Relp(c) => SinkPlan::new("relp", c.name.as_deref(), c.window, c.clone(), relp::run)
+                .with_header(syslog::header_spec!(c))
+                .with_close_time(c.close_time()),
+            OutputConfig::Tcp(c) => SinkPlan::new("tcp", c.name.as_deref(), c.batch, c.clone(), tcp::run)
+                .with_header(syslog::header_spec!(c)),
+            OutputConfig::Udp(c) => {
+                SinkPlan::new("udp", c.name.as_deref(), 64, c.clone(), udp::run).with_header(syslog::header_spec!(c))
+            }
+            OutputConfig::Unix(c) => {
+                SinkPlan::new("unix", c.name.as_deref(), 64, c.clone(), unix::run).with_header(syslog::header_spec!(c))
+            }
         }
     }
 }
@@ -126,8 +133,19 @@ pub struct SinkPlan {
     pub name: Option<String>,
     /// Capacity of the delivery channel: the most events in flight between spool and sink.
     pub window: usize,
+    /// For syslog-speaking outputs: their header, so that the spool pump (a plain thread) cuts
+    /// bodies over `max_message_size` before they reach the sink task on the async runtime.
+    pub header: Option<syslog::HeaderSpec>,
+    /// How long the sink may take to stop once shutdown is signalled before the shipper aborts
+    /// it (whatever it had not had acknowledged stays in the spool): the sink's own bound where
+    /// it has one (RELP: `shutdown_timeout` plus its close), else [`DEFAULT_CLOSE_TIME`].
+    pub close_time: std::time::Duration,
     launch: Launch,
 }
+
+/// Stop bound of sinks without a close handshake (file: one fdatasync; stream sinks: a write in
+/// flight to a stalled peer is cut here, and its events are resent after the next start).
+pub const DEFAULT_CLOSE_TIME: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl std::fmt::Debug for SinkPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -135,6 +153,7 @@ impl std::fmt::Debug for SinkPlan {
             .field("kind", &self.kind)
             .field("name", &self.name)
             .field("window", &self.window)
+            .field("close_time", &self.close_time)
             .finish()
     }
 }
@@ -151,7 +170,24 @@ impl SinkPlan {
             let fut = run(config.clone(), d, a, s);
             Box::pin(async move { fut.await.map_err(|e| SinkError(Box::new(e))) })
         });
-        SinkPlan { kind, name: name.map(str::to_string), window: window.max(1), launch }
+        SinkPlan {
+            kind,
+            name: name.map(str::to_string),
+            window: window.max(1),
+            header: None,
+            close_time: DEFAULT_CLOSE_TIME,
+            launch,
+        }
+    }
+
+    pub fn with_close_time(mut self, close_time: std::time::Duration) -> SinkPlan {
+        self.close_time = close_time;
+        self
+    }
+
+    pub fn with_header(mut self, header: syslog::HeaderSpec) -> SinkPlan {
+        self.header = Some(header);
+        self
     }
 
     /// Start one incarnation of the sink.

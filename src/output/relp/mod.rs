@@ -106,6 +106,14 @@ impl RelpConfig {
     pub fn display_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| format!("relp:{}", self.address))
     }
+
+    /// The longest an orderly stop takes once shutdown is signalled: `shutdown_timeout` for
+    /// outstanding rsps, then `close` and its answers, then the last ack handed to the spool. The
+    /// shipper waits this long before it aborts the sink (one bound, derived, never two timers
+    /// that disagree).
+    pub fn close_time(&self) -> Duration {
+        self.shutdown_timeout.0 + session::CLOSE_WAIT + session::ACK_FLUSH_WAIT
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
