@@ -309,3 +309,14 @@ fn rules_text_perm_on_the_user_list_round_trips_through_its_listing() {
     fuzzing::rules_text(b"-a always,user -F msgtype>=1100 -F msgtype<=1 -p wa -k pci-auth");
     fuzzing::rules_text(b"-a always,exclude -F msgtype=1100 -p wa");
 }
+
+/// fuzz rules_text, fifth run (crash-3e54fc9f…, a golden line used as a seed): `-F dir=/etc/selinux/
+/// -F perm=wa -F key=…` without an arch lists as `-w /etc/selinux/ -p wa -k …`, exactly as
+/// auditctl 3.0.9 lists it (tests/data/rules/goldens.jsonl), and `-w` trims the trailing slash
+/// and asks the host whether the path is a directory: another rule. Kept as auditctl; the harness
+/// leaves watch-form listings that cannot come back out of the round trip.
+#[test]
+fn rules_text_dir_with_a_trailing_slash_lists_as_a_watch_like_auditctl() {
+    fuzzing::rules_text(b"-a always,exit -F dir=/etc/selinux/ -F perm=wa -F key=MAC-policy");
+    fuzzing::rules_text(b"-a always,exit -F perm=wa -F key=x");
+}

@@ -482,6 +482,10 @@ impl<'h> State<'h> {
                 if !PERM_LISTS.contains(&flags) {
                     return Err(err(&word, "perm can only be used on the exit, user, task or exclude list"));
                 }
+                // As `-p` there: a rule of perm (and key) alone would list as a watch without a path.
+                if flags != data::FILTER_EXIT && self.rule.fields.is_empty() {
+                    return Err(err(&word, "perm needs another field before it off the exit list"));
+                }
                 if op != Op::Equal {
                     return Err(err(&word, "perm only takes ="));
                 }
@@ -1008,6 +1012,7 @@ mod tests {
         assert!(r.data.mask_is_all());
         let e = parse("-a always,filesystem -F fstype=0x01021994 -F perm=w").unwrap_err();
         assert_eq!(e.word, "-F perm=w", "{e}");
+        assert!(parse("-a always,user -F perm=w -F uid=0").is_err(), "perm alone would list as a watch");
     }
 
     #[test]
