@@ -80,6 +80,23 @@ impl OutputConfig {
     }
 }
 
+impl OutputConfig {
+    /// What each sink checks before it starts (header fields, window, batch, TLS files, ...),
+    /// made once by [`Shipper::start`], which the daemon calls before it touches the kernel: a
+    /// bad `[[output]]` table stops `run` before it registers or loads rules, never a daemon whose
+    /// output restarts forever on its own config error. Reads TLS files, so not part of parsing.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            OutputConfig::File(c) => c.validate(),
+            OutputConfig::Stdout(_) => Ok(()),
+            OutputConfig::Relp(c) => relp::prepare(c).map(drop).map_err(|e| e.to_string()),
+            OutputConfig::Tcp(c) => tcp::prepare(c).map(drop).map_err(|e| e.to_string()),
+            OutputConfig::Udp(c) => udp::prepare(c).map(drop).map_err(|e| e.to_string()),
+            OutputConfig::Unix(c) => unix::prepare(c).map(drop).map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// The cursor name of each output (config `name`, default `<type>-<index>`), after checking what
 /// the shipper relies on: names usable as file names and unique, per-type settings consistent.
 /// Errors are (output name, message naming the key).
@@ -226,6 +243,23 @@ mod tests {
         assert!(e.to_string().contains("carrier-pigeon"), "{e}");
         let e = toml::from_str::<Outputs>("[[output]]\ntype = \"stdout\"\nformat = \"ecs\"\n").err().unwrap();
         assert!(e.to_string().contains("ecs"), "{e}");
+    }
+
+    /// Chaos suite finding: a RELP table with `window = 0` passed start, and the sink's own check
+    /// failed at every restart, forever, with rules loaded. Sink checks are made at start now.
+    #[test]
+    fn sink_config_errors_are_found_before_the_daemon_starts() {
+        for (table, word) in [
+            ("type = \"relp\"\nwindow = 0", "window"),
+            ("type = \"tcp\"\nbatch = 0", "batch"),
+            ("type = \"udp\"\nmax_message_size = \"1MiB\"", "udp"),
+            ("type = \"unix\"\naddress = \"/dev/log\"\napp_name = \"has space\"", "app_name"),
+            ("type = \"relp\"\nmsgid = \"\"", "msgid"),
+        ] {
+            let o: Outputs = toml::from_str(&format!("[[output]]\n{table}\n")).unwrap();
+            let message = o.output[0].check().expect_err(table);
+            assert!(message.contains(word), "{table}: {message}");
+        }
     }
 
     /// The shipped example config parses, including the commented-out [[output]] examples.

@@ -152,6 +152,9 @@ impl Shipper {
         }
         let plans: Vec<SinkPlan> = outputs.iter().map(OutputConfig::plan).collect();
         let names = super::output_names(outputs).map_err(|(name, message)| ShipError::Output { name, message })?;
+        for (output, name) in outputs.iter().zip(&names) {
+            output.check().map_err(|message| ShipError::Output { name: name.clone(), message })?;
+        }
         let spool_handle = Spool::open(spool, &names)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let states: Vec<Arc<OutputState>> = plans

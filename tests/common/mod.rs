@@ -127,18 +127,7 @@ impl Daemon {
 
     /// Wait until the kernel names this process as its audit daemon.
     pub fn wait_registered(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        let mut client = AuditClient::open().expect("socket");
-        loop {
-            if client.status().map(|s| s.pid).ok() == Some(self.pid()) {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("auditrelay exited early: {status}");
-            }
-            assert!(Instant::now() < deadline, "auditrelay did not register within {timeout:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_registered(&mut self.child, timeout, String::new);
     }
 
     /// The first JSON line (parsed) for which `pred` holds, waiting up to `timeout`.
@@ -192,6 +181,22 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Wait until the kernel names `child` as its audit daemon; `why` says more when it does not.
+pub fn wait_registered(child: &mut Child, timeout: Duration, why: impl Fn() -> String) {
+    let deadline = Instant::now() + timeout;
+    let mut client = AuditClient::open().expect("socket");
+    loop {
+        if client.status().map(|s| s.pid).ok() == Some(child.id()) {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("auditrelay exited early: {status} {}", why());
+        }
+        assert!(Instant::now() < deadline, "auditrelay did not register within {timeout:?} {}", why());
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

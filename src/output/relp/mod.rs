@@ -151,6 +151,19 @@ pub async fn run(
     run_with(config, Limits::default(), deliveries, acks, shutdown).await
 }
 
+/// The checks `run` makes before it connects. The daemon makes them at start too
+/// ([`crate::output::OutputConfig::check`]), so a bad table stops `run` before the kernel is touched.
+pub fn prepare(config: &RelpConfig) -> Result<(Formatter, Connector), RelpError> {
+    let name = config.display_name();
+    if config.window == 0 || config.window > MAX_WINDOW {
+        return Err(RelpError::Window { output: name, window: config.window });
+    }
+    let formatter = Formatter::new(&name, &header_spec!(config))?;
+    let connector = Connector::new(&config.address, config.tls.as_ref(), config.connect_timeout.0)
+        .map_err(|source| RelpError::Tls { output: name.clone(), source })?;
+    Ok((formatter, connector))
+}
+
 pub(crate) async fn run_with(
     config: RelpConfig,
     limits: Limits,
@@ -159,12 +172,7 @@ pub(crate) async fn run_with(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), RelpError> {
     let name = config.display_name();
-    if config.window == 0 || config.window > MAX_WINDOW {
-        return Err(RelpError::Window { output: name, window: config.window });
-    }
-    let formatter = Formatter::new(&name, &header_spec!(config))?;
-    let connector = Connector::new(&config.address, config.tls.as_ref(), config.connect_timeout.0)
-        .map_err(|source| RelpError::Tls { output: name.clone(), source })?;
+    let (formatter, connector) = prepare(&config)?;
     let backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
     let mut session = Session::new(&name, &config, limits, formatter, deliveries, acks);
     reconnect::run(&name, &mut session, &connector, backoff, &mut shutdown).await;
