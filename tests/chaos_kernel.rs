@@ -381,14 +381,22 @@ fn config_and_rule_errors_are_never_half_applied() {
     let (k1, k2) = (marker("s1"), marker("s2"));
     let cfg = dir.config_with_rules(
         &format!("-a always,exit -F arch=b64 -S openat -k {k1}\n-a always,exit -F arch=b64 -S openat -k {k2}\n-a bogus,list\n"),
-        &format!("\n[spool]\ndir = {:?}\n", dir.path("spool").display().to_string()),
+        &format!(
+            "cache_dir = {:?}\n\n[spool]\ndir = {:?}\n",
+            dir.path("rules-cache").display().to_string(),
+            dir.path("spool").display().to_string()
+        ),
     );
     let mut d = Spawned::start(&dir.0, "syntax", &["run", "--config", &cfg]);
     d.wait_registered(Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(500));
     let loaded: Vec<String> = list().iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect();
     assert!(!loaded.iter().any(|r| r.contains(&k1) || r.contains(&k2)), "part of a broken file was loaded");
-    assert!(d.stderr().contains("embedded"), "says it falls back: {}", d.stderr());
+    let err = d.stderr();
+    assert!(
+        err.contains("not usable") && err.contains("embedded"),
+        "says it falls back (no last good copy here): {err}"
+    );
     assert!(d.terminate(Duration::from_secs(15)).success());
     assert_eq!(list(), before);
 }
