@@ -164,13 +164,12 @@ pub fn exec_markers(tag: &str, range: std::ops::Range<usize>) {
     }
 }
 
-/// The marker number of an event (`a1 = "<tag>-<i>"` in its EXECVE record).
+/// The marker number of an event (`a1`, or `a0` for a program exec'd under the marker as its
+/// name, `= "<tag>-<i>"` in its EXECVE record).
 pub fn marker_of(event: &serde_json::Value, tag: &str) -> Option<usize> {
-    event["records"]
-        .as_array()?
-        .iter()
-        .filter(|r| r["type"] == "EXECVE")
-        .find_map(|r| r["fields"]["a1"].as_str()?.strip_prefix(tag)?.strip_prefix('-')?.parse().ok())
+    event["records"].as_array()?.iter().filter(|r| r["type"] == "EXECVE").find_map(|r| {
+        ["a1", "a0"].iter().find_map(|k| r["fields"][*k].as_str()?.strip_prefix(tag)?.strip_prefix('-')?.parse().ok())
+    })
 }
 
 /// The JSON event inside a syslog message (everything from the first `{`).
