@@ -112,14 +112,18 @@ fn prints_irreversibly(r: &RuleData) -> bool {
 }
 
 /// A rule `auditctl -l` prints as a watch (`-w PATH -p PERMS`, exit list, all syscalls, only
-/// path, perm and key fields) comes back from that line as another rule when: it has no path
-/// (auditctl prints ` -p wa`); `-w` trims trailing slashes that `-F dir=/etc/x/` kept; whether
+/// path, perm and key fields) comes back from that line as another rule when: the perm field
+/// comes before the path, or there is no path (auditctl prints fields in order, ` -p x-w /usr/bin/gem`
+/// or ` -p wa`: no rule line; finding 6); `-w` trims trailing slashes that `-F dir=/etc/x/` kept; whether
 /// `-w` makes a dir or a watch field depends on the host (BareHost knows only /, /etc, /tmp).
 /// auditctl 3.0.9 lists these the same way (tests/data/rules/goldens.jsonl: `-F dir=/etc/selinux/`
 /// lists as `-w /etc/selinux/`); found by the rules_text fuzz target (finding 5).
 fn watch_form_irreversible(r: &RuleData, printed: &str) -> bool {
     use crate::rules::data::{FILTER_EXIT, FILTER_MASK, F_DIR, F_WATCH};
-    if !(printed.starts_with("-w ") || printed.starts_with(" -p")) {
+    if printed.starts_with(" -p") {
+        return true;
+    }
+    if !printed.starts_with("-w ") {
         return false;
     }
     let Some(path) = r.fields.iter().find(|f| matches!(f.field, F_WATCH | F_DIR)) else { return true };

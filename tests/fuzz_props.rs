@@ -320,3 +320,12 @@ fn rules_text_dir_with_a_trailing_slash_lists_as_a_watch_like_auditctl() {
     fuzzing::rules_text(b"-a always,exit -F dir=/etc/selinux/ -F perm=wa -F key=MAC-policy");
     fuzzing::rules_text(b"-a always,exit -F perm=wa -F key=x");
 }
+
+/// fuzz rules_text, sixth run (crash-ea1377e8…, a golden line as seed): `-F perm=x` before
+/// `-F path=…` without an arch lists as ` -p x-w /usr/bin/gem -k …`, exactly as auditctl 3.0.9
+/// lists it (tests/data/rules/goldens.jsonl), which is no rule line. Kept as auditctl; the
+/// harness leaves watch-form listings that start with the perm out of the round trip.
+#[test]
+fn rules_text_perm_before_path_lists_as_a_broken_watch_like_auditctl() {
+    fuzzing::rules_text(b"-a always,exit -F perm=x -F path=/usr/bin/gem -F key=software-installer");
+}
