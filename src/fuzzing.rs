@@ -81,12 +81,18 @@ impl Host for BareHost {
 }
 
 /// Bytes a printed value can hold and still come back as the same word: auditctl's listing does
-/// not quote, so a space (word separator), a leading `#` or a non-ASCII byte cannot round-trip.
+/// not quote, so a space (word separator), a leading `#` or a non-ASCII byte cannot round-trip;
+/// nor can a two-character operator (`!=`, `>=`, `<=`, `&=`) inside a value printed as
+/// `-F name=value`, which libaudit's audit_rule_fieldpair_data (and our parser, as it) splits at
+/// that operator first (finding 7: `-w /etc/pam>=1000 -F auid!=unset` lists as
+/// `-F path=/etc/pam>=1000`, field `path=/etc/pam`).
 fn survives_printing(r: &RuleData) -> bool {
-    r.fields
-        .iter()
-        .filter_map(|f| f.text.as_deref())
-        .all(|t| !t.is_empty() && t.iter().all(|b| b.is_ascii_graphic() && *b != b'"' && *b != b'\\') && t[0] != b'#')
+    r.fields.iter().filter_map(|f| f.text.as_deref()).all(|t| {
+        !t.is_empty()
+            && t.iter().all(|b| b.is_ascii_graphic() && *b != b'"' && *b != b'\\')
+            && t[0] != b'#'
+            && !t.windows(2).any(|w| matches!(w, b"!=" | b">=" | b"<=" | b"&="))
+    })
 }
 
 /// Fields `auditctl -l` does not print back as written, kept as auditctl does it (the listing
