@@ -107,8 +107,16 @@ fn prints_irreversibly(r: &RuleData) -> bool {
     // An io_uring rule without -S has the full mask and lists as `-S all` (upstream auditctl 3.1),
     // while an explicit `-S all` there means the uringop table's operations (fuzz finding 3).
     let uring_full = r.list() & FILTER_MASK == crate::rules::data::FILTER_URING_EXIT && r.mask_lists_as_all();
+    // `auditctl -l` prints arch fields first, then -S, then the rest: an arch field after another
+    // field comes back in another place, another rule byte for byte (finding 8).
+    let arch_late = r
+        .fields
+        .iter()
+        .skip_while(|f| f.field == crate::rules::data::F_ARCH)
+        .any(|f| f.field == crate::rules::data::F_ARCH);
     paths > 1
         || uring_full
+        || arch_late
         || r.fields.iter().any(|f| {
             f.field == F_FILETYPE
                 || (matches!(f.field, F_WATCH | F_DIR | F_EXE)

@@ -338,3 +338,12 @@ fn rules_text_perm_before_path_lists_as_a_broken_watch_like_auditctl() {
 fn rules_text_operator_inside_a_path_value_does_not_survive_the_listing_like_auditctl() {
     fuzzing::rules_text(b"-w /etc/pam>=1000 -F auid!=unset -k access");
 }
+
+/// fuzz rules_text, eighth run (after 89 k executions): `-F path=/usr/ever -F arch=b32 -S execve`
+/// lists with the arch first (`-F arch=b32 -S execve -F path=/usr/ever`), as auditctl 3.0.9's
+/// print_rule does: the fields come back in another order, another rule byte for byte. Kept as
+/// auditctl; left out of the round trip.
+#[test]
+fn rules_text_arch_after_another_field_lists_first_like_auditctl() {
+    fuzzing::rules_text(b"-a always,exit -F path=/usr/ever -F arch=b32 -S execve");
+}
