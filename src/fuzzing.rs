@@ -114,9 +114,17 @@ fn prints_irreversibly(r: &RuleData) -> bool {
         .iter()
         .skip_while(|f| f.field == crate::rules::data::F_ARCH)
         .any(|f| f.field == crate::rules::data::F_ARCH);
+    // String fields: auditctl 3.0.9 accepts any operator, the kernel refuses all but = and !=
+    // (EINVAL: never listed), and lists `key!=k` as `key=k` (finding 9, checked with auditctl).
+    let string_op = r.fields.iter().any(|f| {
+        f.text.is_some()
+            && (!matches!(f.op, OP_EQUAL | crate::rules::data::OP_NOT_EQUAL)
+                || (f.field == crate::rules::data::F_FILTERKEY && f.op != OP_EQUAL))
+    });
     paths > 1
         || uring_full
         || arch_late
+        || string_op
         || r.fields.iter().any(|f| {
             f.field == F_FILETYPE
                 || (matches!(f.field, F_WATCH | F_DIR | F_EXE)
