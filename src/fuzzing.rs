@@ -150,7 +150,10 @@ fn watch_form_irreversible(r: &RuleData, printed: &str) -> bool {
     }
     let Some(path) = r.fields.iter().find(|f| matches!(f.field, F_WATCH | F_DIR)) else { return true };
     let text = path.text_lossy();
+    // A relative path (finding 10): `-w` needs a leading '/', and the kernel refuses such a watch
+    // (audit_to_watch: EINVAL), so it is never listed.
     r.list() & FILTER_MASK != FILTER_EXIT
+        || !text.starts_with('/')
         || (text.len() > 2 && text.ends_with('/'))
         || (path.field == F_DIR) != BareHost.is_dir(&text)
 }

@@ -357,3 +357,11 @@ fn rules_text_string_field_operators_other_than_equal_do_not_list_back_like_audi
     fuzzing::rules_text(b"-a always,exit -F arch=b64 -S openat -F key<i_ds-connectrs");
     fuzzing::rules_text(b"-a always,exit -F arch=b64 -S openat -F key!=abc");
 }
+
+/// fuzz rules_text, tenth run (after 71 k executions): `-F path=(etc/group -F perm=wa` prints
+/// as `-w (etc/group -p wa`, which `-w` refuses (no leading '/'); the kernel refuses a relative
+/// watch path (audit_to_watch, EINVAL), so it is never listed. Left out of the round trip.
+#[test]
+fn rules_text_relative_watch_path_is_refused_not_listed() {
+    fuzzing::rules_text(b"-a always,exit -F path=(etc/group -F perm=wa -F key=10.2.5.c-accounts");
+}
