@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Fill fuzz/corpus/<target>/ with seeds from real data in this repository: kernel payloads and
 audit.log lines captured from a real kernel (fuzz/seeds/, a per-type sample), the rule files
-(rules/, tests/data/rules/), the example config, and RELP frames and spool segments built from
+(rules/, tests/data/rules/ with the golden lines and listings), the replay-compat logs in
+tests/data/, the example config, and RELP frames and spool segments built from
 those records the way auditrelay writes them. Run from anywhere: python3 fuzz/seed.py"""
 import base64, glob, hashlib, json, os, struct, zlib
 
@@ -74,6 +75,17 @@ def main():
             batch = []
             put("spool_segment", seg)
     put("spool_segment", seg[:-7])
+    # tests/data: the replay-compat logs (CRLF, legacy, enriched, out of order) and the rule lines
+    # whose kernel bytes and listings the goldens hold.
+    for path in glob.glob(os.path.join(REPO, "tests", "data", "replay-compat", "*")):
+        for l in open(path, "rb").read().splitlines():
+            put("log_line", l)
+    for name in ("goldens.jsonl", "numeric-syscalls.jsonl"):
+        for l in open(os.path.join(REPO, "tests", "data", "rules", name)):
+            j = json.loads(l)
+            for key in ("line", "listing"):
+                if key in j:
+                    put("rules_text", j[key].encode())
 
 
 if __name__ == "__main__":

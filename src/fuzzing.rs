@@ -81,12 +81,18 @@ impl Host for BareHost {
 }
 
 /// Bytes a printed value can hold and still come back as the same word: auditctl's listing does
-/// not quote, so a space (word separator), a leading `#` or a non-ASCII byte cannot round-trip.
+/// not quote, so a space (word separator), a leading `#` or a non-ASCII byte cannot round-trip;
+/// nor can a two-character operator (`!=`, `>=`, `<=`, `&=`) inside a value printed as
+/// `-F name=value`, which libaudit's audit_rule_fieldpair_data (and our parser, as it) splits at
+/// that operator first (finding 7: `-w /etc/pam>=1000 -F auid!=unset` lists as
+/// `-F path=/etc/pam>=1000`, field `path=/etc/pam`).
 fn survives_printing(r: &RuleData) -> bool {
-    r.fields
-        .iter()
-        .filter_map(|f| f.text.as_deref())
-        .all(|t| !t.is_empty() && t.iter().all(|b| b.is_ascii_graphic() && *b != b'"' && *b != b'\\') && t[0] != b'#')
+    r.fields.iter().filter_map(|f| f.text.as_deref()).all(|t| {
+        !t.is_empty()
+            && t.iter().all(|b| b.is_ascii_graphic() && *b != b'"' && *b != b'\\')
+            && t[0] != b'#'
+            && !t.windows(2).any(|w| matches!(w, b"!=" | b">=" | b"<=" | b"&="))
+    })
 }
 
 /// Fields `auditctl -l` does not print back as written, kept as auditctl does it (the listing
@@ -101,14 +107,55 @@ fn prints_irreversibly(r: &RuleData) -> bool {
     // An io_uring rule without -S has the full mask and lists as `-S all` (upstream auditctl 3.1),
     // while an explicit `-S all` there means the uringop table's operations (fuzz finding 3).
     let uring_full = r.list() & FILTER_MASK == crate::rules::data::FILTER_URING_EXIT && r.mask_lists_as_all();
+    // `auditctl -l` prints arch fields first, then -S, then the rest: an arch field after another
+    // field comes back in another place, another rule byte for byte (finding 8).
+    let arch_late = r
+        .fields
+        .iter()
+        .skip_while(|f| f.field == crate::rules::data::F_ARCH)
+        .any(|f| f.field == crate::rules::data::F_ARCH);
+    // String fields: auditctl 3.0.9 accepts any operator, the kernel refuses all but = and !=
+    // (EINVAL: never listed), and lists `key!=k` as `key=k` (finding 9, checked with auditctl).
+    let string_op = r.fields.iter().any(|f| {
+        f.text.is_some()
+            && (!matches!(f.op, OP_EQUAL | crate::rules::data::OP_NOT_EQUAL)
+                || (f.field == crate::rules::data::F_FILTERKEY && f.op != OP_EQUAL))
+    });
     paths > 1
         || uring_full
+        || arch_late
+        || string_op
         || r.fields.iter().any(|f| {
             f.field == F_FILETYPE
                 || (matches!(f.field, F_WATCH | F_DIR | F_EXE)
                     && f.op != OP_EQUAL
                     && r.list() & FILTER_MASK == FILTER_EXIT)
         })
+}
+
+/// A rule `auditctl -l` prints as a watch (`-w PATH -p PERMS`, exit list, all syscalls, only
+/// path, perm and key fields) comes back from that line as another rule when: the perm field
+/// comes before the path, or there is no path (auditctl prints fields in order, ` -p x-w /usr/bin/gem`
+/// or ` -p wa`: no rule line; finding 6); `-w` trims trailing slashes that `-F dir=/etc/x/` kept; whether
+/// `-w` makes a dir or a watch field depends on the host (BareHost knows only /, /etc, /tmp).
+/// auditctl 3.0.9 lists these the same way (tests/data/rules/goldens.jsonl: `-F dir=/etc/selinux/`
+/// lists as `-w /etc/selinux/`); found by the rules_text fuzz target (finding 5).
+fn watch_form_irreversible(r: &RuleData, printed: &str) -> bool {
+    use crate::rules::data::{FILTER_EXIT, FILTER_MASK, F_DIR, F_WATCH};
+    if printed.starts_with(" -p") {
+        return true;
+    }
+    if !printed.starts_with("-w ") {
+        return false;
+    }
+    let Some(path) = r.fields.iter().find(|f| matches!(f.field, F_WATCH | F_DIR)) else { return true };
+    let text = path.text_lossy();
+    // A relative path (finding 10): `-w` needs a leading '/', and the kernel refuses such a watch
+    // (audit_to_watch: EINVAL), so it is never listed.
+    r.list() & FILTER_MASK != FILTER_EXIT
+        || !text.starts_with('/')
+        || (text.len() > 2 && text.ends_with('/'))
+        || (path.field == F_DIR) != BareHost.is_dir(&text)
 }
 
 /// Rule parser: every line, then the whole text as a set. For each rule that compiles:
@@ -124,7 +171,7 @@ pub fn rules_text(data: &[u8]) {
         assert_eq!(decoded.as_ref().ok(), Some(&rule.data), "encode → decode changes `{line}`");
         let listed = rule.data.kernel_normalise();
         let printed = print::rule_text(&listed);
-        if !survives_printing(&listed) || prints_irreversibly(&listed) {
+        if !survives_printing(&listed) || prints_irreversibly(&listed) || watch_form_irreversible(&listed, &printed) {
             continue;
         }
         let Lexed::Words(words) = lex::lex(printed.trim_end()) else {

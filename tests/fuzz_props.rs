@@ -399,12 +399,69 @@ fn rules_text_io_uring_without_s_lists_as_s_all_like_upstream() {
     fuzzing::rules_text(b"-a always,io_uring");
 }
 
-/// fuzz rules_text, fourth run (crash-2b41b5b9…), NOT FIXED YET: `-p wa` after a user-list rule
-/// is accepted and lists as `-F perm=wa`, which the parser refuses on that list. Whether auditctl
-/// 3.0.9 accepts `-p` there (and what the kernel does) is still to be checked against the real
-/// auditctl before deciding which side changes.
+/// fuzz rules_text, fourth run (crash-2b41b5b9…): `-p wa` after a user-list rule is accepted and
+/// lists as `-F perm=wa`, which the parser refused on that list. auditctl 3.0.9 does the same (it
+/// accepts `-p` on the user, task and exclude lists, the kernel keeps the field, `auditctl -l`
+/// prints `-F perm=wa` and auditctl refuses that line): fixed by accepting `-F perm=` where `-p`
+/// puts it, so the listing loads back (rules::parse docs).
 #[test]
-#[ignore = "open fuzz finding: -p on the user list (see comment)"]
-fn rules_text_perm_on_the_user_list_does_not_round_trip() {
+fn rules_text_perm_on_the_user_list_round_trips_through_its_listing() {
     fuzzing::rules_text(b"-a always,user -F msgtype>=1100 -F msgtype<=1 -p wa -k pci-auth");
+    fuzzing::rules_text(b"-a always,exclude -F msgtype=1100 -p wa");
+}
+
+/// fuzz rules_text, fifth run (crash-3e54fc9f…, a golden line used as a seed): `-F dir=/etc/selinux/
+/// -F perm=wa -F key=…` without an arch lists as `-w /etc/selinux/ -p wa -k …`, exactly as
+/// auditctl 3.0.9 lists it (tests/data/rules/goldens.jsonl), and `-w` trims the trailing slash
+/// and asks the host whether the path is a directory: another rule. Kept as auditctl; the harness
+/// leaves watch-form listings that cannot come back out of the round trip.
+#[test]
+fn rules_text_dir_with_a_trailing_slash_lists_as_a_watch_like_auditctl() {
+    fuzzing::rules_text(b"-a always,exit -F dir=/etc/selinux/ -F perm=wa -F key=MAC-policy");
+    fuzzing::rules_text(b"-a always,exit -F perm=wa -F key=x");
+}
+
+/// fuzz rules_text, sixth run (crash-ea1377e8…, a golden line as seed): `-F perm=x` before
+/// `-F path=…` without an arch lists as ` -p x-w /usr/bin/gem -k …`, exactly as auditctl 3.0.9
+/// lists it (tests/data/rules/goldens.jsonl), which is no rule line. Kept as auditctl; the
+/// harness leaves watch-form listings that start with the perm out of the round trip.
+#[test]
+fn rules_text_perm_before_path_lists_as_a_broken_watch_like_auditctl() {
+    fuzzing::rules_text(b"-a always,exit -F perm=x -F path=/usr/bin/gem -F key=software-installer");
+}
+
+/// fuzz rules_text, seventh run (after 36 k executions): a watch path holding `>=` with another
+/// field lists as `-F path=/etc/pam>=1000`, which libaudit (and our parser, following it) splits
+/// at `>=` first: field `path=/etc/pam`. auditctl cannot read its own listing back either; the
+/// harness leaves values with a two-character operator out of the round trip.
+#[test]
+fn rules_text_operator_inside_a_path_value_does_not_survive_the_listing_like_auditctl() {
+    fuzzing::rules_text(b"-w /etc/pam>=1000 -F auid!=unset -k access");
+}
+
+/// fuzz rules_text, eighth run (after 89 k executions): `-F path=/usr/ever -F arch=b32 -S execve`
+/// lists with the arch first (`-F arch=b32 -S execve -F path=/usr/ever`), as auditctl 3.0.9's
+/// print_rule does: the fields come back in another order, another rule byte for byte. Kept as
+/// auditctl; left out of the round trip.
+#[test]
+fn rules_text_arch_after_another_field_lists_first_like_auditctl() {
+    fuzzing::rules_text(b"-a always,exit -F path=/usr/ever -F arch=b32 -S execve");
+}
+
+/// fuzz rules_text, ninth run (after 14 k executions): `-F key<k` is accepted by auditctl 3.0.9
+/// (and by us, as it), the kernel refuses `<` on a string field (EINVAL, never listed), and
+/// `-F key!=k` is kept by the kernel and listed as `key=k`: both checked with auditctl, kept as
+/// it, left out of the round trip.
+#[test]
+fn rules_text_string_field_operators_other_than_equal_do_not_list_back_like_auditctl() {
+    fuzzing::rules_text(b"-a always,exit -F arch=b64 -S openat -F key<i_ds-connectrs");
+    fuzzing::rules_text(b"-a always,exit -F arch=b64 -S openat -F key!=abc");
+}
+
+/// fuzz rules_text, tenth run (after 71 k executions): `-F path=(etc/group -F perm=wa` prints
+/// as `-w (etc/group -p wa`, which `-w` refuses (no leading '/'); the kernel refuses a relative
+/// watch path (audit_to_watch, EINVAL), so it is never listed. Left out of the round trip.
+#[test]
+fn rules_text_relative_watch_path_is_refused_not_listed() {
+    fuzzing::rules_text(b"-a always,exit -F path=(etc/group -F perm=wa -F key=10.2.5.c-accounts");
 }

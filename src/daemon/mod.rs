@@ -455,25 +455,69 @@ fn poll_lost(tx: SyncSender<Input>, interval: Duration, mut last: u32, stop: Arc
                 status.lost
             );
             last = status.lost;
-            // Never a blocking send: after an output failure the processing loop stops reading
-            // the channel, and a poller stuck in send() would hold up the exit forever. While the
-            // channel is full, retry until there is room or we are told to stop.
-            let mut notice =
-                Input::Loss(ReaderLoss::KernelLost { records: u64::from(lost), kernel_total: status.lost });
-            loop {
-                match tx.try_send(notice) {
-                    Ok(()) => break,
-                    Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
-                    Err(std::sync::mpsc::TrySendError::Full(back)) => {
-                        if stop.load(Ordering::Acquire) {
-                            log::warn!("stopping with a kernel_lost notice of {lost} records not announced in band (logged above)");
-                            return;
-                        }
-                        notice = back;
-                        std::thread::sleep(step);
-                    }
-                }
+            let notice = Input::Loss(ReaderLoss::KernelLost { records: u64::from(lost), kernel_total: status.lost });
+            if !announce(&tx, notice, &stop, step) {
+                log::warn!("stopping with a kernel_lost notice of {lost} records not announced in band (logged above)");
+                return;
             }
         }
+    }
+}
+
+/// Hand a loss notice to the processing thread; false when stopping (or processing is gone)
+/// before there was room. Never a blocking send: after an output failure the processing loop
+/// stops reading the channel, and a poller stuck in send() would hold up the exit forever.
+fn announce(tx: &SyncSender<Input>, mut notice: Input, stop: &AtomicBool, step: Duration) -> bool {
+    loop {
+        match tx.try_send(notice) {
+            Ok(()) => return true,
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return false,
+            Err(std::sync::mpsc::TrySendError::Full(back)) => {
+                if stop.load(Ordering::Acquire) {
+                    return false;
+                }
+                notice = back;
+                std::thread::sleep(step);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn notice() -> Input {
+        Input::Loss(ReaderLoss::KernelLost { records: 1, kernel_total: 1 })
+    }
+
+    /// Issue 10: the lost-poller's blocking send deadlocked the exit when the processing loop had
+    /// stopped reading (output failure) with the channel full. It now gives up once told to stop.
+    #[test]
+    fn a_full_channel_nobody_reads_does_not_hold_the_poller_past_stop() {
+        let (tx, _rx) = mpsc::sync_channel::<Input>(1);
+        tx.try_send(notice()).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx2, stop2) = (tx.clone(), stop.clone());
+        let poller = std::thread::spawn(move || announce(&tx2, notice(), &stop2, Duration::from_millis(5)));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!poller.is_finished(), "waits for room while running");
+        stop.store(true, Ordering::Release);
+        let t0 = Instant::now();
+        while !poller.is_finished() {
+            assert!(t0.elapsed() < Duration::from_secs(5), "poller stuck after stop");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!poller.join().unwrap());
+    }
+
+    #[test]
+    fn a_notice_goes_through_when_there_is_room_or_fails_when_processing_is_gone() {
+        let (tx, rx) = mpsc::sync_channel::<Input>(1);
+        assert!(announce(&tx, notice(), &AtomicBool::new(false), Duration::from_millis(1)));
+        assert!(rx.try_recv().is_ok());
+        drop(rx);
+        assert!(!announce(&tx, notice(), &AtomicBool::new(false), Duration::from_millis(1)));
     }
 }

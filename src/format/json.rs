@@ -8,7 +8,11 @@
 //! - every line is valid JSON (UTF-8, escaped) ending in `\n`, members in a fixed order;
 //! - nothing is dropped: repeated keys become arrays at the key's first position, words without
 //!   `=` go to `"_words"`, and a value that is not valid UTF-8 is written byte-for-character
-//!   (Latin-1: byte 0xE9 → U+00E9) with its key listed in `"non_utf8"`, which makes it reversible.
+//!   (Latin-1: byte 0xE9 → U+00E9) with its key listed in `"non_utf8"`, which makes it reversible;
+//! - nothing is ambiguous: the kernel writes an untrusted string (EXECVE arguments, `comm`, `exe`,
+//!   `name`, …) in quotes when it is plain and as bare hex otherwise, and JSON drops the quotes,
+//!   so the keys whose value was hex-encoded are listed in `"hex"`: a literal argument `41` and
+//!   the hex of `A` no longer look alike (found by the chaos suite's hostile argv case).
 
 use crate::enrich::Enricher;
 use crate::loss::LossNotice;
@@ -30,6 +34,8 @@ pub struct JsonWriter {
     /// Schema v2's interpretation; `None` writes schema v1.
     enricher: Option<Enricher>,
     memo: interpretation::Memo,
+    /// Keys of the current record whose value the kernel hex-encoded, the same way.
+    hex: Vec<u8>,
 }
 
 impl JsonWriter {
@@ -43,6 +49,7 @@ impl JsonWriter {
             record_text: false,
             enricher: None,
             memo: Default::default(),
+            hex: Vec::with_capacity(64),
         }
     }
 
@@ -143,11 +150,17 @@ impl JsonWriter {
             b.extend_from_slice(itoa::Buffer::new().format(record.kind.0).as_bytes());
         }
         b.extend_from_slice(b",\"fields\":");
-        self.fields(record.fields(), record.has_duplicate_keys());
+        self.hex.clear();
+        self.fields(record.fields(), record.has_duplicate_keys(), Some(record.kind == MessageType::EXECVE));
         self.non_utf8_member(b"non_utf8");
+        if !self.hex.is_empty() {
+            self.buf.extend_from_slice(b",\"hex\":[");
+            self.buf.extend_from_slice(&self.hex);
+            self.buf.push(b']');
+        }
         if record.interpreted().len() > 0 {
             self.buf.extend_from_slice(b",\"interpreted\":");
-            self.fields(record.interpreted(), record.has_duplicate_keys());
+            self.fields(record.interpreted(), record.has_duplicate_keys(), None);
             self.non_utf8_member(b"interpreted_non_utf8");
         }
         if self.record_text {
@@ -174,7 +187,9 @@ impl JsonWriter {
         self.buf.push(b']');
     }
 
-    fn fields<'a>(&mut self, fields: impl Iterator<Item = FieldRef<'a>>, duplicates: bool) {
+    /// `kernel`: Some(is EXECVE) for the kernel's own fields (whose hex-encoded strings are
+    /// listed in `hex`), None for auditd's interpreted ones.
+    fn fields<'a>(&mut self, fields: impl Iterator<Item = FieldRef<'a>>, duplicates: bool, kernel: Option<bool>) {
         self.non_utf8.clear();
         self.buf.push(b'{');
         let mut first = true;
@@ -185,9 +200,9 @@ impl JsonWriter {
                 }
                 first = false;
                 if f.quoting == Quoting::Word {
-                    self.group(WORDS_KEY, std::iter::once(f), true);
+                    self.group(WORDS_KEY, std::iter::once(f), true, None);
                 } else {
-                    self.group(f.key, std::iter::once(f), false);
+                    self.group(f.key, std::iter::once(f), false, kernel);
                 }
             }
         } else {
@@ -203,15 +218,32 @@ impl JsonWriter {
                     self.buf.push(b',');
                 }
                 first = false;
-                self.group(key, same, many);
+                self.group(key, same, many, kernel);
             }
         }
         self.buf.push(b'}');
     }
 
     /// `"key":"value"`, or `"key":["v1","v2"]` when `array`. If any value is not UTF-8, all of
-    /// the key's values are written as Latin-1 and the key is listed in `non_utf8`.
-    fn group<'a>(&mut self, key: &[u8], values: impl Iterator<Item = FieldRef<'a>> + Clone, array: bool) {
+    /// the key's values are written as Latin-1 and the key is listed in `non_utf8`. A key whose
+    /// value the kernel hex-encoded is listed in `hex` (for repeated keys: when every value is).
+    fn group<'a>(
+        &mut self,
+        key: &[u8],
+        values: impl Iterator<Item = FieldRef<'a>> + Clone,
+        array: bool,
+        kernel: Option<bool>,
+    ) {
+        if let Some(execve) = kernel {
+            if is_string_field(key, execve)
+                && values.clone().all(|f| f.quoting == Quoting::Bare && is_kernel_hex(f.value))
+            {
+                if !self.hex.is_empty() {
+                    self.hex.push(b',');
+                }
+                push_string(&mut self.hex, key, !is_utf8(key));
+            }
+        }
         let latin1 = values.clone().any(|f| !is_utf8(f.value));
         let key_utf8 = is_utf8(key);
         push_string(&mut self.buf, key, !key_utf8);
@@ -267,6 +299,43 @@ fn json_key<'a>(f: &FieldRef<'a>) -> &'a [u8] {
     } else {
         f.key
     }
+}
+
+/// Fields the kernel writes with audit_log_untrustedstring (quoted when plain, bare hex when the
+/// string holds a quote, a space, a control or a non-ASCII byte): EXECVE arguments (`a0`, `a1[2]`)
+/// and, in any record, these names.
+fn is_string_field(key: &[u8], execve: bool) -> bool {
+    if execve {
+        if let Some(rest) = key.strip_prefix(b"a") {
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            let tail = &rest[digits..];
+            return digits > 0
+                && (tail.is_empty()
+                    || (tail.len() > 2
+                        && tail[0] == b'['
+                        && tail[tail.len() - 1] == b']'
+                        && tail[1..tail.len() - 1].iter().all(u8::is_ascii_digit)));
+        }
+    }
+    matches!(
+        key,
+        b"comm"
+            | b"exe"
+            | b"name"
+            | b"cwd"
+            | b"key"
+            | b"proctitle"
+            | b"ocomm"
+            | b"path"
+            | b"dir"
+            | b"cmd"
+            | b"root_dir"
+    )
+}
+
+/// Bare uppercase hex of whole bytes, as the kernel's audit_log_n_hex writes it.
+fn is_kernel_hex(v: &[u8]) -> bool {
+    !v.is_empty() && v.len().is_multiple_of(2) && v.iter().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(b))
 }
 
 fn is_utf8(bytes: &[u8]) -> bool {

@@ -145,6 +145,9 @@ pub struct ReaderConfig {
     pub hand_off_bytes: usize,
 }
 
+/// Longest the reader keeps draining the socket once told to stop.
+const STOP_DRAIN: Duration = Duration::from_secs(2);
+
 /// Run the reader on the current thread until `stop` is set, then hand on what the socket still
 /// holds and return.
 ///
@@ -172,9 +175,19 @@ pub fn run(
         batch = reader.forward(batch);
     }
     let mut buffers = BatchBuffers::new(reader.config.batch);
+    let mut stop_deadline: Option<Instant> = None;
     loop {
-        // Once stopping, take only what is queued: a busy multicast group never goes idle.
+        // Once stopping, take only what is queued: a busy multicast group never goes idle. And
+        // for at most STOP_DRAIN: a queue refilled as fast as it is read must not hold the exit.
         let stopping = stop.load(Ordering::Acquire);
+        if stopping {
+            let deadline = *stop_deadline.get_or_insert_with(|| Instant::now() + STOP_DRAIN);
+            if Instant::now() >= deadline {
+                reader.flush_pending();
+                log::warn!("netlink reader: still receiving {STOP_DRAIN:?} after the stop; the rest is not read");
+                return Ok(());
+            }
+        }
         let mut wait = if stopping { Wait::No } else { Wait::ForOne };
         let mut full = false;
         // Drain: block for the first datagram, then take everything queued, up to one batch.

@@ -163,6 +163,9 @@ struct Spooled {
     outputs: Vec<Arc<OutputState>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<OutputThread>,
+    /// After shutdown is signalled, how long the sinks get before they are aborted: the slowest
+    /// sink's own bound ([`SinkPlan::close_time`]) plus [`CLOSE_MARGIN`].
+    close_time: Duration,
     stop_sync: Arc<AtomicBool>,
     sync_thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -179,8 +182,9 @@ pub struct Shipper {
 
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Extra time after `grace` for sinks to close their sessions once told to stop.
-const CLOSE_TIME: Duration = Duration::from_secs(3);
+/// Beyond the slowest sink's own close bound: the supervisor joins its pump thread and hands the
+/// last acks to the spool.
+const CLOSE_MARGIN: Duration = Duration::from_secs(1);
 
 impl Shipper {
     pub fn start(spool: &SpoolConfig, outputs: &[OutputConfig]) -> Result<Shipper, ShipError> {
@@ -191,6 +195,9 @@ impl Shipper {
         }
         let plans: Vec<SinkPlan> = outputs.iter().map(OutputConfig::plan).collect();
         let names = super::output_names(outputs).map_err(|(name, message)| ShipError::Output { name, message })?;
+        for (output, name) in outputs.iter().zip(&names) {
+            output.check().map_err(|message| ShipError::Output { name: name.clone(), message })?;
+        }
         let spool_handle = Spool::open(spool, &names)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let states: Vec<Arc<OutputState>> = plans
@@ -216,6 +223,7 @@ impl Shipper {
                 .spawn(move || sync_loop(spool, stop, tick))
                 .map_err(|source| ShipError::Thread { name: "spool-sync".into(), source })?
         };
+        let close_time = close_time(&plans);
         let tasks = plans
             .into_iter()
             .enumerate()
@@ -227,6 +235,7 @@ impl Shipper {
                 outputs: states,
                 shutdown,
                 tasks,
+                close_time,
                 stop_sync,
                 sync_thread: Some(sync_thread),
             }),
@@ -299,14 +308,20 @@ impl Shipper {
                 let drained = s.spool.wait_all_acked(Instant::now() + grace);
                 let _ = s.shutdown.send(true);
                 s.spool.wake();
-                let deadline = Instant::now() + CLOSE_TIME;
+                let deadline = Instant::now() + s.close_time;
                 while s.tasks.iter().any(|t| !t.thread.is_finished()) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                for t in s.tasks.drain(..) {
+                for (t, o) in s.tasks.drain(..).zip(&s.outputs) {
                     if t.thread.is_finished() {
                         let _ = t.thread.join();
                     } else {
+                        ::log::warn!(
+                            "shutdown: output {} did not stop within {:?}; aborted (what it had not had \
+                             acknowledged is sent again after the next start)",
+                            o.name,
+                            s.close_time
+                        );
                         // Not joined: a sink stuck in blocking I/O must not hold up the exit.
                         t.abort.notify_one();
                     }
@@ -341,6 +356,11 @@ impl Drop for Spooled {
         self.stop_sync.store(true, Ordering::Relaxed);
         self.spool.wake();
     }
+}
+
+/// See [`Spooled::close_time`].
+fn close_time(plans: &[SinkPlan]) -> Duration {
+    plans.iter().map(|p| p.close_time).max().unwrap_or(super::DEFAULT_CLOSE_TIME) + CLOSE_MARGIN
 }
 
 fn ship_stats(s: &SpoolStats, outputs: &[Arc<OutputState>]) -> ShipStats {
@@ -392,7 +412,9 @@ const PUMP_BATCH: usize = 256;
 
 /// Feed one sink incarnation from the spool until told to stop or the sink hangs up. Bodies are
 /// converted to the output's format here, on this plain thread: conversion (JSON parsing, name
-/// lookups through NSS) never runs on the async runtime's threads nor on the processing thread.
+/// lookups through NSS) never runs on the processing thread nor on the output's sink thread. With
+/// a `fitter` (syslog outputs), bodies over the output's `max_message_size` are cut here too:
+/// cutting a multi-megabyte event is CPU-heavy, and the sink thread serves the connection.
 fn pump(
     mut reader: SpoolReader,
     tx: mpsc::Sender<Delivery>,
@@ -400,6 +422,7 @@ fn pump(
     counters: Arc<crate::telemetry::OutputCounters>,
     mut formatter: Formatter,
     max_body: Option<usize>,
+    fitter: Option<super::syslog::Formatter>,
 ) {
     let mut batch: Vec<Delivery> = Vec::with_capacity(PUMP_BATCH);
     let mut chunk = DeliveryChunk::default();
@@ -417,8 +440,9 @@ fn pump(
     let mut cut = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let read = reader.next_batch(Duration::from_millis(200), PUMP_BATCH, &mut |rec| {
-            converted(&mut formatter, rec.body, rec.time_ms, rec.id, max_body, &mut cut, |body| {
-                chunk.push(rec.pos, rec.time_ms, rec.id, body)
+            converted(&mut formatter, rec.body, rec.time_ms, rec.id, max_body, &mut cut, |body| match &fitter {
+                Some(f) => chunk.push(rec.pos, rec.time_ms, rec.id, &f.prefit(rec.pos, rec.time_ms, rec.id, body)),
+                None => chunk.push(rec.pos, rec.time_ms, rec.id, body),
             })
         });
         chunk.finish(&mut batch);
@@ -513,9 +537,11 @@ async fn supervise(
         let pump_counters = counters.clone();
         let formatter = Formatter::new(plan.format);
         let max_body = plan.max_body;
+        // An invalid header is the sink's own start error (reported by it); no fitting then.
+        let fitter = plan.header.as_ref().and_then(|h| super::syslog::Formatter::new(&state.name, h).ok());
         let pump_thread = std::thread::Builder::new()
             .name(format!("spool-{}", state.name))
-            .spawn(move || pump(reader, dtx, pump_stop, pump_counters, formatter, max_body));
+            .spawn(move || pump(reader, dtx, pump_stop, pump_counters, formatter, max_body, fitter));
         let mut acked = spool.acked(idx);
         let mut ack = |p: u64| {
             // Acks are cumulative positions; the counter takes what each one adds.
@@ -706,6 +732,124 @@ mod tests {
         let mut small = Vec::new();
         converted(&mut f, &native, 1000, "id", Some(1 << 20), &mut cut, |b| small = b.to_vec());
         assert!(small.len() > 40_000 && cut == 1);
+    }
+
+    fn relp_out(address: String, shutdown_timeout: Duration) -> OutputConfig {
+        OutputConfig::Relp(crate::output::relp::RelpConfig {
+            name: Some("r".into()),
+            address,
+            shutdown_timeout: crate::units::HumanDuration(shutdown_timeout),
+            ..crate::output::relp::RelpConfig::default()
+        })
+    }
+
+    /// Issue 10: the shipper aborted sinks 3 s after signalling shutdown while RELP's own stop
+    /// waits `shutdown_timeout` (5 s) for rsps: one bound now, derived from the sinks.
+    #[test]
+    fn close_time_is_the_slowest_sinks_own_bound() {
+        let d = crate::spool::store::test_dir("shipclose");
+        let plans: Vec<SinkPlan> = [file_out("f", d.join("f")), relp_out("127.0.0.1:1".into(), Duration::from_secs(5))]
+            .iter()
+            .map(OutputConfig::plan)
+            .collect();
+        assert_eq!(plans[0].close_time, crate::output::DEFAULT_CLOSE_TIME);
+        assert!(plans[1].close_time > Duration::from_secs(5), "{:?}", plans[1].close_time);
+        assert_eq!(close_time(&plans), plans[1].close_time + CLOSE_MARGIN);
+        assert_eq!(close_time(&plans[..1]), crate::output::DEFAULT_CLOSE_TIME + CLOSE_MARGIN);
+    }
+
+    /// A RELP receiver that answers each syslog frame `delay` after it arrived.
+    fn slow_relp_receiver(delay: Duration) -> String {
+        use crate::output::relp::frame::{encode, Command, Decoder};
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let Ok((mut sock, _)) = listener.accept() else { return };
+            let mut dec = Decoder::new(1 << 20);
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let Ok(n) = sock.read(&mut buf) else { return };
+                if n == 0 {
+                    return;
+                }
+                dec.extend(&buf[..n]);
+                while let Ok(Some(f)) = dec.decode() {
+                    let mut out = Vec::new();
+                    match f.command {
+                        Command::Open => encode(f.txnr, "rsp", b"200 OK\nrelp_version=0\ncommands=syslog", &mut out),
+                        Command::Syslog => {
+                            std::thread::sleep(delay);
+                            encode(f.txnr, "rsp", b"200 OK", &mut out);
+                        }
+                        _ => {
+                            encode(f.txnr, "rsp", b"", &mut out);
+                            encode(0, "serverclose", b"", &mut out);
+                        }
+                    }
+                    if sock.write_all(&out).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        addr
+    }
+
+    /// The rsp arrives about 3.9 s after shutdown was signalled, within RELP's shutdown_timeout of 5 s:
+    /// it is counted (the old fixed 3 s abort lost it, and the event was sent again after restart).
+    #[test]
+    fn relp_rsps_within_its_shutdown_timeout_are_not_cut_off_by_the_shipper() {
+        let d = crate::spool::store::test_dir("shiprelpclose");
+        let addr = slow_relp_receiver(Duration::from_secs(4));
+        let outs = vec![relp_out(addr, Duration::from_secs(5))];
+        let mut s = Shipper::start(&spool_cfg(&d), &outs).unwrap();
+        submit_range(&mut s, 1, 1);
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = Instant::now();
+        let st = s.shutdown(Duration::ZERO).unwrap();
+        assert_eq!(st.outputs[0].acked, 1, "{st:?}");
+        assert!(t0.elapsed() >= Duration::from_secs(3), "{:?}", t0.elapsed());
+    }
+
+    /// Oversized bodies are cut on the spool pump thread (not on the async runtime): the sink
+    /// gets a body whose message fits its max_message_size.
+    #[test]
+    fn the_pump_cuts_bodies_over_max_message_size_before_the_sink_sees_them() {
+        use crate::output::syslog::{Formatter, HeaderSpec};
+        let d = crate::spool::store::test_dir("shipprefit");
+        let mut cfg = spool_cfg(&d);
+        cfg.max_record_bytes = 1 << 17;
+        cfg.segment_bytes = 1 << 18;
+        let spool = Spool::open(&cfg, &["p".to_string()]).unwrap();
+        let big = format!(
+            "{{\"sequence\":1,\"records\":[{{\"type\":\"EXECVE\",\"fields\":{{\"a0\":\"{}\"}}}}]}}",
+            "x".repeat(100_000)
+        );
+        spool.stage(1, "ev-1", big.as_bytes()).unwrap();
+        spool.stage(2, "ev-2", b"{\"n\":2}").unwrap();
+        spool.commit().unwrap();
+        let formatter = Formatter::new("p", &HeaderSpec::defaults(4096)).unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (reader, stop2) = (spool.reader(0), stop.clone());
+        let counters = crate::telemetry::output("p");
+        let native = crate::format::Formatter::new(crate::format::OutputFormat::Native);
+        let pump_thread = std::thread::spawn(move || pump(reader, tx, stop2, counters, native, None, Some(formatter)));
+        let first = rx.blocking_recv().unwrap();
+        let second = rx.blocking_recv().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        drop(rx);
+        spool.wake();
+        pump_thread.join().unwrap();
+        assert!(first.body().len() < 4096 - 64, "{}", first.body().len());
+        let v: serde_json::Value = serde_json::from_slice(first.body()).unwrap();
+        assert_eq!(v["truncated"], true);
+        let f = Formatter::new("p", &HeaderSpec::defaults(4096)).unwrap();
+        let mut msg = Vec::new();
+        f.format(&first, &mut msg);
+        assert!(msg.ends_with(first.body()), "format leaves a prefitted body as it is");
+        assert_eq!(second.body(), b"{\"n\":2}");
     }
 
     #[test]

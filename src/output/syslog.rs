@@ -229,15 +229,14 @@ impl Formatter {
         })
     }
 
-    /// Append the RFC 5424 message for `d` to `out` (no framing). Never exceeds `max_message_size`.
-    pub fn format(&self, d: &Delivery, out: &mut Vec<u8>) {
-        // Written straight into `out`, without a header String or a formatted timestamp per
-        // message: this runs once per event and output.
-        let start = out.len();
+    /// Append the RFC 5424 header for a message of event `id` at `time_ms`, up to and including
+    /// the space before MSG. Written straight into `out`, without a header String or a formatted
+    /// timestamp per message: this runs once per event and output.
+    fn push_header(&self, time_ms: u64, id: &str, out: &mut Vec<u8>) {
         out.push(b'<');
         out.extend_from_slice(itoa::Buffer::new().format(self.pri).as_bytes());
         out.extend_from_slice(b">1 ");
-        push_rfc3339_millis(d.time_ms, out);
+        push_rfc3339_millis(time_ms, out);
         out.push(b' ');
         for field in [&self.hostname, &self.app_name, &self.procid, &self.msgid] {
             out.extend_from_slice(field.as_bytes());
@@ -249,7 +248,7 @@ impl Formatter {
                 out.push(b'[');
                 out.extend_from_slice(sd.as_bytes());
                 out.extend_from_slice(b" id=\"");
-                for &c in d.id().as_bytes() {
+                for &c in id.as_bytes() {
                     // RFC 5424 6.3.3: '"', '\' and ']' are escaped in PARAM-VALUE.
                     if matches!(c, b'"' | b'\\' | b']') {
                         out.push(b'\\');
@@ -259,28 +258,60 @@ impl Formatter {
                 out.extend_from_slice(b"\"] ");
             }
         }
+    }
+
+    /// `body` cut so that its message fits `max_message_size` (counted and logged), or as it is
+    /// when it fits. Cutting a multi-megabyte event is CPU-heavy, so the shipper calls this on the
+    /// output's spool pump thread; [`Formatter::format`] on the sink's thread then finds the body
+    /// fits and only checks its length.
+    pub fn prefit<'a>(&self, pos: u64, time_ms: u64, id: &str, body: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        // The header is under 700 bytes plus the escaped id: most bodies need no exact check.
+        if body.len() + 700 + 2 * id.len() <= self.max_message_size {
+            return std::borrow::Cow::Borrowed(body);
+        }
+        let mut header = Vec::with_capacity(256);
+        self.push_header(time_ms, id, &mut header);
+        let budget = self.max_message_size.saturating_sub(header.len());
+        match truncate::fit(body, budget, id, time_ms) {
+            Fit::AsIs(body) => std::borrow::Cow::Borrowed(body),
+            Fit::Cut { body, report } => {
+                self.count_cut(pos, id, &report);
+                std::borrow::Cow::Owned(body)
+            }
+        }
+    }
+
+    fn count_cut(&self, pos: u64, id: &str, report: &truncate::CutReport) {
+        if report.event_stubbed || report.records_stubbed > 0 {
+            bump(&NET_STATS.stubbed_events, 1);
+        } else {
+            bump(&NET_STATS.truncated_events, 1);
+        }
+        log::warn!(
+            "output {}: event {} (pos {}) of {} bytes exceeds max_message_size {}: cut {} argument(s), \
+             stubbed {} record(s){}, now {} bytes",
+            self.output,
+            id,
+            pos,
+            report.original_len,
+            self.max_message_size,
+            report.args_cut,
+            report.records_stubbed,
+            if report.event_stubbed { ", replaced the event by a stub" } else { "" },
+            report.final_len
+        );
+    }
+
+    /// Append the RFC 5424 message for `d` to `out` (no framing). Never exceeds `max_message_size`:
+    /// a body [`Formatter::prefit`] has not cut already is cut here.
+    pub fn format(&self, d: &Delivery, out: &mut Vec<u8>) {
+        let start = out.len();
+        self.push_header(d.time_ms, d.id(), out);
         let budget = self.max_message_size.saturating_sub(out.len() - start);
         match truncate::fit(d.body(), budget, d.id(), d.time_ms) {
             Fit::AsIs(body) => out.extend_from_slice(body),
             Fit::Cut { body, report } => {
-                if report.event_stubbed || report.records_stubbed > 0 {
-                    bump(&NET_STATS.stubbed_events, 1);
-                } else {
-                    bump(&NET_STATS.truncated_events, 1);
-                }
-                log::warn!(
-                    "output {}: event {} (pos {}) of {} bytes exceeds max_message_size {}: cut {} argument(s), \
-                     stubbed {} record(s){}, now {} bytes",
-                    self.output,
-                    d.id(),
-                    d.pos,
-                    report.original_len,
-                    self.max_message_size,
-                    report.args_cut,
-                    report.records_stubbed,
-                    if report.event_stubbed { ", replaced the event by a stub" } else { "" },
-                    report.final_len
-                );
+                self.count_cut(d.pos, d.id(), &report);
                 out.extend_from_slice(&body);
             }
         }

@@ -269,6 +269,19 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The checks `run` makes before it connects; the daemon makes them at start too
+/// ([`crate::output::OutputConfig::check`]).
+pub fn prepare(config: &TcpConfig) -> Result<(Formatter, Connector), TcpError> {
+    let name = config.display_name();
+    if config.batch == 0 || config.batch > MAX_BATCH {
+        return Err(TcpError::Batch { output: name, batch: config.batch });
+    }
+    let formatter = Formatter::new(&name, &header_spec!(config))?;
+    let connector = Connector::new(&config.address, config.tls.as_ref(), config.connect_timeout.0)
+        .map_err(|source| TcpError::Tls { output: name.clone(), source })?;
+    Ok((formatter, connector))
+}
+
 /// Run the TCP output until shutdown (or the delivery channel closes). Errors only for invalid
 /// configuration; network trouble is retried forever with backoff.
 pub async fn run(
@@ -278,12 +291,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), TcpError> {
     let name = config.display_name();
-    if config.batch == 0 || config.batch > MAX_BATCH {
-        return Err(TcpError::Batch { output: name, batch: config.batch });
-    }
-    let formatter = Formatter::new(&name, &header_spec!(config))?;
-    let connector = Connector::new(&config.address, config.tls.as_ref(), config.connect_timeout.0)
-        .map_err(|source| TcpError::Tls { output: name.clone(), source })?;
+    let (formatter, connector) = prepare(&config)?;
     let backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
     let mut sink = Sink {
         name: name.clone(),

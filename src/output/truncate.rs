@@ -97,12 +97,16 @@ struct Record<'a> {
     raw: &'a RawValue,
     /// Present for EXECVE records: the record's entries and which entry is `fields`.
     execve: Option<(Entries<'a>, usize, Entries<'a>)>,
+    /// This record's arguments in [`Event::args`], which are in (record, field) order: rendering
+    /// walks them with a cursor beside the fields instead of searching the whole list per field
+    /// (that search made 200 k one-byte arguments quadratic).
+    args: std::ops::Range<usize>,
 }
 
-/// A cuttable argument: an EXECVE record's `fields` entry (`rec`, `field`), or, with `in_argv`,
-/// element `field` of schema v2's decoded `process.argv`, which repeats those arguments.
+/// A cuttable argument: an EXECVE record's `fields` entry, or, with `in_argv`, element `field`
+/// of schema v2's decoded `process.argv`, which repeats those arguments (those come last).
 struct Arg {
-    rec: usize,
+    /// Index of the field in its record's `fields` object (or in `process.argv`).
     field: usize,
     in_argv: bool,
     value: String,
@@ -125,8 +129,9 @@ fn parse(body: &[u8]) -> Option<Event<'_>> {
     let mut args = Vec::new();
     if let Some(i) = records_at {
         let list: Vec<&RawValue> = serde_json::from_str(top.0[i].1.get()).ok()?;
-        for (ri, raw) in list.into_iter().enumerate() {
+        for raw in list {
             let mut execve = None;
+            let first_arg = args.len();
             if let Ok(entries) = serde_json::from_str::<Entries>(raw.get()) {
                 let is_execve = entries
                     .0
@@ -138,7 +143,7 @@ fn parse(body: &[u8]) -> Option<Event<'_>> {
                         for (fidx, (k, v)) in fields.0.iter().enumerate() {
                             if is_execve_arg(k) {
                                 if let Ok(value) = serde_json::from_str::<String>(v.get()) {
-                                    args.push(Arg { rec: ri, field: fidx, in_argv: false, value });
+                                    args.push(Arg { field: fidx, in_argv: false, value });
                                 }
                             }
                         }
@@ -146,7 +151,7 @@ fn parse(body: &[u8]) -> Option<Event<'_>> {
                     }
                 }
             }
-            records.push(Record { raw, execve });
+            records.push(Record { raw, execve, args: first_arg..args.len() });
         }
     }
     let mut process = None;
@@ -155,7 +160,7 @@ fn parse(body: &[u8]) -> Option<Event<'_>> {
             if let Some(ai) = entries.0.iter().position(|(k, _)| k == "argv") {
                 if let Ok(argv) = serde_json::from_str::<Vec<String>>(entries.0[ai].1.get()) {
                     for (n, value) in argv.into_iter().enumerate() {
-                        args.push(Arg { rec: 0, field: n, in_argv: true, value });
+                        args.push(Arg { field: n, in_argv: true, value });
                     }
                     process = Some((pi, entries, ai));
                 }
@@ -165,21 +170,23 @@ fn parse(body: &[u8]) -> Option<Event<'_>> {
     Some(Event { top, records_at, records, args, process })
 }
 
-/// `process` with its `argv` elements cut to `level`.
+/// `process` with its `argv` elements cut to `level`; returns how many were cut.
 fn render_process(
     out: &mut String,
     ev: &Event,
     entries: &Entries,
     argv_at: usize,
     level: usize,
-    cut_count: &mut usize,
-) {
+    cost: &mut Cost,
+) -> usize {
+    let mut cuts = 0;
     out.push('{');
     for (ei, (k, v)) in entries.0.iter().enumerate() {
         if ei > 0 {
             out.push(',');
         }
         push_key(out, k);
+        cost.steps += 1;
         if ei != argv_at {
             out.push_str(v.get());
             continue;
@@ -189,17 +196,18 @@ fn render_process(
             if n > 0 {
                 out.push(',');
             }
-            let value = if a.value.len() > level + MARKER_MAX {
-                *cut_count += 1;
-                cut_middle(&a.value, level)
+            cost.steps += 1;
+            if a.value.len() > level + MARKER_MAX {
+                cuts += 1;
+                out.push_str(&serde_json::to_string(&cut_middle(&a.value, level)).unwrap_or_default());
             } else {
-                a.value.clone()
-            };
-            out.push_str(&serde_json::to_string(&value).unwrap_or_default());
+                out.push_str(&serde_json::to_string(&a.value).unwrap_or_default());
+            }
         }
         out.push(']');
     }
     out.push('}');
+    cuts
 }
 
 /// Cut `s` to about `keep` bytes: head, marker, tail, on char boundaries.
@@ -221,8 +229,18 @@ fn cut_middle(s: &str, keep: usize) -> String {
     out
 }
 
+/// Work done by [`fit`], counted so tests can bound it (a timer would be flaky under load).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Cost {
+    /// Whole-event renders.
+    renders: u64,
+    /// Entries (keys with values) written or measured, arguments examined by [`level_for`].
+    steps: u64,
+}
+
 /// Render the event with argument `level` applied (None = no cuts) and some records stubbed.
-fn render(ev: &Event, level: Option<usize>, stubbed: &[bool], cut_count: &mut usize) -> String {
+fn render(ev: &Event, level: Option<usize>, stubbed: &[bool], cut_count: &mut usize, cost: &mut Cost) -> String {
+    cost.renders += 1;
     let mut out = String::new();
     *cut_count = 0;
     out.push('{');
@@ -234,10 +252,11 @@ fn render(ev: &Event, level: Option<usize>, stubbed: &[bool], cut_count: &mut us
         }
         first = false;
         push_key(&mut out, k);
+        cost.steps += 1;
         has_truncated |= k == "truncated";
         if let (Some((pi, entries, argv_at)), Some(level)) = (&ev.process, level) {
             if *pi == ti {
-                render_process(&mut out, ev, entries, *argv_at, level, cut_count);
+                *cut_count += render_process(&mut out, ev, entries, *argv_at, level, cost);
                 continue;
             }
         }
@@ -252,48 +271,9 @@ fn render(ev: &Event, level: Option<usize>, stubbed: &[bool], cut_count: &mut us
             }
             if stubbed.get(ri).copied().unwrap_or(false) {
                 render_stub_record(&mut out, rec);
-                continue;
-            }
-            match (&rec.execve, level) {
-                (Some((entries, fi, fields)), Some(level)) => {
-                    out.push('{');
-                    let mut first_entry = true;
-                    for (ei, (ek, ev_raw)) in entries.0.iter().enumerate() {
-                        // The record's exact text (for go-audit/auditlog outputs) would keep what
-                        // was cut; without it those formats rebuild the text from the cut fields.
-                        if ek == "text" || ek == "text_non_utf8" {
-                            continue;
-                        }
-                        if !first_entry {
-                            out.push(',');
-                        }
-                        first_entry = false;
-                        push_key(&mut out, ek);
-                        if ei != *fi {
-                            out.push_str(ev_raw.get());
-                            continue;
-                        }
-                        out.push('{');
-                        for (fidx, (fk, fv)) in fields.0.iter().enumerate() {
-                            if fidx > 0 {
-                                out.push(',');
-                            }
-                            push_key(&mut out, fk);
-                            let arg = ev.args.iter().find(|a| !a.in_argv && a.rec == ri && a.field == fidx);
-                            match arg {
-                                Some(a) if a.value.len() > level + MARKER_MAX => {
-                                    *cut_count += 1;
-                                    let cut = cut_middle(&a.value, level);
-                                    out.push_str(&serde_json::to_string(&cut).unwrap_or_default());
-                                }
-                                _ => out.push_str(fv.get()),
-                            }
-                        }
-                        out.push('}');
-                    }
-                    out.push('}');
-                }
-                _ => out.push_str(rec.raw.get()),
+                cost.steps += 1;
+            } else {
+                *cut_count += render_record(&mut out, ev, rec, level, cost);
             }
         }
         out.push(']');
@@ -306,6 +286,60 @@ fn render(ev: &Event, level: Option<usize>, stubbed: &[bool], cut_count: &mut us
     }
     out.push('}');
     out
+}
+
+/// Append one record, its long arguments cut to `level`; returns how many were cut.
+fn render_record(out: &mut String, ev: &Event, rec: &Record, level: Option<usize>, cost: &mut Cost) -> usize {
+    let (Some((entries, fi, fields)), Some(level)) = (&rec.execve, level) else {
+        out.push_str(rec.raw.get());
+        cost.steps += 1;
+        return 0;
+    };
+    let mut cuts = 0;
+    let args = &ev.args[rec.args.clone()];
+    let mut next = 0;
+    out.push('{');
+    let mut first_entry = true;
+    for (ei, (ek, ev_raw)) in entries.0.iter().enumerate() {
+        // The record's exact text (for go-audit/auditlog outputs) would keep what was cut;
+        // without it those formats rebuild the text from the cut fields.
+        if ek == "text" || ek == "text_non_utf8" {
+            continue;
+        }
+        if !first_entry {
+            out.push(',');
+        }
+        first_entry = false;
+        push_key(out, ek);
+        cost.steps += 1;
+        if ei != *fi {
+            out.push_str(ev_raw.get());
+            continue;
+        }
+        out.push('{');
+        for (fidx, (fk, fv)) in fields.0.iter().enumerate() {
+            if fidx > 0 {
+                out.push(',');
+            }
+            push_key(out, fk);
+            cost.steps += 1;
+            let arg = args.get(next).filter(|a| a.field == fidx);
+            if arg.is_some() {
+                next += 1;
+            }
+            match arg {
+                Some(a) if a.value.len() > level + MARKER_MAX => {
+                    cuts += 1;
+                    let cut = cut_middle(&a.value, level);
+                    out.push_str(&serde_json::to_string(&cut).unwrap_or_default());
+                }
+                _ => out.push_str(fv.get()),
+            }
+        }
+        out.push('}');
+    }
+    out.push('}');
+    cuts
 }
 
 fn render_stub_record(out: &mut String, rec: &Record) {
@@ -351,8 +385,9 @@ fn event_stub(ev: Option<&Event>, original_len: usize, id: &str, time_ms: u64) -
 }
 
 /// Smallest argument length that, applied to all longer arguments, frees at least `demand` bytes.
-fn level_for(args: &[Arg], demand: usize) -> Option<usize> {
-    let freed = |level: usize| -> usize {
+fn level_for(args: &[Arg], demand: usize, cost: &mut Cost) -> Option<usize> {
+    let mut freed = |level: usize| -> usize {
+        cost.steps += args.len() as u64;
         args.iter().filter(|a| a.value.len() > level + MARKER_MAX).map(|a| a.value.len() - level - MARKER_MAX).sum()
     };
     let longest = args.iter().map(|a| a.value.len()).max()?;
@@ -373,7 +408,16 @@ fn level_for(args: &[Arg], demand: usize) -> Option<usize> {
 }
 
 /// Make `body` at most `budget` bytes, or as small as it can be made (see the module doc).
+///
+/// Linear in the size of the event: a bounded number of whole renders (at most `ROUNDS` + 2),
+/// arguments and records visited a bounded number of times each. CPU-heavy for a multi-megabyte
+/// event all the same: call it from a plain thread (the processing thread, a spool pump), never on
+/// the async runtime's few workers.
 pub fn fit<'a>(body: &'a [u8], budget: usize, id: &str, time_ms: u64) -> Fit<'a> {
+    fit_counted(body, budget, id, time_ms, &mut Cost::default())
+}
+
+fn fit_counted<'a>(body: &'a [u8], budget: usize, id: &str, time_ms: u64, cost: &mut Cost) -> Fit<'a> {
     if body.len() <= budget {
         return Fit::AsIs(body);
     }
@@ -388,31 +432,49 @@ pub fn fit<'a>(body: &'a [u8], budget: usize, id: &str, time_ms: u64) -> Fit<'a>
     let mut stubbed = vec![false; ev.records.len()];
     let mut cuts = 0;
     let mut level = None;
-    let mut out = render(&ev, None, &stubbed, &mut cuts);
+    let mut out = render(&ev, None, &stubbed, &mut cuts, cost);
     let mut demand = out.len().saturating_sub(budget);
     for _ in 0..ROUNDS {
         if out.len() <= budget {
             break;
         }
-        match level_for(&ev.args, demand) {
+        match level_for(&ev.args, demand, cost) {
             Some(l) if level != Some(l) => level = Some(l),
             _ => break,
         }
-        out = render(&ev, level, &stubbed, &mut cuts);
+        out = render(&ev, level, &stubbed, &mut cuts, cost);
         demand += out.len().saturating_sub(budget);
     }
     report.args_cut = cuts;
     if out.len() > budget {
+        // What stubbing each record saves, measured once per record (re-rendering the whole
+        // event per stubbed record was quadratic in the number of records).
+        let mut scratch = String::new();
+        let saving: Vec<usize> = ev
+            .records
+            .iter()
+            .map(|rec| {
+                scratch.clear();
+                render_record(&mut scratch, &ev, rec, level, cost);
+                let full = scratch.len();
+                scratch.clear();
+                render_stub_record(&mut scratch, rec);
+                cost.steps += 1;
+                full.saturating_sub(scratch.len())
+            })
+            .collect();
         let mut order: Vec<usize> = (0..ev.records.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(ev.records[i].raw.get().len()));
+        let mut len = out.len();
         for i in order {
             stubbed[i] = true;
             report.records_stubbed += 1;
-            out = render(&ev, level, &stubbed, &mut cuts);
-            if out.len() <= budget {
+            len = len.saturating_sub(saving[i]);
+            if len <= budget {
                 break;
             }
         }
+        out = render(&ev, level, &stubbed, &mut cuts, cost);
         report.args_cut = cuts;
     }
     if out.len() > budget {
@@ -584,6 +646,56 @@ mod tests {
         for k in ["a", "argc", "a1_len", "a1[]", "a1[x]", "arch", "a1[0"] {
             assert!(!is_execve_arg(k), "{k}");
         }
+    }
+
+    fn cost_of(body: &str, budget: usize) -> (Cost, CutReport) {
+        let mut cost = Cost::default();
+        match fit_counted(body.as_bytes(), budget, "ID", 5, &mut cost) {
+            Fit::Cut { body, report } => {
+                assert!(body.len() <= budget, "{}", body.len());
+                serde_json::from_slice::<Value>(&body).unwrap();
+                (cost, report)
+            }
+            Fit::AsIs(_) => panic!("not cut"),
+        }
+    }
+
+    /// Regression (issue 10): once an argument is long enough to be cut, every render searched
+    /// the whole argument list for each field, so 200 k one-byte arguments beside one long one
+    /// took 200 k × 200 k comparisons per render. Checked by counted work, not by a timer: a
+    /// bounded number of renders, work per render proportional to the entries, and twice the
+    /// arguments is twice the work.
+    #[test]
+    fn two_hundred_thousand_one_byte_arguments_take_linear_work() {
+        let work = |n: usize| {
+            let mut args = vec!["x".to_string(); n];
+            args.push("y".repeat(300_000));
+            let body = event_with_args(&args);
+            let (cost, report) = cost_of(&body, 64 * 1024);
+            assert_eq!(report.records_stubbed, 1, "the EXECVE record is stubbed");
+            assert!(cost.renders <= ROUNDS as u64 + 2, "{cost:?}");
+            assert!(cost.steps <= (ROUNDS as u64 + 4) * 2 * n as u64, "{n} arguments: {cost:?}");
+            cost.steps
+        };
+        let (small, large) = (work(200_000), work(400_000));
+        assert!(large <= small * 21 / 10, "twice the arguments: {small} -> {large} steps");
+        // For the report: the old per-field search was about n² comparisons per render.
+        eprintln!("fit: 200k args {small} steps, 400k args {large} steps (old search: 4e10 and 1.6e11 per render)");
+    }
+
+    /// Stubbing records one at a time re-rendered the whole event per record: quadratic in the
+    /// number of records. Now each record is measured once and the event rendered once more.
+    #[test]
+    fn many_records_stubbed_with_a_bounded_number_of_renders() {
+        let records: Vec<String> = (0..20_000)
+            .map(|i| format!("{{\"type\":\"PATH\",\"fields\":{{\"name\":\"{}\"}}}}", "p".repeat(i % 7 * 40)))
+            .collect();
+        let body = format!("{{\"sequence\":3,\"records\":[{}]}}", records.join(","));
+        let (cost, report) = cost_of(&body, body.len() * 2 / 3);
+        assert!(report.records_stubbed > 1000, "{report:?}");
+        assert!(!report.event_stubbed);
+        assert!(cost.renders <= 3, "{cost:?}");
+        assert!(cost.steps <= 5 * 20_000, "{cost:?}");
     }
 
     proptest! {

@@ -82,6 +82,23 @@ async fn connect(address: &str) -> std::io::Result<UdpSocket> {
     Ok(sock)
 }
 
+impl UdpConfig {
+    /// Name used in logs: `name`, else `udp:<address>`.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| format!("udp:{}", self.address))
+    }
+}
+
+/// The checks `run` makes before it sends; the daemon makes them at start too
+/// ([`crate::output::OutputConfig::check`]).
+pub fn prepare(config: &UdpConfig) -> Result<Formatter, UdpError> {
+    let name = config.display_name();
+    if config.max_message_size.as_usize() > MAX_DATAGRAM {
+        return Err(UdpError::TooLarge { output: name, size: config.max_message_size.as_usize() });
+    }
+    Ok(Formatter::new(&name, &header_spec!(config))?)
+}
+
 /// Run the UDP output until shutdown or until the delivery channel closes.
 pub async fn run(
     config: UdpConfig,
@@ -89,11 +106,8 @@ pub async fn run(
     acks: mpsc::Sender<Ack>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), UdpError> {
-    let name = config.name.clone().unwrap_or_else(|| format!("udp:{}", config.address));
-    if config.max_message_size.as_usize() > MAX_DATAGRAM {
-        return Err(UdpError::TooLarge { output: name, size: config.max_message_size.as_usize() });
-    }
-    let formatter = Formatter::new(&name, &header_spec!(config))?;
+    let formatter = prepare(&config)?;
+    let name = config.display_name();
     let mut backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
     let mut sock: Option<UdpSocket> = None;
     let mut msg = Vec::new();

@@ -107,6 +107,20 @@ fn write_batch(conn: Option<Conn>, path: &PathBuf, msgs: &[String]) -> (Option<C
     (Some(conn), msgs.len(), None)
 }
 
+impl UnixConfig {
+    /// Name used in logs: `name`, else `unix:<address>`.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| format!("unix:{}", self.address.display()))
+    }
+}
+
+/// The checks `run` makes before it connects; the daemon makes them at start too
+/// ([`crate::output::OutputConfig::check`]).
+pub fn prepare(config: &UnixConfig) -> Result<Formatter, UnixError> {
+    let name = config.display_name();
+    Ok(Formatter::new(&name, &header_spec!(config))?)
+}
+
 /// Run the unix socket output until shutdown or until the delivery channel closes.
 pub async fn run(
     config: UnixConfig,
@@ -114,8 +128,8 @@ pub async fn run(
     acks: mpsc::Sender<Ack>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), UnixError> {
-    let name = config.name.clone().unwrap_or_else(|| format!("unix:{}", config.address.display()));
-    let formatter = Formatter::new(&name, &header_spec!(config))?;
+    let formatter = prepare(&config)?;
+    let name = config.display_name();
     let mut backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
     let mut conn: Option<Conn> = None;
     // (pos, message) taken and not yet written, in order.

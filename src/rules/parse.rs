@@ -10,7 +10,9 @@
 //! followed from upstream auditctl.c opt_syscall/parse_io_uring and libaudit.c
 //! audit_rule_io_uringbyname_data/audit_rule_fieldpair_data as of audit-userspace master, read at
 //! stevegrubb/audit-userspace 21d1ef71482f2d5e96333801a5c67677c07979f8); only x86_64 hosts and the x86 arches are
-//! modelled; options that only make sense interactively (`-l`, `-s`, `-m`, `-R`, `-t`, `-q`,
+//! modelled; `-F perm=` is accepted on the user, task and exclude lists, where auditctl's own `-p`
+//! puts that field and `auditctl -l` lists it (auditctl refuses the listing it printed), and, as
+//! libaudit, a perm field lets a key follow; options that only make sense interactively (`-l`, `-s`, `-m`, `-R`, `-t`, `-q`,
 //! `--signal`, `--reset-lost`, …) are refused in rule files instead of being executed.
 //!
 //! The caller supplies [`Host`] for the three facts auditctl reads from the machine while parsing:
@@ -68,6 +70,8 @@ const PATH_MAX: usize = 4096;
 const NAME_MAX: usize = 255;
 /// glibc's AF_MAX on this platform: libaudit rejects saddr_fam values at or above it.
 const AF_MAX: u32 = 46;
+/// Lists a perm field is accepted on: where auditctl's `-p` puts one and the kernel keeps it.
+const PERM_LISTS: [u32; 4] = [data::FILTER_EXIT, data::FILTER_USER, data::FILTER_TASK, data::FILTER_EXCLUDE];
 /// Fields allowed on the exclude list when the kernel has AUDIT_FEATURE_BITMAP_EXCLUDE_EXTEND.
 const EXCLUDE_FIELDS: [u32; 11] = [
     data::F_PID,
@@ -369,7 +373,7 @@ impl<'h> State<'h> {
             return Err(err(&word, "missing value after the operator"));
         }
         let field = lookup::field_by_name(name).ok_or_else(|| err(&word, format!("unknown field `{name}`")))?;
-        if flags == data::FILTER_EXCLUDE && !EXCLUDE_FIELDS.contains(&field) {
+        if flags == data::FILTER_EXCLUDE && !EXCLUDE_FIELDS.contains(&field) && field != data::F_PERM {
             return Err(err(
                 &word,
                 "only msgtype, uid, gid, auid, pid, exe and subj_* fields can be used on the exclude list",
@@ -471,12 +475,22 @@ impl<'h> State<'h> {
                 FieldEntry::num(field, op.raw(), machine.elf())
             }
             data::F_PERM => {
-                if flags != data::FILTER_EXIT {
-                    return Err(exit_only("perm"));
+                // auditctl 3.0.9 refuses `-F perm=` off the exit list, yet its `-p` puts the same
+                // field on the user, task and exclude lists, the kernel takes it there, and
+                // `auditctl -l` lists it as `-F perm=…`: accepted there too, so that a listing
+                // loads back (fuzz finding 4, checked against auditctl 3.0.9 and the kernel).
+                if !PERM_LISTS.contains(&flags) {
+                    return Err(err(&word, "perm can only be used on the exit, user, task or exclude list"));
+                }
+                // As `-p` there: a rule of perm (and key) alone would list as a watch without a path.
+                if flags != data::FILTER_EXIT && self.rule.fields.is_empty() {
+                    return Err(err(&word, "perm needs another field before it off the exit list"));
                 }
                 if op != Op::Equal {
                     return Err(err(&word, "perm only takes ="));
                 }
+                // As libaudit: a perm field lets a key follow (`-F perm=wa -F key=k` without -S).
+                self.perm_added = true;
                 FieldEntry::num(field, op.raw(), parse_perms(v).map_err(|m| err(&word, m))?)
             }
             data::F_FILETYPE => {
@@ -980,6 +994,25 @@ mod tests {
         }
         // A key needs an operation first, as for syscalls.
         assert!(parse("-a always,io_uring -F uid=0 -k x").is_err());
+    }
+
+    /// Fuzz finding 4, checked against auditctl 3.0.9 and the kernel: `-p wa` after a field on the
+    /// user, task or exclude list is accepted and lists as `-F perm=wa`; that listing parses back
+    /// to the same rule here (auditctl refuses it). `-F perm=` followed by a key needs no `-S`.
+    #[test]
+    fn perm_field_parses_where_dash_p_puts_it() {
+        for (with_p, listed) in [
+            ("-a always,user -F uid=0 -p wa -k x", "-a always,user -F uid=0 -F perm=wa -F key=x"),
+            ("-a always,task -F uid=0 -p wa", "-a always,task -F uid=0 -F perm=wa"),
+            ("-a always,exclude -F msgtype=1100 -p r", "-a always,exclude -F msgtype=1100 -F perm=r"),
+        ] {
+            assert_eq!(rule(with_p).data, rule(listed).data, "{listed}");
+        }
+        let r = rule("-a always,exit -F arch=b64 -F perm=wa -F key=x");
+        assert!(r.data.mask_is_all());
+        let e = parse("-a always,filesystem -F fstype=0x01021994 -F perm=w").unwrap_err();
+        assert_eq!(e.word, "-F perm=w", "{e}");
+        assert!(parse("-a always,user -F perm=w -F uid=0").is_err(), "perm alone would list as a watch");
     }
 
     #[test]

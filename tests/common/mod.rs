@@ -244,6 +244,22 @@ impl Drop for Daemon {
     }
 }
 
+/// Wait until the kernel names `child` as its audit daemon; `why` says more when it does not.
+pub fn wait_registered(child: &mut Child, timeout: Duration, why: impl Fn() -> String) {
+    let deadline = Instant::now() + timeout;
+    let mut client = AuditClient::open().expect("socket");
+    loop {
+        if client.status().map(|s| s.pid).ok() == Some(child.id()) {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("auditrelay exited early: {status} {}", why());
+        }
+        assert!(Instant::now() < deadline, "auditrelay did not register within {timeout:?} {}", why());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Run Debian's auditctl (the reference implementation) and insist it succeeds.
 pub fn auditctl(args: &[&str]) {
     let out = Command::new("auditctl").args(args).output().expect("run auditctl (apt-get install auditd)");

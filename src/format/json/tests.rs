@@ -262,3 +262,27 @@ fn enriched_braced_values_are_one_member() {
     let got = line(&mut JsonWriter::new(None), &Output::Event(event(vec![rec])));
     assert!(got.contains(r#""interpreted":{"SADDR":"{ fam=netlink nlnk-fam=16 nlnk-pid=0 }"}}]"#), "{got}");
 }
+
+/// Chaos suite, hostile argv: JSON drops the kernel's quotes, so a literal argument `41` and `41`
+/// the hex of `A` looked alike. Keys whose value was hex-encoded are listed in `hex`; numbers
+/// (SYSCALL `a0`, `exit`), `(null)` and quoted strings are not.
+#[test]
+fn hex_encoded_strings_are_listed_so_they_cannot_pass_for_literals() {
+    let recs = vec![
+        parse_netlink(
+            1300,
+            b"audit(1795373270.780:7): arch=c000003e syscall=59 a0=41 exit=0 comm=746F702071 exe=\"/bin/x\" key=(null)",
+        )
+        .unwrap(),
+        parse_netlink(1309, b"audit(1795373270.780:7): argc=4 a0=\"41\" a1=41 a2_len=4 a2[0]=4142 a3=\"x\"").unwrap(),
+        parse_netlink(1302, b"audit(1795373270.780:7): item=0 name=2F6120622F nametype=NORMAL").unwrap(),
+    ];
+    let mut w = JsonWriter::new(None);
+    let got = line(&mut w, &Output::Event(event(recs)));
+    let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(v["records"][0]["hex"], serde_json::json!(["comm"]), "{got}");
+    assert_eq!(v["records"][1]["hex"], serde_json::json!(["a1", "a2[0]"]), "{got}");
+    assert_eq!(v["records"][1]["fields"]["a0"], "41");
+    assert_eq!(v["records"][2]["hex"], serde_json::json!(["name"]), "{got}");
+    assert!(got.contains(r#""fields":{"item":"0","name":"2F6120622F","nametype":"NORMAL"},"hex":["name"]}"#), "{got}");
+}

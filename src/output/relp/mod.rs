@@ -106,6 +106,14 @@ impl RelpConfig {
     pub fn display_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| format!("relp:{}", self.address))
     }
+
+    /// The longest an orderly stop takes once shutdown is signalled: `shutdown_timeout` for
+    /// outstanding rsps, then `close` and its answers, then the last ack handed to the spool. The
+    /// shipper waits this long before it aborts the sink (one bound, derived, never two timers
+    /// that disagree).
+    pub fn close_time(&self) -> Duration {
+        self.shutdown_timeout.0 + session::CLOSE_WAIT + session::ACK_FLUSH_WAIT
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +151,19 @@ pub async fn run(
     run_with(config, Limits::default(), deliveries, acks, shutdown).await
 }
 
+/// The checks `run` makes before it connects. The daemon makes them at start too
+/// ([`crate::output::OutputConfig::check`]), so a bad table stops `run` before the kernel is touched.
+pub fn prepare(config: &RelpConfig) -> Result<(Formatter, Connector), RelpError> {
+    let name = config.display_name();
+    if config.window == 0 || config.window > MAX_WINDOW {
+        return Err(RelpError::Window { output: name, window: config.window });
+    }
+    let formatter = Formatter::new(&name, &header_spec!(config))?;
+    let connector = Connector::new(&config.address, config.tls.as_ref(), config.connect_timeout.0)
+        .map_err(|source| RelpError::Tls { output: name.clone(), source })?;
+    Ok((formatter, connector))
+}
+
 pub(crate) async fn run_with(
     config: RelpConfig,
     limits: Limits,
@@ -151,12 +172,7 @@ pub(crate) async fn run_with(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), RelpError> {
     let name = config.display_name();
-    if config.window == 0 || config.window > MAX_WINDOW {
-        return Err(RelpError::Window { output: name, window: config.window });
-    }
-    let formatter = Formatter::new(&name, &header_spec!(config))?;
-    let connector = Connector::new(&config.address, config.tls.as_ref(), config.connect_timeout.0)
-        .map_err(|source| RelpError::Tls { output: name.clone(), source })?;
+    let (formatter, connector) = prepare(&config)?;
     let backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
     let mut session = Session::new(&name, &config, limits, formatter, deliveries, acks);
     reconnect::run(&name, &mut session, &connector, backoff, &mut shutdown).await;

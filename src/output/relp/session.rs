@@ -28,10 +28,10 @@ use crate::output::tls::BoxStream;
 
 /// Largest rsp/hint frame we accept from a server (open rsp offers are a few hundred bytes).
 const MAX_SERVER_FRAME: usize = 64 * 1024;
-/// How long `close` waits for its rsp and the server's `serverclose`.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How long `close` may take: writing it, then waiting for its rsp and the server's `serverclose`.
+pub(crate) const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// How long handing the last ack to the spool may take at exit.
-const ACK_FLUSH_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const ACK_FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -427,11 +427,20 @@ impl Session {
     async fn close(&mut self, conn: &mut Conn) {
         let txnr = Self::next_frame_txnr(conn);
         frame::encode(txnr, "close", b"", &mut conn.out);
-        if let Err(e) = self.write(conn).await {
-            log::debug!("output {}: close: {e}", self.name);
-            return;
-        }
+        // One deadline for the write and the answers: a stalled receiver must not stretch the
+        // close past what the shipper waits for (RelpConfig::close_time).
         let deadline = Instant::now() + CLOSE_WAIT;
+        match tokio::time::timeout_at(deadline, self.write(conn)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                log::debug!("output {}: close: {e}", self.name);
+                return;
+            }
+            Err(_) => {
+                log::debug!("output {}: close: not written within {CLOSE_WAIT:?}", self.name);
+                return;
+            }
+        }
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match Self::recv_frame(conn, left, txnr).await {
