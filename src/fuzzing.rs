@@ -121,7 +121,19 @@ fn prints_irreversibly(r: &RuleData) -> bool {
             && (!matches!(f.op, OP_EQUAL | crate::rules::data::OP_NOT_EQUAL)
                 || (f.field == crate::rules::data::F_FILTERKEY && f.op != OP_EQUAL))
     });
+    // auditctl checks `-S` against the list only when the list is already known: `-S openat -a
+    // never,filesystem` keeps the syscall in the mask, and `auditctl -l` prints no syscalls for
+    // the user, task, exclude and filesystem lists, so the listing names the rule without it
+    // (finding 11).
+    let syscalls_unlisted = matches!(
+        r.list() & FILTER_MASK,
+        crate::rules::data::FILTER_USER
+            | crate::rules::data::FILTER_TASK
+            | crate::rules::data::FILTER_EXCLUDE
+            | crate::rules::data::FILTER_FS
+    ) && !r.mask_lists_as_all();
     paths > 1
+        || syscalls_unlisted
         || uring_full
         || arch_late
         || string_op

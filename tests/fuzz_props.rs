@@ -376,6 +376,15 @@ fn rules_text_filetype_lists_as_a_number_auditctl_cannot_parse_back() {
     fuzzing::rules_text(b"-a always,exit -F arch=b64 -S openat -F filetype=file -k ft");
 }
 
+/// fuzz rules_text, session of 2026-12-01 (finding 11): `-S openat -a never,filesystem -F
+/// fstype=debugfs` — auditctl checks -S against the list only when the list came first, so the
+/// syscall stays in the mask, and `auditctl -l` prints no syscalls on the filesystem (user, task,
+/// exclude) list: the listing names the rule without it. Kept as auditctl; out of the round trip.
+#[test]
+fn rules_text_syscall_before_a_filesystem_list_is_kept_but_not_listed_like_auditctl() {
+    fuzzing::rules_text(b"-S openat -a never,filesystem -F fstype=debugfs");
+}
+
 /// real_data_passes_every_harness, first run: `exe!=` (and `path!=`, `dir!=`) on the exit list
 /// lists as `exe=`, as `auditctl -l` prints it: the listing names another rule. Kept as auditctl.
 #[test]
