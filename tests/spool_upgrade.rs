@@ -62,7 +62,14 @@ fn a_spool_written_by_the_v1_code_is_read_after_the_upgrade() {
         assert_eq!(recs.iter().map(|r| r.pos).collect::<Vec<_>>(), (acked + 1..=40).collect::<Vec<_>>());
         for r in &recs {
             let line = &golden[(r.pos - 1) as usize];
-            assert_eq!(std::str::from_utf8(&r.body).unwrap(), line, "event {}", r.pos);
+            // The fixture was written before records listed their hex-encoded keys (`hex`): the
+            // same event, less that member.
+            let mut want: serde_json::Value = serde_json::from_str(line).unwrap();
+            for rec in want["records"].as_array_mut().unwrap() {
+                rec.as_object_mut().unwrap().remove("hex");
+            }
+            let got: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(got, want, "event {}", r.pos);
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             assert_eq!(r.id, format!("fixture-boot:{}:{}", v["timestamp"].as_str().unwrap(), v["sequence"]));
         }
