@@ -132,7 +132,11 @@ fn prints_irreversibly(r: &RuleData) -> bool {
             | crate::rules::data::FILTER_EXCLUDE
             | crate::rules::data::FILTER_FS
     ) && !r.mask_lists_as_all();
+    // `-w PATH` adds its perm field at once (libaudit's audit_add_watch_dir); a later `-F perm=`
+    // adds a second, listed as ` -p rwxa -p w`, and `-p` given twice keeps only the last (finding 12).
+    let perms = r.fields.iter().filter(|f| f.field == crate::rules::data::F_PERM).count();
     paths > 1
+        || perms > 1
         || syscalls_unlisted
         || uring_full
         || arch_late

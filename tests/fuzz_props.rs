@@ -385,6 +385,15 @@ fn rules_text_syscall_before_a_filesystem_list_is_kept_but_not_listed_like_audit
     fuzzing::rules_text(b"-S openat -a never,filesystem -F fstype=debugfs");
 }
 
+/// fuzz rules_text, session of 2026-12-01 (finding 12): `-w /c -F perm=w` has two perm fields
+/// (`-w` adds rwxa at once, as libaudit's audit_add_watch_dir does) and lists as
+/// `-w /c -p rwxa -p w` (the printer prints fields in order, as auditctl's does), which parses back
+/// with one. Not checked against auditctl here (that needs the kernel); out of the round trip.
+#[test]
+fn rules_text_a_watch_with_a_second_perm_field_lists_both_like_auditctl() {
+    fuzzing::rules_text(b"-w /c -F perm=w -k dirperm");
+}
+
 /// real_data_passes_every_harness, first run: `exe!=` (and `path!=`, `dir!=`) on the exit list
 /// lists as `exe=`, as `auditctl -l` prints it: the listing names another rule. Kept as auditctl.
 #[test]
