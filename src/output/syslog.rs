@@ -347,40 +347,10 @@ pub fn rfc3339_millis(ms: u64) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// [`rfc3339_millis`] appended to `out`. Years past 9999 are written with more digits.
+/// [`rfc3339_millis`] appended to `out`: the native JSON's `time` writer, from milliseconds.
 pub fn push_rfc3339_millis(ms: u64, out: &mut Vec<u8>) {
-    fn digits(out: &mut Vec<u8>, v: u64, width: usize) {
-        let mut b = itoa::Buffer::new();
-        let s = b.format(v).as_bytes();
-        out.extend(std::iter::repeat_n(b'0', width.saturating_sub(s.len())));
-        out.extend_from_slice(s);
-    }
-    let secs = ms / 1000;
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    digits(out, y, 4);
-    for (sep, v) in [(b'-', m), (b'-', d), (b'T', rem / 3600), (b':', rem % 3600 / 60), (b':', rem % 60)] {
-        out.push(sep);
-        digits(out, v, 2);
-    }
-    out.push(b'.');
-    digits(out, ms % 1000, 3);
-    out.push(b'Z');
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
+    let id = crate::record::EventId { seconds: ms / 1000, millis: (ms % 1000) as u16, serial: 0 };
+    crate::format::json::push_rfc3339(out, &id);
 }
 
 #[cfg(test)]
