@@ -163,6 +163,10 @@ pub(crate) struct State {
     /// Segments (first position) whose corruption is already counted and announced: every output
     /// reading them finds the same damage.
     corrupt_seen: Vec<u64>,
+    /// Threads waiting on `space` (a `block`ed append, a drain wait). Acks signal `space` only
+    /// when there is one: a condvar signal is a futex syscall even with nobody waiting, and acks
+    /// come once per sink burst.
+    space_waiters: usize,
 }
 
 pub(crate) struct Inner {
@@ -338,6 +342,7 @@ impl Spool {
             bytes_freed: 0,
             warned_full_in: false,
             corrupt_seen: Vec::new(),
+            space_waiters: 0,
         };
         let spool = Spool {
             inner: Arc::new(Inner {
@@ -451,11 +456,7 @@ impl Spool {
                         self.persist_cursors(true)?;
                         st = self.inner.lock();
                         if !self.delete_acked(&mut st)? {
-                            st = self
-                                .inner
-                                .space
-                                .wait_timeout(st, Duration::from_millis(100))
-                                .map_or_else(|p| p.into_inner().0, |r| r.0);
+                            st = self.wait_space(st, Duration::from_millis(100));
                         }
                     }
                 }
@@ -681,10 +682,18 @@ impl Spool {
             st.segments.pop_front();
             any = true;
         }
-        if any {
+        if any && st.space_waiters > 0 {
             self.inner.space.notify_all();
         }
         Ok(any)
+    }
+
+    /// Wait on `space` at most `timeout`, counted in `space_waiters`.
+    fn wait_space<'a>(&self, mut st: MutexGuard<'a, State>, timeout: Duration) -> MutexGuard<'a, State> {
+        st.space_waiters += 1;
+        let mut st = self.inner.space.wait_timeout(st, timeout).map_or_else(|p| p.into_inner().0, |r| r.0);
+        st.space_waiters -= 1;
+        st
     }
 
     /// Record output `idx`'s cumulative ack. Acks never go backwards; an ack past the last written
@@ -692,10 +701,13 @@ impl Spool {
     pub fn ack(&self, idx: usize, pos: u64) {
         let mut st = self.inner.lock();
         let last = st.next_pos - 1;
+        let waiters = st.space_waiters;
         if let Some(a) = st.acked.get_mut(idx) {
             if pos > *a {
                 *a = pos.min(last);
-                self.inner.space.notify_all();
+                if waiters > 0 {
+                    self.inner.space.notify_all();
+                }
             }
         }
     }
@@ -821,7 +833,7 @@ impl Spool {
             if now >= deadline {
                 return false;
             }
-            st = self.inner.space.wait_timeout(st, deadline - now).map_or_else(|p| p.into_inner().0, |r| r.0);
+            st = self.wait_space(st, deadline - now);
         }
     }
 

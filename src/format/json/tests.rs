@@ -286,3 +286,39 @@ fn hex_encoded_strings_are_listed_so_they_cannot_pass_for_literals() {
     assert_eq!(v["records"][2]["hex"], serde_json::json!(["name"]), "{got}");
     assert!(got.contains(r#""fields":{"item":"0","name":"2F6120622F","nametype":"NORMAL"},"hex":["name"]}"#), "{got}");
 }
+
+mod plain_path {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fast path for plain fields writes exactly what the general path writes, hex list included.
+        #[test]
+        fn plain_fields_are_written_as_the_general_path_writes_them(
+            key in prop_oneof![
+                Just(b"comm".to_vec()),
+                Just(b"a1".to_vec()),
+                prop::collection::vec(any::<u8>(), 0..12),
+            ],
+            value in prop_oneof![
+                "[0-9A-F]{0,40}".prop_map(String::into_bytes),
+                prop::collection::vec(any::<u8>(), 0..24),
+            ],
+            bare in any::<bool>(),
+            kernel in any::<Option<bool>>(),
+        ) {
+            let quoting = if bare { Quoting::Bare } else { Quoting::Double };
+            let f = FieldRef { key: &key, value: &value, quoting };
+            let mut fast = JsonWriter::new(None);
+            let mut general = JsonWriter::new(None);
+            if fast.plain_field(f, kernel) {
+                general.group(&key, std::iter::once(f), false, kernel);
+                prop_assert_eq!(&fast.buf, &general.buf);
+                prop_assert_eq!(&fast.hex, &general.hex);
+                prop_assert!(general.non_utf8.is_empty());
+            } else {
+                prop_assert!(fast.buf.is_empty() && fast.hex.is_empty());
+            }
+        }
+    }
+}
