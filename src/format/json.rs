@@ -73,6 +73,11 @@ impl JsonWriter {
         self.enricher.as_mut()
     }
 
+    /// [`JsonWriter::enricher`] to read (figures for status).
+    pub fn enricher_ref(&self) -> Option<&Enricher> {
+        self.enricher.as_ref()
+    }
+
     /// One JSON line for `out`, including the trailing `\n`. Valid until the next call.
     pub fn write(&mut self, out: &Output) -> &[u8] {
         self.buf.clear();
