@@ -20,15 +20,16 @@
 //! raw fields, so the format works with enrichment off. Loss notices become
 //! `event.kind = "pipeline_error"` documents with the notice under `auditrelay.loss`.
 //!
-//! Why written directly: building a `serde_json::Value` per event cost ~30 µs (18.6× writing the
-//! native line), most of it allocation. The document is now written straight into the output
-//! buffer. Every string the event needs (decoded hex, names, the v2 members read back) goes into
-//! one reused arena of the [`Scratch`] and is referred to by [`Span`]; the v2 members are read
-//! into a reused flat tree ([`Node`]s), so in steady state converting an event allocates nothing
-//! here. Invariants kept from the `Value` writer, byte for byte (tests/formats.rs goldens):
+//! Why written directly: building a `serde_json::Value` per event (an allocation per string,
+//! array and map) cost ~30 µs, 13–18× writing the native line (docs/performance.md). The document
+//! is now written straight into the output buffer. Every string the event needs (decoded hex,
+//! names, the v2 members read back) goes into one reused arena of the [`Scratch`] and is referred
+//! to by `Span`; the v2 members are read into a reused flat tree (`Node`s, module `tree`), so in
+//! steady state converting an event allocates nothing here (a test counts). Invariants kept from
+//! the `Value` writer, byte for byte (tests/formats.rs goldens):
 //! - members of every object in byte order of their names (serde_json's map is sorted), a name
 //!   written twice keeps its last value;
-//! - strings escaped as serde_json escapes them ([`push_serde_escaped`]), invalid UTF-8 as U+FFFD.
+//! - strings escaped as serde_json escapes them (`json::push_serde_escaped`), invalid UTF-8 as U+FFFD.
 
 use std::io::Write as _;
 
