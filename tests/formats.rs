@@ -365,3 +365,47 @@ fn replay_format_on_the_command_line_is_the_same_conversion() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("go-audit"), "the error lists the formats");
 }
+
+/// A v2 member of any JSON type (a newer or hand-edited line) still gives one valid ECS document:
+/// every member of a sample of the enriched corpus replaced by odd shapes, and notices of any type.
+#[test]
+fn ecs_of_v2_members_of_any_type_is_valid_json() {
+    let v2 = read(&data("sample-audit.golden-v2.jsonl"));
+    let mut f = Formatter::with_names(OutputFormat::Ecs, names());
+    let odd = [
+        "null",
+        "1",
+        "-1",
+        "1.5e300",
+        "\"s\"",
+        "[]",
+        "{}",
+        "[1,{\"a\":[null]},\"x\"]",
+        "{\"paths\":[{},{\"name\":{\"x\":1},\"mode\":[1]},3]}",
+        "{\"uid\":\"unset\",\"gid\":-5,\"x_name\":7,\"_name\":\"a\"}",
+        "[{\"address\":[1],\"port\":{\"a\":1},\"path\":null}]",
+        "{\"pid\":1e3,\"argv\":[{}],\"title\":[[],null]}",
+    ];
+    let mut converted = 0;
+    for line in v2.split(|b| *b == b'\n').filter(|l| !l.is_empty()).step_by(7) {
+        let mut v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        for member in ["host", "syscall", "process", "user", "file", "network", "keys"] {
+            let kept = v[member].take();
+            for shape in odd {
+                v[member] = serde_json::from_str(shape).unwrap();
+                let out = f.convert(v.to_string().as_bytes(), 0).unwrap().to_vec();
+                serde_json::from_slice::<serde_json::Value>(&out)
+                    .unwrap_or_else(|e| panic!("{member} = {shape}: {e}: {}", String::from_utf8_lossy(&out)));
+                converted += 1;
+            }
+            v[member] = kept;
+        }
+    }
+    for shape in odd {
+        for kind in ["loss", "unparsed"] {
+            let out = f.convert(format!("{{\"{kind}\":{shape}}}").as_bytes(), 0).unwrap().to_vec();
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap();
+        }
+    }
+    assert!(converted > 1000, "{converted}");
+}
