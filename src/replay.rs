@@ -96,15 +96,22 @@ pub fn replay_as<R: BufRead, W: Write>(
 }
 
 /// [`replay_as`] with a chosen formatter (tests give it a fixed name table) and a handler for
-/// bad lines.
+/// bad lines. User and group names are resolved inline ([`NameCache::resolve_inline`]): offline,
+/// waiting on NSS costs nothing, and the same input then gives the same output, each name on the
+/// first event that carries its id (the daemon resolves in the background and never waits).
+///
+/// [`NameCache::resolve_inline`]: crate::enrich::user::NameCache::resolve_inline
 pub fn replay_formatted<R: BufRead, W: Write>(
     input: R,
     cfg: &ReassembleConfig,
     formatter: &mut Formatter,
-    enricher: Option<Enricher>,
+    mut enricher: Option<Enricher>,
     sink: &mut W,
     on_bad_line: impl FnMut(&LineError),
 ) -> Result<ReplayStats, ReplayError> {
+    if let Some(names) = enricher.as_mut().and_then(Enricher::names) {
+        names.resolve_inline();
+    }
     let mut writer =
         JsonWriter::new(None).with_record_text(formatter.format().needs_record_text()).with_enricher(enricher);
     replay_inner(input, cfg, &mut writer, Some(formatter), sink, on_bad_line)

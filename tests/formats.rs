@@ -83,6 +83,37 @@ fn each_format_matches_its_golden_file() {
     }
 }
 
+/// Native lines converted to ECS one by one (v2 lines, hand-made shapes), against their golden.
+fn ecs_of_native_lines_matches(native: &str, golden: &str) {
+    let input = read(&data(native));
+    let mut f = Formatter::with_names(OutputFormat::Ecs, names()).with_host(Some("corpus-host".into()));
+    let mut out = Vec::new();
+    for line in input.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        out.extend_from_slice(f.convert(line, 1_795_374_595_144).unwrap());
+        out.push(b'\n');
+    }
+    let path = data(golden);
+    if std::env::var_os("AUDITRELAY_REGENERATE_GOLDEN").is_some() {
+        std::fs::write(&path, &out).unwrap();
+    }
+    let golden = read(&path);
+    let line = out.split(|&b| b == b'\n').zip(golden.split(|&b| b == b'\n')).position(|(a, b)| a != b);
+    assert!(out == golden, "ecs of {native} differs from {} at line {:?}", path.display(), line.map(|i| i + 1));
+}
+
+/// Schema v2 lines (the enriched corpus): ECS reads the interpretation members.
+#[test]
+fn ecs_of_v2_lines_matches_its_golden_file() {
+    ecs_of_native_lines_matches("sample-audit.golden-v2.jsonl", "formats/sample-audit.v2.ecs.jsonl");
+}
+
+/// Shapes the capture lacks: escapes JSON spells two ways (\b, \f), Latin-1 values, repeated keys,
+/// user-space messages, every sockaddr family, v2 members of unexpected types, notices.
+#[test]
+fn ecs_of_edge_case_lines_matches_its_golden_file() {
+    ecs_of_native_lines_matches("formats/ecs-edge-cases.native.jsonl", "formats/ecs-edge-cases.ecs.jsonl");
+}
+
 /// `audit(…)` stamp of an audit.log line.
 fn stamp(line: &[u8]) -> Vec<u8> {
     let s = memchr::memmem::find(line, b"msg=audit(").unwrap() + 10;
@@ -333,4 +364,48 @@ fn replay_format_on_the_command_line_is_the_same_conversion() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("go-audit"), "the error lists the formats");
+}
+
+/// A v2 member of any JSON type (a newer or hand-edited line) still gives one valid ECS document:
+/// every member of a sample of the enriched corpus replaced by odd shapes, and notices of any type.
+#[test]
+fn ecs_of_v2_members_of_any_type_is_valid_json() {
+    let v2 = read(&data("sample-audit.golden-v2.jsonl"));
+    let mut f = Formatter::with_names(OutputFormat::Ecs, names());
+    let odd = [
+        "null",
+        "1",
+        "-1",
+        "1.5e300",
+        "\"s\"",
+        "[]",
+        "{}",
+        "[1,{\"a\":[null]},\"x\"]",
+        "{\"paths\":[{},{\"name\":{\"x\":1},\"mode\":[1]},3]}",
+        "{\"uid\":\"unset\",\"gid\":-5,\"x_name\":7,\"_name\":\"a\"}",
+        "[{\"address\":[1],\"port\":{\"a\":1},\"path\":null}]",
+        "{\"pid\":1e3,\"argv\":[{}],\"title\":[[],null]}",
+    ];
+    let mut converted = 0;
+    for line in v2.split(|b| *b == b'\n').filter(|l| !l.is_empty()).step_by(7) {
+        let mut v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        for member in ["host", "syscall", "process", "user", "file", "network", "keys"] {
+            let kept = v[member].take();
+            for shape in odd {
+                v[member] = serde_json::from_str(shape).unwrap();
+                let out = f.convert(v.to_string().as_bytes(), 0).unwrap().to_vec();
+                serde_json::from_slice::<serde_json::Value>(&out)
+                    .unwrap_or_else(|e| panic!("{member} = {shape}: {e}: {}", String::from_utf8_lossy(&out)));
+                converted += 1;
+            }
+            v[member] = kept;
+        }
+    }
+    for shape in odd {
+        for kind in ["loss", "unparsed"] {
+            let out = f.convert(format!("{{\"{kind}\":{shape}}}").as_bytes(), 0).unwrap().to_vec();
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap();
+        }
+    }
+    assert!(converted > 1000, "{converted}");
 }

@@ -95,6 +95,13 @@ fn status_and_metrics_show_the_daemons_figures_and_a_down_output() {
     assert!(o["errors"].as_u64().unwrap() >= 1 && o["last_error"].as_str().unwrap().contains("refused"), "{o}");
     assert!(d["spool"]["events"].as_u64().unwrap() > 0, "{d}");
     assert!(d["spool"]["oldest_unacked_age_secs"].is_u64(), "{d}");
+    // Enrichment with names is on by default: the execs' ids went through the name cache.
+    let n = &d["names"];
+    assert_eq!(n["enabled"], true, "{d}");
+    assert!(n["misses"].as_u64().unwrap() >= 1 && n["queued"].as_u64().unwrap() >= 1, "{n}");
+    for k in ["hits", "dropped", "evictions", "entries"] {
+        assert!(n[k].is_u64(), "{k}: {n}");
+    }
     // An output down past the threshold needs an operator: exit 1 and one line saying why.
     assert_eq!(out.status.code(), Some(1), "{figures}");
     let why = String::from_utf8_lossy(&out.stderr);
@@ -111,6 +118,12 @@ fn status_and_metrics_show_the_daemons_figures_and_a_down_output() {
     assert_eq!(sample(&page, "auditrelay_output_acked_total{output=\"deadrelp\",kind=\"relp\"} "), Some(0));
     assert!(sample(&page, "auditrelay_output_errors_total{output=\"deadrelp\",kind=\"relp\"} ").unwrap() >= 1);
     assert!(sample(&page, "auditrelay_spool_events ").unwrap() > 0, "{page}");
+    assert!(sample(&page, "auditrelay_name_cache_misses_total ").unwrap() >= 1, "{page}");
+    assert!(sample(&page, "auditrelay_name_lookups_queued_total ").unwrap() >= 1, "{page}");
+    for name in ["hits_total", "evictions_total", "entries"] {
+        assert!(sample(&page, &format!("auditrelay_name_cache_{name} ")).is_some(), "{name}: {page}");
+    }
+    assert!(sample(&page, "auditrelay_name_lookups_dropped_total ").is_some(), "{page}");
     let body = page.split("\r\n\r\n").nth(1).unwrap();
     for line in body.lines().filter(|l| !l.starts_with('#')) {
         let name = line.split(['{', ' ']).next().unwrap();

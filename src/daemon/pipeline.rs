@@ -87,6 +87,11 @@ impl Pipeline {
         self.filters.stats()
     }
 
+    /// The enrichment's user/group name cache, when names are on.
+    pub fn name_cache(&self) -> Option<&crate::enrich::user::NameCache> {
+        self.writer.enricher_ref().and_then(crate::enrich::Enricher::name_cache)
+    }
+
     pub fn reassembly(&self) -> crate::reassemble::ReassembleStats {
         self.reassembler.stats()
     }

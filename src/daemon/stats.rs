@@ -15,7 +15,7 @@ use crate::netlink::reader::ReaderStats;
 use crate::output::Shipper;
 use crate::telemetry::control::ControlServer;
 use crate::telemetry::metrics::MetricsServer;
-use crate::telemetry::{self, Board, OutputFigures, Snapshot, SpoolFigures, SNAPSHOT_VERSION};
+use crate::telemetry::{self, Board, NameFigures, OutputFigures, Snapshot, SpoolFigures, SNAPSHOT_VERSION};
 
 use super::pipeline::Pipeline;
 use super::DaemonError;
@@ -177,6 +177,22 @@ impl Telemetry {
             },
             outputs,
             rules: telemetry::rules(),
+            names: names(pipeline.name_cache()),
         }
+    }
+}
+
+/// The name cache's counters as published.
+fn names(cache: Option<&crate::enrich::user::NameCache>) -> NameFigures {
+    let Some(c) = cache else { return NameFigures::default() };
+    let s = c.stats;
+    NameFigures {
+        enabled: true,
+        hits: s.hits,
+        misses: s.misses,
+        queued: s.queued,
+        dropped: s.queue_full,
+        evictions: s.evictions,
+        entries: c.len() as u64,
     }
 }

@@ -328,6 +328,11 @@ impl Enricher {
         self.names.as_mut()
     }
 
+    /// [`Enricher::names`] to read (its counters, for status and metrics).
+    pub fn name_cache(&self) -> Option<&NameCache> {
+        self.names.as_ref()
+    }
+
     /// Interpret `event`. The result is valid until the next call.
     pub fn interpret(&mut self, event: &Event) -> &Interpretation {
         let now = Instant::now();

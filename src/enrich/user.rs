@@ -10,6 +10,11 @@
 //!
 //! Bounds: `name_cache_size` entries (least recently used evicted), `name_queue` requests in
 //! flight, entries re-resolved after `name_ttl`.
+//!
+//! Offline (`auditrelay replay`) the cache may block instead ([`NameCache::resolve_inline`]): a
+//! miss or a stale entry is resolved on the calling thread before the lookup answers, so every
+//! event that carries a resolvable id carries its name, and two replays of one input write the
+//! same bytes. Only replay chooses it; the daemon's processing thread never waits on NSS.
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
@@ -86,11 +91,18 @@ type Answer = (IdKind, u32, Option<String>);
 /// Counters of the name cache, for status and logs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct NameStats {
+    /// Lookups answered from the cache (a stale entry too: it answers, and is asked again).
     pub hits: u64,
+    /// Lookups of an id not in the cache.
     pub misses: u64,
+    /// Requests handed to the resolver thread.
+    pub queued: u64,
     /// Requests not queued because the resolver's queue was full.
     pub queue_full: u64,
+    /// Answers taken into the cache (from the resolver thread, or resolved inline).
     pub resolved: u64,
+    /// Entries pushed out of the full cache (least recently used first).
+    pub evictions: u64,
 }
 
 /// Id → name, answered without blocking (see the module doc).
@@ -104,6 +116,8 @@ pub struct NameCache {
     answers: Option<Receiver<Answer>>,
     bounds: CacheBounds,
     resolve: Option<Resolve>,
+    /// Resolve misses on the calling thread (replay only, see the module doc).
+    inline: bool,
     pub stats: NameStats,
 }
 
@@ -126,7 +140,42 @@ impl NameCache {
             answers: None,
             bounds,
             resolve: Some(resolve),
+            inline: false,
             stats: NameStats::default(),
+        }
+    }
+
+    /// Resolve misses and stale entries on the calling thread, blocking until NSS answers, instead
+    /// of in the background. For offline replay, where a reproducible output matters and waiting
+    /// costs nothing; never for the daemon. Takes effect while the resolver thread has not been
+    /// started (no lookup yet); after that the cache stays asynchronous (returns false).
+    pub fn resolve_inline(&mut self) -> bool {
+        self.inline = self.resolve.is_some();
+        self.inline
+    }
+
+    /// Entries cached now (answers and "no such id" alike).
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// Put an answer into the cache, counting the entry it pushes out, if any.
+    fn store(
+        cache: &mut lru::LruCache<(IdKind, u32), Entry>,
+        stats: &mut NameStats,
+        key: (IdKind, u32),
+        name: Option<String>,
+        now: Instant,
+    ) {
+        let entry = Entry { name: name.map(String::into_boxed_str), fetched: now };
+        if let Some((old, _)) = cache.push(key, entry) {
+            if old != key {
+                stats.evictions += 1;
+            }
         }
     }
 
@@ -136,13 +185,16 @@ impl NameCache {
         while let Ok((kind, id, name)) = answers.try_recv() {
             self.pending.remove(&(kind, id));
             self.stats.resolved += 1;
-            self.cache.put((kind, id), Entry { name: name.map(String::into_boxed_str), fetched: now });
+            Self::store(&mut self.cache, &mut self.stats, (kind, id), name, now);
         }
     }
 
     /// The name of `id`, if known now. Never blocks; a miss or stale entry is queued.
     pub fn lookup(&mut self, kind: IdKind, id: u32, now: Instant) -> Option<&str> {
         let key = (kind, id);
+        if self.inline {
+            return self.lookup_inline(key, now);
+        }
         let stale = match self.cache.peek(&key) {
             Some(entry) => now.saturating_duration_since(entry.fetched) > self.ttl,
             None => {
@@ -158,6 +210,28 @@ impl NameCache {
         self.cache.get(&key).and_then(|e| e.name.as_deref())
     }
 
+    /// [`NameCache::lookup`] when resolving inline: a miss or stale entry waits for the answer.
+    fn lookup_inline(&mut self, key: (IdKind, u32), now: Instant) -> Option<&str> {
+        let fresh = match self.cache.peek(&key) {
+            Some(entry) => {
+                self.stats.hits += 1;
+                now.saturating_duration_since(entry.fetched) <= self.ttl
+            }
+            None => {
+                self.stats.misses += 1;
+                false
+            }
+        };
+        if !fresh {
+            if let Some(resolve) = &self.resolve {
+                let name = resolve(key.0, key.1);
+                self.stats.resolved += 1;
+                Self::store(&mut self.cache, &mut self.stats, key, name, now);
+            }
+        }
+        self.cache.get(&key).and_then(|e| e.name.as_deref())
+    }
+
     fn request(&mut self, key: (IdKind, u32)) {
         if self.pending.contains(&key) {
             return;
@@ -169,6 +243,7 @@ impl NameCache {
         let Some(requests) = self.requests() else { return };
         match requests.try_send(key) {
             Ok(()) => {
+                self.stats.queued += 1;
                 self.pending.insert(key);
             }
             Err(TrySendError::Full(_)) => {
@@ -309,6 +384,40 @@ mod tests {
         assert_eq!(cache.lookup(IdKind::Group, 5, later), Some("v0"), "stale answers at once");
         cache.settle(Duration::from_secs(5));
         assert_eq!(cache.lookup(IdKind::Group, 5, later), Some("v1"));
+    }
+
+    #[test]
+    fn inline_resolution_answers_the_first_lookup_and_counts() {
+        let mut cache = NameCache::new(
+            CacheBounds { size: 2, ttl: Duration::from_secs(60), queue: 2 },
+            Box::new(|_, id| (id < 10).then(|| format!("u{id}"))),
+        );
+        assert!(cache.resolve_inline());
+        let now = Instant::now();
+        assert_eq!(cache.lookup(IdKind::User, 0, now), Some("u0"), "the first lookup waits for the answer");
+        assert_eq!(cache.lookup(IdKind::User, 0, now), Some("u0"));
+        assert_eq!(cache.lookup(IdKind::User, 11, now), None);
+        assert_eq!(cache.lookup(IdKind::User, 1, now), Some("u1"));
+        assert_eq!(cache.len(), 2);
+        let s = cache.stats;
+        assert_eq!((s.hits, s.misses, s.resolved, s.queued, s.queue_full, s.evictions), (1, 3, 3, 0, 0, 1));
+        assert!(cache.requests.is_none(), "no resolver thread");
+    }
+
+    #[test]
+    fn background_lookups_count_queued_and_evictions() {
+        let mut cache = NameCache::new(
+            CacheBounds { size: 1, ttl: Duration::from_secs(60), queue: 4 },
+            Box::new(|_, id| Some(format!("u{id}"))),
+        );
+        let now = Instant::now();
+        cache.lookup(IdKind::User, 1, now);
+        cache.lookup(IdKind::User, 2, now);
+        cache.settle(Duration::from_secs(5));
+        assert_eq!(cache.stats.queued, 2);
+        assert_eq!(cache.stats.evictions, 1, "a cache of one entry kept the later answer");
+        assert_eq!(cache.len(), 1);
+        assert!(!cache.resolve_inline(), "too late once the resolver thread runs");
     }
 
     #[test]

@@ -73,6 +73,11 @@ impl JsonWriter {
         self.enricher.as_mut()
     }
 
+    /// [`JsonWriter::enricher`] to read (figures for status).
+    pub fn enricher_ref(&self) -> Option<&Enricher> {
+        self.enricher.as_ref()
+    }
+
     /// One JSON line for `out`, including the trailing `\n`. Valid until the next call.
     pub fn write(&mut self, out: &Output) -> &[u8] {
         self.buf.clear();
@@ -545,6 +550,19 @@ fn push_escaped_slow(b: &mut Vec<u8>, bytes: &[u8], latin1: bool) {
         }
     }
     b.extend_from_slice(&bytes[run_start..]);
+}
+
+/// `bytes` (UTF-8) as a JSON string escaped the way serde_json writes it: as [`push_string`],
+/// but backspace and form feed by name (`\b`, `\f`), which the native writer spells `\u0008`,
+/// `\u000c`. For the ECS writer, whose documents were serde_json's before it wrote them directly.
+pub(crate) fn push_serde_escaped(b: &mut Vec<u8>, bytes: &[u8]) {
+    let mut rest = bytes;
+    while let Some(at) = memchr::memchr2(0x08, 0x0c, rest) {
+        push_escaped(b, &rest[..at], false);
+        b.extend_from_slice(if rest[at] == 0x08 { b"\\b" } else { b"\\f" });
+        rest = &rest[at + 1..];
+    }
+    push_escaped(b, rest, false);
 }
 
 /// Whether any byte of `w` is a control byte (< 0x20), `"` or `\` (SWAR: no per-byte branches).

@@ -84,6 +84,8 @@ pub struct Formatter {
     /// Per-record scratch space of the converters, reused across events.
     scratch: Vec<u8>,
     names: names::Names,
+    /// The ECS writer's reused per-event state.
+    ecs: ecs::Scratch,
     host: Option<String>,
     /// Events whose native line could not be read back; they are passed on as they are.
     pub failed: u64,
@@ -107,6 +109,7 @@ impl Formatter {
             buf: Vec::with_capacity(16 * 1024),
             scratch: Vec::with_capacity(4096),
             names,
+            ecs: ecs::Scratch::default(),
             host: None,
             failed: 0,
         }
@@ -138,7 +141,7 @@ impl Formatter {
             OutputFormat::AuditlogEnriched => auditlog::write(&line, time_ms, true, &mut self.names, &mut self.buf),
             OutputFormat::Ecs => {
                 let host = self.host.get_or_insert_with(kernel_hostname);
-                ecs::write(&line, time_ms, host, &mut self.names, &mut self.buf)
+                ecs::write(&line, time_ms, host, &mut self.names, &mut self.ecs, &mut self.buf)
             }
         }
         Ok(&self.buf)

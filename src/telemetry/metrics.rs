@@ -156,6 +156,20 @@ pub const RULES_RELOADS_FAILED: Metric =
 pub const RULES_LAST_RELOAD_OK: Metric =
     gauge("auditrelay_rules_last_reload_success", "1 when the last rule reload succeeded, 0 when it failed.");
 
+pub const NAME_HITS: Metric =
+    counter("auditrelay_name_cache_hits_total", "User/group name lookups answered from the cache.");
+pub const NAME_MISSES: Metric =
+    counter("auditrelay_name_cache_misses_total", "User/group name lookups of ids not in the cache.");
+pub const NAME_QUEUED: Metric =
+    counter("auditrelay_name_lookups_queued_total", "User/group name lookups handed to the NSS resolver thread.");
+pub const NAME_DROPPED: Metric = counter(
+    "auditrelay_name_lookups_dropped_total",
+    "User/group name lookups dropped because the resolver's queue was full (asked again later).",
+);
+pub const NAME_EVICTIONS: Metric =
+    counter("auditrelay_name_cache_evictions_total", "Entries pushed out of the full user/group name cache.");
+pub const NAME_ENTRIES: Metric = gauge("auditrelay_name_cache_entries", "Entries in the user/group name cache.");
+
 struct Page(String);
 
 impl Page {
@@ -244,6 +258,19 @@ pub fn render(s: &Snapshot) -> String {
         p.labelled(&OUTPUT_RESTARTS, &per_output(&|o| o.restarts));
         p.labelled(&OUTPUT_UP, &per_output(&|o| u64::from(o.down_secs.is_none())));
         p.labelled(&OUTPUT_DOWN, &per_output(&|o| o.down_secs.unwrap_or(0)));
+    }
+    if s.names.enabled {
+        let n = &s.names;
+        for (m, v) in [
+            (NAME_HITS, n.hits),
+            (NAME_MISSES, n.misses),
+            (NAME_QUEUED, n.queued),
+            (NAME_DROPPED, n.dropped),
+            (NAME_EVICTIONS, n.evictions),
+            (NAME_ENTRIES, n.entries),
+        ] {
+            p.one(&m, v);
+        }
     }
     p.one(&RULES_LOADED, s.rules.loaded);
     p.one(&RULES_RELOADS, s.rules.reloads);
@@ -402,6 +429,25 @@ mod tests {
             if page.contains(&format!("# TYPE {name} counter")) {
                 assert!(name.ends_with("_total"), "{name}");
             }
+        }
+    }
+
+    #[test]
+    fn the_name_cache_is_exposed_when_names_are_on() {
+        let off = render(&Snapshot::default());
+        assert!(!off.contains("auditrelay_name_"), "{off}");
+        let names = super::super::NameFigures { enabled: true, hits: 7, dropped: 2, entries: 3, ..Default::default() };
+        let page = render(&Snapshot { names, ..Snapshot::default() });
+        for (line, m) in [
+            ("auditrelay_name_cache_hits_total 7", NAME_HITS),
+            ("auditrelay_name_cache_misses_total 0", NAME_MISSES),
+            ("auditrelay_name_lookups_queued_total 0", NAME_QUEUED),
+            ("auditrelay_name_lookups_dropped_total 2", NAME_DROPPED),
+            ("auditrelay_name_cache_evictions_total 0", NAME_EVICTIONS),
+            ("auditrelay_name_cache_entries 3", NAME_ENTRIES),
+        ] {
+            assert!(page.contains(&format!("\n{line}\n")), "{line}: {page}");
+            assert!(page.contains(&format!("# HELP {} {}\n", m.name, m.help)), "{}", m.name);
         }
     }
 

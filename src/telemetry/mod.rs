@@ -68,6 +68,26 @@ pub struct Snapshot {
     pub spool: SpoolFigures,
     pub outputs: Vec<OutputFigures>,
     pub rules: RulesFigures,
+    /// The enrichment's user/group name cache (src/enrich/user.rs).
+    #[serde(default)]
+    pub names: NameFigures,
+}
+
+/// The user/group name cache of the processing thread's enrichment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NameFigures {
+    /// false when enrichment or `[enrich] names` is off (the rest is 0).
+    pub enabled: bool,
+    /// Lookups answered from the cache, and of ids not in it.
+    pub hits: u64,
+    pub misses: u64,
+    /// Lookups handed to the resolver thread, and those dropped because its queue was full
+    /// (`[enrich] name_queue`; the id is asked again on a later event).
+    pub queued: u64,
+    pub dropped: u64,
+    /// Entries pushed out of the full cache (`[enrich] name_cache_size`), and entries now.
+    pub evictions: u64,
+    pub entries: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -139,6 +139,16 @@ fn write_text(out: &mut impl Write, s: &Snapshot) -> std::io::Result<()> {
     } else {
         writeln!(out, "spool none (events go to stdout)")?;
     }
+    let n = &s.names;
+    if n.enabled {
+        writeln!(
+            out,
+            "names {} cached: hits {}, misses {}, lookups queued {}, dropped {} (queue full), evictions {}",
+            n.entries, n.hits, n.misses, n.queued, n.dropped, n.evictions
+        )?;
+    } else {
+        writeln!(out, "names off")?;
+    }
     for o in &s.outputs {
         let state = o.down_secs.map_or("up".to_string(), |d| format!("down {d}s"));
         writeln!(
@@ -210,5 +220,33 @@ mod tests {
         assert!(text.contains("last error: connection refused"), "{text}");
         assert!(text.contains("filter_drops 0\n"), "{text}");
         assert!(text.ends_with("last reload none\n"), "{text}");
+        assert!(text.contains("\nnames off\n"), "{text}");
+    }
+
+    #[test]
+    fn text_shows_the_name_cache() {
+        let names = super::super::NameFigures {
+            enabled: true,
+            hits: 40,
+            misses: 3,
+            queued: 3,
+            dropped: 1,
+            evictions: 2,
+            entries: 5,
+        };
+        let s = Snapshot { names, ..Snapshot::default() };
+        let mut out = Vec::new();
+        write_text(&mut out, &s).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "\nnames 5 cached: hits 40, misses 3, lookups queued 3, dropped 1 (queue full), evictions 2\n"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["names"]["dropped"], 1, "{json}");
+        let old: Snapshot = serde_json::from_str(r#"{"version":1,"pid":1,"mode":"registered","started_unix_ms":0,"taken_unix_ms":0,"uptime_secs":0,"records_in":0,"datagrams_in":0,"bytes_in":0,"events_in":0,"events_out":0,"events_incomplete":0,"events_late":0,"unparsable_records":0,"serial_gaps":0,"missing_serials":0,"kernel_lost":0,"enobufs":0,"truncated_datagrams":0,"channel_drops":0,"filter_drops":0,"spool_refused":0,"spool_write_errors":0,"events_cut_to_fit":0,"spool":{"enabled":false,"bytes":0,"segments":0,"events":0,"oldest_unacked_age_secs":null,"appended":0,"dropped_oldest":0,"dropped_newest":0,"dropped_oversize":0,"corrupt_skipped":0,"last_pos":0},"outputs":[],"rules":{"loaded":0,"source":"","reloads":0,"reloads_failed":0,"last_reload":null,"fetches":0,"fetch_failures":0}}"#).unwrap();
+        assert!(!old.names.enabled, "a daemon without name figures reads as names off");
     }
 }
