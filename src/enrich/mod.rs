@@ -27,6 +27,7 @@ pub mod hex;
 pub mod host;
 pub mod keys;
 pub mod network;
+pub mod process;
 pub mod proctitle;
 pub mod syscall;
 pub mod user;
@@ -39,6 +40,7 @@ use crate::reassemble::Event;
 use crate::record::{FieldRef, MessageType, Quoting, Record};
 use crate::units::{de_duration, de_size};
 use network::SockAddr;
+use process::ProcessTable;
 use syscall::Arch;
 use user::{CacheBounds, Id, IdKind, NameCache};
 
@@ -81,6 +83,11 @@ pub struct EnrichConfig {
     /// Decoded `process.argv` bytes per event at most (the raw EXECVE records keep everything).
     #[serde(deserialize_with = "de_size")]
     pub max_argv_bytes: u64,
+    /// Processes kept in the process table (`process.parent`, `process.container_id`); 0: none.
+    pub process_table_size: usize,
+    /// Bytes of each process's arguments kept in the table (`process.parent.argv`).
+    #[serde(deserialize_with = "de_size")]
+    pub process_argv_bytes: u64,
 }
 
 impl Default for EnrichConfig {
@@ -93,6 +100,8 @@ impl Default for EnrichConfig {
             name_ttl: Duration::from_secs(600),
             name_queue: 256,
             max_argv_bytes: 64 << 10,
+            process_table_size: 16_384,
+            process_argv_bytes: 1 << 10,
         }
     }
 }
@@ -112,6 +121,15 @@ impl EnrichConfig {
         if !(1 << 10..=16 << 20).contains(&self.max_argv_bytes) {
             return Err("enrich.max_argv_bytes must be between 1KiB and 16MiB".into());
         }
+        if self.process_table_size != 0 && !(16..=1_000_000).contains(&self.process_table_size) {
+            return Err(format!(
+                "enrich.process_table_size must be 0 (off) or between 16 and 1000000, not {}",
+                self.process_table_size
+            ));
+        }
+        if self.process_argv_bytes > 64 << 10 {
+            return Err("enrich.process_argv_bytes must be at most 64KiB".into());
+        }
         if let Some(host) = &self.host {
             if host.is_empty() || host.len() > 255 || host.chars().any(char::is_control) {
                 return Err("enrich.host must be 1 to 255 characters without control characters".into());
@@ -119,6 +137,30 @@ impl EnrichConfig {
         }
         Ok(())
     }
+}
+
+/// The daemon's process table seeded from /proc, when enrichment and the table are on. Called at
+/// start before capabilities are dropped (a process's `exe` link of another user needs
+/// CAP_SYS_PTRACE); never by replay, whose output must not depend on the replaying host. Logs
+/// what it read and how long it took.
+pub fn seeded_process_table(config: &EnrichConfig) -> Option<ProcessTable> {
+    if !config.enabled || config.process_table_size == 0 {
+        return None;
+    }
+    let mut table = ProcessTable::new(config.process_table_size, config.process_argv_bytes as usize);
+    let started = Instant::now();
+    match process::seed_from_proc(&mut table, std::path::Path::new("/proc")) {
+        Ok(r) => log::info!(
+            "process table: {} processes read from /proc in {} ms ({} ended while read; {} kept, [enrich] process_table_size = {})",
+            r.processes,
+            started.elapsed().as_millis(),
+            r.unreadable,
+            table.len(),
+            config.process_table_size
+        ),
+        Err(e) => log::warn!("process table: /proc not read ({e}); parents are learnt from events only"),
+    }
+    Some(table)
 }
 
 /// The `user` member's ids, in schema order. Index `i` of [`User::ids`] is `USER_IDS[i]`.
@@ -174,6 +216,24 @@ pub struct Process {
     pub title: Vec<Text>,
     pub tty: Option<Text>,
     pub ses: Option<Id>,
+    /// From the process table: the parent as known (`process.parent`).
+    pub parent: Option<Parent>,
+    /// `process.parent.argv`, when [`Parent::argv`] is set.
+    pub parent_args: Vec<Text>,
+    /// From the process table: the container the process runs in (64 hex digits).
+    pub container_id: Option<Text>,
+}
+
+/// `process.parent` member.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Parent {
+    pub pid: u32,
+    pub exe: Option<Text>,
+    pub comm: Option<Text>,
+    /// The arguments are in [`Process::parent_args`] (true when known).
+    pub argv: bool,
+    /// Arguments past `process_argv_bytes` were left out.
+    pub argv_truncated: bool,
 }
 
 impl Process {
@@ -187,6 +247,8 @@ impl Process {
             && self.title.is_empty()
             && self.tty.is_none()
             && self.ses.is_none()
+            && self.parent.is_none()
+            && self.container_id.is_none()
     }
 }
 
@@ -264,6 +326,9 @@ impl Interpretation {
         self.process.title.clear();
         self.process.tty = None;
         self.process.ses = None;
+        self.process.parent = None;
+        self.process.parent_args.clear();
+        self.process.container_id = None;
         self.user = User::default();
         self.paths.clear();
         self.network.clear();
@@ -298,6 +363,7 @@ pub struct Enricher {
     names: Option<NameCache>,
     max_argv_bytes: usize,
     scratch: Vec<u8>,
+    processes: Option<ProcessTable>,
 }
 
 impl Enricher {
@@ -310,7 +376,11 @@ impl Enricher {
             let bounds = CacheBounds { size: config.name_cache_size, ttl: config.name_ttl, queue: config.name_queue };
             NameCache::new(bounds, Box::new(user::nss))
         });
-        Some(Enricher::new(host::resolve(config.host.as_deref()).as_deref(), names, config.max_argv_bytes as usize))
+        let processes = (config.process_table_size > 0)
+            .then(|| ProcessTable::new(config.process_table_size, config.process_argv_bytes as usize));
+        let enricher =
+            Enricher::new(host::resolve(config.host.as_deref()).as_deref(), names, config.max_argv_bytes as usize);
+        Some(enricher.with_processes(processes))
     }
 
     /// With a fixed `host` (or none) and an optional name cache.
@@ -320,7 +390,45 @@ impl Enricher {
             interpretation.host = Some(interpretation.raw(host.as_bytes()));
             interpretation.host_len = interpretation.text.len();
         }
-        Enricher { interpretation, names, max_argv_bytes, scratch: Vec::new() }
+        Enricher { interpretation, names, max_argv_bytes, scratch: Vec::new(), processes: None }
+    }
+
+    /// With a process table (`process.parent`, `process.container_id`), or without.
+    pub fn with_processes(mut self, processes: Option<ProcessTable>) -> Enricher {
+        self.processes = processes;
+        self
+    }
+
+    /// The process table, if kept.
+    pub fn processes(&mut self) -> Option<&mut ProcessTable> {
+        self.processes.as_mut()
+    }
+
+    /// Use `table` (seeded by [`seeded_process_table`]) as the process table, when kept.
+    pub fn set_processes(&mut self, table: ProcessTable) {
+        if self.processes.is_some() {
+            self.processes = Some(table);
+        }
+    }
+
+    /// Learn from an event that is not written (dropped by a filter): the process table must see
+    /// every execve, clone and exit, or later events get wrong or no parents.
+    pub fn observe(&mut self, event: &Event) {
+        if self.processes.is_none() {
+            return;
+        }
+        let i = &mut self.interpretation;
+        i.clear();
+        let Some(r) = event.records.iter().find(|r| r.kind == MessageType::SYSCALL) else { return };
+        subject(i, r, true);
+        let is_exec = process::Change::of(i.syscall.and_then(|s| s.name)) == process::Change::Exec;
+        if is_exec && event.records.iter().any(|r| r.kind == MessageType::EXECVE) {
+            let execs = event.records.iter().filter(|r| r.kind == MessageType::EXECVE);
+            i.process.argv = Some(execve::reassemble(execs, &mut i.text, &mut i.process.args, self.max_argv_bytes));
+        }
+        if let Some(table) = &mut self.processes {
+            processes(i, table, event, Some(r), false);
+        }
     }
 
     /// The name cache, if names are resolved.
@@ -375,11 +483,83 @@ impl Enricher {
             }
             i.process.argv = Some(argv);
         }
+        if let Some(table) = &mut self.processes {
+            processes(i, table, event, syscall, true);
+        }
         if let Some(names) = &mut self.names {
             fill_names(i, names, now);
         }
         &self.interpretation
     }
+}
+
+/// Feed the process table with a SYSCALL event's facts (`syscall`: its SYSCALL record) and, when
+/// `lookup`, fill `process.parent` and `process.container_id` from it (see [`process`]). A
+/// user-space event (no SYSCALL record) only looks up: its pid is the sender's, the rest of its
+/// facts are the message's.
+fn processes(i: &mut Interpretation, table: &mut ProcessTable, event: &Event, syscall: Option<&Record>, lookup: bool) {
+    let Some(pid) = i.process.pid else { return };
+    let Some(r) = syscall else {
+        if lookup {
+            fill_process_context(i, table, pid);
+        }
+        return;
+    };
+    let syscall = i.syscall.unwrap_or(Syscall {
+        arch: None,
+        arch_raw: Text::default(),
+        number: None,
+        name: None,
+        success: None,
+        exit: None,
+        exit_name: None,
+    });
+    let change = process::Change::of(syscall.name);
+    let clone_flags = match syscall.name {
+        Some("clone") => r.get(b"a0").and_then(|f| u64::from_str_radix(std::str::from_utf8(f.value).ok()?, 16).ok()),
+        _ => None,
+    };
+    let text = &i.text[..];
+    let facts = process::Facts {
+        pid,
+        ppid: i.process.ppid,
+        comm: i.process.comm.map(|t| t.get(text)),
+        exe: i.process.exe.map(|t| t.get(text)),
+        syscall: syscall.name,
+        success: syscall.success,
+        exit: syscall.exit,
+        clone_flags,
+        time_ms: event.id.unix_millis(),
+    };
+    let args = i.process.args.iter().map(|t| t.get(text));
+    table.learn(&facts, change, args);
+    if lookup {
+        fill_process_context(i, table, pid);
+    }
+    if change == process::Change::Exit {
+        table.exited(pid);
+    }
+}
+
+/// `process.parent` and `process.container_id` of `pid` from the table.
+fn fill_process_context(i: &mut Interpretation, table: &mut ProcessTable, pid: u32) {
+    if let Some(id) = table.peek(pid).and_then(|e| e.container_id) {
+        i.process.container_id = Some(i.raw(&id));
+    }
+    let Some((ppid, e)) = table.parent_of(pid, i.process.ppid) else { return };
+    let t = &mut i.text;
+    let mut span = |v: &[u8]| {
+        let start = t.len();
+        t.extend_from_slice(v);
+        Text::new(start, t.len())
+    };
+    let exe = (!e.exe.is_empty()).then(|| span(&e.exe));
+    let comm = (!e.comm.is_empty()).then(|| span(&e.comm));
+    for a in e.args() {
+        let a = span(a);
+        i.process.parent_args.push(a);
+    }
+    i.process.parent = Some(Parent { pid: ppid, exe, comm, argv: e.argv_known, argv_truncated: e.argv_truncated });
 }
 
 /// The SYSCALL record's (or a user-space record's) facts, in one pass over its fields: the first

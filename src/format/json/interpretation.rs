@@ -243,7 +243,30 @@ fn process(b: &mut Vec<u8>, i: &Interpretation) {
         o.key(b",\"ses\":");
         id_value(o.b, ses);
     }
+    process_context(&mut o, i);
     o.close();
+}
+
+/// `parent` and `container_id`, from the process table (src/enrich/process.rs).
+fn process_context(o: &mut Obj<'_>, i: &Interpretation) {
+    let p = &i.process;
+    if let Some(parent) = &p.parent {
+        o.key(b",\"parent\":");
+        let mut po = Obj::new(o.b);
+        po.key(b",\"pid\":");
+        int(po.b, parent.pid);
+        po.opt_text(i, b",\"exe\":", parent.exe);
+        po.opt_text(i, b",\"comm\":", parent.comm);
+        if parent.argv {
+            po.key(b",\"argv\":");
+            list(po.b, i, &p.parent_args);
+        }
+        if parent.argv_truncated {
+            po.key(b",\"argv_truncated\":true");
+        }
+        po.close();
+    }
+    o.opt_text(i, b",\"container_id\":", p.container_id);
 }
 
 /// Members of one object. Every member is written with a leading comma (a constant-length copy
