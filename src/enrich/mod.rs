@@ -234,6 +234,8 @@ pub struct Parent {
     pub argv: bool,
     /// Arguments past `process_argv_bytes` were left out.
     pub argv_truncated: bool,
+    /// The parent entry's [`process::Entry::version`]: the same (pid, version) has the same facts.
+    pub version: u64,
 }
 
 impl Process {
@@ -559,7 +561,8 @@ fn fill_process_context(i: &mut Interpretation, table: &mut ProcessTable, pid: u
         let a = span(a);
         i.process.parent_args.push(a);
     }
-    i.process.parent = Some(Parent { pid: ppid, exe, comm, argv: e.argv_known, argv_truncated: e.argv_truncated });
+    let (argv, argv_truncated, version) = (e.argv_known, e.argv_truncated, e.version);
+    i.process.parent = Some(Parent { pid: ppid, exe, comm, argv, argv_truncated, version });
 }
 
 /// The SYSCALL record's (or a user-space record's) facts, in one pass over its fields: the first

@@ -61,6 +61,9 @@ pub struct Entry {
     /// Arguments past `process_argv_bytes` were left out.
     pub argv_truncated: bool,
     pub container_id: Option<[u8; CONTAINER_ID_LEN]>,
+    /// Changes when `exe`, `comm` or `argv` change (unique in the table): a writer may reuse
+    /// what it wrote for the same (pid, version).
+    pub version: u64,
 }
 
 impl Entry {
@@ -140,6 +143,8 @@ impl Change {
 pub struct ProcessTable {
     entries: lru::LruCache<u32, Entry>,
     max_argv_bytes: usize,
+    /// The last [`Entry::version`] given.
+    versions: u64,
     pub stats: ProcessStats,
 }
 
@@ -153,7 +158,7 @@ impl ProcessTable {
     /// At most `size` processes, `max_argv_bytes` of each one's arguments.
     pub fn new(size: usize, max_argv_bytes: usize) -> ProcessTable {
         let size = NonZeroUsize::new(size).unwrap_or(NonZeroUsize::MIN);
-        ProcessTable { entries: lru::LruCache::new(size), max_argv_bytes, stats: ProcessStats::default() }
+        ProcessTable { entries: lru::LruCache::new(size), max_argv_bytes, versions: 0, stats: ProcessStats::default() }
     }
 
     pub fn len(&self) -> usize {
@@ -176,7 +181,9 @@ impl ProcessTable {
     }
 
     /// Insert `entry` as the live generation of `pid`, counting an eviction.
-    fn put(&mut self, pid: u32, entry: Entry) {
+    fn put(&mut self, pid: u32, mut entry: Entry) {
+        self.versions += 1;
+        entry.version = self.versions;
         if let Some((old, _)) = self.entries.push(pid, entry) {
             if old != pid {
                 self.stats.evictions += 1;
@@ -212,6 +219,8 @@ impl ProcessTable {
         let max_argv = self.max_argv_bytes;
         let exec = change == Change::Exec && f.success != Some(false);
         let mut recycled = false;
+        let version = self.versions + 1;
+        let mut changed = false;
         match self.entries.get_mut(&f.pid) {
             Some(e) => {
                 let other_exe = !exec && matches!((f.exe, e.exe.is_empty()), (Some(x), false) if x != e.exe);
@@ -231,9 +240,12 @@ impl ProcessTable {
                         replace(&mut e.exe, f.exe);
                         replace(&mut e.comm, f.comm);
                         e.set_argv(args, max_argv);
+                        changed = true;
                     } else {
-                        fill(&mut e.exe, f.exe);
-                        fill(&mut e.comm, f.comm);
+                        changed = fill(&mut e.exe, f.exe) | fill(&mut e.comm, f.comm);
+                    }
+                    if changed {
+                        e.version = version;
                     }
                 }
             }
@@ -244,6 +256,9 @@ impl ProcessTable {
                 }
                 self.put(f.pid, e);
             }
+        }
+        if changed {
+            self.versions = version;
         }
         if recycled {
             self.stats.recycled += 1;
@@ -323,10 +338,13 @@ fn replace(slot: &mut Vec<u8>, value: Option<&[u8]>) {
     }
 }
 
-fn fill(slot: &mut Vec<u8>, value: Option<&[u8]>) {
-    if slot.is_empty() {
+/// Set an unknown `slot`; true when it changed.
+fn fill(slot: &mut Vec<u8>, value: Option<&[u8]>) -> bool {
+    let fills = slot.is_empty() && value.is_some_and(|v| !v.is_empty());
+    if fills {
         replace(slot, value);
     }
+    fills
 }
 
 /// The container id in a `/proc/<pid>/cgroup` text: the last path component of any line that is
@@ -560,6 +578,20 @@ mod tests {
         // 41 was learnt while the old 40 lived; it is reparented in fact, but an event still
         // naming 40 must not get the new 40's facts.
         assert_eq!(parent_exe(&mut t, 41, 40), None);
+    }
+
+    #[test]
+    fn a_version_changes_with_the_facts_a_parent_shows() {
+        let mut t = ProcessTable::new(16, 1024);
+        learn(&mut t, facts(10, 1, "/bin/bash", "openat", 3, 1), &[]);
+        let v1 = t.peek(10).unwrap().version;
+        learn(&mut t, facts(10, 1, "/bin/bash", "openat", 3, 2), &[]);
+        assert_eq!(t.peek(10).unwrap().version, v1, "nothing new");
+        learn(&mut t, facts(10, 1, "/bin/id", "execve", 0, 3), &["id"]);
+        let v2 = t.peek(10).unwrap().version;
+        assert_ne!(v2, v1);
+        learn(&mut t, facts(10, 1, "/bin/id", "clone", 11, 4), &[]);
+        assert_ne!(t.peek(11).unwrap().version, v2, "unique in the table");
     }
 
     #[test]

@@ -68,6 +68,14 @@ pub struct Snapshot {
     pub spool: SpoolFigures,
     pub outputs: Vec<OutputFigures>,
     pub rules: RulesFigures,
+    /// The process table (`[enrich] process_table_size`): processes kept now, evicted by the
+    /// bound, and read from /proc at start.
+    #[serde(default)]
+    pub process_table_entries: u64,
+    #[serde(default)]
+    pub process_table_evictions: u64,
+    #[serde(default)]
+    pub process_table_seeded: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -45,6 +45,9 @@ pub(super) struct Memo {
     user_names: Vec<u8>,
     scratch: Vec<u8>,
     user_json: Vec<u8>,
+    /// The last `process.parent` member and the (pid, version) it was written for.
+    parent_for: Option<(u32, u64)>,
+    parent_json: Vec<u8>,
 }
 
 /// Append `,"host":…,"syscall":{…},…` (each member only when it has content).
@@ -90,7 +93,7 @@ pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
         o.close();
     }
     if i.has_process() {
-        process(b, i);
+        process(b, i, memo);
     }
     if i.has_user() {
         user(b, i, memo);
@@ -203,7 +206,7 @@ fn user(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
     memo.user_json.extend_from_slice(&b[start..]);
 }
 
-fn process(b: &mut Vec<u8>, i: &Interpretation) {
+fn process(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
     let p = &i.process;
     b.extend_from_slice(b",\"process\":");
     let mut o = Obj::new(b);
@@ -243,14 +246,21 @@ fn process(b: &mut Vec<u8>, i: &Interpretation) {
         o.key(b",\"ses\":");
         id_value(o.b, ses);
     }
-    process_context(&mut o, i);
+    process_context(&mut o, i, memo);
     o.close();
 }
 
-/// `parent` and `container_id`, from the process table (src/enrich/process.rs).
-fn process_context(o: &mut Obj<'_>, i: &Interpretation) {
+/// `parent` and `container_id`, from the process table (src/enrich/process.rs). The parent is
+/// mostly the last event's (a process's events come in runs): then its member is copied.
+fn process_context(o: &mut Obj<'_>, i: &Interpretation, memo: &mut Memo) {
     let p = &i.process;
     if let Some(parent) = &p.parent {
+        if memo.parent_for == Some((parent.pid, parent.version)) {
+            o.b.extend_from_slice(&memo.parent_json);
+            o.opt_text(i, b",\"container_id\":", p.container_id);
+            return;
+        }
+        let start = o.b.len();
         o.key(b",\"parent\":");
         let mut po = Obj::new(o.b);
         po.key(b",\"pid\":");
@@ -265,6 +275,9 @@ fn process_context(o: &mut Obj<'_>, i: &Interpretation) {
             po.key(b",\"argv_truncated\":true");
         }
         po.close();
+        memo.parent_for = Some((parent.pid, parent.version));
+        memo.parent_json.clear();
+        memo.parent_json.extend_from_slice(&o.b[start..]);
     }
     o.opt_text(i, b",\"container_id\":", p.container_id);
 }
