@@ -71,3 +71,38 @@ fn an_exec_names_its_parent_from_proc_and_from_events() {
     assert!(exit.success(), "exit status {exit}");
     assert_eq!(guard.status().pid, 0, "unregistered");
 }
+
+/// `[enrich] exe_hash`: an executable's SHA-256 comes on an event after the first (the hasher runs
+/// in the background), and it is the file's.
+#[test]
+fn exe_sha256_is_the_files_digest() {
+    use sha2::{Digest, Sha256};
+    let guard = KernelGuard::take();
+    let dir = TempDir::new("exehash");
+    let key = marker("h");
+    let me = std::process::id();
+    let rules = format!("-a always,exit -F arch=b64 -S execve -F ppid={me} -k {key}\n");
+    let config = dir.config_with_rules(&rules, "[enrich]\nexe_hash = true\n");
+    let mut daemon = Daemon::start(&["run", "--config", &config]);
+    daemon.wait_registered(Duration::from_secs(10));
+
+    let mut hashed = None;
+    for _ in 0..15 {
+        let out = Command::new("/bin/echo").arg(marker("hashme")).output().expect("run echo");
+        assert!(out.status.success());
+        hashed =
+            daemon.wait_for(Duration::from_secs(1), |v| has_key(v, &key) && v["process"].get("exe_sha256").is_some());
+        if hashed.is_some() {
+            break;
+        }
+    }
+    let ev = hashed.expect("an exec event with process.exe_sha256");
+    let exe = ev["process"]["exe"].as_str().expect("exe");
+    let digest: String =
+        Sha256::digest(std::fs::read(exe).expect("read exe")).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(ev["process"]["exe_sha256"].as_str(), Some(digest.as_str()), "{}", ev["process"]);
+
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success(), "exit status {exit}");
+    assert_eq!(guard.status().pid, 0, "unregistered");
+}

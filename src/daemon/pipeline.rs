@@ -64,7 +64,10 @@ impl Pipeline {
             // go-audit and audit.log outputs derive their text from each record's exact text.
             writer: JsonWriter::new(id_prefix)
                 .with_record_text(config.output.iter().any(|o| o.format().needs_record_text()))
-                .with_enricher(crate::enrich::Enricher::from_config(&config.enrich)),
+                .with_enricher(
+                    crate::enrich::Enricher::from_config(&config.enrich)
+                        .map(|e| e.with_exe_hashes(crate::enrich::daemon_exe_hashes(&config.enrich))),
+                ),
             out: Vec::new(),
             events_out: 0,
             unparsable: 0,

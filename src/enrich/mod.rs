@@ -21,6 +21,7 @@
 //! the only slow source (NSS) is behind [`user::NameCache`].
 
 mod aarch64_table;
+pub mod exe_hash;
 pub mod execve;
 pub mod file;
 pub mod hex;
@@ -88,6 +89,18 @@ pub struct EnrichConfig {
     /// Bytes of each process's arguments kept in the table (`process.parent.argv`).
     #[serde(deserialize_with = "de_size")]
     pub process_argv_bytes: u64,
+    /// `process.exe_sha256`, computed on a background thread (`run` only).
+    pub exe_hash: bool,
+    /// Executables whose digests are kept.
+    pub exe_hash_cache_size: usize,
+    /// Requests waiting for the hasher thread at most.
+    pub exe_hash_queue: usize,
+    /// Bytes the hasher reads per second at most.
+    #[serde(deserialize_with = "de_size")]
+    pub exe_hash_bytes_per_second: u64,
+    /// A known executable's metadata are checked again after this long.
+    #[serde(deserialize_with = "de_duration")]
+    pub exe_hash_recheck: Duration,
 }
 
 impl Default for EnrichConfig {
@@ -102,6 +115,11 @@ impl Default for EnrichConfig {
             max_argv_bytes: 64 << 10,
             process_table_size: 16_384,
             process_argv_bytes: 1 << 10,
+            exe_hash: false,
+            exe_hash_cache_size: 1024,
+            exe_hash_queue: 64,
+            exe_hash_bytes_per_second: 32 << 20,
+            exe_hash_recheck: Duration::from_secs(300),
         }
     }
 }
@@ -129,6 +147,21 @@ impl EnrichConfig {
         }
         if self.process_argv_bytes > 64 << 10 {
             return Err("enrich.process_argv_bytes must be at most 64KiB".into());
+        }
+        if !(16..=1_000_000).contains(&self.exe_hash_cache_size) {
+            return Err(format!(
+                "enrich.exe_hash_cache_size must be between 16 and 1000000, not {}",
+                self.exe_hash_cache_size
+            ));
+        }
+        if !(1..=65_536).contains(&self.exe_hash_queue) {
+            return Err(format!("enrich.exe_hash_queue must be between 1 and 65536, not {}", self.exe_hash_queue));
+        }
+        if !(64 << 10..=1 << 30).contains(&self.exe_hash_bytes_per_second) {
+            return Err("enrich.exe_hash_bytes_per_second must be between 64KiB and 1GiB".into());
+        }
+        if self.exe_hash_recheck < Duration::from_secs(1) || self.exe_hash_recheck > Duration::from_secs(86_400) {
+            return Err("enrich.exe_hash_recheck must be between 1s and 1d".into());
         }
         if let Some(host) = &self.host {
             if host.is_empty() || host.len() > 255 || host.chars().any(char::is_control) {
@@ -161,6 +194,19 @@ pub fn seeded_process_table(config: &EnrichConfig) -> Option<ProcessTable> {
         Err(e) => log::warn!("process table: /proc not read ({e}); parents are learnt from events only"),
     }
     Some(table)
+}
+
+/// The daemon's executable hasher, when `[enrich] exe_hash` is on (never for replay: the replaying
+/// host's files are not the recorded machine's).
+pub fn daemon_exe_hashes(config: &EnrichConfig) -> Option<exe_hash::ExeHashes> {
+    (config.enabled && config.exe_hash).then(|| {
+        exe_hash::ExeHashes::new(exe_hash::HashBounds {
+            cache_size: config.exe_hash_cache_size,
+            queue: config.exe_hash_queue,
+            bytes_per_second: config.exe_hash_bytes_per_second,
+            recheck: config.exe_hash_recheck,
+        })
+    })
 }
 
 /// The `user` member's ids, in schema order. Index `i` of [`User::ids`] is `USER_IDS[i]`.
@@ -222,6 +268,8 @@ pub struct Process {
     pub parent_args: Vec<Text>,
     /// From the process table: the container the process runs in (64 hex digits).
     pub container_id: Option<Text>,
+    /// SHA-256 of `exe` (`[enrich] exe_hash`, daemon only).
+    pub exe_sha256: Option<[u8; 32]>,
 }
 
 /// `process.parent` member.
@@ -251,6 +299,7 @@ impl Process {
             && self.ses.is_none()
             && self.parent.is_none()
             && self.container_id.is_none()
+            && self.exe_sha256.is_none()
     }
 }
 
@@ -331,6 +380,7 @@ impl Interpretation {
         self.process.parent = None;
         self.process.parent_args.clear();
         self.process.container_id = None;
+        self.process.exe_sha256 = None;
         self.user = User::default();
         self.paths.clear();
         self.network.clear();
@@ -366,6 +416,7 @@ pub struct Enricher {
     max_argv_bytes: usize,
     scratch: Vec<u8>,
     processes: Option<ProcessTable>,
+    hashes: Option<exe_hash::ExeHashes>,
 }
 
 impl Enricher {
@@ -392,13 +443,24 @@ impl Enricher {
             interpretation.host = Some(interpretation.raw(host.as_bytes()));
             interpretation.host_len = interpretation.text.len();
         }
-        Enricher { interpretation, names, max_argv_bytes, scratch: Vec::new(), processes: None }
+        Enricher { interpretation, names, max_argv_bytes, scratch: Vec::new(), processes: None, hashes: None }
     }
 
     /// With a process table (`process.parent`, `process.container_id`), or without.
     pub fn with_processes(mut self, processes: Option<ProcessTable>) -> Enricher {
         self.processes = processes;
         self
+    }
+
+    /// With executable hashes (`process.exe_sha256`), or without.
+    pub fn with_exe_hashes(mut self, hashes: Option<exe_hash::ExeHashes>) -> Enricher {
+        self.hashes = hashes;
+        self
+    }
+
+    /// The executable hashes, if computed.
+    pub fn exe_hashes(&mut self) -> Option<&mut exe_hash::ExeHashes> {
+        self.hashes.as_mut()
     }
 
     /// The process table, if kept.
@@ -487,6 +549,13 @@ impl Enricher {
         }
         if let Some(table) = &mut self.processes {
             processes(i, table, event, syscall, true);
+        }
+        if let (Some(hashes), Some(exe)) = (&mut self.hashes, i.process.exe) {
+            hashes.drain(now);
+            // A container's exe path names a file in its own mount namespace, not ours.
+            if i.process.container_id.is_none() {
+                i.process.exe_sha256 = hashes.lookup(exe.get(&i.text), now);
+            }
         }
         if let Some(names) = &mut self.names {
             fill_names(i, names, now);

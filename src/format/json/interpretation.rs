@@ -250,10 +250,15 @@ fn process(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
     o.close();
 }
 
-/// `parent` and `container_id`, from the process table (src/enrich/process.rs). The parent is
-/// mostly the last event's (a process's events come in runs): then its member is copied.
+/// `exe_sha256`, `parent` and `container_id` (src/enrich/process.rs, exe_hash.rs). The parent
+/// is mostly the last event's (a process's events come in runs): then its member is copied.
 fn process_context(o: &mut Obj<'_>, i: &Interpretation, memo: &mut Memo) {
     let p = &i.process;
+    if let Some(d) = &p.exe_sha256 {
+        o.key(b",\"exe_sha256\":\"");
+        crate::enrich::exe_hash::hex_into(d, o.b);
+        o.b.push(b'"');
+    }
     if let Some(parent) = &p.parent {
         if memo.parent_for == Some((parent.pid, parent.version)) {
             o.b.extend_from_slice(&memo.parent_json);
