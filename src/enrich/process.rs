@@ -20,7 +20,9 @@
 //! What the events cannot tell (so what is not pretended):
 //! - a pid recycled without the table seeing the old process exit or the new one start (no rule on
 //!   exit_group or clone): the next SYSCALL event of the pid with another `exe` (not an execve)
-//!   starts a new generation; until then the old facts stand;
+//!   starts a new generation; until then the old facts stand. An `exe` the seed read from /proc
+//!   is the exception: a process in a container names its program from the container's root, so
+//!   the first other name in an event replaces the seeded one and is the reference after;
 //! - `exit` (not `exit_group`) is a thread's end and carries its process's pid, so it removes
 //!   nothing; a process that ends that way leaves by the LRU bound;
 //! - `clone3` does not show its flags in the record (a0 is a pointer), so a thread made by it
@@ -61,6 +63,10 @@ pub struct Entry {
     /// Arguments past `process_argv_bytes` were left out.
     pub argv_truncated: bool,
     pub container_id: Option<[u8; CONTAINER_ID_LEN]>,
+    /// `exe` was read from /proc/<pid>/exe, in the daemon's mount namespace: a process in another
+    /// one (a container) reports another path for the same file in its events, which is no sign
+    /// of a recycled pid.
+    pub exe_from_proc: bool,
     /// Changes when `exe`, `comm` or `argv` change (unique in the table): a writer may reuse
     /// what it wrote for the same (pid, version).
     pub version: u64,
@@ -224,7 +230,13 @@ impl ProcessTable {
         match self.entries.get_mut(&f.pid) {
             Some(e) => {
                 let other_exe = !exec && matches!((f.exe, e.exe.is_empty()), (Some(x), false) if x != e.exe);
-                if other_exe {
+                if other_exe && e.exe_from_proc {
+                    // The event's name for the program the seed read: the event's is kept.
+                    replace(&mut e.exe, f.exe);
+                    e.exe_from_proc = false;
+                    e.version = version;
+                    changed = true;
+                } else if other_exe {
                     // Another program under a known pid without an exec seen: the pid was
                     // recycled unseen. A new generation; the old one's facts are not carried.
                     recycled = true;
@@ -238,6 +250,7 @@ impl ProcessTable {
                     }
                     if exec {
                         replace(&mut e.exe, f.exe);
+                        e.exe_from_proc = false;
                         replace(&mut e.comm, f.comm);
                         e.set_argv(args, max_argv);
                         changed = true;
@@ -413,6 +426,7 @@ pub fn seed_from_proc(table: &mut ProcessTable, proc: &Path) -> std::io::Result<
         let mut e = Entry {
             start: boot_ms + start_ticks.saturating_mul(1000) / ticks,
             ppid,
+            exe_from_proc: exe.is_ok(),
             exe: exe.unwrap_or_default(),
             comm,
             ..Entry::default()
@@ -562,6 +576,30 @@ mod tests {
         learn(&mut t, facts(1, 0, "/sbin/init", "openat", 3, 7), &[]);
         learn(&mut t, facts(30, 1, "/usr/sbin/sshd", "openat", 3, 7), &[]);
         assert_eq!(parent_exe(&mut t, 30, 1), Some((1, "/sbin/init".into())));
+    }
+
+    #[test]
+    fn a_seeded_exe_named_otherwise_in_events_is_not_a_recycled_pid() {
+        let mut t = ProcessTable::new(16, 1024);
+        let id = [b'a'; CONTAINER_ID_LEN];
+        let seeded = Entry {
+            start: 1,
+            ppid: 1,
+            exe: b"/var/lib/docker/overlay2/x/merged/usr/sbin/nginx".to_vec(),
+            exe_from_proc: true,
+            argv: b"nginx\0".to_vec(),
+            argv_known: true,
+            container_id: Some(id),
+            ..Entry::default()
+        };
+        t.seed(60, seeded);
+        learn(&mut t, facts(60, 1, "/usr/sbin/nginx", "openat", 3, 5), &[]);
+        let e = t.peek(60).unwrap();
+        assert_eq!((e.start, &e.exe[..], e.container_id), (1, &b"/usr/sbin/nginx"[..], Some(id)));
+        assert_eq!((t.stats.recycled, e.args().count()), (0, 1));
+        // From now on the event's name is the reference: another one is another program.
+        learn(&mut t, facts(60, 1, "/usr/bin/other", "openat", 3, 6), &[]);
+        assert_eq!(t.stats.recycled, 1);
     }
 
     #[test]
