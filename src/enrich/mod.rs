@@ -614,10 +614,11 @@ fn processes(i: &mut Interpretation, table: &mut ProcessTable, event: &Event, sy
 
 /// `process.parent` and `process.container_id` of `pid` from the table.
 fn fill_process_context(i: &mut Interpretation, table: &mut ProcessTable, pid: u32) {
-    if let Some(id) = table.peek(pid).and_then(|e| e.container_id) {
+    let (container, parent) = table.context(pid, i.process.ppid);
+    if let Some(id) = container {
         i.process.container_id = Some(i.raw(&id));
     }
-    let Some((ppid, e)) = table.parent_of(pid, i.process.ppid) else { return };
+    let Some((ppid, e)) = parent else { return };
     let t = &mut i.text;
     let mut span = |v: &[u8]| {
         let start = t.len();

@@ -221,8 +221,10 @@ impl ProcessTable {
     /// An `exit_group` is not applied here: call [`ProcessTable::exited`] after the event's own
     /// lookups.
     pub fn learn<'a>(&mut self, f: &Facts<'_>, change: Change, args: impl Iterator<Item = &'a [u8]>) {
-        let parent_start = f.ppid.and_then(|p| self.start_of(p));
+        // The parent's generation is looked up only when an entry is made or relinked (not on the
+        // common path: a known process, same parent).
         let max_argv = self.max_argv_bytes;
+        let mut relink = false;
         let exec = change == Change::Exec && f.success != Some(false);
         let mut recycled = false;
         let version = self.versions + 1;
@@ -245,7 +247,7 @@ impl ProcessTable {
                         if ppid != e.ppid {
                             // Reparented (the parent died) or a link not known before.
                             e.ppid = ppid;
-                            e.parent_start = parent_start;
+                            relink = true;
                         }
                     }
                     if exec {
@@ -263,6 +265,7 @@ impl ProcessTable {
                 }
             }
             None => {
+                let parent_start = f.ppid.and_then(|p| self.start_of(p));
                 let mut e = first_seen(f, f.time_ms, parent_start);
                 if exec {
                     e.set_argv(args, max_argv);
@@ -273,7 +276,14 @@ impl ProcessTable {
         if changed {
             self.versions = version;
         }
+        if relink {
+            let parent_start = f.ppid.and_then(|p| self.start_of(p));
+            if let Some(e) = self.entries.peek_mut(&f.pid) {
+                e.parent_start = parent_start;
+            }
+        }
         if recycled {
+            let parent_start = f.ppid.and_then(|p| self.start_of(p));
             self.stats.recycled += 1;
             let start = self.next_start(f.pid, f.time_ms);
             self.put(f.pid, first_seen(f, start, parent_start));
@@ -318,17 +328,22 @@ impl ProcessTable {
     /// The parent of `pid` (whose parent the event says is `ppid`, when it says), if known and
     /// still the generation `pid` was born to.
     pub fn parent_of(&mut self, pid: u32, ppid: Option<u32>) -> Option<(u32, &Entry)> {
-        let (ppid, want) = match (self.entries.peek(&pid), ppid) {
+        self.context(pid, ppid).1
+    }
+
+    /// The container id of `pid` and its parent ([`ProcessTable::parent_of`]), in one lookup of
+    /// `pid` (this runs for every event).
+    pub fn context(&mut self, pid: u32, ppid: Option<u32>) -> (Option<[u8; CONTAINER_ID_LEN]>, Option<(u32, &Entry)>) {
+        let entry = self.entries.peek(&pid);
+        let container = entry.and_then(|e| e.container_id);
+        let (ppid, want) = match (entry, ppid) {
             (Some(e), Some(p)) if e.ppid == p => (p, e.parent_start),
             (Some(e), None) if e.ppid != 0 => (e.ppid, e.parent_start),
             (_, Some(p)) => (p, None),
-            _ => return None,
+            _ => return (container, None),
         };
-        let parent = self.entries.get(&ppid)?;
-        match want {
-            Some(start) if start != parent.start => None,
-            _ => Some((ppid, parent)),
-        }
+        let parent = self.entries.get(&ppid).filter(|parent| want.is_none_or(|start| start == parent.start));
+        (container, parent.map(|p| (ppid, p)))
     }
 }
 
