@@ -109,18 +109,37 @@ fn main() {
     if let Some(names) = on.enricher().and_then(|e| e.names()) {
         names.settle(Duration::from_secs(10));
     }
+    // The same without the process table (issue 8's process context), to show its own cost.
+    let no_table = EnrichConfig { process_table_size: 0, ..EnrichConfig::default() };
+    let mut on_no_table = JsonWriter::new(None).with_enricher(Enricher::from_config(&no_table));
+    replay_with(&text[..], &cfg, &mut on_no_table, &mut sink, |e| panic!("{e}")).unwrap();
+    if let Some(names) = on_no_table.enricher().and_then(|e| e.names()) {
+        names.settle(Duration::from_secs(10));
+    }
     let mut off = JsonWriter::new(None);
     let mut ratios = Vec::new();
+    let mut table_ratios = Vec::new();
     for round in 1..=2 {
         let off_rate = measure::measure(&format!("enrich off #{round}"), "records", BUDGET, || {
             let stats = replay_with(&text[..], &cfg, &mut off, &mut std::io::sink(), |e| panic!("{e}")).unwrap();
             stats.records as usize
         });
+        let no_table_rate =
+            measure::measure(&format!("enrich on, no process table #{round}"), "records", BUDGET, || {
+                let stats =
+                    replay_with(&text[..], &cfg, &mut on_no_table, &mut std::io::sink(), |e| panic!("{e}")).unwrap();
+                stats.records as usize
+            });
         let on_rate = measure::measure(&format!("enrich on #{round}"), "records", BUDGET, || {
             let stats = replay_with(&text[..], &cfg, &mut on, &mut std::io::sink(), |e| panic!("{e}")).unwrap();
             stats.records as usize
         });
         ratios.push(off_rate / on_rate);
+        table_ratios.push(no_table_rate / on_rate);
     }
+    println!(
+        "process table CPU cost per record (on / on without the table): {:.3} and {:.3}",
+        table_ratios[0], table_ratios[1]
+    );
     println!("enrich on/off CPU cost per record: {:.3} and {:.3} (budget 1.3)", ratios[0], ratios[1]);
 }

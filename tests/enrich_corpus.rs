@@ -16,8 +16,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use auditrelay::enrich::process::ProcessTable;
 use auditrelay::enrich::user::{CacheBounds, IdKind, NameCache};
-use auditrelay::enrich::Enricher;
+use auditrelay::enrich::{EnrichConfig, Enricher};
 use auditrelay::format::JsonWriter;
 use auditrelay::reassemble::ReassembleConfig;
 use auditrelay::replay::replay_with;
@@ -49,12 +50,16 @@ fn replay_v2() -> Vec<u8> {
     let input = read("sample-audit.log");
     let bounds = CacheBounds { size: 64, ttl: Duration::from_secs(3600), queue: 64 };
     let names = NameCache::new(bounds, Box::new(capture_names));
-    let enricher = Enricher::new(Some("corpus-host"), Some(names), 64 << 10);
+    // The process table as `replay` keeps it: learnt from the events only, from empty.
+    let processes = ProcessTable::new(EnrichConfig::default().process_table_size, 1 << 10);
+    let enricher = Enricher::new(Some("corpus-host"), Some(names), 64 << 10).with_processes(Some(processes));
     let mut writer = JsonWriter::new(None).with_enricher(Some(enricher));
     let cfg = ReassembleConfig::default();
     let mut first = Vec::new();
     replay_with(&input[..], &cfg, &mut writer, &mut first, |e| panic!("{e}")).unwrap();
     writer.enricher().unwrap().names().unwrap().settle(Duration::from_secs(10));
+    // The second pass starts from an empty table, as a replay of the file alone does.
+    writer.enricher().unwrap().processes().unwrap().clear();
     let mut out = Vec::new();
     replay_with(&input[..], &cfg, &mut writer, &mut out, |e| panic!("{e}")).unwrap();
     out

@@ -88,6 +88,9 @@ fn status_and_metrics_show_the_daemons_figures_and_a_down_output() {
     assert_eq!(d["pid"].as_u64(), Some(u64::from(daemon.id())), "{d}");
     assert_eq!(figures["pid"].as_u64(), Some(u64::from(daemon.id())), "the kernel part stays: {figures}");
     assert_eq!(d["filter_drops"].as_u64(), Some(0), "the slot exists: {d}");
+    // The process table was seeded from /proc (this test process at least) and is shown.
+    assert!(d["process_table_seeded"].as_u64().is_some_and(|n| n >= 1), "{d}");
+    assert!(d["process_table_entries"].as_u64().is_some_and(|n| n >= 1), "{d}");
     assert_eq!(d["rules"]["source"], "configured", "{d}");
     assert!(d["rules"]["loaded"].as_u64().unwrap() >= 1, "{d}");
     let o = &d["outputs"][0];

@@ -159,6 +159,8 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
             log::warn!("netlink receive buffer capped at {n} bytes (no CAP_NET_ADMIN for SO_RCVBUFFORCE)")
         }
     }
+    // Read before the drop: another user's /proc/<pid>/exe needs CAP_SYS_PTRACE.
+    let processes = crate::enrich::seeded_process_table(&config.enrich);
     // The buffer was the last step needing more than CAP_AUDIT_CONTROL: drop the rest now, before
     // any thread starts (capabilities are per thread; new threads copy this one's).
     privilege::drop_and_log(multicast);
@@ -272,6 +274,7 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     };
 
     let mut pipeline = Pipeline::new(config, boot_id());
+    pipeline.set_processes(processes);
     let mut draining = false;
     let mut failure = None;
     // Rules are loaded and the reader runs: tell systemd (Type=notify); then keep its watchdog fed

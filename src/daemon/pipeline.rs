@@ -48,6 +48,8 @@ pub struct Pipeline {
     pub late: u64,
     /// `[[filter]]`: events dropped here never reach the spool (counted per filter).
     filters: Filters,
+    /// The process table's counters as of the last batch (zero when no table is kept).
+    pub processes: crate::enrich::process::ProcessStats,
 }
 
 impl Pipeline {
@@ -62,7 +64,10 @@ impl Pipeline {
             // go-audit and audit.log outputs derive their text from each record's exact text.
             writer: JsonWriter::new(id_prefix)
                 .with_record_text(config.output.iter().any(|o| o.format().needs_record_text()))
-                .with_enricher(crate::enrich::Enricher::from_config(&config.enrich)),
+                .with_enricher(
+                    crate::enrich::Enricher::from_config(&config.enrich)
+                        .map(|e| e.with_exe_hashes(crate::enrich::daemon_exe_hashes(&config.enrich))),
+                ),
             out: Vec::new(),
             events_out: 0,
             unparsable: 0,
@@ -79,6 +84,14 @@ impl Pipeline {
                 log::error!("{e}; no [[filter]] is applied");
                 Filters::default()
             }),
+            processes: Default::default(),
+        }
+    }
+
+    /// Start from a process table seeded at start (`crate::enrich::seeded_process_table`).
+    pub fn set_processes(&mut self, table: Option<crate::enrich::process::ProcessTable>) {
+        if let (Some(table), Some(enricher)) = (table, self.writer.enricher()) {
+            enricher.set_processes(table);
         }
     }
 
@@ -149,24 +162,22 @@ impl Pipeline {
         self.reassembler.flush(&mut self.out);
     }
 
-    /// Apply `[[filter]]` to the pending events: dropped ones give their buffers back to the pool.
-    /// Anything that must see every event, filtered or not (a process table fed by
-    /// execve/clone/exit), is called before this.
-    fn filter_pending(&mut self) {
-        if self.filters.is_empty() {
-            return;
+    /// `[[filter]]` on one event, in event order. A dropped event still feeds the process table
+    /// (a filtered execve, clone or exit keeps later events' parents right: issue 8) and gives its
+    /// buffers back; `true` when dropped.
+    fn filtered(&mut self, output: &mut Output) -> bool {
+        let Output::Event(e) = output else { return false };
+        if self.filters.is_empty() || self.filters.decide(e) == Decision::Keep {
+            return false;
         }
-        let filters = &mut self.filters;
-        let pool = &mut self.pool;
-        self.out.retain_mut(|o| match o {
-            Output::Event(e) if filters.decide(e) != Decision::Keep => {
-                for r in std::mem::take(&mut e.records) {
-                    pool.put(r);
-                }
-                false
-            }
-            _ => true,
-        });
+        if let Some(enricher) = self.writer.enricher() {
+            enricher.observe(e);
+        }
+        for r in e.records.drain(..) {
+            self.pool.put(r);
+        }
+        self.reassembler.recycle(std::mem::take(&mut e.records));
+        true
     }
 
     /// Hand everything pending to the shipper (spool or direct stdout), one JSON line per event.
@@ -178,8 +189,11 @@ impl Pipeline {
             let id = format!("{}:local:{now_ms}:{}", self.id_prefix, self.local_seq);
             Self::submit(shipper, now_ms, &id, &line, &mut self.refused, &mut self.ship_errors)?;
         }
-        self.filter_pending();
-        for output in self.out.drain(..) {
+        let mut pending = std::mem::take(&mut self.out);
+        for mut output in pending.drain(..) {
+            if self.filtered(&mut output) {
+                continue;
+            }
             let id = &mut self.id;
             id.clear();
             id.push_str(&self.id_prefix);
@@ -235,6 +249,11 @@ impl Pipeline {
                 self.reassembler.recycle(e.records);
             }
         }
+        // Its capacity is reused by the next batch.
+        self.out = pending;
+        if let Some(table) = self.writer.enricher().and_then(|e| e.processes()) {
+            self.processes = table.stats;
+        }
         // One write for everything staged above (one wake-up downstream per loop iteration).
         Self::outcome(shipper.flush(), "(batch)", &mut self.refused, &mut self.ship_errors)
     }
@@ -276,12 +295,14 @@ impl Pipeline {
 
     #[cfg(test)]
     fn write_to(&mut self, w: &mut impl std::io::Write) -> std::io::Result<()> {
-        self.filter_pending();
         for line in self.unparsed.drain(..) {
             w.write_all(&line)?;
             w.write_all(b"\n")?;
         }
-        for output in self.out.drain(..) {
+        for mut output in std::mem::take(&mut self.out) {
+            if self.filtered(&mut output) {
+                continue;
+            }
             w.write_all(self.writer.write(&output))?;
             self.events_out += 1;
         }
@@ -366,6 +387,49 @@ mod filter_tests {
         let s = p.filter_stats();
         assert_eq!((s.seen, s.dropped, s.filters[0].dropped), (2, 1, 1));
         assert_eq!(s.filters[0].name, "quiet-ls");
+    }
+
+    /// Issue 8: "Filtered events still feed the process table". The parent's execve and its
+    /// clone are dropped by a filter; the child's event, kept, still names the parent, and an
+    /// event after the parent's dropped exit_group does not.
+    #[test]
+    fn dropped_events_still_feed_the_process_table_in_event_order() {
+        let mut config = Config::parse(
+            "[[filter]]\nname = \"no-bash\"\naction = \"drop\"\ncomm = [\"bash\"]\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        config.enrich.names = false;
+        let mut p = Pipeline::new(&config, None);
+        let batch: RecordBatch = [
+            // 500 execs bash (dropped), clones 501 (dropped); 501 execs id (kept).
+            (1300, &b"audit(1.000:1): arch=c000003e syscall=59 success=yes exit=0 ppid=1 pid=500 comm=\"bash\" exe=\"/usr/bin/bash\" key=(null)"[..]),
+            (1309, &b"audit(1.000:1): argc=2 a0=\"bash\" a1=\"-l\""[..]),
+            (1320, &b"audit(1.000:1): "[..]),
+            (1300, &b"audit(1.001:2): arch=c000003e syscall=56 success=yes exit=501 a0=1200011 ppid=1 pid=500 comm=\"bash\" exe=\"/usr/bin/bash\" key=(null)"[..]),
+            (1320, &b"audit(1.001:2): "[..]),
+            (1300, &b"audit(1.002:3): arch=c000003e syscall=59 success=yes exit=0 ppid=500 pid=501 comm=\"id\" exe=\"/usr/bin/id\" key=(null)"[..]),
+            (1320, &b"audit(1.002:3): "[..]),
+            // 500 exits (dropped); an event of 501 after it (still naming 500) has no parent.
+            (1300, &b"audit(1.003:4): arch=c000003e syscall=231 success=yes exit=0 ppid=1 pid=500 comm=\"bash\" exe=\"/usr/bin/bash\" key=(null)"[..]),
+            (1320, &b"audit(1.003:4): "[..]),
+            (1300, &b"audit(1.004:5): arch=c000003e syscall=2 success=yes exit=3 ppid=500 pid=501 comm=\"id\" exe=\"/usr/bin/id\" key=(null)"[..]),
+            (1320, &b"audit(1.004:5): "[..]),
+        ]
+        .into_iter()
+        .collect();
+        p.input(Input::Records(batch), Instant::now());
+        let mut out = Vec::new();
+        p.write_to(&mut out).unwrap();
+        let lines: Vec<serde_json::Value> =
+            String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(
+            lines[0]["process"]["parent"],
+            serde_json::json!({"pid":500,"exe":"/usr/bin/bash","comm":"bash","argv":["bash","-l"]})
+        );
+        assert!(lines[1]["process"].get("parent").is_none(), "{}", lines[1]);
+        assert_eq!(p.filter_stats().dropped, 3);
     }
 }
 

@@ -21,12 +21,14 @@
 //! the only slow source (NSS) is behind [`user::NameCache`].
 
 mod aarch64_table;
+pub mod exe_hash;
 pub mod execve;
 pub mod file;
 pub mod hex;
 pub mod host;
 pub mod keys;
 pub mod network;
+pub mod process;
 pub mod proctitle;
 pub mod syscall;
 pub mod user;
@@ -39,6 +41,7 @@ use crate::reassemble::Event;
 use crate::record::{FieldRef, MessageType, Quoting, Record};
 use crate::units::{de_duration, de_size};
 use network::SockAddr;
+use process::ProcessTable;
 use syscall::Arch;
 use user::{CacheBounds, Id, IdKind, NameCache};
 
@@ -81,6 +84,23 @@ pub struct EnrichConfig {
     /// Decoded `process.argv` bytes per event at most (the raw EXECVE records keep everything).
     #[serde(deserialize_with = "de_size")]
     pub max_argv_bytes: u64,
+    /// Processes kept in the process table (`process.parent`, `process.container_id`); 0: none.
+    pub process_table_size: usize,
+    /// Bytes of each process's arguments kept in the table (`process.parent.argv`).
+    #[serde(deserialize_with = "de_size")]
+    pub process_argv_bytes: u64,
+    /// `process.exe_sha256`, computed on a background thread (`run` only).
+    pub exe_hash: bool,
+    /// Executables whose digests are kept.
+    pub exe_hash_cache_size: usize,
+    /// Requests waiting for the hasher thread at most.
+    pub exe_hash_queue: usize,
+    /// Bytes the hasher reads per second at most.
+    #[serde(deserialize_with = "de_size")]
+    pub exe_hash_bytes_per_second: u64,
+    /// A known executable's metadata are checked again after this long.
+    #[serde(deserialize_with = "de_duration")]
+    pub exe_hash_recheck: Duration,
 }
 
 impl Default for EnrichConfig {
@@ -93,6 +113,13 @@ impl Default for EnrichConfig {
             name_ttl: Duration::from_secs(600),
             name_queue: 256,
             max_argv_bytes: 64 << 10,
+            process_table_size: 16_384,
+            process_argv_bytes: 1 << 10,
+            exe_hash: false,
+            exe_hash_cache_size: 1024,
+            exe_hash_queue: 64,
+            exe_hash_bytes_per_second: 32 << 20,
+            exe_hash_recheck: Duration::from_secs(300),
         }
     }
 }
@@ -112,6 +139,30 @@ impl EnrichConfig {
         if !(1 << 10..=16 << 20).contains(&self.max_argv_bytes) {
             return Err("enrich.max_argv_bytes must be between 1KiB and 16MiB".into());
         }
+        if self.process_table_size != 0 && !(16..=1_000_000).contains(&self.process_table_size) {
+            return Err(format!(
+                "enrich.process_table_size must be 0 (off) or between 16 and 1000000, not {}",
+                self.process_table_size
+            ));
+        }
+        if self.process_argv_bytes > 64 << 10 {
+            return Err("enrich.process_argv_bytes must be at most 64KiB".into());
+        }
+        if !(16..=1_000_000).contains(&self.exe_hash_cache_size) {
+            return Err(format!(
+                "enrich.exe_hash_cache_size must be between 16 and 1000000, not {}",
+                self.exe_hash_cache_size
+            ));
+        }
+        if !(1..=65_536).contains(&self.exe_hash_queue) {
+            return Err(format!("enrich.exe_hash_queue must be between 1 and 65536, not {}", self.exe_hash_queue));
+        }
+        if !(64 << 10..=1 << 30).contains(&self.exe_hash_bytes_per_second) {
+            return Err("enrich.exe_hash_bytes_per_second must be between 64KiB and 1GiB".into());
+        }
+        if self.exe_hash_recheck < Duration::from_secs(1) || self.exe_hash_recheck > Duration::from_secs(86_400) {
+            return Err("enrich.exe_hash_recheck must be between 1s and 1d".into());
+        }
         if let Some(host) = &self.host {
             if host.is_empty() || host.len() > 255 || host.chars().any(char::is_control) {
                 return Err("enrich.host must be 1 to 255 characters without control characters".into());
@@ -119,6 +170,43 @@ impl EnrichConfig {
         }
         Ok(())
     }
+}
+
+/// The daemon's process table seeded from /proc, when enrichment and the table are on. Called at
+/// start before capabilities are dropped (a process's `exe` link of another user needs
+/// CAP_SYS_PTRACE); never by replay, whose output must not depend on the replaying host. Logs
+/// what it read and how long it took.
+pub fn seeded_process_table(config: &EnrichConfig) -> Option<ProcessTable> {
+    if !config.enabled || config.process_table_size == 0 {
+        return None;
+    }
+    let mut table = ProcessTable::new(config.process_table_size, config.process_argv_bytes as usize);
+    let started = Instant::now();
+    match process::seed_from_proc(&mut table, std::path::Path::new("/proc")) {
+        Ok(r) => log::info!(
+            "process table: {} processes read from /proc in {} ms ({} ended while read; {} kept, [enrich] process_table_size = {})",
+            r.processes,
+            started.elapsed().as_millis(),
+            r.unreadable,
+            table.len(),
+            config.process_table_size
+        ),
+        Err(e) => log::warn!("process table: /proc not read ({e}); parents are learnt from events only"),
+    }
+    Some(table)
+}
+
+/// The daemon's executable hasher, when `[enrich] exe_hash` is on (never for replay: the replaying
+/// host's files are not the recorded machine's).
+pub fn daemon_exe_hashes(config: &EnrichConfig) -> Option<exe_hash::ExeHashes> {
+    (config.enabled && config.exe_hash).then(|| {
+        exe_hash::ExeHashes::new(exe_hash::HashBounds {
+            cache_size: config.exe_hash_cache_size,
+            queue: config.exe_hash_queue,
+            bytes_per_second: config.exe_hash_bytes_per_second,
+            recheck: config.exe_hash_recheck,
+        })
+    })
 }
 
 /// The `user` member's ids, in schema order. Index `i` of [`User::ids`] is `USER_IDS[i]`.
@@ -174,6 +262,28 @@ pub struct Process {
     pub title: Vec<Text>,
     pub tty: Option<Text>,
     pub ses: Option<Id>,
+    /// From the process table: the parent as known (`process.parent`).
+    pub parent: Option<Parent>,
+    /// `process.parent.argv`, when [`Parent::argv`] is set.
+    pub parent_args: Vec<Text>,
+    /// From the process table: the container the process runs in (64 hex digits).
+    pub container_id: Option<Text>,
+    /// SHA-256 of `exe` (`[enrich] exe_hash`, daemon only).
+    pub exe_sha256: Option<[u8; 32]>,
+}
+
+/// `process.parent` member.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Parent {
+    pub pid: u32,
+    pub exe: Option<Text>,
+    pub comm: Option<Text>,
+    /// The arguments are in [`Process::parent_args`] (true when known).
+    pub argv: bool,
+    /// Arguments past `process_argv_bytes` were left out.
+    pub argv_truncated: bool,
+    /// The parent entry's [`process::Entry::version`]: the same (pid, version) has the same facts.
+    pub version: u64,
 }
 
 impl Process {
@@ -187,6 +297,9 @@ impl Process {
             && self.title.is_empty()
             && self.tty.is_none()
             && self.ses.is_none()
+            && self.parent.is_none()
+            && self.container_id.is_none()
+            && self.exe_sha256.is_none()
     }
 }
 
@@ -264,6 +377,10 @@ impl Interpretation {
         self.process.title.clear();
         self.process.tty = None;
         self.process.ses = None;
+        self.process.parent = None;
+        self.process.parent_args.clear();
+        self.process.container_id = None;
+        self.process.exe_sha256 = None;
         self.user = User::default();
         self.paths.clear();
         self.network.clear();
@@ -298,6 +415,8 @@ pub struct Enricher {
     names: Option<NameCache>,
     max_argv_bytes: usize,
     scratch: Vec<u8>,
+    processes: Option<ProcessTable>,
+    hashes: Option<exe_hash::ExeHashes>,
 }
 
 impl Enricher {
@@ -310,7 +429,11 @@ impl Enricher {
             let bounds = CacheBounds { size: config.name_cache_size, ttl: config.name_ttl, queue: config.name_queue };
             NameCache::new(bounds, Box::new(user::nss))
         });
-        Some(Enricher::new(host::resolve(config.host.as_deref()).as_deref(), names, config.max_argv_bytes as usize))
+        let processes = (config.process_table_size > 0)
+            .then(|| ProcessTable::new(config.process_table_size, config.process_argv_bytes as usize));
+        let enricher =
+            Enricher::new(host::resolve(config.host.as_deref()).as_deref(), names, config.max_argv_bytes as usize);
+        Some(enricher.with_processes(processes))
     }
 
     /// With a fixed `host` (or none) and an optional name cache.
@@ -320,7 +443,56 @@ impl Enricher {
             interpretation.host = Some(interpretation.raw(host.as_bytes()));
             interpretation.host_len = interpretation.text.len();
         }
-        Enricher { interpretation, names, max_argv_bytes, scratch: Vec::new() }
+        Enricher { interpretation, names, max_argv_bytes, scratch: Vec::new(), processes: None, hashes: None }
+    }
+
+    /// With a process table (`process.parent`, `process.container_id`), or without.
+    pub fn with_processes(mut self, processes: Option<ProcessTable>) -> Enricher {
+        self.processes = processes;
+        self
+    }
+
+    /// With executable hashes (`process.exe_sha256`), or without.
+    pub fn with_exe_hashes(mut self, hashes: Option<exe_hash::ExeHashes>) -> Enricher {
+        self.hashes = hashes;
+        self
+    }
+
+    /// The executable hashes, if computed.
+    pub fn exe_hashes(&mut self) -> Option<&mut exe_hash::ExeHashes> {
+        self.hashes.as_mut()
+    }
+
+    /// The process table, if kept.
+    pub fn processes(&mut self) -> Option<&mut ProcessTable> {
+        self.processes.as_mut()
+    }
+
+    /// Use `table` (seeded by [`seeded_process_table`]) as the process table, when kept.
+    pub fn set_processes(&mut self, table: ProcessTable) {
+        if self.processes.is_some() {
+            self.processes = Some(table);
+        }
+    }
+
+    /// Learn from an event that is not written (dropped by a filter): the process table must see
+    /// every execve, clone and exit, or later events get wrong or no parents.
+    pub fn observe(&mut self, event: &Event) {
+        if self.processes.is_none() {
+            return;
+        }
+        let i = &mut self.interpretation;
+        i.clear();
+        let Some(r) = event.records.iter().find(|r| r.kind == MessageType::SYSCALL) else { return };
+        subject(i, r, true);
+        let is_exec = process::Change::of(i.syscall.and_then(|s| s.name)) == process::Change::Exec;
+        if is_exec && event.records.iter().any(|r| r.kind == MessageType::EXECVE) {
+            let execs = event.records.iter().filter(|r| r.kind == MessageType::EXECVE);
+            i.process.argv = Some(execve::reassemble(execs, &mut i.text, &mut i.process.args, self.max_argv_bytes));
+        }
+        if let Some(table) = &mut self.processes {
+            processes(i, table, event, Some(r), false);
+        }
     }
 
     /// The name cache, if names are resolved.
@@ -380,11 +552,92 @@ impl Enricher {
             }
             i.process.argv = Some(argv);
         }
+        if let Some(table) = &mut self.processes {
+            processes(i, table, event, syscall, true);
+        }
+        if let (Some(hashes), Some(exe)) = (&mut self.hashes, i.process.exe) {
+            hashes.drain(now);
+            // A container's exe path names a file in its own mount namespace, not ours.
+            if i.process.container_id.is_none() {
+                i.process.exe_sha256 = hashes.lookup(exe.get(&i.text), now);
+            }
+        }
         if let Some(names) = &mut self.names {
             fill_names(i, names, now);
         }
         &self.interpretation
     }
+}
+
+/// Feed the process table with a SYSCALL event's facts (`syscall`: its SYSCALL record) and, when
+/// `lookup`, fill `process.parent` and `process.container_id` from it (see [`process`]). A
+/// user-space event (no SYSCALL record) only looks up: its pid is the sender's, the rest of its
+/// facts are the message's.
+fn processes(i: &mut Interpretation, table: &mut ProcessTable, event: &Event, syscall: Option<&Record>, lookup: bool) {
+    let Some(pid) = i.process.pid else { return };
+    let Some(r) = syscall else {
+        if lookup {
+            fill_process_context(i, table, pid);
+        }
+        return;
+    };
+    let syscall = i.syscall.unwrap_or(Syscall {
+        arch: None,
+        arch_raw: Text::default(),
+        number: None,
+        name: None,
+        success: None,
+        exit: None,
+        exit_name: None,
+    });
+    let change = process::Change::of(syscall.name);
+    let clone_flags = match syscall.name {
+        Some("clone") => r.get(b"a0").and_then(|f| u64::from_str_radix(std::str::from_utf8(f.value).ok()?, 16).ok()),
+        _ => None,
+    };
+    let text = &i.text[..];
+    let facts = process::Facts {
+        pid,
+        ppid: i.process.ppid,
+        comm: i.process.comm.map(|t| t.get(text)),
+        exe: i.process.exe.map(|t| t.get(text)),
+        syscall: syscall.name,
+        success: syscall.success,
+        exit: syscall.exit,
+        clone_flags,
+        time_ms: event.id.unix_millis(),
+    };
+    let args = i.process.args.iter().map(|t| t.get(text));
+    table.learn(&facts, change, args);
+    if lookup {
+        fill_process_context(i, table, pid);
+    }
+    if change == process::Change::Exit {
+        table.exited(pid);
+    }
+}
+
+/// `process.parent` and `process.container_id` of `pid` from the table.
+fn fill_process_context(i: &mut Interpretation, table: &mut ProcessTable, pid: u32) {
+    let (container, parent) = table.context(pid, i.process.ppid);
+    if let Some(id) = container {
+        i.process.container_id = Some(i.raw(&id));
+    }
+    let Some((ppid, e)) = parent else { return };
+    let t = &mut i.text;
+    let mut span = |v: &[u8]| {
+        let start = t.len();
+        t.extend_from_slice(v);
+        Text::new(start, t.len())
+    };
+    let exe = (!e.exe.is_empty()).then(|| span(&e.exe));
+    let comm = (!e.comm.is_empty()).then(|| span(&e.comm));
+    for a in e.args() {
+        let a = span(a);
+        i.process.parent_args.push(a);
+    }
+    let (argv, argv_truncated, version) = (e.argv_known, e.argv_truncated, e.version);
+    i.process.parent = Some(Parent { pid: ppid, exe, comm, argv, argv_truncated, version });
 }
 
 /// The SYSCALL record's (or a user-space record's) facts, in one pass over its fields: the first

@@ -121,6 +121,12 @@ pub const SPOOL_DROPPED: Metric =
     counter("auditrelay_spool_dropped_total", "Events the full spool dropped, by policy (oldest, newest, oversize).");
 pub const CUT_TO_FIT: Metric =
     counter("auditrelay_events_cut_to_fit_total", "Events cut to fit [spool] max_record_bytes (flagged truncated).");
+pub const PROCESS_TABLE_ENTRIES: Metric =
+    gauge("auditrelay_process_table_entries", "Processes in the process table ([enrich] process_table_size).");
+pub const PROCESS_TABLE_EVICTIONS: Metric =
+    counter("auditrelay_process_table_evictions_total", "Processes evicted from the full process table.");
+pub const PROCESS_TABLE_SEEDED: Metric =
+    gauge("auditrelay_process_table_seeded", "Processes read from /proc into the process table at start.");
 pub const SPOOL_BYTES: Metric = gauge("auditrelay_spool_bytes", "Bytes in the spool's segments.");
 pub const SPOOL_SEGMENTS: Metric = gauge("auditrelay_spool_segments", "Segment files in the spool.");
 pub const SPOOL_EVENTS: Metric =
@@ -223,6 +229,9 @@ pub fn render(s: &Snapshot) -> String {
         (SPOOL_REFUSED, s.spool_refused),
         (SPOOL_WRITE_ERRORS, s.spool_write_errors),
         (CUT_TO_FIT, s.events_cut_to_fit),
+        (PROCESS_TABLE_ENTRIES, s.process_table_entries),
+        (PROCESS_TABLE_EVICTIONS, s.process_table_evictions),
+        (PROCESS_TABLE_SEEDED, s.process_table_seeded),
     ] {
         p.one(&m, v);
     }

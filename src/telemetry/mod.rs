@@ -71,6 +71,14 @@ pub struct Snapshot {
     /// The enrichment's user/group name cache (src/enrich/user.rs).
     #[serde(default)]
     pub names: NameFigures,
+    /// The process table (`[enrich] process_table_size`): processes kept now, evicted by the
+    /// bound, and read from /proc at start.
+    #[serde(default)]
+    pub process_table_entries: u64,
+    #[serde(default)]
+    pub process_table_evictions: u64,
+    #[serde(default)]
+    pub process_table_seeded: u64,
 }
 
 /// The user/group name cache of the processing thread's enrichment.

@@ -89,7 +89,7 @@ fn write_text(out: &mut impl Write, s: &Snapshot) -> std::io::Result<()> {
     if age > STALE_MS {
         writeln!(out, "figures {}s old: the processing thread is busy or blocked", age / 1000)?;
     }
-    let lines: [(&str, u64); 19] = [
+    let lines: [(&str, u64); 22] = [
         ("records_in", s.records_in),
         ("events_in", s.events_in),
         ("events_out", s.events_out),
@@ -106,6 +106,9 @@ fn write_text(out: &mut impl Write, s: &Snapshot) -> std::io::Result<()> {
         ("spool_refused", s.spool_refused),
         ("spool_write_errors", s.spool_write_errors),
         ("events_cut_to_fit", s.events_cut_to_fit),
+        ("process_table_entries", s.process_table_entries),
+        ("process_table_evictions", s.process_table_evictions),
+        ("process_table_seeded", s.process_table_seeded),
         ("spool_dropped_oldest", s.spool.dropped_oldest),
         ("spool_dropped_newest", s.spool.dropped_newest),
         ("spool_dropped_oversize", s.spool.dropped_oversize),

@@ -45,6 +45,9 @@ pub(super) struct Memo {
     user_names: Vec<u8>,
     scratch: Vec<u8>,
     user_json: Vec<u8>,
+    /// The last `process.parent` member and the (pid, version) it was written for.
+    parent_for: Option<(u32, u64)>,
+    parent_json: Vec<u8>,
 }
 
 /// Append `,"host":…,"syscall":{…},…` (each member only when it has content).
@@ -90,7 +93,7 @@ pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
         o.close();
     }
     if i.has_process() {
-        process(b, i);
+        process(b, i, memo);
     }
     if i.has_user() {
         user(b, i, memo);
@@ -203,7 +206,7 @@ fn user(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
     memo.user_json.extend_from_slice(&b[start..]);
 }
 
-fn process(b: &mut Vec<u8>, i: &Interpretation) {
+fn process(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
     let p = &i.process;
     b.extend_from_slice(b",\"process\":");
     let mut o = Obj::new(b);
@@ -243,7 +246,45 @@ fn process(b: &mut Vec<u8>, i: &Interpretation) {
         o.key(b",\"ses\":");
         id_value(o.b, ses);
     }
+    process_context(&mut o, i, memo);
     o.close();
+}
+
+/// `exe_sha256`, `parent` and `container_id` (src/enrich/process.rs, exe_hash.rs). The parent
+/// is mostly the last event's (a process's events come in runs): then its member is copied.
+fn process_context(o: &mut Obj<'_>, i: &Interpretation, memo: &mut Memo) {
+    let p = &i.process;
+    if let Some(d) = &p.exe_sha256 {
+        o.key(b",\"exe_sha256\":\"");
+        crate::enrich::exe_hash::hex_into(d, o.b);
+        o.b.push(b'"');
+    }
+    if let Some(parent) = &p.parent {
+        if memo.parent_for == Some((parent.pid, parent.version)) {
+            o.b.extend_from_slice(&memo.parent_json);
+            o.opt_text(i, b",\"container_id\":", p.container_id);
+            return;
+        }
+        let start = o.b.len();
+        o.key(b",\"parent\":");
+        let mut po = Obj::new(o.b);
+        po.key(b",\"pid\":");
+        int(po.b, parent.pid);
+        po.opt_text(i, b",\"exe\":", parent.exe);
+        po.opt_text(i, b",\"comm\":", parent.comm);
+        if parent.argv {
+            po.key(b",\"argv\":");
+            list(po.b, i, &p.parent_args);
+        }
+        if parent.argv_truncated {
+            po.key(b",\"argv_truncated\":true");
+        }
+        po.close();
+        memo.parent_for = Some((parent.pid, parent.version));
+        memo.parent_json.clear();
+        memo.parent_json.extend_from_slice(&o.b[start..]);
+    }
+    o.opt_text(i, b",\"container_id\":", p.container_id);
 }
 
 /// Members of one object. Every member is written with a leading comma (a constant-length copy
