@@ -14,6 +14,7 @@
 pub mod delivery;
 pub mod exposure;
 pub mod file;
+pub mod priority;
 pub mod shipper;
 pub mod stdout;
 

@@ -134,6 +134,7 @@ impl OutputThread {
         spool: Spool,
         shutdown: watch::Receiver<bool>,
         state: Arc<OutputState>,
+        nice: i32,
     ) -> Result<OutputThread, ShipError> {
         let name: String = format!("out-{}", state.name).chars().take(15).collect();
         let thread_error = |source| ShipError::Thread { name: name.clone(), source };
@@ -143,6 +144,8 @@ impl OutputThread {
         let thread = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
+                // Before the pump thread is started from here: it inherits the priority.
+                super::priority::lower_this_thread(nice);
                 rt.block_on(async {
                     tokio::select! {
                         () = supervise(idx, plan, spool, shutdown, state) => {}
@@ -227,7 +230,16 @@ impl Shipper {
         let tasks = plans
             .into_iter()
             .enumerate()
-            .map(|(i, plan)| OutputThread::start(i, plan, spool_handle.clone(), shutdown_rx.clone(), states[i].clone()))
+            .map(|(i, plan)| {
+                OutputThread::start(
+                    i,
+                    plan,
+                    spool_handle.clone(),
+                    shutdown_rx.clone(),
+                    states[i].clone(),
+                    spool.output_nice,
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Shipper {
             mode: Mode::Spooled(Spooled {

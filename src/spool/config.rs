@@ -56,6 +56,10 @@ pub struct SpoolConfig {
     /// ("0s": never warn).
     #[serde(deserialize_with = "de_duration")]
     pub warn_full_in: Duration,
+    /// Added to the nice value of each output's threads (sink and spool reader), 0..=19: under
+    /// load the kernel reader and event processing get the CPU first and the outputs catch up
+    /// from the spool (see [`crate::output::priority`]).
+    pub output_nice: i32,
 }
 
 impl Default for SpoolConfig {
@@ -74,6 +78,9 @@ impl Default for SpoolConfig {
             // docs/performance.md, "Spool compression".
             compression: Compression::Lz4,
             warn_full_in: Duration::from_secs(600),
+            // Measured, docs/performance.md "Third round": flat-out drain +3-10 % at 10, +17-20 %
+            // at 19; 10 keeps a tenth of a contended core for the outputs per nice-0 competitor.
+            output_nice: 10,
         }
     }
 }
@@ -107,6 +114,9 @@ impl SpoolConfig {
         if self.cursor_interval.is_zero() {
             return Err(SpoolError::Config("cursor_interval must be above 0".into()));
         }
+        if !(0..=19).contains(&self.output_nice) {
+            return Err(SpoolError::Config(format!("output_nice = {} must be between 0 and 19", self.output_nice)));
+        }
         Ok(())
     }
 }
@@ -129,6 +139,12 @@ mod tests {
         c.validate().unwrap();
         let c: SpoolConfig = toml::from_str("compression = \"zstd\"\nwarn_full_in = \"30m\"\n").unwrap();
         assert_eq!((c.compression, c.warn_full_in), (Compression::Zstd, Duration::from_secs(1800)));
+        assert_eq!(SpoolConfig::default().output_nice, 10);
+        for bad in [-1, 20] {
+            let c = SpoolConfig { output_nice: bad, ..SpoolConfig::default() };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("output_nice"), "{e}");
+        }
         assert!(toml::from_str::<SpoolConfig>("compression = \"gzip\"").is_err());
         let e = toml::from_str::<SpoolConfig>("max_byte = \"1GiB\"").unwrap_err();
         assert!(e.to_string().contains("max_byte"), "{e}");
