@@ -181,8 +181,10 @@ impl Record {
         payload: &[u8],
         pool: &mut RecordPool,
     ) -> Result<Record, (RecordError, Vec<u8>)> {
+        // Trailing NULs are dropped before the copy rather than popped after it.
+        let text_len = payload.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
         let mut buf = pool.buf();
-        buf.extend_from_slice(payload);
+        buf.extend_from_slice(&payload[..text_len]);
         let fields = pool.fields();
         Record::netlink_into(kind, buf, fields)
     }
