@@ -17,7 +17,7 @@
 
 use std::collections::HashSet;
 
-use crate::hash::{hash16, FastHash};
+use crate::hash::FastHash;
 
 /// How a value was written. The span of a quoted value excludes its quotes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +142,29 @@ fn find1(buf: &[u8], i: usize, a: u8) -> usize {
     find2(buf, i, a, a)
 }
 
+/// The eight bytes at `i` as a little-endian word, if there are eight.
+#[inline(always)]
+fn load8(buf: &[u8], i: usize) -> Option<u64> {
+    let chunk = buf.get(i..i + 8)?;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(chunk);
+    Some(u64::from_le_bytes(word))
+}
+
+/// 16-bit hash of a key from its length and its first eight bytes as a little-endian word
+/// (`first`, bytes past the key zero), never [`Dups::WORD`]. The tokenizer has that word in a
+/// register already; keys that share it and their length are told apart by comparing them.
+#[inline(always)]
+fn key_hash(first: u64, len: usize) -> u16 {
+    let x = (first ^ (len as u64).rotate_right(8)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 48) as u16 | 1
+}
+
+/// The first eight bytes (or fewer) of `key` as [`key_hash`] wants them.
+fn key_word(key: &[u8]) -> u64 {
+    key.iter().take(8).rev().fold(0, |w, &b| w << 8 | u64::from(b))
+}
+
 /// Duplicate-key detection fed while tokenizing, so the fields are not walked a second time.
 ///
 /// Words count as one key. A 1024-bit filter of 16-bit key hashes settles most records as they
@@ -163,19 +186,21 @@ impl Dups {
         Dups { filter: [0; 16], hashes: [0; Dups::HASHED], count: 0, found: false }
     }
 
-    /// Note `fields[count]` (the field just pushed; `fields` are this call's fields only).
+    /// Note the field just pushed, `fields[base + count]`, whose key hashes to `h`
+    /// ([`Dups::WORD`] for a word, else [`key_hash`]).
     #[inline(always)]
-    fn add(&mut self, buf: &[u8], fields: &[Field], key: &[u8], word: bool) {
+    fn add(&mut self, buf: &[u8], fields: &[Field], base: usize, h: u16) {
         let j = self.count;
         self.count += 1;
         if self.found || j >= Dups::HASHED {
             return;
         }
-        let h = if word { Dups::WORD } else { hash16(key) | 1 };
         let (slot, bit) = (usize::from(h >> 6) & 15, 1u64 << (h & 63));
         if self.filter[slot] & bit != 0 {
-            let new = &fields[j];
-            self.found = self.hashes[..j].iter().zip(fields).any(|(&g, f)| g == h && same_key(buf, f, new));
+            let earlier = &fields[base..];
+            if let Some(new) = earlier.get(j) {
+                self.found = self.hashes[..j].iter().zip(earlier).any(|(&g, f)| g == h && same_key(buf, f, new));
+            }
         }
         self.filter[slot] |= bit;
         self.hashes[j] = h;
@@ -210,18 +235,45 @@ fn tokenize_with<const BRACES: bool>(buf: &[u8], start: usize, end: usize, out: 
             continue;
         }
         let token_start = i;
-        // The key runs to '=' or to the end of the word.
-        i = find2(buf, i, b'=', b' ');
+        // The key runs to '=' or to the end of the word. A token's first word usually holds the
+        // key, and often the space that ends a bare value too: one load settles both.
+        let mut first = None;
+        let mut value_end = None;
+        match load8(buf, i) {
+            Some(word) => {
+                let spaces = matches(word, b' ');
+                let hit = matches(word, b'=') | spaces;
+                if hit == 0 {
+                    i = find2(buf, i + 8, b'=', b' ');
+                    first = Some(word);
+                } else {
+                    let at = hit.trailing_zeros() / 8;
+                    i += at as usize;
+                    // No byte of the key is a space, so `spaces` has no true match at or below
+                    // `at` and hence no false one (see `matches`): its lowest bit past `at` is
+                    // the first space after the '='.
+                    let later = spaces & u64::MAX.checked_shl(8 * (at + 1)).unwrap_or(0);
+                    value_end = Some(match later {
+                        0 => token_start + 8,
+                        _ => token_start + (later.trailing_zeros() / 8) as usize,
+                    });
+                    first = Some(word & !u64::MAX.checked_shl(8 * at).unwrap_or(0));
+                }
+            }
+            None => i = find2(buf, i, b'=', b' '),
+        }
         if i >= end || buf[i] == b' ' {
             out.push(Field {
                 key: span(token_start, token_start),
                 value: span(token_start, i),
                 quoting: Quoting::Word,
             });
-            dups.add(buf, &out[base..], &[], true);
+            dups.add(buf, out, base, Dups::WORD);
             continue;
         }
         let key = span(token_start, i);
+        let key_len = i - token_start;
+        let h = key_hash(first.unwrap_or_else(|| key_word(&buf[token_start..i])), key_len);
         i += 1; // '='
         let quote = buf.get(i).copied();
         let closing = match quote {
@@ -240,14 +292,17 @@ fn tokenize_with<const BRACES: bool>(buf: &[u8], start: usize, end: usize, out: 
             None => {
                 let value_start = i;
                 let braced = if BRACES && quote == Some(b'{') { brace_end(buf, i, end) } else { None };
-                i = match braced {
-                    Some(after) => after,
-                    None => find1(buf, i, b' '),
+                i = match (braced, value_end) {
+                    (Some(after), _) => after,
+                    // `value_end` is a space found in the first word, or where that word ended.
+                    (None, Some(known)) if known < token_start + 8 => known,
+                    (None, Some(from)) => find1(buf, from, b' '),
+                    (None, None) => find1(buf, i, b' '),
                 };
                 out.push(Field { key, value: span(value_start, i), quoting: Quoting::Bare });
             }
         }
-        dups.add(buf, &out[base..], &buf[token_start..key.end as usize], false);
+        dups.add(buf, out, base, h);
     }
     dups.finish(buf, &out[base..])
 }
