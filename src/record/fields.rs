@@ -192,11 +192,12 @@ impl Dups {
     fn add(&mut self, buf: &[u8], fields: &[Field], base: usize, h: u16) {
         let j = self.count;
         self.count += 1;
-        if self.found || j >= Dups::HASHED {
+        // Once a duplicate is found, later keys only cost a filter update.
+        if j >= Dups::HASHED {
             return;
         }
         let (slot, bit) = (usize::from(h >> 6) & 15, 1u64 << (h & 63));
-        if self.filter[slot] & bit != 0 {
+        if self.filter[slot] & bit != 0 && !self.found {
             let earlier = &fields[base..];
             if let Some(new) = earlier.get(j) {
                 self.found = self.hashes[..j].iter().zip(earlier).any(|(&g, f)| g == h && same_key(buf, f, new));
@@ -303,6 +304,10 @@ fn tokenize_with<const BRACES: bool>(buf: &[u8], start: usize, end: usize, out: 
             }
         }
         dups.add(buf, out, base, h);
+        // The separating space, without another turn of the loop.
+        if buf.get(i) == Some(&b' ') {
+            i += 1;
+        }
     }
     dups.finish(buf, &out[base..])
 }
