@@ -72,22 +72,6 @@ impl Hasher for FxHasher {
     }
 }
 
-/// 16-bit hash of a short key, for duplicate detection without a map.
-///
-/// Only the length and three bytes (first, middle, last) are mixed: audit keys are short and
-/// differ there (`a0`..`a3`, `uid`/`euid`/`auid`/`ouid`), and a collision costs just one key
-/// comparison. Hashing every byte was 3.5 % of the daemon's CPU (docs/performance.md).
-#[inline]
-pub(crate) fn hash16(bytes: &[u8]) -> u16 {
-    let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
-        return 0;
-    };
-    let mid = bytes[bytes.len() / 2];
-    let x = (u32::from(first) | u32::from(mid) << 8 | u32::from(last) << 16 | (bytes.len() as u32) << 24)
-        .wrapping_mul(0x9E37_79B1);
-    (x >> 16) as u16
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,7 +81,5 @@ mod tests {
     fn distinguishes_lengths_and_contents() {
         let b = FastHash::default();
         assert_ne!(b.hash_one(b"a0".as_slice()), b.hash_one(b"a1".as_slice()));
-        assert_ne!(hash16(b"a"), hash16(b"a\0"));
-        assert_eq!(hash16(b"syscall"), hash16(b"syscall"));
     }
 }

@@ -53,17 +53,17 @@ impl MessageType {
 
     /// Read a name as auditd writes it in `type=NAME`, including `UNKNOWN[n]`.
     pub fn from_name(name: &[u8]) -> Option<MessageType> {
-        let name = std::str::from_utf8(name).ok()?;
-        if let Some(number) = name.strip_prefix("UNKNOWN[").and_then(|rest| rest.strip_suffix(']')) {
-            if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        if let Some(number) = name.strip_prefix(b"UNKNOWN[").and_then(|rest| rest.strip_suffix(b"]")) {
+            if number.is_empty() || !number.iter().all(u8::is_ascii_digit) {
                 return None;
             }
-            return number.parse().ok().map(MessageType);
+            return std::str::from_utf8(number).ok()?.parse().ok().map(MessageType);
         }
         // A `match` on ~220 strings compiles to a chain of comparisons; replay parses a name per
-        // line, so look names up in a map built once.
-        static INDEX: OnceLock<HashMap<&'static str, u16, FastHash>> = OnceLock::new();
-        let index = INDEX.get_or_init(|| Self::TABLE.iter().copied().collect());
+        // line, so look names up in a map built once. Keyed by bytes: every name is ASCII, so a
+        // name that is not UTF-8 simply is not found, without validating each line's name first.
+        static INDEX: OnceLock<HashMap<&'static [u8], u16, FastHash>> = OnceLock::new();
+        let index = INDEX.get_or_init(|| Self::TABLE.iter().map(|&(name, number)| (name.as_bytes(), number)).collect());
         index.get(name).copied().map(MessageType)
     }
 }

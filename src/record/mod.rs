@@ -25,9 +25,6 @@ pub use fields::{FieldRef, Quoting};
 pub use message_type::MessageType;
 use std::borrow::Cow;
 
-use std::collections::HashSet;
-
-use crate::hash::{hash16, FastHash};
 use fields::Field;
 
 /// The longest payload or log line accepted as one record.
@@ -184,8 +181,10 @@ impl Record {
         payload: &[u8],
         pool: &mut RecordPool,
     ) -> Result<Record, (RecordError, Vec<u8>)> {
+        // Trailing NULs are dropped before the copy rather than popped after it.
+        let text_len = payload.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
         let mut buf = pool.buf();
-        buf.extend_from_slice(payload);
+        buf.extend_from_slice(&payload[..text_len]);
         let fields = pool.fields();
         Record::netlink_into(kind, buf, fields)
     }
@@ -221,12 +220,10 @@ impl Record {
             fields.reserve(estimate_fields(&buf[body_start..raw_end]));
         }
         debug_assert!(fields.is_empty());
-        fields::tokenize(&buf, body_start, raw_end, &mut fields);
+        let mut duplicate_keys = fields::tokenize(&buf, body_start, raw_end, &mut fields);
         let interpreted_from = fields.len();
-        let mut duplicate_keys = has_duplicate_keys(&buf, &fields);
         if let Some(start) = interpreted_start {
-            fields::tokenize_interpreted(&buf, start, buf.len(), &mut fields);
-            duplicate_keys |= has_duplicate_keys(&buf, &fields[interpreted_from..]);
+            duplicate_keys |= fields::tokenize_interpreted(&buf, start, buf.len(), &mut fields);
         }
         // Lengths were checked against MAX_RECORD_LEN, which fits u32.
         Record {
@@ -348,38 +345,6 @@ fn check_len(buf: &[u8]) -> Result<(), RecordError> {
 /// A cheap upper-ish bound on the field count (one per '=' plus a little) to size the Vec once.
 fn estimate_fields(body: &[u8]) -> usize {
     memchr::memchr_iter(b'=', body).count() + 2
-}
-
-/// Whether any key repeats (words count as one key). A 1024-bit filter of 16-bit key hashes
-/// settles most records in one pass; only on a filter hit are earlier keys compared.
-fn has_duplicate_keys(buf: &[u8], fields: &[Field]) -> bool {
-    const WORD: u16 = 0;
-    let mut hashes = [0u16; 64];
-    if fields.len() > hashes.len() {
-        // Long EXECVE records (hundreds of arguments): a set, to stay linear.
-        let mut seen: HashSet<(bool, &[u8]), FastHash> =
-            HashSet::with_capacity_and_hasher(fields.len(), FastHash::default());
-        return !fields.iter().all(|f| seen.insert((f.quoting == Quoting::Word, f.key.get(buf))));
-    }
-    let mut filter = [0u64; 16];
-    for (j, b) in fields.iter().enumerate() {
-        let h = if b.quoting == Quoting::Word { WORD } else { hash16(b.key.get(buf)) | 1 };
-        let (slot, bit) = (usize::from(h >> 6) & 15, 1u64 << (h & 63));
-        if filter[slot] & bit != 0 {
-            for (i, &g) in hashes[..j].iter().enumerate() {
-                if g == h && same_key(buf, &fields[i], b) {
-                    return true;
-                }
-            }
-        }
-        filter[slot] |= bit;
-        hashes[j] = h;
-    }
-    false
-}
-
-fn same_key(buf: &[u8], a: &Field, b: &Field) -> bool {
-    (a.quoting == Quoting::Word) == (b.quoting == Quoting::Word) && a.key.get(buf) == b.key.get(buf)
 }
 
 #[cfg(test)]
