@@ -474,10 +474,50 @@ impl Reassembler {
     }
 }
 
+/// Hashes a [`Key`] so that consecutive serials land in neighbouring buckets: the low 32 bits
+/// are the serial, the high ones (hashbrown's tag) mix the time and node. The set holds 16384
+/// keys by default (~1 MB); with a scattering hash every completed event cost a cache miss to
+/// insert its key and another to evict the oldest — 9 % of the processing thread's samples (perf,
+/// openat storm). Kernel serials rise by one per event, so inserts, evictions and the lookups of
+/// late records walk the table in order instead. Keys sharing a serial (several nodes, a reboot)
+/// only probe further; the set stays bounded by `completed_memory` whatever the input.
+#[derive(Debug, Default, Clone, Copy)]
+struct SerialOrder(u64);
+
+impl std::hash::Hasher for SerialOrder {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by `Key`; any other input still gets a deterministic hash.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// `Key` hashed for [`SerialOrder`]: one `write_u64`, the serial in the low half.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RecentKey(Key);
+
+impl std::hash::Hash for RecentKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let k = &self.0;
+        let mix = (k.id.seconds ^ (u64::from(k.id.millis) << 40) ^ (u64::from(k.node) << 16))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        state.write_u64((mix & 0xFFFF_FFFF_0000_0000) | u64::from(k.id.serial));
+    }
+}
+
 /// A bounded set of recently completed keys (FIFO eviction).
 #[derive(Debug)]
 struct RecentKeys {
-    set: HashSet<Key, FastHash>,
+    set: HashSet<RecentKey, std::hash::BuildHasherDefault<SerialOrder>>,
     order: VecDeque<Key>,
     capacity: usize,
 }
@@ -488,24 +528,24 @@ impl RecentKeys {
         // and clearing the whole bound (16384 keys by default) up front.
         let initial = capacity.min(1024);
         RecentKeys {
-            set: HashSet::with_capacity_and_hasher(initial, FastHash::default()),
+            set: HashSet::with_capacity_and_hasher(initial, Default::default()),
             order: VecDeque::with_capacity(initial),
             capacity,
         }
     }
 
     fn contains(&self, key: &Key) -> bool {
-        self.set.contains(key)
+        self.set.contains(&RecentKey(*key))
     }
 
     fn insert(&mut self, key: Key) {
-        if !self.set.insert(key) {
+        if !self.set.insert(RecentKey(key)) {
             return;
         }
         self.order.push_back(key);
         if self.order.len() > self.capacity {
             if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
+                self.set.remove(&RecentKey(old));
             }
         }
     }
