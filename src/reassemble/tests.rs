@@ -597,3 +597,21 @@ fn message_type_constants_used_here_are_right() {
     assert_eq!(MessageType(ANOM_PROMISCUOUS), MessageType::ANOM_PROMISCUOUS);
     assert_eq!(MessageType(DAEMON_START), MessageType::DAEMON_START);
 }
+
+#[test]
+fn recent_keys_are_exact_and_fifo_when_serials_repeat() {
+    // The serial-ordered hash puts keys sharing a serial (nodes, a reboot) in one probe run:
+    // membership must stay exact and eviction first in, first out.
+    let key = |seconds: u64, serial: u32, node: u32| Key { id: EventId { seconds, millis: 5, serial }, node };
+    let mut recent = RecentKeys::new(4);
+    for node in 0..4 {
+        recent.insert(key(100, 7, node));
+    }
+    assert!((0..4).all(|node| recent.contains(&key(100, 7, node))));
+    assert!(!recent.contains(&key(101, 7, 0)), "same serial, other time");
+    assert!(!recent.contains(&key(100, 8, 0)));
+    recent.insert(key(100, 7, 0)); // already there: no second entry
+    recent.insert(key(101, 7, 0));
+    assert!(!recent.contains(&key(100, 7, 0)), "the oldest went first");
+    assert!(recent.contains(&key(100, 7, 1)) && recent.contains(&key(101, 7, 0)));
+}
