@@ -113,9 +113,19 @@ impl SegmentFile {
         if self.buf.capacity() > 2 * CHUNK && len <= CHUNK {
             self.buf = Vec::new();
         }
-        self.buf.resize(len, 0);
+        // Only growth is zero-filled: `read_exact_at` below fills all of it or fails.
+        if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        } else {
+            self.buf.truncate(len);
+        }
         self.buf_off = offset;
-        self.file.read_exact_at(&mut self.buf, offset).map_err(SpoolError::io(&self.path, "read"))
+        let read = self.file.read_exact_at(&mut self.buf, offset);
+        if read.is_err() {
+            // Nothing of this range is known: never serve it from the buffer.
+            self.buf.clear();
+        }
+        read.map_err(SpoolError::io(&self.path, "read"))
     }
 
     /// The record at `offset`, which must end at or before `limit`. `Ok(Err(_))` is a record that
