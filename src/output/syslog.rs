@@ -232,7 +232,7 @@ impl Formatter {
     /// Append the RFC 5424 header for a message of event `id` at `time_ms`, up to and including
     /// the space before MSG. Written straight into `out`, without a header String or a formatted
     /// timestamp per message: this runs once per event and output.
-    fn push_header(&self, time_ms: u64, id: &str, out: &mut Vec<u8>) {
+    pub(crate) fn push_header(&self, time_ms: u64, id: &str, out: &mut Vec<u8>) {
         out.push(b'<');
         out.extend_from_slice(itoa::Buffer::new().format(self.pri).as_bytes());
         out.extend_from_slice(b">1 ");
@@ -313,6 +313,24 @@ impl Formatter {
             Fit::Cut { body, report } => {
                 self.count_cut(d.pos, d.id(), &report);
                 out.extend_from_slice(&body);
+            }
+        }
+    }
+
+    /// `d`'s body cut to fit `max_message_size` behind its header, or None when it fits as is
+    /// (nearly always: checked without building the header). `scratch` is overwritten.
+    pub fn cut_body(&self, d: &Delivery, scratch: &mut Vec<u8>) -> Option<Vec<u8>> {
+        if d.body().len() + 700 + 2 * d.id().len() <= self.max_message_size {
+            return None;
+        }
+        scratch.clear();
+        self.push_header(d.time_ms, d.id(), scratch);
+        let budget = self.max_message_size.saturating_sub(scratch.len());
+        match truncate::fit(d.body(), budget, d.id(), d.time_ms) {
+            Fit::AsIs(_) => None,
+            Fit::Cut { body, report } => {
+                self.count_cut(d.pos, d.id(), &report);
+                Some(body)
             }
         }
     }

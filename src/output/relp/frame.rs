@@ -85,6 +85,25 @@ pub fn encode(txnr: u32, command: &str, data: &[u8], out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// [`encode`] with the data given in pieces (a syslog header and the event's body, without
+/// first copying them together).
+pub fn encode_parts(txnr: u32, command: &str, parts: &[&[u8]], out: &mut Vec<u8>) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    out.reserve(len + 32);
+    out.extend_from_slice(itoa::Buffer::new().format(txnr).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(command.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+    if len > 0 {
+        out.push(b' ');
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+    }
+    out.push(b'\n');
+}
+
 /// Incremental decoder over a growing byte buffer.
 #[derive(Debug)]
 pub struct Decoder {

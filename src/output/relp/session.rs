@@ -62,13 +62,13 @@ pub enum SessionEnd {
     Rotate,
 }
 
-/// Room for the RFC 5424 header before the body (the usual header is well under this).
-const SYSLOG_HEADER_ROOM: usize = 160;
-
 struct Pending {
-    pos: u64,
-    /// The formatted message, kept for a resend: one allocation per event, written in place.
-    msg: Vec<u8>,
+    /// The event (its bytes shared with the rest of its spool batch), kept for a resend. The
+    /// RFC 5424 header is written straight into the frame at each send: keeping a formatted copy
+    /// cost an allocation and a second copy of every body on this thread.
+    delivery: Delivery,
+    /// The body cut to fit `max_message_size`, for the rare event that does not.
+    cut: Option<Vec<u8>>,
 }
 
 pub struct Session {
@@ -83,6 +83,8 @@ pub struct Session {
     acks: mpsc::Sender<Ack>,
     pending_ack: Option<u64>,
     unacked: VecDeque<Pending>,
+    /// The syslog header of the frame being written (reused).
+    header: Vec<u8>,
     /// Set when a syslog frame was acked since the last `take_progress`.
     progress: bool,
 }
@@ -171,6 +173,7 @@ impl Session {
             acks,
             pending_ack: None,
             unacked: VecDeque::new(),
+            header: Vec::new(),
             progress: false,
         }
     }
@@ -289,7 +292,12 @@ impl Session {
             conn.waiting_since = Instant::now();
         }
         let txnr = Self::next_frame_txnr(conn);
-        frame::encode(txnr, "syslog", &self.unacked[conn.sent].msg, &mut conn.out);
+        let p = &self.unacked[conn.sent];
+        let d = &p.delivery;
+        self.header.clear();
+        self.formatter.push_header(d.time_ms, d.id(), &mut self.header);
+        let body = p.cut.as_deref().unwrap_or(d.body());
+        frame::encode_parts(txnr, "syslog", &[&self.header, body], &mut conn.out);
         conn.sent += 1;
     }
 
@@ -311,9 +319,9 @@ impl Session {
         }
         // The common `200 OK` is checked without building a Response (two Strings per event).
         if f.command != Command::Rsp || f.txnr != conn.base_txnr || Response::code(&f.data) != Some(200) {
-            self.check_rsp(&f, conn.base_txnr, front.pos)?;
+            self.check_rsp(&f, conn.base_txnr, front.delivery.pos)?;
         }
-        let pos = front.pos;
+        let pos = front.delivery.pos;
         self.unacked.pop_front();
         conn.sent -= 1;
         conn.base_txnr += 1;
@@ -325,9 +333,8 @@ impl Session {
     }
 
     fn push(&mut self, d: Delivery) {
-        let mut msg = Vec::with_capacity(SYSLOG_HEADER_ROOM + d.body().len());
-        self.formatter.format(&d, &mut msg);
-        self.unacked.push_back(Pending { pos: d.pos, msg });
+        let cut = self.formatter.cut_body(&d, &mut self.header);
+        self.unacked.push_back(Pending { delivery: d, cut });
     }
 
     /// Room for another frame in this session (window and txnr limit; one txnr kept for `close`).
