@@ -240,6 +240,13 @@ fn open_append(path: &Path, mode: u32) -> Result<File, FileError> {
 /// daemon's peak RSS in a storm (docs/performance.md).
 pub const QUEUE_MAX: usize = 1024;
 
+/// Most events one turn of the sink takes from its channel. The pump refills the channel while
+/// the sink drains it, so what a turn holds comes on top of the queue: taking up to `batch` (4096)
+/// held four queues of events at once, a quarter of a flat-out storm's peak (heaptrack,
+/// docs/performance.md). A pump batch's worth: one write of ~256 KiB per turn, a wake-up per 256
+/// events, as the pump's own hand-offs.
+const TURN_MAX: usize = 256;
+
 /// Bytes of lines gathered before they are written: the line buffer never outgrows one piece
 /// (plus a line). Gathering a whole batch first made it as large as the batch: 12 MB of a flat-out
 /// openat storm's 40–50 MB peak (heaptrack, docs/performance.md). A 256 KiB write costs no more
@@ -277,7 +284,7 @@ async fn serve(
     let sync_interval = config.sync_interval;
     let mut target = Some(Target::open(config)?);
     reopen.mark_unchanged();
-    let mut batch: Vec<Delivery> = Vec::with_capacity(batch_max.min(QUEUE_MAX));
+    let mut batch: Vec<Delivery> = Vec::with_capacity(batch_max.min(TURN_MAX));
     // Written, not yet synced: the last such position, how many, and when the oldest was written.
     let mut unsynced: Option<(u64, usize, tokio::time::Instant)> = None;
     loop {
@@ -307,11 +314,9 @@ async fn serve(
             d = deliveries.recv() => match d {
                 Some(d) => {
                     batch.push(d);
-                    // At most a queue's worth per turn: the pump refills the channel while this
-                    // drains it, so taking up to `batch` held four queues of events at once.
-                    // Group commit counts unsynced events across turns, so `batch` still decides
-                    // when to sync.
-                    take_waiting(&mut deliveries, &mut batch, batch_max.min(QUEUE_MAX));
+                    // At most TURN_MAX per turn (see there); group commit counts unsynced events
+                    // across turns, so `batch` still decides when to sync.
+                    take_waiting(&mut deliveries, &mut batch, batch_max.min(TURN_MAX));
                 }
                 None => action = Action::Stop,
             },
