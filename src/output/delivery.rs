@@ -8,7 +8,7 @@
 //! spool redelivers everything after the last persisted ack (at-least-once).
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
@@ -32,12 +32,45 @@ pub struct Delivery {
 struct ChunkBytes {
     ids: String,
     bodies: Vec<u8>,
+    /// Where the buffers go back when the last delivery of the chunk is dropped.
+    spare: Option<Spare>,
+}
+
+/// Emptied chunk buffers waiting for the pump's next batch. A fresh ~1 MB chunk per batch was
+/// allocated on the pump's thread and freed on the sink's: under glibc that churn kept freed
+/// chunks in the arenas and raised the flat-out peak; recycled, the same few buffers serve
+/// every batch (docs/performance.md).
+type Spare = Arc<Mutex<Vec<ChunkBytes>>>;
+
+/// Most emptied chunks kept for reuse per pump: the file output holds up to its queue (1024) plus
+/// one turn (256) and the pump's batch (256) in flight, six chunks of 256 events; more spares
+/// than that are never asked for.
+const SPARE_MAX: usize = 8;
+
+/// A chunk buffer larger than this (one outsized event) is freed, not kept.
+const SPARE_BYTES_MAX: usize = 2 << 20;
+
+impl Drop for ChunkBytes {
+    fn drop(&mut self) {
+        let Some(spare) = self.spare.take() else { return };
+        if self.bodies.capacity() > SPARE_BYTES_MAX || self.ids.capacity() > SPARE_BYTES_MAX {
+            return;
+        }
+        if let Ok(mut kept) = spare.lock() {
+            if kept.len() < SPARE_MAX {
+                let (mut ids, mut bodies) = (std::mem::take(&mut self.ids), std::mem::take(&mut self.bodies));
+                ids.clear();
+                bodies.clear();
+                kept.push(ChunkBytes { ids, bodies, spare: None });
+            }
+        };
+    }
 }
 
 impl Delivery {
     /// A delivery with bytes of its own.
     pub fn new(pos: u64, time_ms: u64, id: &str, body: &[u8]) -> Delivery {
-        let bytes = Arc::new(ChunkBytes { ids: id.to_string(), bodies: body.to_vec() });
+        let bytes = Arc::new(ChunkBytes { ids: id.to_string(), bodies: body.to_vec(), spare: None });
         Delivery { pos, time_ms, bytes, id: 0..id.len(), body: 0..body.len() }
     }
 
@@ -58,6 +91,7 @@ impl Delivery {
 pub struct DeliveryChunk {
     bytes: ChunkBytes,
     entries: Vec<(u64, u64, Range<usize>, Range<usize>)>,
+    spare: Spare,
 }
 
 impl DeliveryChunk {
@@ -69,13 +103,20 @@ impl DeliveryChunk {
     }
 
     /// Append the collected events to `out` as deliveries; the chunk starts empty again (with
-    /// room for a batch like this one).
+    /// the buffers of a chunk whose deliveries are all gone, or room for a batch like this one).
     pub fn finish(&mut self, out: &mut Vec<Delivery>) {
-        let room = ChunkBytes {
+        if self.entries.is_empty() {
+            return;
+        }
+        let reused = self.spare.lock().ok().and_then(|mut kept| kept.pop());
+        let room = reused.unwrap_or_else(|| ChunkBytes {
             ids: String::with_capacity(self.bytes.ids.len()),
             bodies: Vec::with_capacity(self.bytes.bodies.len()),
-        };
-        let bytes = Arc::new(std::mem::replace(&mut self.bytes, room));
+            spare: None,
+        });
+        let mut full = std::mem::replace(&mut self.bytes, room);
+        full.spare = Some(self.spare.clone());
+        let bytes = Arc::new(full);
         out.extend(self.entries.drain(..).map(|(pos, time_ms, id, body)| Delivery {
             pos,
             time_ms,
@@ -134,5 +175,32 @@ mod tests {
         chunk.finish(&mut next);
         assert_eq!((next.len(), next[0].id(), next[0].body()), (1, "x", &b"y"[..]));
         assert_eq!(out[2].body(), b"{}", "earlier deliveries keep their bytes");
+    }
+
+    #[test]
+    fn a_chunk_whose_deliveries_are_gone_is_reused_and_spares_are_bounded() {
+        let mut chunk = DeliveryChunk::default();
+        chunk.push(1, 0, "a", &[b'x'; 5000]);
+        let mut out = Vec::new();
+        chunk.finish(&mut out);
+        let first = out[0].body().as_ptr();
+        drop(out);
+        assert_eq!(chunk.spare.lock().unwrap().len(), 1, "the emptied buffers came back");
+        chunk.push(2, 0, "b", b"y");
+        let mut next = Vec::new();
+        chunk.finish(&mut next);
+        assert_eq!(chunk.spare.lock().unwrap().len(), 0);
+        chunk.push(3, 0, "c", b"z");
+        let mut third = Vec::new();
+        chunk.finish(&mut third);
+        assert_eq!(next[0].body(), b"y");
+        assert_eq!(third[0].body().as_ptr(), first, "the first chunk's buffer serves again");
+        let mut held = Vec::new();
+        for pos in 0..(SPARE_MAX as u64 + 4) {
+            chunk.push(pos, 0, "i", b"{}");
+            chunk.finish(&mut held);
+        }
+        drop(held);
+        assert_eq!(chunk.spare.lock().unwrap().len(), SPARE_MAX);
     }
 }
