@@ -38,8 +38,17 @@ pub struct Arch(pub u32);
 impl Arch {
     /// Parse the kernel's bare hex `arch=` value.
     pub fn parse(text: &[u8]) -> Option<Arch> {
-        let s = std::str::from_utf8(text).ok()?;
-        u32::from_str_radix(s, 16).ok().map(Arch)
+        // As `u32::from_str_radix(_, 16)` (an optional `+`, either case), without the UTF-8 check.
+        let digits = text.strip_prefix(b"+").unwrap_or(text);
+        if digits.is_empty() {
+            return None;
+        }
+        let mut n: u32 = 0;
+        for &c in digits {
+            let d = (c as char).to_digit(16)?;
+            n = n.checked_mul(16)?.checked_add(d)?;
+        }
+        Some(Arch(n))
     }
 
     /// auparse's name (`x86_64`), or `None` for an arch this build does not know.
