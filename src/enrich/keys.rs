@@ -3,7 +3,7 @@
 
 use super::hex::untrusted_into;
 use super::Text;
-use crate::record::FieldRef;
+use crate::record::{FieldRef, Quoting};
 
 /// The kernel's separator between several keys of one rule.
 const SEPARATOR: u8 = 0x01;
@@ -16,6 +16,11 @@ pub fn split_into(field: &FieldRef<'_>, text: &mut Vec<u8>, keys: &mut Vec<Text>
     let start = text.len();
     untrusted_into(field, text);
     let end = text.len();
+    if field.quoting != Quoting::Bare {
+        // Quoted means printable (see super::hex): no separator, one key.
+        keys.push(Text::new(start, end));
+        return;
+    }
     let mut from = start;
     for sep in memchr::memchr_iter(SEPARATOR, &text[start..end]) {
         keys.push(Text::new(from, start + sep));
@@ -27,7 +32,6 @@ pub fn split_into(field: &FieldRef<'_>, text: &mut Vec<u8>, keys: &mut Vec<Text>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Quoting;
 
     fn keys(value: &str, quoting: Quoting) -> Vec<String> {
         let (mut text, mut keys) = (Vec::new(), Vec::new());

@@ -742,8 +742,24 @@ fn subject(i: &mut Interpretation, r: &Record, is_syscall: bool) {
 
 /// A key of up to eight bytes as one integer (zero-padded), so matching a record's keys is integer
 /// comparison rather than a `memcmp` call per candidate; longer keys map to 0, which no constant
-/// below has.
-const fn key8(key: &[u8]) -> u64 {
+/// below has. Two overlapping loads (the bytes they share are the same bytes, so OR-ing them is
+/// the zero-padded word) instead of a loop per byte: [`key8_const`] is the reference.
+#[inline]
+fn key8(key: &[u8]) -> u64 {
+    let n = key.len();
+    if n == 0 || n > 8 {
+        return 0;
+    }
+    if let (Some(lo), Some(hi)) = (key.first_chunk::<4>(), key.last_chunk::<4>()) {
+        return u64::from(u32::from_le_bytes(*lo)) | u64::from(u32::from_le_bytes(*hi)) << ((n - 4) * 8);
+    }
+    // One to three bytes: first, middle and last (repeats overlap the same way).
+    let (first, mid, last) = (u64::from(key[0]), u64::from(key[n / 2]), u64::from(key[n - 1]));
+    first | mid << (n / 2 * 8) | last << ((n - 1) * 8)
+}
+
+/// [`key8`] for the constants below.
+const fn key8_const(key: &[u8]) -> u64 {
     if key.is_empty() || key.len() > 8 {
         return 0;
     }
@@ -756,33 +772,33 @@ const fn key8(key: &[u8]) -> u64 {
     u64::from_le_bytes(w)
 }
 
-const K_ARCH: u64 = key8(b"arch");
-const K_SYSCALL: u64 = key8(b"syscall");
-const K_EXIT: u64 = key8(b"exit");
-const K_SUCCESS: u64 = key8(b"success");
-const K_KEY: u64 = key8(b"key");
-const K_PID: u64 = key8(b"pid");
-const K_PPID: u64 = key8(b"ppid");
-const K_COMM: u64 = key8(b"comm");
-const K_EXE: u64 = key8(b"exe");
-const K_TTY: u64 = key8(b"tty");
-const K_SES: u64 = key8(b"ses");
-const K_UID: u64 = key8(b"uid");
-const K_GID: u64 = key8(b"gid");
-const K_EUID: u64 = key8(b"euid");
-const K_SUID: u64 = key8(b"suid");
-const K_FSUID: u64 = key8(b"fsuid");
-const K_EGID: u64 = key8(b"egid");
-const K_SGID: u64 = key8(b"sgid");
-const K_FSGID: u64 = key8(b"fsgid");
-const K_AUID: u64 = key8(b"auid");
-const K_NAME: u64 = key8(b"name");
-const K_NAMETYPE: u64 = key8(b"nametype");
-const K_INODE: u64 = key8(b"inode");
-const K_DEV: u64 = key8(b"dev");
-const K_MODE: u64 = key8(b"mode");
-const K_OUID: u64 = key8(b"ouid");
-const K_OGID: u64 = key8(b"ogid");
+const K_ARCH: u64 = key8_const(b"arch");
+const K_SYSCALL: u64 = key8_const(b"syscall");
+const K_EXIT: u64 = key8_const(b"exit");
+const K_SUCCESS: u64 = key8_const(b"success");
+const K_KEY: u64 = key8_const(b"key");
+const K_PID: u64 = key8_const(b"pid");
+const K_PPID: u64 = key8_const(b"ppid");
+const K_COMM: u64 = key8_const(b"comm");
+const K_EXE: u64 = key8_const(b"exe");
+const K_TTY: u64 = key8_const(b"tty");
+const K_SES: u64 = key8_const(b"ses");
+const K_UID: u64 = key8_const(b"uid");
+const K_GID: u64 = key8_const(b"gid");
+const K_EUID: u64 = key8_const(b"euid");
+const K_SUID: u64 = key8_const(b"suid");
+const K_FSUID: u64 = key8_const(b"fsuid");
+const K_EGID: u64 = key8_const(b"egid");
+const K_SGID: u64 = key8_const(b"sgid");
+const K_FSGID: u64 = key8_const(b"fsgid");
+const K_AUID: u64 = key8_const(b"auid");
+const K_NAME: u64 = key8_const(b"name");
+const K_NAMETYPE: u64 = key8_const(b"nametype");
+const K_INODE: u64 = key8_const(b"inode");
+const K_DEV: u64 = key8_const(b"dev");
+const K_MODE: u64 = key8_const(b"mode");
+const K_OUID: u64 = key8_const(b"ouid");
+const K_OGID: u64 = key8_const(b"ogid");
 
 /// A decimal number as the kernel writes it (no sign, no spaces), without going through `str`.
 pub(crate) fn parse_u64(text: &[u8]) -> Option<u64> {

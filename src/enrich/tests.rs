@@ -101,3 +101,28 @@ fn config_bounds_are_checked_with_the_key() {
     let bad = EnrichConfig { host: Some(String::new()), ..EnrichConfig::default() };
     assert!(bad.validate().unwrap_err().contains("enrich.host"));
 }
+
+#[test]
+fn key8_agrees_with_its_const_reference() {
+    let keys: [&[u8]; 12] = [
+        b"",
+        b"a",
+        b"ab",
+        b"abc",
+        b"abcd",
+        b"abcde",
+        b"nametype",
+        b"syscall",
+        b"a0",
+        b"fsgid",
+        b"toolongkey",
+        b"\xff\x01",
+    ];
+    for key in keys {
+        assert_eq!(super::key8(key), super::key8_const(key), "{key:?}");
+    }
+    for n in 0..=9usize {
+        let key: Vec<u8> = (0..n).map(|i| 0x41 + i as u8).collect();
+        assert_eq!(super::key8(&key), super::key8_const(&key), "{key:?}");
+    }
+}
