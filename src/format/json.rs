@@ -475,9 +475,68 @@ fn any_escape(bytes: &[u8]) -> bool {
     words.remainder().iter().any(|&c| ESCAPE[c as usize])
 }
 
-/// ASCII with nothing to escape: written as is, valid UTF-8 (SWAR over words, no per-byte branch).
+/// ASCII with nothing to escape: written as is, valid UTF-8. Sixteen bytes per step where SSE2 is
+/// there (always on x86_64): EXECVE arguments and titles are long, and the word-at-a-time check
+/// was most of writing them.
+#[cfg(target_arch = "x86_64")]
 #[inline]
 fn is_plain(bytes: &[u8]) -> bool {
+    // SAFETY: SSE2 is part of the x86_64 baseline: every x86_64 CPU has it (the target enables it).
+    unsafe { plain_sse2(bytes) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn plain_sse2(bytes: &[u8]) -> bool {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x,
+    };
+    let bad = |v: __m128i| {
+        // Signed: bytes ≥ 0x80 are negative, so "below space" also catches every non-ASCII byte.
+        let control_or_high = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        _mm_movemask_epi8(_mm_or_si128(control_or_high, _mm_or_si128(quote, backslash))) != 0
+    };
+    let pair = |lo: &[u8; 8], hi: &[u8; 8]| _mm_set_epi64x(i64::from_le_bytes(*hi), i64::from_le_bytes(*lo));
+    let n = bytes.len();
+    let mut blocks = bytes.chunks_exact(16);
+    for block in &mut blocks {
+        let (Some(lo), Some(hi)) = (block.first_chunk::<8>(), block.last_chunk::<8>()) else { return false };
+        if bad(pair(lo, hi)) {
+            return false;
+        }
+    }
+    if blocks.remainder().is_empty() {
+        return true;
+    }
+    // The tail without a loop per byte: overlapping loads cover it (a byte seen twice is the
+    // same byte), the last sixteen bytes when there are that many.
+    let tail = if n >= 16 { &bytes[n - 16..] } else { bytes };
+    let m = tail.len();
+    if let (Some(lo), Some(hi)) = (tail.first_chunk::<8>(), tail.last_chunk::<8>()) {
+        return !bad(pair(lo, hi));
+    }
+    let word = match (tail.first_chunk::<4>(), tail.last_chunk::<4>()) {
+        (Some(lo), Some(hi)) => u64::from(u32::from_le_bytes(*lo)) | u64::from(u32::from_le_bytes(*hi)) << 32,
+        // One to three bytes: first, middle, last, and again.
+        _ => {
+            let w = u64::from(tail[0]) | u64::from(tail[m / 2]) << 8 | u64::from(tail[m - 1]) << 16;
+            w | w << 24 | w << 48
+        }
+    };
+    !bad(_mm_set_epi64x(word as i64, word as i64))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn is_plain(bytes: &[u8]) -> bool {
+    is_plain_words(bytes)
+}
+
+/// [`is_plain`] eight bytes per step (SWAR over words, no per-byte branch): the portable check.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[inline]
+fn is_plain_words(bytes: &[u8]) -> bool {
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut words = bytes.chunks_exact(8);
     for w in &mut words {
@@ -491,7 +550,7 @@ fn is_plain(bytes: &[u8]) -> bool {
     words.remainder().iter().all(|&c| PLAIN[c as usize])
 }
 
-/// Bytes [`is_plain`] accepts: ASCII that needs no escape.
+/// Bytes [`is_plain_words`] accepts: ASCII that needs no escape.
 static PLAIN: [bool; 256] = {
     let mut table = [false; 256];
     let mut i = 0x20;

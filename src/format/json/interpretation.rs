@@ -5,7 +5,6 @@
 //! written with U+FFFD for each invalid sequence. The exact bytes are in the raw record beside it.
 //! Member names are lowercase ASCII, so no two of one object differ only by letter case.
 
-#[cfg(any(test, not(target_arch = "x86_64")))]
 use super::is_plain;
 use super::push_escaped;
 use crate::enrich::user::Id;
@@ -361,7 +360,7 @@ fn text(b: &mut Vec<u8>, i: &Interpretation, t: Text) {
     let bytes = i.text(t);
     b.push(b'"');
     // Nearly all decoded text is plain ASCII: one pass that settles both UTF-8 and escaping.
-    if plain(bytes) {
+    if is_plain(bytes) {
         b.extend_from_slice(bytes);
     } else if std::str::from_utf8(bytes).is_ok() {
         push_escaped(b, bytes, false);
@@ -376,83 +375,10 @@ fn text(b: &mut Vec<u8>, i: &Interpretation, t: Text) {
     b.push(b'"');
 }
 
-/// [`is_plain`], sixteen bytes per step where SSE2 is there (always on x86_64): arguments and
-/// titles are long, and the word-at-a-time check was most of the writing's instructions.
-#[cfg(target_arch = "x86_64")]
-fn plain(bytes: &[u8]) -> bool {
-    // SAFETY: SSE2 is part of the x86_64 baseline: every x86_64 CPU has it (the target enables it).
-    unsafe { plain_sse2(bytes) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "sse2")]
-fn plain_sse2(bytes: &[u8]) -> bool {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x,
-    };
-    let bad = |v: __m128i| {
-        // Signed: bytes ≥ 0x80 are negative, so "below space" also catches every non-ASCII byte.
-        let control_or_high = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
-        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-        _mm_movemask_epi8(_mm_or_si128(control_or_high, _mm_or_si128(quote, backslash))) != 0
-    };
-    let pair = |lo: &[u8; 8], hi: &[u8; 8]| _mm_set_epi64x(i64::from_le_bytes(*hi), i64::from_le_bytes(*lo));
-    let n = bytes.len();
-    let mut blocks = bytes.chunks_exact(16);
-    for block in &mut blocks {
-        let (Some(lo), Some(hi)) = (block.first_chunk::<8>(), block.last_chunk::<8>()) else { return false };
-        if bad(pair(lo, hi)) {
-            return false;
-        }
-    }
-    if blocks.remainder().is_empty() {
-        return true;
-    }
-    // The tail without a loop per byte: overlapping loads cover it (a byte seen twice is the
-    // same byte), the last sixteen bytes when there are that many.
-    let tail = if n >= 16 { &bytes[n - 16..] } else { bytes };
-    let m = tail.len();
-    if let (Some(lo), Some(hi)) = (tail.first_chunk::<8>(), tail.last_chunk::<8>()) {
-        return !bad(pair(lo, hi));
-    }
-    let word = match (tail.first_chunk::<4>(), tail.last_chunk::<4>()) {
-        (Some(lo), Some(hi)) => u64::from(u32::from_le_bytes(*lo)) | u64::from(u32::from_le_bytes(*hi)) << 32,
-        // One to three bytes: first, middle, last, and again.
-        _ => {
-            let w = u64::from(tail[0]) | u64::from(tail[m / 2]) << 8 | u64::from(tail[m - 1]) << 16;
-            w | w << 24 | w << 48
-        }
-    };
-    !bad(_mm_set_epi64x(word as i64, word as i64))
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn plain(bytes: &[u8]) -> bool {
-    is_plain(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::enrich::{USER_IDS, USER_NAMES};
-
-    #[test]
-    fn plain_agrees_with_the_word_check() {
-        let mut cases: Vec<Vec<u8>> = vec![Vec::new(), b"/usr/bin/ls".to_vec(), vec![b'a'; 40]];
-        for len in [1usize, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33] {
-            for at in 0..len {
-                for c in [0u8, 0x1f, 0x20, b'"', b'\\', 0x7e, 0x7f, 0x80, 0xc3, 0xff] {
-                    let mut v = vec![b'x'; len];
-                    v[at] = c;
-                    cases.push(v);
-                }
-            }
-        }
-        for c in cases {
-            assert_eq!(plain(&c), is_plain(&c), "{c:?}");
-        }
-    }
 
     #[test]
     fn member_prefixes_name_the_schema_ids() {

@@ -322,3 +322,20 @@ mod plain_path {
         }
     }
 }
+
+#[test]
+fn plain_check_agrees_with_the_word_check() {
+    let mut cases: Vec<Vec<u8>> = vec![Vec::new(), b"/usr/bin/ls".to_vec(), vec![b'a'; 40]];
+    for len in [1usize, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33] {
+        for at in 0..len {
+            for c in [0u8, 0x1f, 0x20, b'"', b'\\', 0x7e, 0x7f, 0x80, 0xc3, 0xff] {
+                let mut v = vec![b'x'; len];
+                v[at] = c;
+                cases.push(v);
+            }
+        }
+    }
+    for c in cases {
+        assert_eq!(is_plain(&c), is_plain_words(&c), "{c:?}");
+    }
+}
