@@ -318,20 +318,11 @@ impl Formatter {
     }
 
     /// `d`'s body cut to fit `max_message_size` behind its header, or None when it fits as is
-    /// (nearly always: checked without building the header). `scratch` is overwritten.
-    pub fn cut_body(&self, d: &Delivery, scratch: &mut Vec<u8>) -> Option<Vec<u8>> {
-        if d.body().len() + 700 + 2 * d.id().len() <= self.max_message_size {
-            return None;
-        }
-        scratch.clear();
-        self.push_header(d.time_ms, d.id(), scratch);
-        let budget = self.max_message_size.saturating_sub(scratch.len());
-        match truncate::fit(d.body(), budget, d.id(), d.time_ms) {
-            Fit::AsIs(_) => None,
-            Fit::Cut { body, report } => {
-                self.count_cut(d.pos, d.id(), &report);
-                Some(body)
-            }
+    /// ([`Self::prefit`] on a delivery).
+    pub fn cut_body(&self, d: &Delivery) -> Option<Vec<u8>> {
+        match self.prefit(d.pos, d.time_ms, d.id(), d.body()) {
+            std::borrow::Cow::Borrowed(_) => None,
+            std::borrow::Cow::Owned(cut) => Some(cut),
         }
     }
 

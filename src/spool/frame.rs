@@ -276,13 +276,9 @@ impl Decoder {
         if self.raw.capacity() > 2 * STAGE_MAX && want <= STAGE_MAX {
             self.raw = Vec::new();
         }
-        // Only growth is zero-filled (a memset of every frame before): each codec below either
-        // writes all `want` bytes or the frame is refused.
-        if self.raw.len() < want {
-            self.raw.resize(want, 0);
-        } else {
-            self.raw.truncate(want);
-        }
+        // Not cleared first: `resize` zero-fills only growth (clearing made it a memset of every
+        // frame), and each codec below either writes all `want` bytes or the frame is refused.
+        self.raw.resize(want, 0);
         let bad = |why: String| FrameError::Decompress { want: h.raw_len, why };
         match Compression::from_code(h.codec) {
             None => return Err(FrameError::Codec(h.codec)),

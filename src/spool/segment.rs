@@ -113,12 +113,7 @@ impl SegmentFile {
         if self.buf.capacity() > 2 * CHUNK && len <= CHUNK {
             self.buf = Vec::new();
         }
-        // Only growth is zero-filled: `read_exact_at` below fills all of it or fails.
-        if self.buf.len() < len {
-            self.buf.resize(len, 0);
-        } else {
-            self.buf.truncate(len);
-        }
+        self.buf.resize(len, 0);
         self.buf_off = offset;
         let read = self.file.read_exact_at(&mut self.buf, offset);
         if read.is_err() {

@@ -333,7 +333,7 @@ impl Session {
     }
 
     fn push(&mut self, d: Delivery) {
-        let cut = self.formatter.cut_body(&d, &mut self.header);
+        let cut = self.formatter.cut_body(&d);
         self.unacked.push_back(Pending { delivery: d, cut });
     }
 
