@@ -184,7 +184,7 @@ fn main() {
             let mut n = 0;
             while n < exec.events.len() {
                 n += reader
-                    .next_batch(Duration::from_secs(1), 1024, &mut |r| {
+                    .next_batch(Duration::from_secs(1), 1024, &mut |r, _| {
                         black_box(r.body);
                         last = r.pos;
                     })
@@ -257,7 +257,7 @@ fn outage(s: &Set) {
     let mut n = 0;
     while n < EVENTS {
         n += reader
-            .next_batch(Duration::from_secs(1), 4096, &mut |r| {
+            .next_batch(Duration::from_secs(1), 4096, &mut |r, _| {
                 black_box(r.body);
             })
             .unwrap();

@@ -8,115 +8,84 @@
 //! spool redelivers everything after the last persisted ack (at-least-once).
 
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::spool::shared::{Pool, Shared};
+
 /// One spooled event on its way to a sink.
 ///
-/// The event's bytes live in a buffer shared by every delivery read from the spool in one go
-/// ([`DeliveryChunk`]): one allocation per batch instead of two per event and output, which the
-/// profile showed as malloc/free and copies on the pump threads (docs/performance.md).
+/// The event's bytes are shared ([`Shared`]): the spool frame it was read from, whole, when the
+/// sink takes the spooled bytes as they are, or else a buffer holding every event converted in
+/// one go ([`DeliveryChunk`]). Either way no allocation per event, and for the native format no
+/// copy at all between the processing thread and the sink (docs/performance.md).
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// Position in the spool; strictly increasing per sink.
     pub pos: u64,
     /// The event's own time (milliseconds since the epoch), for the syslog header.
     pub time_ms: u64,
-    bytes: Arc<ChunkBytes>,
+    bytes: Arc<Shared>,
     id: Range<usize>,
     body: Range<usize>,
-}
-
-#[derive(Debug, Default)]
-struct ChunkBytes {
-    ids: String,
-    bodies: Vec<u8>,
-    /// Where the buffers go back when the last delivery of the chunk is dropped.
-    spare: Option<Spare>,
-}
-
-/// Emptied chunk buffers waiting for the pump's next batch. A fresh ~1 MB chunk per batch was
-/// allocated on the pump's thread and freed on the sink's: under glibc that churn kept freed
-/// chunks in the arenas and raised the flat-out peak; recycled, the same few buffers serve
-/// every batch (docs/performance.md).
-type Spare = Arc<Mutex<Vec<ChunkBytes>>>;
-
-/// Most emptied chunks kept for reuse per pump: the file output holds up to its queue (1024) plus
-/// one turn (256) and the pump's batch (256) in flight, six chunks of 256 events; more spares
-/// than that are never asked for.
-const SPARE_MAX: usize = 8;
-
-/// A chunk buffer larger than this (one outsized event) is freed, not kept.
-const SPARE_BYTES_MAX: usize = 2 << 20;
-
-impl Drop for ChunkBytes {
-    fn drop(&mut self) {
-        let Some(spare) = self.spare.take() else { return };
-        if self.bodies.capacity() > SPARE_BYTES_MAX || self.ids.capacity() > SPARE_BYTES_MAX {
-            return;
-        }
-        if let Ok(mut kept) = spare.lock() {
-            if kept.len() < SPARE_MAX {
-                let (mut ids, mut bodies) = (std::mem::take(&mut self.ids), std::mem::take(&mut self.bodies));
-                ids.clear();
-                bodies.clear();
-                kept.push(ChunkBytes { ids, bodies, spare: None });
-            }
-        };
-    }
 }
 
 impl Delivery {
     /// A delivery with bytes of its own.
     pub fn new(pos: u64, time_ms: u64, id: &str, body: &[u8]) -> Delivery {
-        let bytes = Arc::new(ChunkBytes { ids: id.to_string(), bodies: body.to_vec(), spare: None });
-        Delivery { pos, time_ms, bytes, id: 0..id.len(), body: 0..body.len() }
+        let mut bytes = Vec::with_capacity(id.len() + body.len());
+        bytes.extend_from_slice(id.as_bytes());
+        bytes.extend_from_slice(body);
+        Delivery { pos, time_ms, bytes: Shared::own(bytes), id: 0..id.len(), body: id.len()..id.len() + body.len() }
+    }
+
+    /// A delivery of `id` and `body` where they lie, in `frame`; `None` when either is not there.
+    pub fn in_frame(pos: u64, time_ms: u64, frame: &Arc<Shared>, id: &str, body: &[u8]) -> Option<Delivery> {
+        let id = frame.range_of(id.as_bytes())?;
+        let body = frame.range_of(body)?;
+        Some(Delivery { pos, time_ms, bytes: frame.clone(), id, body })
     }
 
     /// Stable event id, for receiver-side deduplication.
     pub fn id(&self) -> &str {
-        self.bytes.ids.get(self.id.clone()).unwrap_or_default()
+        // Checked UTF-8 when it was read from the spool or pushed; a few dozen bytes again.
+        self.bytes.get(self.id.clone()).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default()
     }
 
     /// The formatted event (native JSON, no trailing newline).
     pub fn body(&self) -> &[u8] {
-        self.bytes.bodies.get(self.body.clone()).unwrap_or_default()
+        self.bytes.get(self.body.clone()).unwrap_or_default()
     }
 }
 
-/// Collects a batch of events read from the spool into one shared buffer, then hands them out
-/// as [`Delivery`] values.
+/// Collects a batch of converted events into one shared buffer, then hands them out as
+/// [`Delivery`] values.
 #[derive(Debug, Default)]
 pub struct DeliveryChunk {
-    bytes: ChunkBytes,
+    bytes: Vec<u8>,
     entries: Vec<(u64, u64, Range<usize>, Range<usize>)>,
-    spare: Spare,
+    pool: Pool,
 }
 
 impl DeliveryChunk {
     pub fn push(&mut self, pos: u64, time_ms: u64, id: &str, body: &[u8]) {
-        let (i, b) = (self.bytes.ids.len(), self.bytes.bodies.len());
-        self.bytes.ids.push_str(id);
-        self.bytes.bodies.extend_from_slice(body);
-        self.entries.push((pos, time_ms, i..i + id.len(), b..b + body.len()));
+        let i = self.bytes.len();
+        self.bytes.extend_from_slice(id.as_bytes());
+        let b = self.bytes.len();
+        self.bytes.extend_from_slice(body);
+        self.entries.push((pos, time_ms, i..b, b..b + body.len()));
     }
 
     /// Append the collected events to `out` as deliveries; the chunk starts empty again (with
-    /// the buffers of a chunk whose deliveries are all gone, or room for a batch like this one).
+    /// the buffer of a chunk whose deliveries are all gone, or room for a batch like this one).
     pub fn finish(&mut self, out: &mut Vec<Delivery>) {
         if self.entries.is_empty() {
             return;
         }
-        let reused = self.spare.lock().ok().and_then(|mut kept| kept.pop());
-        let room = reused.unwrap_or_else(|| ChunkBytes {
-            ids: String::with_capacity(self.bytes.ids.len()),
-            bodies: Vec::with_capacity(self.bytes.bodies.len()),
-            spare: None,
-        });
-        let mut full = std::mem::replace(&mut self.bytes, room);
-        full.spare = Some(self.spare.clone());
-        let bytes = Arc::new(full);
+        let mut room = self.pool.take(self.bytes.len());
+        room.clear();
+        let bytes = self.pool.share(std::mem::replace(&mut self.bytes, room));
         out.extend(self.entries.drain(..).map(|(pos, time_ms, id, body)| Delivery {
             pos,
             time_ms,
@@ -178,29 +147,30 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_whose_deliveries_are_gone_is_reused_and_spares_are_bounded() {
+    fn a_chunk_whose_deliveries_are_gone_is_reused() {
         let mut chunk = DeliveryChunk::default();
         chunk.push(1, 0, "a", &[b'x'; 5000]);
         let mut out = Vec::new();
         chunk.finish(&mut out);
         let first = out[0].body().as_ptr();
         drop(out);
-        assert_eq!(chunk.spare.lock().unwrap().len(), 1, "the emptied buffers came back");
+        assert_eq!(chunk.pool.kept(), 1, "the emptied buffer came back");
         chunk.push(2, 0, "b", b"y");
         let mut next = Vec::new();
         chunk.finish(&mut next);
-        assert_eq!(chunk.spare.lock().unwrap().len(), 0);
         chunk.push(3, 0, "c", b"z");
         let mut third = Vec::new();
         chunk.finish(&mut third);
         assert_eq!(next[0].body(), b"y");
         assert_eq!(third[0].body().as_ptr(), first, "the first chunk's buffer serves again");
-        let mut held = Vec::new();
-        for pos in 0..(SPARE_MAX as u64 + 4) {
-            chunk.push(pos, 0, "i", b"{}");
-            chunk.finish(&mut held);
-        }
-        drop(held);
-        assert_eq!(chunk.spare.lock().unwrap().len(), SPARE_MAX);
+    }
+
+    #[test]
+    fn a_delivery_in_a_frame_borrows_it_and_refuses_bytes_from_elsewhere() {
+        let frame = Shared::own(b"id-1{\"a\":1}".to_vec());
+        let d = Delivery::in_frame(1, 10, &frame, std::str::from_utf8(&frame[..4]).unwrap(), &frame[4..]).unwrap();
+        assert_eq!((d.id(), d.body()), ("id-1", &b"{\"a\":1}"[..]));
+        assert_eq!(d.body().as_ptr(), frame[4..].as_ptr(), "not copied");
+        assert!(Delivery::in_frame(1, 10, &frame, "id-1", b"{}").is_none());
     }
 }

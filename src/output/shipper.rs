@@ -451,10 +451,21 @@ fn pump(
     let slice = (tx.max_capacity() / 4).max(1);
     let mut cut = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let read = reader.next_batch(Duration::from_millis(200), PUMP_BATCH, &mut |rec| {
-            converted(&mut formatter, rec.body, rec.time_ms, rec.id, max_body, &mut cut, |body| match &fitter {
-                Some(f) => chunk.push(rec.pos, rec.time_ms, rec.id, &f.prefit(rec.pos, rec.time_ms, rec.id, body)),
-                None => chunk.push(rec.pos, rec.time_ms, rec.id, body),
+        let read = reader.next_batch(Duration::from_millis(200), PUMP_BATCH, &mut |rec, frame| {
+            converted(&mut formatter, rec.body, rec.time_ms, rec.id, max_body, &mut cut, |body| {
+                let body = match &fitter {
+                    Some(f) => f.prefit(rec.pos, rec.time_ms, rec.id, body),
+                    None => std::borrow::Cow::Borrowed(body),
+                };
+                // Spooled bytes sent as they are (the native format, nothing cut) stay in their
+                // frame; converted or cut ones are copied into the chunk, in order.
+                match frame.and_then(|f| Delivery::in_frame(rec.pos, rec.time_ms, f, rec.id, &body)) {
+                    Some(d) => {
+                        chunk.finish(&mut batch);
+                        batch.push(d);
+                    }
+                    None => chunk.push(rec.pos, rec.time_ms, rec.id, &body),
+                }
             })
         });
         chunk.finish(&mut batch);

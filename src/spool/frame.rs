@@ -263,6 +263,16 @@ impl Decoder {
     /// Check the frame in `bytes` (header + data, as [`Header::total_len`] says) and decompress
     /// it into `self.raw`, checking that its records are all there.
     pub fn decode(&mut self, h: &Header, bytes: &[u8]) -> Result<(), FrameError> {
+        let mut raw = std::mem::take(&mut self.raw);
+        let done = self.decode_into(h, bytes, &mut raw);
+        self.raw = raw;
+        done
+    }
+
+    /// [`Decoder::decode`] into `raw`, whatever it held before: `raw` ends up exactly the frame's
+    /// raw length. Not cleared first: `resize` zero-fills only growth (clearing made it a memset
+    /// of every frame), and each codec below either writes all of it or the frame is refused.
+    pub fn decode_into(&mut self, h: &Header, bytes: &[u8], raw: &mut Vec<u8>) -> Result<(), FrameError> {
         let total = h.total_len();
         if bytes.len() < total {
             return Err(FrameError::Short { have: bytes.len(), need: total });
@@ -273,12 +283,10 @@ impl Decoder {
         }
         let data = &bytes[HEADER_LEN..total];
         let want = h.raw_len as usize;
-        if self.raw.capacity() > 2 * STAGE_MAX && want <= STAGE_MAX {
-            self.raw = Vec::new();
+        if raw.capacity() > 2 * STAGE_MAX && want <= STAGE_MAX {
+            *raw = Vec::new();
         }
-        // Not cleared first: `resize` zero-fills only growth (clearing made it a memset of every
-        // frame), and each codec below either writes all `want` bytes or the frame is refused.
-        self.raw.resize(want, 0);
+        raw.resize(want, 0);
         let bad = |why: String| FrameError::Decompress { want: h.raw_len, why };
         match Compression::from_code(h.codec) {
             None => return Err(FrameError::Codec(h.codec)),
@@ -286,10 +294,10 @@ impl Decoder {
                 if data.len() != want {
                     return Err(bad(format!("{} stored bytes", data.len())));
                 }
-                self.raw.copy_from_slice(data);
+                raw.copy_from_slice(data);
             }
             Some(Compression::Lz4) => {
-                let n = lz4_flex::block::decompress_into(data, &mut self.raw).map_err(|e| bad(e.to_string()))?;
+                let n = lz4_flex::block::decompress_into(data, raw).map_err(|e| bad(e.to_string()))?;
                 if n != want {
                     return Err(bad(format!("got {n}")));
                 }
@@ -299,28 +307,32 @@ impl Decoder {
                     self.zstd = Some(zstd::bulk::Decompressor::new().map_err(|e| bad(e.to_string()))?);
                 }
                 let z = self.zstd.as_mut().ok_or_else(|| bad("no context".into()))?;
-                let n = z.decompress_to_buffer(data, &mut self.raw[..]).map_err(|e| bad(e.to_string()))?;
+                let n = z.decompress_to_buffer(data, &mut raw[..]).map_err(|e| bad(e.to_string()))?;
                 if n != want {
                     return Err(bad(format!("got {n}")));
                 }
             }
         }
-        // Every record must be there and fill the raw length exactly: checked once here, so
-        // handing records out later cannot fail half-way through a frame.
-        let mut at = 0;
-        for index in 0..h.count {
-            at = inner_at(&self.raw, at, h.first_pos + u64::from(index))
-                .map_err(|e| FrameError::Inner { index, err: e.to_string() })?
-                .1;
-        }
-        if at != want {
-            return Err(FrameError::Inner {
-                index: h.count,
-                err: format!("{} bytes after the last record", want - at),
-            });
-        }
-        Ok(())
+        check_records(h, raw)
     }
+}
+
+/// Every record of the frame must be there and fill its raw length exactly: checked once, so
+/// handing records out later cannot fail half-way through a frame.
+fn check_records(h: &Header, raw: &[u8]) -> Result<(), FrameError> {
+    let mut at = 0;
+    for index in 0..h.count {
+        at = inner_at(raw, at, h.first_pos + u64::from(index))
+            .map_err(|e| FrameError::Inner { index, err: e.to_string() })?
+            .1;
+    }
+    if at != raw.len() {
+        return Err(FrameError::Inner {
+            index: h.count,
+            err: format!("{} bytes after the last record", raw.len() - at),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -170,6 +170,7 @@ pub mod frame;
 pub mod reader;
 pub mod record;
 pub mod segment;
+pub mod shared;
 pub(crate) mod store;
 
 #[cfg(test)]

@@ -4,10 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use super::frame::{self, Decoder};
 use super::record::{Record, RecordRef};
 use super::segment::{SegmentFile, Version};
-use super::store::Spool;
+use super::shared::Shared;
+use super::store::{RecentFrame, Spool};
 use super::SpoolError;
 
 struct Current {
@@ -31,6 +34,11 @@ impl Current {
         Current { first_pos, version, file, offset: 0, expect: first_pos, poisoned: false, left: 0, raw_at: 0 }
     }
 
+    /// A v2 segment between frames.
+    fn frame_done(&self) -> bool {
+        self.version == Version::V2 && self.left == 0
+    }
+
     /// More to read below `limit` (the segment's committed length), or in the decoded frame.
     fn more(&self, limit: u64) -> bool {
         !self.poisoned && (self.left > 0 || self.offset < limit)
@@ -42,13 +50,22 @@ pub struct SpoolReader {
     output: usize,
     next_pos: u64,
     cur: Option<Current>,
-    /// The frame being handed out, decompressed once.
     decoder: Decoder,
+    /// The raw records of the frame being handed out: decompressed once, or the writer's own
+    /// (see [`super::shared`]); shared with whoever keeps its events.
+    frame: Arc<Shared>,
 }
 
 enum Step {
-    Read { limit: u64 },
-    Open { first_pos: u64, path: std::path::PathBuf },
+    /// Read below `limit`; `recent` is the next frame when the writer still has it in memory.
+    Read {
+        limit: u64,
+        recent: Option<RecentFrame>,
+    },
+    Open {
+        first_pos: u64,
+        path: std::path::PathBuf,
+    },
     Again,
     Timeout,
 }
@@ -57,7 +74,14 @@ impl Spool {
     /// A reader for output `idx` that starts after its acknowledged position.
     pub fn reader(&self, idx: usize) -> SpoolReader {
         let next_pos = self.acked(idx) + 1;
-        SpoolReader { spool: self.clone(), output: idx, next_pos, cur: None, decoder: Decoder::default() }
+        SpoolReader {
+            spool: self.clone(),
+            output: idx,
+            next_pos,
+            cur: None,
+            decoder: Decoder::default(),
+            frame: Shared::own(Vec::new()),
+        }
     }
 }
 
@@ -81,9 +105,9 @@ impl SpoolReader {
                     Err(SpoolError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
                 },
-                Step::Read { limit } => {
-                    if let Some(rec) = self.read_one(limit)? {
-                        return Ok(Some(rec));
+                Step::Read { limit, recent } => {
+                    if let Some((rec, _)) = self.read_ref(limit, recent)? {
+                        return Ok(Some(rec.to_owned()));
                     }
                 }
             }
@@ -91,7 +115,8 @@ impl SpoolReader {
     }
 
     /// Everything committed after this reader's position, up to `max` records, handed to `each`
-    /// in order; waits up to `wait` only while there is nothing at all. Returns how many were
+    /// in order, each with the shared frame it lies in (v2; `None` for a v1 record, borrowed from
+    /// a read buffer); waits up to `wait` only while there is nothing at all. Returns how many were
     /// handed on (0 on timeout). One lock per segment visited, not per record, and one wake-up of
     /// the caller per batch however many records it holds.
     ///
@@ -101,7 +126,7 @@ impl SpoolReader {
         &mut self,
         wait: Duration,
         max: usize,
-        each: &mut dyn FnMut(RecordRef<'_>),
+        each: &mut dyn FnMut(RecordRef<'_>, Option<&Arc<Shared>>),
     ) -> Result<usize, SpoolError> {
         let deadline = Instant::now() + wait;
         let mut n = 0;
@@ -117,10 +142,10 @@ impl SpoolReader {
                     Err(e) if n == 0 => return Err(e),
                     Err(_) => break,
                 },
-                Step::Read { limit } => loop {
-                    match self.read_ref(limit) {
-                        Ok(Some(rec)) => {
-                            each(rec);
+                Step::Read { limit, mut recent } => loop {
+                    match self.read_ref(limit, recent.take()) {
+                        Ok(Some((rec, frame))) => {
+                            each(rec, frame);
                             n += 1;
                             if n >= max {
                                 return Ok(n);
@@ -130,7 +155,9 @@ impl SpoolReader {
                         Err(e) if n == 0 => return Err(e),
                         Err(_) => return Ok(n),
                     }
-                    if self.cur.as_ref().is_none_or(|c| !c.more(limit)) {
+                    // At the end of a v2 frame, back to `step`: the next frame may be one the
+                    // writer still holds (a lock per frame, not per record).
+                    if self.cur.as_ref().is_none_or(|c| !c.more(limit) || c.frame_done()) {
                         break;
                     }
                 },
@@ -149,7 +176,13 @@ impl SpoolReader {
                     self.cur = None;
                     return Step::Again;
                 }
-                Some(meta) if cur.more(meta.bytes) => return Step::Read { limit: meta.bytes },
+                Some(meta) if cur.more(meta.bytes) => {
+                    let at = if cur.offset == 0 { Version::V2.data_start() } else { cur.offset };
+                    let recent = (cur.version == Version::V2 && cur.left == 0)
+                        .then(|| st.recent.iter().find(|r| r.segment == cur.first_pos && r.offset == at).cloned())
+                        .flatten();
+                    return Step::Read { limit: meta.bytes, recent };
+                }
                 Some(meta) if meta.sealed => {
                     self.next_pos = self.next_pos.max(meta.last_pos + 1);
                     self.cur = None;
@@ -175,13 +208,14 @@ impl SpoolReader {
     }
 
     /// Read the record at the current offset; `None` when it was one to skip (before next_pos).
-    fn read_one(&mut self, limit: u64) -> Result<Option<Record>, SpoolError> {
-        Ok(self.read_ref(limit)?.map(RecordRef::to_owned))
-    }
-
-    /// [`SpoolReader::read_one`] borrowing the record from the segment's read buffer (v1) or the
-    /// decompressed frame (v2).
-    fn read_ref(&mut self, limit: u64) -> Result<Option<RecordRef<'_>>, SpoolError> {
+    /// Borrowed from the segment's read buffer (v1) or from the frame (v2, returned too), which
+    /// is `recent` when that is the next one (the writer's own, nothing to read or decompress).
+    #[allow(clippy::type_complexity)]
+    fn read_ref(
+        &mut self,
+        limit: u64,
+        recent: Option<RecentFrame>,
+    ) -> Result<Option<(RecordRef<'_>, Option<&Arc<Shared>>)>, SpoolError> {
         let max = self.spool.inner.cfg.max_record_bytes;
         let next_pos = self.next_pos;
         let Some(cur) = self.cur.as_mut() else { return Ok(None) };
@@ -197,13 +231,30 @@ impl SpoolReader {
                             return Ok(None);
                         }
                         self.next_pos = rec.pos + 1;
-                        return Ok(Some(rec));
+                        return Ok(Some((rec, None)));
                     }
                     Ok((rec, _)) => format!("position {} where {} was expected", rec.pos, cur.expect),
                     Err(e) => e.to_string(),
                 }
             }
             Version::V2 => 'frame: {
+                // The writer's frame in memory, when it is the one expected here (it always is,
+                // short of damage, which the file path below then reports).
+                match recent.filter(|r| cur.left == 0 && r.first_pos == cur.expect) {
+                    Some(r) if r.first_pos + u64::from(r.count) <= next_pos => {
+                        // Acknowledged already: skipped.
+                        cur.offset = r.offset + r.len;
+                        cur.expect = r.first_pos + u64::from(r.count);
+                        return Ok(None);
+                    }
+                    Some(r) => {
+                        cur.offset = r.offset + r.len;
+                        cur.left = r.count;
+                        cur.raw_at = 0;
+                        self.frame = r.raw;
+                    }
+                    None => {}
+                }
                 if cur.left == 0 {
                     if cur.offset == 0 {
                         if !cur.file.magic_ok(limit)? {
@@ -225,18 +276,23 @@ impl SpoolReader {
                             cur.expect = h.last_pos() + 1;
                             return Ok(None);
                         }
-                        Ok((h, range)) => match self.decoder.decode(&h, cur.file.bytes(range)) {
-                            Ok(()) => {
-                                cur.offset += h.total_len() as u64;
-                                cur.left = h.count;
-                                cur.raw_at = 0;
+                        Ok((h, range)) => {
+                            let pool = &self.spool.inner.pool;
+                            let mut raw = pool.take(h.raw_len as usize);
+                            match self.decoder.decode_into(&h, cur.file.bytes(range), &mut raw) {
+                                Ok(()) => {
+                                    cur.offset += h.total_len() as u64;
+                                    cur.left = h.count;
+                                    cur.raw_at = 0;
+                                    self.frame = pool.share(raw);
+                                }
+                                Err(e) => break 'frame e.to_string(),
                             }
-                            Err(e) => break 'frame e.to_string(),
-                        },
+                        }
                         Err(e) => break 'frame e.to_string(),
                     }
                 }
-                match frame::inner_at(&self.decoder.raw, cur.raw_at, cur.expect) {
+                match frame::inner_at(&self.frame, cur.raw_at, cur.expect) {
                     Ok((rec, next)) => {
                         cur.raw_at = next;
                         cur.left -= 1;
@@ -245,7 +301,7 @@ impl SpoolReader {
                             return Ok(None);
                         }
                         self.next_pos = rec.pos + 1;
-                        return Ok(Some(rec));
+                        return Ok(Some((rec, Some(&self.frame))));
                     }
                     // Decoder::decode checked every record of the frame; kept for safety.
                     Err(e) => e.to_string(),

@@ -14,6 +14,7 @@ use super::config::{OnFull, SpoolConfig};
 use super::frame::{self, Encoder};
 use super::record::{self, MAX_ID_LEN};
 use super::segment::{self, sync_dir};
+use super::shared::{Pool, Shared};
 use super::{cursor, SpoolError};
 
 /// zstd level of `compression = "zstd"`: level 1 measured best in CPU per byte saved (levels 2 and
@@ -130,6 +131,24 @@ struct PendingLoss {
 /// staged bytes in between (a larger batch becomes several frames).
 const STAGE_MAX: usize = frame::STAGE_MAX;
 
+/// Frames kept in memory after they are written ([`State::recent`]). A reader that keeps up is
+/// at most a frame or two behind the writer (one commit per 10 ms gather); one further behind
+/// reads the segment file like any other. Up to `STAGE_MAX` each, so this bounds the memory too.
+const RECENT_FRAMES: usize = 4;
+
+/// A frame just written, as [`State::recent`] keeps it.
+#[derive(Clone)]
+pub(crate) struct RecentFrame {
+    /// The segment (its first position) and the frame's offset and length in it.
+    pub segment: u64,
+    pub offset: u64,
+    pub len: u64,
+    pub first_pos: u64,
+    pub count: u32,
+    /// The frame's inner records, as [`frame::inner_at`] reads them.
+    pub raw: Arc<Shared>,
+}
+
 pub(crate) struct State {
     pub segments: VecDeque<SegMeta>,
     /// The open file of the last segment when it is not sealed.
@@ -153,6 +172,10 @@ pub(crate) struct State {
     encoder: Encoder,
     /// The frame being written (reused).
     frame_buf: Vec<u8>,
+    /// The last frames written, raw, for readers that are caught up: they take a frame from here
+    /// instead of reading and decompressing it, and hand its events on without copying them
+    /// (see [`super::shared`]). Oldest first, at most `RECENT_FRAMES`.
+    pub recent: VecDeque<RecentFrame>,
     /// (position, event time ms) samples, oldest first, for the oldest unacknowledged age.
     age_samples: VecDeque<(u64, u64)>,
     /// (when, bytes written - bytes freed by acks) samples over `GROWTH_WINDOW`.
@@ -180,6 +203,8 @@ pub(crate) struct Inner {
     pub space: Condvar,
     /// Serialises cursor writes between the sync thread and a blocked append.
     persist_lock: Mutex<()>,
+    /// Raw frame buffers: the writer's staged frames and the readers' decompressed ones.
+    pub pool: Pool,
     /// Set by [`Spool::interrupt`]: a `block`ed append gives up (the daemon is shutting down).
     interrupted: std::sync::atomic::AtomicBool,
     _lock: Flock<File>,
@@ -337,6 +362,7 @@ impl Spool {
             staged_count: 0,
             encoder: Encoder::new(cfg.compression, ZSTD_LEVEL),
             frame_buf: Vec::new(),
+            recent: VecDeque::with_capacity(RECENT_FRAMES + 1),
             age_samples,
             growth: VecDeque::new(),
             bytes_freed: 0,
@@ -352,6 +378,7 @@ impl Spool {
                 data: Condvar::new(),
                 space: Condvar::new(),
                 persist_lock: Mutex::new(()),
+                pool: Pool::default(),
                 interrupted: std::sync::atomic::AtomicBool::new(false),
                 _lock: lock,
             }),
@@ -559,12 +586,20 @@ impl Spool {
         // Staged records hold the positions just before `next_pos`, in order.
         meta.last_pos = next_pos - 1;
         let last = meta.last_pos;
+        let segment = meta.first_pos;
         st.total_bytes = st.total_bytes - staged_cost + frame_len;
         st.stats.disk_bytes_written += frame_len;
-        st.staged.clear();
+        let count = st.staged_count as u32;
         st.staged_count = 0;
-        if st.staged.capacity() > 2 * STAGE_MAX {
-            st.staged = Vec::new();
+        let mut next_staged = self.inner.pool.take(st.staged.len().min(STAGE_MAX));
+        next_staged.clear();
+        let raw = std::mem::replace(&mut st.staged, next_staged);
+        if raw.capacity() <= 2 * STAGE_MAX {
+            if st.recent.len() >= RECENT_FRAMES {
+                st.recent.pop_front();
+            }
+            let raw = self.inner.pool.share(raw);
+            st.recent.push_back(RecentFrame { segment, offset, len: frame_len, first_pos, count, raw });
         }
         self.inner.data.notify_all();
         let every = self.inner.cfg.fsync_every;

@@ -454,7 +454,7 @@ fn staged_events_reach_readers_only_at_commit_and_in_one_batch() {
     assert_eq!(s.stats().last_pos, 5, "positions are assigned at stage time");
     s.commit().unwrap();
     let mut got = Vec::new();
-    let n = r.next_batch(NOW, 100, &mut |rec| got.push((rec.pos, rec.id.to_string()))).unwrap();
+    let n = r.next_batch(NOW, 100, &mut |rec, _| got.push((rec.pos, rec.id.to_string()))).unwrap();
     assert_eq!(n, 5);
     assert_eq!(got, (1..=5).map(|i| (i, format!("id-{i}"))).collect::<Vec<_>>());
     // Across a segment roll (4 KiB segments), a batch still comes out whole and in order.
@@ -463,9 +463,51 @@ fn staged_events_reach_readers_only_at_commit_and_in_one_batch() {
     }
     s.commit().unwrap();
     let mut pos = Vec::new();
-    while r.next_batch(NOW, 64, &mut |rec| pos.push(rec.pos)).unwrap() > 0 {}
+    while r.next_batch(NOW, 64, &mut |rec, _| pos.push(rec.pos)).unwrap() > 0 {}
     assert_eq!(pos, (6..=200).collect::<Vec<_>>());
     assert!(segment_files(&dir).len() > 1);
+}
+
+/// A reader that keeps up takes each frame the writer still has in memory (the same bytes, not a
+/// decompressed copy); one that falls further behind than the frames kept reads the file; both
+/// get every record once, in order, with the bytes that were appended.
+#[test]
+fn caught_up_readers_share_the_writers_frames_and_late_ones_read_the_file() {
+    let dir = test_dir("recent");
+    let s = Spool::open(&cfg(&dir), &names(2)).unwrap();
+    let (mut near, mut far) = (s.reader(0), s.reader(1));
+    let mut shared_frames = Vec::new();
+    let mut near_got = Vec::new();
+    for batch in 0..12u64 {
+        for i in batch * 3 + 1..=batch * 3 + 3 {
+            s.stage(i, &format!("id-{i}"), &body(i)).unwrap();
+        }
+        s.commit().unwrap();
+        near.next_batch(NOW, 100, &mut |rec, frame| {
+            let frame = frame.expect("a v2 frame");
+            assert!(frame.range_of(rec.body).is_some());
+            shared_frames.push(std::sync::Arc::as_ptr(frame) as usize);
+            near_got.push((rec.pos, rec.id.to_string(), rec.body.to_vec()));
+        })
+        .unwrap();
+    }
+    let expected: Vec<_> = (1..=36).map(|i| (i, format!("id-{i}"), body(i))).collect();
+    assert_eq!(near_got, expected);
+    let recent: Vec<usize> = s.inner.lock().recent.iter().map(|r| std::sync::Arc::as_ptr(&r.raw) as usize).collect();
+    assert!(recent.contains(shared_frames.last().unwrap()), "the last frame came from the writer's memory");
+    let mut far_got = Vec::new();
+    let mut far_frames = Vec::new();
+    while far
+        .next_batch(NOW, 100, &mut |rec, frame| {
+            far_frames.push(std::sync::Arc::as_ptr(frame.unwrap()) as usize);
+            far_got.push((rec.pos, rec.id.to_string(), rec.body.to_vec()));
+        })
+        .unwrap()
+        > 0
+    {}
+    assert_eq!(far_got, expected);
+    assert!(!recent.contains(&far_frames[0]), "the first frames were read from the file");
+    assert!(recent.contains(far_frames.last().unwrap()), "then it caught up with the writer's");
 }
 
 /// Segments in the v1 format (uncompressed records, `.log`), written with the v1 encoder that
