@@ -150,7 +150,7 @@ async fn relp_examples_receive_our_events() {
             }),
             ..RelpConfig::default()
         };
-        run_until_acked(200, move |rx, atx, srx| relp::run(cfg, rx, atx, srx)).await;
+        run_until_acked(200, move |rx, atx, srx| relp::run(cfg, rx.into(), atx, srx)).await;
         assert_events_file(&rs, 200);
     }
     let _ = std::fs::remove_dir_all(&s.dir);
@@ -166,7 +166,7 @@ async fn tcp_example_receives_plain_and_tls() {
     let conf = localize(&example("tcp.conf"), &dir, &cert_dir(&s), &[("10514", plain), ("6514", tls_port)]);
     let rs = Rsyslogd::from_config(dir, &conf, plain, tls_port);
     let cfg = TcpConfig { address: format!("127.0.0.1:{plain}"), ..TcpConfig::default() };
-    run_until_acked(100, move |rx, atx, srx| tcp::run(cfg, rx, atx, srx)).await;
+    run_until_acked(100, move |rx, atx, srx| tcp::run(cfg, rx.into(), atx, srx)).await;
     assert_events_file(&rs, 100);
     // Same events again over RFC 5425 TLS, verified against the test CA and the name 127.0.0.1.
     let cfg = TcpConfig {
@@ -174,7 +174,7 @@ async fn tcp_example_receives_plain_and_tls() {
         tls: Some(TlsConfig { ca_file: s.certs.ca.clone(), cert_file: None, key_file: None, server_name: None }),
         ..TcpConfig::default()
     };
-    run_until_acked(100, move |rx, atx, srx| tcp::run(cfg, rx, atx, srx)).await;
+    run_until_acked(100, move |rx, atx, srx| tcp::run(cfg, rx.into(), atx, srx)).await;
     let lines = rs.wait_lines("events.json", 200, Duration::from_secs(20));
     assert_eq!(lines.len(), 200);
     for (i, l) in lines[100..].iter().enumerate() {

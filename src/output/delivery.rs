@@ -7,10 +7,12 @@
 //! connection resends its unacknowledged deliveries itself, in order; after a process restart the
 //! spool redelivers everything after the last persisted ack (at-least-once).
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::spool::shared::{Pool, Shared};
 
@@ -79,7 +81,7 @@ impl DeliveryChunk {
 
     /// Append the collected events to `out` as deliveries; the chunk starts empty again (with
     /// the buffer of a chunk whose deliveries are all gone, or room for a batch like this one).
-    pub fn finish(&mut self, out: &mut Vec<Delivery>) {
+    pub fn finish(&mut self, out: &mut impl Extend<Delivery>) {
         if self.entries.is_empty() {
             return;
         }
@@ -100,13 +102,91 @@ impl DeliveryChunk {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ack(pub u64);
 
-/// Move deliveries already waiting in `rx` into `batch` until it holds `max`, without waiting: a
-/// batching sink writes what has queued up during its previous write in one go.
-pub fn take_waiting(rx: &mut mpsc::Receiver<Delivery>, batch: &mut Vec<Delivery>, max: usize) {
-    while batch.len() < max {
-        match rx.try_recv() {
-            Ok(d) => batch.push(d),
-            Err(_) => break,
+/// Where a sink takes its deliveries from, in spool order.
+///
+/// Two sources: a bounded channel from a spool-reader thread (outputs whose events are converted
+/// to another format: conversion is CPU-heavy and may ask NSS, so it runs on a thread of its own),
+/// or the spool itself, read on the sink's own thread when it needs more (the native format, sent
+/// as spooled). The second saves a thread and its wake-up per batch, and the channel's per-event
+/// bookkeeping: at 20 k events/s the spool-reader threads and the channel were a tenth of the
+/// daemon's CPU (docs/performance.md).
+pub struct Deliveries {
+    source: Source,
+    /// Read from the source and not yet taken.
+    ready: VecDeque<Delivery>,
+}
+
+enum Source {
+    Channel(mpsc::Receiver<Delivery>),
+    Pull {
+        /// Appends what is waiting (bounded, never waits); see [`Deliveries::pull`]. In a mutex
+        /// only to make the sink's future `Sync`-safe to hold across awaits; it is only ever
+        /// reached through `&mut self` (`get_mut`), never locked.
+        fill: std::sync::Mutex<Filler>,
+        /// Notified when more may be waiting.
+        more: Arc<Notify>,
+    },
+}
+
+type Filler = Box<dyn FnMut(&mut VecDeque<Delivery>) + Send>;
+
+/// A pulling source that was told nothing still looks again this often: a missed notification
+/// may delay events, never strand them.
+const PULL_RECHECK: Duration = Duration::from_millis(200);
+
+impl From<mpsc::Receiver<Delivery>> for Deliveries {
+    fn from(rx: mpsc::Receiver<Delivery>) -> Deliveries {
+        Deliveries { source: Source::Channel(rx), ready: VecDeque::new() }
+    }
+}
+
+impl Deliveries {
+    /// Deliveries that `fill` appends on demand, in order, whenever `more` was notified.
+    pub fn pull(fill: Filler, more: Arc<Notify>) -> Deliveries {
+        Deliveries { source: Source::Pull { fill: std::sync::Mutex::new(fill), more }, ready: VecDeque::new() }
+    }
+
+    /// The next delivery; `None` once a channel source is closed and empty (a pulling source
+    /// never ends). Cancel safe: nothing is taken unless it is returned.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        loop {
+            if let Some(d) = self.ready.pop_front() {
+                return Some(d);
+            }
+            match &mut self.source {
+                Source::Channel(rx) => return rx.recv().await,
+                Source::Pull { fill, more } => {
+                    fill.get_mut().unwrap_or_else(|p| p.into_inner())(&mut self.ready);
+                    if self.ready.is_empty() {
+                        let _ = tokio::time::timeout(PULL_RECHECK, more.notified()).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next delivery if one is waiting.
+    pub fn try_recv(&mut self) -> Result<Delivery, mpsc::error::TryRecvError> {
+        if let Some(d) = self.ready.pop_front() {
+            return Ok(d);
+        }
+        match &mut self.source {
+            Source::Channel(rx) => rx.try_recv(),
+            Source::Pull { fill, .. } => {
+                fill.get_mut().unwrap_or_else(|p| p.into_inner())(&mut self.ready);
+                self.ready.pop_front().ok_or(mpsc::error::TryRecvError::Empty)
+            }
+        }
+    }
+
+    /// Move deliveries already waiting into `batch` until it holds `max`, without waiting: a
+    /// batching sink writes what has queued up during its previous write in one go.
+    pub fn take_waiting(&mut self, batch: &mut Vec<Delivery>, max: usize) {
+        while batch.len() < max {
+            match self.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
         }
     }
 }
@@ -118,15 +198,63 @@ mod tests {
 
     #[tokio::test]
     async fn take_waiting_stops_at_max_and_when_empty() {
-        let (tx, mut rx) = mpsc::channel(8);
+        let (tx, rx) = mpsc::channel(8);
+        let mut rx = Deliveries::from(rx);
         for pos in 1..=3 {
             tx.send(Delivery::new(pos, 0, "i", b"{}")).await.unwrap();
         }
         let mut batch = Vec::new();
-        take_waiting(&mut rx, &mut batch, 2);
+        rx.take_waiting(&mut batch, 2);
         assert_eq!(batch.iter().map(|d| d.pos).collect::<Vec<_>>(), [1, 2]);
-        take_waiting(&mut rx, &mut batch, 10);
+        rx.take_waiting(&mut batch, 10);
         assert_eq!(batch.iter().map(|d| d.pos).collect::<Vec<_>>(), [1, 2, 3]);
+        drop(tx);
+        assert!(rx.recv().await.is_none(), "a closed channel ends");
+    }
+
+    /// A pulling source asks for more only when it has nothing ready, waits for a notification
+    /// when there is nothing, and still looks again without one.
+    #[tokio::test]
+    async fn a_pulling_source_fills_on_demand_and_waits_for_more() {
+        let next = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+        let fills = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (n2, f2) = (next.clone(), fills.clone());
+        let more = Arc::new(Notify::new());
+        let mut rx = Deliveries::pull(
+            Box::new(move |ready| {
+                f2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ready.extend(n2.lock().unwrap().drain(..).map(|p| Delivery::new(p, 0, "i", b"{}")));
+            }),
+            more.clone(),
+        );
+        next.lock().unwrap().extend([1, 2]);
+        assert_eq!(rx.recv().await.unwrap().pos, 1);
+        assert_eq!(rx.try_recv().unwrap().pos, 2);
+        assert_eq!(fills.load(std::sync::atomic::Ordering::Relaxed), 1, "one fill served both");
+        assert!(rx.try_recv().is_err());
+        let waiter = {
+            let (next, more) = (next.clone(), more.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                next.lock().unwrap().push(3);
+                more.notify_one();
+            })
+        };
+        let t0 = std::time::Instant::now();
+        assert_eq!(rx.recv().await.unwrap().pos, 3);
+        assert!(t0.elapsed() < PULL_RECHECK, "woken by the notification");
+        waiter.await.unwrap();
+        let silent = {
+            let next = next.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                next.lock().unwrap().push(4);
+            })
+        };
+        let t0 = std::time::Instant::now();
+        assert_eq!(rx.recv().await.unwrap().pos, 4, "found without a notification");
+        assert!(t0.elapsed() >= PULL_RECHECK);
+        silent.await.unwrap();
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
-use super::delivery::{take_waiting, Ack, Delivery};
+use super::delivery::{Ack, Deliveries, Delivery};
 use super::OutputFormat;
 use crate::units::de_size;
 
@@ -240,11 +240,10 @@ fn open_append(path: &Path, mode: u32) -> Result<File, FileError> {
 /// daemon's peak RSS in a storm (docs/performance.md).
 pub const QUEUE_MAX: usize = 1024;
 
-/// Most events one turn of the sink takes from its channel. The pump refills the channel while
-/// the sink drains it, so what a turn holds comes on top of the queue: taking up to `batch` (4096)
-/// held four queues of events at once, a quarter of a flat-out storm's peak (heaptrack,
-/// docs/performance.md). A pump batch's worth: one write of ~256 KiB per turn, a wake-up per 256
-/// events, as the pump's own hand-offs.
+/// Most events one turn of the sink takes from its deliveries. What a turn holds comes on top of
+/// the queue: taking up to `batch` (4096) held four queues of events at once, a quarter of a
+/// flat-out storm's peak (heaptrack, docs/performance.md). A spool reader batch's worth: one
+/// write of ~256 KiB per turn, a wake-up per 256 events.
 const TURN_MAX: usize = 256;
 
 /// Bytes of lines gathered before they are written: the line buffer never outgrows one piece
@@ -261,7 +260,7 @@ const WRITE_PIECE: usize = 256 << 10;
 /// batch (docs/performance.md).
 pub async fn run(
     config: FileConfig,
-    deliveries: mpsc::Receiver<Delivery>,
+    deliveries: Deliveries,
     acks: mpsc::Sender<Ack>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), FileError> {
@@ -273,7 +272,7 @@ pub async fn run(
 /// The sink loop, with the reopen triggers as parameters so tests can drive them.
 async fn serve(
     config: FileConfig,
-    mut deliveries: mpsc::Receiver<Delivery>,
+    mut deliveries: Deliveries,
     acks: mpsc::Sender<Ack>,
     mut shutdown: watch::Receiver<bool>,
     mut reopen: watch::Receiver<u64>,
@@ -316,7 +315,7 @@ async fn serve(
                     batch.push(d);
                     // At most TURN_MAX per turn (see there); group commit counts unsynced events
                     // across turns, so `batch` still decides when to sync.
-                    take_waiting(&mut deliveries, &mut batch, batch_max.min(TURN_MAX));
+                    deliveries.take_waiting(&mut batch, batch_max.min(TURN_MAX));
                 }
                 None => action = Action::Stop,
             },
@@ -398,7 +397,7 @@ mod tests {
         let (atx, acks) = mpsc::channel(64);
         let (stop, srx) = watch::channel(false);
         let (reopen, rrx) = watch::channel(0);
-        let task = tokio::spawn(serve(cfg, rx, atx, srx, rrx, None));
+        let task = tokio::spawn(serve(cfg, rx.into(), atx, srx, rrx, None));
         Harness { tx, acks, stop, reopen, task }
     }
 
@@ -560,8 +559,12 @@ mod tests {
         let (tx, rx) = mpsc::channel(8);
         let (atx, mut acks) = mpsc::channel(8);
         let (stop, srx) = watch::channel(false);
-        let task =
-            tokio::spawn(run(FileConfig { path: path.clone(), max_size: 0, ..FileConfig::default() }, rx, atx, srx));
+        let task = tokio::spawn(run(
+            FileConfig { path: path.clone(), max_size: 0, ..FileConfig::default() },
+            rx.into(),
+            atx,
+            srx,
+        ));
         tx.send(delivery(1, "one")).await.unwrap();
         assert_eq!(acks.recv().await.unwrap().0, 1);
         std::fs::rename(&path, &moved).unwrap();

@@ -4,7 +4,7 @@
 //! answers with cumulative acknowledgements; what "acknowledged" means is said in each sink's docs.
 //! All sinks have the same shape:
 //! ```text
-//! pub async fn run(config: XConfig, deliveries: mpsc::Receiver<Delivery>, acks: mpsc::Sender<Ack>,
+//! pub async fn run(config: XConfig, deliveries: Deliveries, acks: mpsc::Sender<Ack>,
 //!                  shutdown: watch::Receiver<bool>) -> Result<(), XError>
 //! ```
 //! [`OutputConfig::plan`] is the one place where a sink type is wired to its config; the
@@ -37,14 +37,15 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
-pub use delivery::{Ack, Delivery};
+pub use delivery::{Ack, Deliveries, Delivery};
 pub use shipper::{Interrupter, OutputStats, ShipError, ShipStats, Shipper};
 
 /// How an event is rendered for an output. The spool stores the native JSON; the other formats
-/// are derived from it per output, in the output's pump thread (see [`crate::format`]).
+/// are derived from it per output, in the output's spool-reader thread (see [`shipper`] and
+/// [`crate::format`]).
 pub use crate::format::OutputFormat;
 
-/// Room kept for the RFC 5424 header when a derived format's body is fitted in the pump; the
+/// Room kept for the RFC 5424 header when a derived format's body is fitted by its reader; the
 /// sink fits the whole message exactly (a longer header makes it cut or stub the event there).
 const SYSLOG_HEADER_ROOM: usize = 512;
 
@@ -166,8 +167,7 @@ pub(crate) async fn sleep_unless_shutdown(delay: std::time::Duration, shutdown: 
 pub struct SinkError(Box<dyn std::error::Error + Send + Sync>);
 
 pub type SinkFuture = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send>>;
-type Launch =
-    Arc<dyn Fn(mpsc::Receiver<Delivery>, mpsc::Sender<Ack>, watch::Receiver<bool>) -> SinkFuture + Send + Sync>;
+type Launch = Arc<dyn Fn(Deliveries, mpsc::Sender<Ack>, watch::Receiver<bool>) -> SinkFuture + Send + Sync>;
 
 /// Everything the shipper needs to (re)start one output.
 #[derive(Clone)]
@@ -175,15 +175,16 @@ pub struct SinkPlan {
     pub kind: &'static str,
     /// Config `name`: names the output's cursor file; default `<kind>-<index>`.
     pub name: Option<String>,
-    /// Capacity of the delivery channel: the most events in flight between spool and sink.
+    /// Capacity of the delivery channel of a converting output (the most events in flight
+    /// between its spool-reader thread and the sink) and of its ack channel.
     pub window: usize,
-    /// What the pump converts each spooled native line to before the sink sees it.
+    /// What each spooled native line is converted to before the sink sees it.
     pub format: OutputFormat,
     /// Largest converted body the sink can send whole (`max_message_size` less room for the
     /// syslog header); a bigger one is cut on its native line before conversion (see shipper).
     pub max_body: Option<usize>,
-    /// For syslog-speaking outputs: their header, so that the spool pump (a plain thread) cuts
-    /// bodies over `max_message_size` before they reach the sink task on the async runtime.
+    /// For syslog-speaking outputs: their header, so that bodies over `max_message_size` are cut
+    /// where they are read from the spool, before they reach the sink's session.
     pub header: Option<syslog::HeaderSpec>,
     /// How long the sink may take to stop once shutdown is signalled before the shipper aborts
     /// it (whatever it had not had acknowledged stays in the spool): the sink's own bound where
@@ -212,7 +213,7 @@ impl SinkPlan {
     pub fn new<C, E, F, Fut>(kind: &'static str, name: Option<&str>, window: usize, config: C, run: F) -> SinkPlan
     where
         C: Clone + Send + Sync + 'static,
-        F: Fn(C, mpsc::Receiver<Delivery>, mpsc::Sender<Ack>, watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
+        F: Fn(C, Deliveries, mpsc::Sender<Ack>, watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -232,7 +233,7 @@ impl SinkPlan {
         }
     }
 
-    /// Deliver bodies converted to `format` (converted in the pump thread, see [`shipper`]),
+    /// Deliver bodies converted to `format` (on a spool-reader thread, see [`shipper`]),
     /// fitted to a syslog `max_message_size` when given.
     pub fn with_format(mut self, format: OutputFormat, max_message_size: Option<usize>) -> SinkPlan {
         self.format = format;
@@ -253,7 +254,7 @@ impl SinkPlan {
     /// Start one incarnation of the sink.
     pub fn launch(
         &self,
-        deliveries: mpsc::Receiver<Delivery>,
+        deliveries: Deliveries,
         acks: mpsc::Sender<Ack>,
         shutdown: watch::Receiver<bool>,
     ) -> SinkFuture {

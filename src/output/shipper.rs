@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! processing thread ──submit──▶ Spool (append, never waits on a sink unless on_full = "block")
-//!   per output: pump thread ──SpoolReader::next_batch──▶ mpsc(window) ──▶ sink task ──Ack──▶ Spool::ack
+//!   native output:    sink task ──Deliveries::pull: SpoolReader::next_batch──▶ ... ──Ack──▶ Spool::ack
+//!   converted output: pump thread ──next_batch, convert──▶ mpsc(window) ──▶ sink task ──Ack──▶ Spool::ack
 //!   sync thread: fdatasync by interval, persist cursors, delete fully acknowledged segments
 //! ```
 //! Each output's supervisor and sink run on a thread of their own under a current-thread tokio
@@ -12,24 +13,31 @@
 //! that was 8 % of the daemon's CPU at 20 k events/s with one RELP output (docs/performance.md).
 //! On its own thread a sink can also do blocking I/O inline (the file output does) without
 //! stalling any other output.
-//! The pump is a plain thread because reading segments is blocking file I/O; it blocks on the
-//! bounded channel when the sink is behind, which is the back-pressure: memory per output is the
-//! window plus one read buffer, however long the receiver is away.
+//!
+//! A native-format output reads the spool itself, on that thread, when it wants more: a caught-up
+//! reader takes the writer's last frames from memory and its events stay in them (no read, no
+//! decompression, no copy), so reading costs a lock and a few pointers per batch, and the thread
+//! and wake-up of a separate reader bought nothing (docs/performance.md, "Fourth round"). An
+//! output that converts to another format gets a pump thread: conversion is CPU-heavy (ECS) or
+//! may ask NSS (go-audit's `uid_map`), and on the sink's thread it would hold up the connection.
+//! The pump blocks on the bounded channel when the sink is behind, which is the back-pressure.
+//! Either way memory per output is the sink's window plus one reader batch, however long the
+//! receiver is away.
 //!
 //! Hand-offs carry batches: the processing thread stages a loop iteration's events and commits
-//! them with one write (one wake-up of each pump), a pump takes everything committed at once and
-//! queues it in a row (one wake-up of the sink task), and a sink acknowledges a batch at a time.
-//! Thread wake-ups, not the work itself, were a third of the daemon's CPU when each event was
-//! handed on alone (docs/performance.md).
+//! them with one write (one wake-up of each output), a reader takes everything committed at once,
+//! and a sink acknowledges a batch at a time. Thread wake-ups, not the work itself, were a third
+//! of the daemon's CPU when each event was handed on alone (docs/performance.md).
 //!
 //! A sink that returns (error or not) before shutdown is restarted after a backoff (0.5 s doubling
-//! to 30 s) by a fresh pump that starts after the last acknowledged position: everything in flight
+//! to 30 s) with a fresh reader that starts after the last acknowledged position: everything in flight
 //! is sent again (at-least-once).
 //!
 //! With no `[[output]]` at all, the shipper writes JSON lines straight to stdout without a spool:
 //! the embedded defaults must work on a machine without `/var/lib/auditrelay`, and a spool in front
 //! of a terminal protects nothing.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,9 +45,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use super::delivery::{Ack, Delivery, DeliveryChunk};
+use super::delivery::{Ack, Deliveries, Delivery, DeliveryChunk};
 use super::{OutputConfig, SinkPlan};
 use crate::format::Formatter;
+use crate::spool::record::RecordRef;
+use crate::spool::shared::Shared;
 use crate::spool::store::log;
 use crate::spool::{Appended, Spool, SpoolConfig, SpoolError, SpoolReader, SpoolStats};
 
@@ -418,26 +428,103 @@ fn sync_loop(spool: Spool, stop: Arc<AtomicBool>, tick: Duration) {
     }
 }
 
-/// Most records a pump takes from the spool per wake-up; the channel (the sink's window) bounds
-/// what is in flight, this only bounds the pump's own buffer.
+/// Most records a pump (or a pulling sink) takes from the spool at a time; the channel (the
+/// sink's window) bounds what is in flight, this only bounds the reader's own buffer.
 const PUMP_BATCH: usize = 256;
 
-/// Feed one sink incarnation from the spool until told to stop or the sink hangs up. Bodies are
-/// converted to the output's format here, on this plain thread: conversion (JSON parsing, name
-/// lookups through NSS) never runs on the processing thread nor on the output's sink thread. With
-/// a `fitter` (syslog outputs), bodies over the output's `max_message_size` are cut here too:
-/// cutting a multi-megabyte event is CPU-heavy, and the sink thread serves the connection.
+/// How spooled records become one output's deliveries: converted to its format, cut to its
+/// `max_message_size` (syslog outputs), and handed on in their spool frame when nothing changed.
+struct Converter {
+    formatter: Formatter,
+    max_body: Option<usize>,
+    fitter: Option<super::syslog::Formatter>,
+    /// Converted bodies cut so far (for the log).
+    cut: u64,
+    chunk: DeliveryChunk,
+}
+
+impl Converter {
+    fn new(plan: &SinkPlan, name: &str) -> Converter {
+        Converter {
+            formatter: Formatter::new(plan.format),
+            max_body: plan.max_body,
+            // An invalid header is the sink's own start error (reported by it); no fitting then.
+            fitter: plan.header.as_ref().and_then(|h| super::syslog::Formatter::new(name, h).ok()),
+            cut: 0,
+            chunk: DeliveryChunk::default(),
+        }
+    }
+
+    /// Append `rec` (read from the spool, in `frame` when v2) to `out` as a delivery.
+    fn add(&mut self, rec: RecordRef<'_>, frame: Option<&Arc<Shared>>, out: &mut impl Extend<Delivery>) {
+        let (chunk, fitter) = (&mut self.chunk, &self.fitter);
+        converted(&mut self.formatter, rec.body, rec.time_ms, rec.id, self.max_body, &mut self.cut, |body| {
+            let body = match fitter {
+                Some(f) => f.prefit(rec.pos, rec.time_ms, rec.id, body),
+                None => std::borrow::Cow::Borrowed(body),
+            };
+            // Spooled bytes sent as they are (the native format, nothing cut) stay in their
+            // frame; converted or cut ones are copied into the chunk, in order.
+            match frame.and_then(|f| Delivery::in_frame(rec.pos, rec.time_ms, f, rec.id, &body)) {
+                Some(d) => {
+                    chunk.finish(out);
+                    out.extend(Some(d));
+                }
+                None => chunk.push(rec.pos, rec.time_ms, rec.id, &body),
+            }
+        });
+    }
+
+    /// Everything added since the last call is in `out`.
+    fn finish(&mut self, out: &mut impl Extend<Delivery>) {
+        self.chunk.finish(out);
+    }
+}
+
+/// The source of a sink that reads the spool on its own thread ([`Deliveries::pull`]): each call
+/// appends what is committed after the last one, up to [`PUMP_BATCH`], and never waits.
+fn spool_filler(
+    mut reader: SpoolReader,
+    mut converter: Converter,
+    counters: Arc<crate::telemetry::OutputCounters>,
+) -> impl FnMut(&mut VecDeque<Delivery>) + Send {
+    let mut marks: Vec<(u64, u64)> = Vec::with_capacity(PUMP_BATCH);
+    // After a read error (logged), the next try waits this long: the sink asks again at once.
+    let mut retry_at: Option<Instant> = None;
+    move |ready| {
+        if retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        retry_at = None;
+        let from = ready.len();
+        let read = reader.next_batch(Duration::ZERO, PUMP_BATCH, &mut |rec, frame| converter.add(rec, frame, ready));
+        converter.finish(ready);
+        marks.extend(ready.range(from..).map(|d| (d.pos, d.time_ms)));
+        counters.sent_all(marks.drain(..));
+        match read {
+            Ok(_) | Err(SpoolError::Corrupt { .. }) => {}
+            Err(e) => {
+                log(format_args!("{e}"));
+                retry_at = Some(Instant::now() + Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Feed one sink incarnation from the spool until told to stop or the sink hangs up: the
+/// spool-reader thread of an output whose bodies are converted to another format. Conversion
+/// (JSON parsing, name lookups through NSS) runs here, on this plain thread: never on the
+/// processing thread nor on the output's sink thread. With a fitter (syslog outputs), bodies
+/// over the output's `max_message_size` are cut here too: cutting a multi-megabyte event is
+/// CPU-heavy, and the sink thread serves the connection.
 fn pump(
     mut reader: SpoolReader,
     tx: mpsc::Sender<Delivery>,
     stop: Arc<AtomicBool>,
     counters: Arc<crate::telemetry::OutputCounters>,
-    mut formatter: Formatter,
-    max_body: Option<usize>,
-    fitter: Option<super::syslog::Formatter>,
+    mut converter: Converter,
 ) {
     let mut batch: Vec<Delivery> = Vec::with_capacity(PUMP_BATCH);
-    let mut chunk = DeliveryChunk::default();
     // (position, time) of what was just queued, for the output's figures (one lock per slice).
     let mut marks: Vec<(u64, u64)> = Vec::with_capacity(PUMP_BATCH);
     // Waiting for room a slice at a time: `blocking_send` on a full channel woke this thread for
@@ -449,26 +536,11 @@ fn pump(
         return;
     };
     let slice = (tx.max_capacity() / 4).max(1);
-    let mut cut = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let read = reader.next_batch(Duration::from_millis(200), PUMP_BATCH, &mut |rec, frame| {
-            converted(&mut formatter, rec.body, rec.time_ms, rec.id, max_body, &mut cut, |body| {
-                let body = match &fitter {
-                    Some(f) => f.prefit(rec.pos, rec.time_ms, rec.id, body),
-                    None => std::borrow::Cow::Borrowed(body),
-                };
-                // Spooled bytes sent as they are (the native format, nothing cut) stay in their
-                // frame; converted or cut ones are copied into the chunk, in order.
-                match frame.and_then(|f| Delivery::in_frame(rec.pos, rec.time_ms, f, rec.id, &body)) {
-                    Some(d) => {
-                        chunk.finish(&mut batch);
-                        batch.push(d);
-                    }
-                    None => chunk.push(rec.pos, rec.time_ms, rec.id, &body),
-                }
-            })
+            converter.add(rec, frame, &mut batch)
         });
-        chunk.finish(&mut batch);
+        converter.finish(&mut batch);
         match read {
             Ok(0) => {
                 if tx.is_closed() {
@@ -552,19 +624,26 @@ async fn supervise(
     let mut backoff = BACKOFF_MIN;
     let counters = crate::telemetry::output(&state.name);
     loop {
-        let (dtx, drx) = mpsc::channel(plan.window);
         let (atx, mut arx) = mpsc::channel::<Ack>(plan.window);
         let stop = Arc::new(AtomicBool::new(false));
         let reader = spool.reader(idx);
-        let pump_stop = stop.clone();
-        let pump_counters = counters.clone();
-        let formatter = Formatter::new(plan.format);
-        let max_body = plan.max_body;
-        // An invalid header is the sink's own start error (reported by it); no fitting then.
-        let fitter = plan.header.as_ref().and_then(|h| super::syslog::Formatter::new(&state.name, h).ok());
-        let pump_thread = std::thread::Builder::new()
-            .name(format!("spool-{}", state.name))
-            .spawn(move || pump(reader, dtx, pump_stop, pump_counters, formatter, max_body, fitter));
+        let converter = Converter::new(&plan, &state.name);
+        // Native bodies go out as spooled: the sink reads the spool itself, on its own thread.
+        // Converted ones come from a spool-reader thread (see `pump`).
+        let (deliveries, pump_thread) = match spool.more(idx) {
+            Some(more) if plan.format == crate::format::OutputFormat::Native => {
+                let fill = spool_filler(reader, converter, counters.clone());
+                (Ok(Deliveries::pull(Box::new(fill), more)), None)
+            }
+            _ => {
+                let (dtx, drx) = mpsc::channel(plan.window);
+                let (pump_stop, pump_counters) = (stop.clone(), counters.clone());
+                let thread = std::thread::Builder::new()
+                    .name(format!("spool-{}", state.name))
+                    .spawn(move || pump(reader, dtx, pump_stop, pump_counters, converter));
+                (thread.as_ref().map(|_| Deliveries::from(drx)).map_err(|e| e.to_string()), thread.ok())
+            }
+        };
         let mut acked = spool.acked(idx);
         let mut ack = |p: u64| {
             // Acks are cumulative positions; the counter takes what each one adds.
@@ -575,10 +654,10 @@ async fn supervise(
             spool.ack(idx, p);
         };
         let started = Instant::now();
-        let result = match pump_thread {
+        let result = match deliveries {
             Err(e) => Err(format!("cannot start reader thread: {e}")),
-            Ok(pump_thread) => {
-                let mut sink = plan.launch(drx, atx, shutdown.clone());
+            Ok(deliveries) => {
+                let mut sink = plan.launch(deliveries, atx, shutdown.clone());
                 let result = loop {
                     tokio::select! {
                         r = &mut sink => break r,
@@ -590,8 +669,10 @@ async fn supervise(
                     ack(p);
                 }
                 stop.store(true, Ordering::Relaxed);
-                spool.wake();
-                let _ = tokio::task::spawn_blocking(move || pump_thread.join()).await;
+                if let Some(pump_thread) = pump_thread {
+                    spool.wake();
+                    let _ = tokio::task::spawn_blocking(move || pump_thread.join()).await;
+                }
                 result.map_err(|e| e.to_string())
             }
         };
@@ -835,10 +916,10 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_secs(3), "{:?}", t0.elapsed());
     }
 
-    /// Oversized bodies are cut on the spool pump thread (not on the async runtime): the sink
-    /// gets a body whose message fits its max_message_size.
+    /// Oversized bodies are cut where they are read from the spool: the sink gets a body whose
+    /// message fits its max_message_size; the one that fits stays in its spool frame.
     #[test]
-    fn the_pump_cuts_bodies_over_max_message_size_before_the_sink_sees_them() {
+    fn bodies_over_max_message_size_are_cut_before_the_sink_sees_them() {
         use crate::output::syslog::{Formatter, HeaderSpec};
         let d = crate::spool::store::test_dir("shipprefit");
         let mut cfg = spool_cfg(&d);
@@ -852,19 +933,21 @@ mod tests {
         spool.stage(1, "ev-1", big.as_bytes()).unwrap();
         spool.stage(2, "ev-2", b"{\"n\":2}").unwrap();
         spool.commit().unwrap();
-        let formatter = Formatter::new("p", &HeaderSpec::defaults(4096)).unwrap();
-        let (tx, mut rx) = mpsc::channel(8);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (reader, stop2) = (spool.reader(0), stop.clone());
-        let counters = crate::telemetry::output("p");
-        let native = crate::format::Formatter::new(crate::format::OutputFormat::Native);
-        let pump_thread = std::thread::spawn(move || pump(reader, tx, stop2, counters, native, None, Some(formatter)));
-        let first = rx.blocking_recv().unwrap();
-        let second = rx.blocking_recv().unwrap();
-        stop.store(true, Ordering::Relaxed);
-        drop(rx);
-        spool.wake();
-        pump_thread.join().unwrap();
+        let plan = OutputConfig::Relp(crate::output::relp::RelpConfig {
+            max_message_size: crate::units::ByteSize(4096),
+            ..crate::output::relp::RelpConfig::default()
+        })
+        .plan();
+        let converter = Converter::new(&plan, "p");
+        assert!(converter.fitter.is_some());
+        let mut fill = spool_filler(spool.reader(0), converter, crate::telemetry::output("p"));
+        let mut ready = VecDeque::new();
+        fill(&mut ready);
+        let (first, second) = (ready[0].clone(), ready[1].clone());
+        assert_eq!(ready.len(), 2);
+        let in_frame = spool.inner.lock().recent.back().unwrap().raw.clone();
+        assert!(in_frame.range_of(second.body()).is_some(), "a body that fits is not copied");
+        assert!(in_frame.range_of(first.body()).is_none(), "the cut one is");
         assert!(first.body().len() < 4096 - 64, "{}", first.body().len());
         let v: serde_json::Value = serde_json::from_slice(first.body()).unwrap();
         assert_eq!(v["truncated"], true);

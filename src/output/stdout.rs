@@ -8,7 +8,7 @@ use std::io::Write;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
-use super::delivery::{take_waiting, Ack, Delivery};
+use super::delivery::{Ack, Deliveries, Delivery};
 use super::OutputFormat;
 
 /// `[[output]] type = "stdout"`.
@@ -46,7 +46,7 @@ pub fn write_lines(out: &mut impl Write, batch: &[Delivery]) -> std::io::Result<
 
 pub async fn run(
     config: StdoutConfig,
-    mut deliveries: mpsc::Receiver<Delivery>,
+    mut deliveries: Deliveries,
     acks: mpsc::Sender<Ack>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), StdoutError> {
@@ -64,7 +64,7 @@ pub async fn run(
             d = deliveries.recv() => {
                 let Some(d) = d else { return Ok(()) };
                 batch.push(d);
-                take_waiting(&mut deliveries, &mut batch, batch_max);
+                deliveries.take_waiting(&mut batch, batch_max);
             }
         }
         let work = std::mem::take(&mut batch);

@@ -261,9 +261,9 @@ impl Formatter {
     }
 
     /// `body` cut so that its message fits `max_message_size` (counted and logged), or as it is
-    /// when it fits. Cutting a multi-megabyte event is CPU-heavy, so the shipper calls this on the
-    /// output's spool pump thread; [`Formatter::format`] on the sink's thread then finds the body
-    /// fits and only checks its length.
+    /// when it fits. Called where the shipper reads the spool for this output (its own thread:
+    /// cutting a multi-megabyte event is CPU-heavy and holds up nobody else);
+    /// [`Formatter::format`] then finds the body fits and only checks its length.
     pub fn prefit<'a>(&self, pos: u64, time_ms: u64, id: &str, body: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
         // The header is under 700 bytes plus the escaped id: most bodies need no exact check.
         if body.len() + 700 + 2 * id.len() <= self.max_message_size {

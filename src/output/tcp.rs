@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::output::backoff::Backoff;
-use crate::output::delivery::{Ack, Delivery};
+use crate::output::delivery::{Ack, Deliveries, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
 use crate::output::reconnect::{self, ConnEnd, StreamSink};
 use crate::output::shutdown_requested;
@@ -135,7 +135,7 @@ struct Sink {
     batch: usize,
     write_timeout: Duration,
     formatter: Formatter,
-    deliveries: mpsc::Receiver<Delivery>,
+    deliveries: Deliveries,
     acks: mpsc::Sender<Ack>,
     pending_ack: Option<u64>,
     /// Taken, framed, not yet confirmed: (pos, frame).
@@ -286,7 +286,7 @@ pub fn prepare(config: &TcpConfig) -> Result<(Formatter, Connector), TcpError> {
 /// configuration; network trouble is retried forever with backoff.
 pub async fn run(
     config: TcpConfig,
-    deliveries: mpsc::Receiver<Delivery>,
+    deliveries: Deliveries,
     acks: mpsc::Sender<Ack>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), TcpError> {
@@ -372,7 +372,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(16);
         let (atx, arx) = mpsc::channel(16);
         let (stx, srx) = watch::channel(false);
-        (tx, arx, stx, tokio::spawn(run(cfg, rx, atx, srx)))
+        (tx, arx, stx, tokio::spawn(run(cfg, rx.into(), atx, srx)))
     }
 
     fn cfg(addr: String, framing: Framing) -> TcpConfig {

@@ -411,8 +411,8 @@ fn level_for(args: &[Arg], demand: usize, cost: &mut Cost) -> Option<usize> {
 ///
 /// Linear in the size of the event: a bounded number of whole renders (at most `ROUNDS` + 2),
 /// arguments and records visited a bounded number of times each. CPU-heavy for a multi-megabyte
-/// event all the same: call it from a plain thread (the processing thread, a spool pump), never on
-/// the async runtime's few workers.
+/// event all the same: call it from a thread that holds up nobody else (the processing thread,
+/// an output's own thread), never on a shared async runtime's few workers.
 pub fn fit<'a>(body: &'a [u8], budget: usize, id: &str, time_ms: u64) -> Fit<'a> {
     fit_counted(body, budget, id, time_ms, &mut Cost::default())
 }

@@ -16,7 +16,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::output::backoff::Backoff;
-use crate::output::delivery::{Ack, Delivery};
+use crate::output::delivery::{Ack, Deliveries};
 use crate::output::netstats::{bump, NET_STATS};
 use crate::output::syslog::{header_spec, BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
 use crate::output::{shutdown_requested, sleep_unless_shutdown};
@@ -102,7 +102,7 @@ pub fn prepare(config: &UdpConfig) -> Result<Formatter, UdpError> {
 /// Run the UDP output until shutdown or until the delivery channel closes.
 pub async fn run(
     config: UdpConfig,
-    mut deliveries: mpsc::Receiver<Delivery>,
+    mut deliveries: Deliveries,
     acks: mpsc::Sender<Ack>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), UdpError> {
@@ -166,6 +166,7 @@ pub async fn run(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::output::delivery::Delivery;
 
     #[tokio::test]
     async fn one_datagram_per_event_acked_in_order() {
@@ -178,7 +179,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(8);
         let (atx, mut arx) = mpsc::channel(8);
         let (stx, srx) = watch::channel(false);
-        let task = tokio::spawn(run(cfg, rx, atx, srx));
+        let task = tokio::spawn(run(cfg, rx.into(), atx, srx));
         for i in 1..=3u64 {
             tx.send(Delivery::new(i, 0, "x", format!("{{\"n\":{i}}}").as_bytes())).await.unwrap();
         }
@@ -200,6 +201,6 @@ mod tests {
         let (atx, _arx) = mpsc::channel(1);
         let (_s, srx) = watch::channel(false);
         let cfg = UdpConfig { max_message_size: ByteSize(70_000), ..UdpConfig::default() };
-        assert!(matches!(run(cfg, rx, atx, srx).await, Err(UdpError::TooLarge { .. })));
+        assert!(matches!(run(cfg, rx.into(), atx, srx).await, Err(UdpError::TooLarge { .. })));
     }
 }

@@ -22,7 +22,7 @@ use syslog::{LogFormat, Logger, LoggerBackend};
 use tokio::sync::{mpsc, watch};
 
 use crate::output::backoff::Backoff;
-use crate::output::delivery::{Ack, Delivery};
+use crate::output::delivery::{Ack, Deliveries, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
 use crate::output::syslog::{header_spec, BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
 use crate::output::{shutdown_requested, sleep_unless_shutdown};
@@ -124,7 +124,7 @@ pub fn prepare(config: &UnixConfig) -> Result<Formatter, UnixError> {
 /// Run the unix socket output until shutdown or until the delivery channel closes.
 pub async fn run(
     config: UnixConfig,
-    mut deliveries: mpsc::Receiver<Delivery>,
+    mut deliveries: Deliveries,
     acks: mpsc::Sender<Ack>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), UnixError> {
@@ -208,7 +208,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(8);
         let (atx, arx) = mpsc::channel(8);
         let (stx, srx) = watch::channel(false);
-        (tx, arx, stx, tokio::spawn(run(cfg, rx, atx, srx)))
+        (tx, arx, stx, tokio::spawn(run(cfg, rx.into(), atx, srx)))
     }
 
     // Multi-threaded: the test reads the socket with blocking calls.

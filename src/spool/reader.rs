@@ -202,7 +202,9 @@ impl SpoolReader {
         if now >= deadline {
             return Step::Timeout;
         }
+        st.data_waiters += 1;
         st = inner.data.wait_timeout(st, deadline - now).map_or_else(|p| p.into_inner().0, |r| r.0);
+        st.data_waiters -= 1;
         drop(st);
         Step::Again
     }

@@ -190,6 +190,8 @@ pub(crate) struct State {
     /// when there is one: a condvar signal is a futex syscall even with nobody waiting, and acks
     /// come once per sink burst.
     space_waiters: usize,
+    /// Readers waiting on `data`.
+    pub data_waiters: usize,
 }
 
 pub(crate) struct Inner {
@@ -197,8 +199,13 @@ pub(crate) struct Inner {
     pub outputs: Vec<String>,
     pub state: Mutex<State>,
     /// Signalled when records are committed or a segment is sealed: wakes readers. Kept apart from
-    /// `space` so that acks (one per sink batch) do not wake every reader for nothing.
+    /// `space` so that acks (one per sink batch) do not wake every reader for nothing. Signalled
+    /// only when a reader waits on it (`State::data_waiters`), see `space_waiters`.
     pub data: Condvar,
+    /// Per output, notified with `data`: a sink that reads the spool on its own async thread
+    /// (`output::Deliveries::pull`) waits on this instead of a condvar. Notifying it without a
+    /// waiter only leaves a permit (no syscall).
+    more: Vec<Arc<tokio::sync::Notify>>,
     /// Signalled on acks, deletions and interrupts: wakes `block`ed appends and drain waits.
     pub space: Condvar,
     /// Serialises cursor writes between the sync thread and a blocked append.
@@ -231,6 +238,14 @@ pub(crate) fn log(msg: std::fmt::Arguments<'_>) {
 }
 
 impl Inner {
+    /// Records were committed or a segment sealed: tell the readers.
+    fn more_data(&self, st: &State) {
+        if st.data_waiters > 0 {
+            self.data.notify_all();
+        }
+        self.more.iter().for_each(|n| n.notify_one());
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain counters behind, still consistent enough to
         // keep shipping; refusing to continue would lose more than it protects.
@@ -369,11 +384,13 @@ impl Spool {
             warned_full_in: false,
             corrupt_seen: Vec::new(),
             space_waiters: 0,
+            data_waiters: 0,
         };
         let spool = Spool {
             inner: Arc::new(Inner {
                 cfg: cfg.clone(),
                 outputs: outputs.to_vec(),
+                more: outputs.iter().map(|_| Arc::new(tokio::sync::Notify::new())).collect(),
                 state: Mutex::new(state),
                 data: Condvar::new(),
                 space: Condvar::new(),
@@ -601,7 +618,7 @@ impl Spool {
             let raw = self.inner.pool.share(raw);
             st.recent.push_back(RecentFrame { segment, offset, len: frame_len, first_pos, count, raw });
         }
-        self.inner.data.notify_all();
+        self.inner.more_data(st);
         let every = self.inner.cfg.fsync_every;
         if every > 0 && last - st.synced_pos >= every {
             let path = st.segments.back().map(|s| s.path.clone()).unwrap_or_default();
@@ -640,7 +657,7 @@ impl Spool {
                 st.segments.pop_back();
             }
         }
-        self.inner.data.notify_all();
+        self.inner.more_data(st);
     }
 
     fn open_segment(&self, st: &mut State) -> Result<(), SpoolError> {
@@ -900,6 +917,11 @@ impl Spool {
         (f / 2).clamp(Duration::from_millis(10), Duration::from_millis(200))
     }
 
+    /// Notified when output `idx` may have more to read (see `Inner::more`).
+    pub fn more(&self, idx: usize) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.more.get(idx).cloned()
+    }
+
     /// Make appends blocked by `on_full = "block"` (now and later) return
     /// [`SpoolError::Interrupted`], so a shutdown is not held up by a receiver that never returns.
     /// Callable from any thread (e.g. a signal handler task).
@@ -911,6 +933,7 @@ impl Spool {
     /// Wake everything waiting on the spool (readers re-check their stop flags).
     pub fn wake(&self) {
         self.inner.data.notify_all();
+        self.inner.more.iter().for_each(|n| n.notify_one());
         self.inner.space.notify_all();
     }
 }

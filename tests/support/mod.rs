@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auditrelay::output::delivery::{Ack, Delivery};
+use auditrelay::output::delivery::{Ack, Deliveries, Delivery};
 use tokio::sync::{mpsc, watch};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -307,7 +307,7 @@ pub struct Running<E> {
 /// Start a sink (`run` gets its delivery channel of `capacity`, ack channel and shutdown) and feed
 /// it deliveries 1..=n made by `make`, `pause` apart. Acks are checked never to go backwards.
 pub fn ship<E, Fut>(
-    run: impl FnOnce(mpsc::Receiver<Delivery>, mpsc::Sender<Ack>, watch::Receiver<bool>) -> Fut,
+    run: impl FnOnce(Deliveries, mpsc::Sender<Ack>, watch::Receiver<bool>) -> Fut,
     capacity: usize,
     n: u64,
     pause: Duration,
@@ -320,7 +320,7 @@ where
     let (tx, rx) = mpsc::channel(capacity);
     let (atx, mut arx) = mpsc::channel::<Ack>(64);
     let (shutdown, srx) = watch::channel(false);
-    let task = tokio::spawn(run(rx, atx, srx));
+    let task = tokio::spawn(run(rx.into(), atx, srx));
     let acked = Arc::new(AtomicU64::new(0));
     let a = acked.clone();
     tokio::spawn(async move {

@@ -32,7 +32,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::output::backoff::Backoff;
-use crate::output::delivery::{Ack, Delivery};
+use crate::output::delivery::{Ack, Deliveries};
 use crate::output::reconnect::{self, ConnEnd, StreamSink};
 use crate::output::syslog::{header_spec, BodyFormat, Facility, Formatter, HeaderSpec, Severity, SyslogError};
 use crate::output::tls::{Connected, Connector, TlsConfig, TlsError};
@@ -144,7 +144,7 @@ impl Default for Limits {
 /// trouble is retried forever, because the spool keeps the events meanwhile.
 pub async fn run(
     config: RelpConfig,
-    deliveries: mpsc::Receiver<Delivery>,
+    deliveries: Deliveries,
     acks: mpsc::Sender<Ack>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), RelpError> {
@@ -167,7 +167,7 @@ pub fn prepare(config: &RelpConfig) -> Result<(Formatter, Connector), RelpError>
 pub(crate) async fn run_with(
     config: RelpConfig,
     limits: Limits,
-    deliveries: mpsc::Receiver<Delivery>,
+    deliveries: Deliveries,
     acks: mpsc::Sender<Ack>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), RelpError> {

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::frame::{self, Command, Decoder, Frame, FrameError, Response};
 use super::{Limits, RelpConfig};
-use crate::output::delivery::{Ack, Delivery};
+use crate::output::delivery::{Ack, Deliveries, Delivery};
 use crate::output::netstats::{bump, NET_STATS};
 use crate::output::shutdown_requested;
 use crate::output::syslog::Formatter;
@@ -78,7 +78,7 @@ pub struct Session {
     shutdown_timeout: Duration,
     limits: Limits,
     formatter: Formatter,
-    deliveries: mpsc::Receiver<Delivery>,
+    deliveries: Deliveries,
     input_closed: bool,
     acks: mpsc::Sender<Ack>,
     pending_ack: Option<u64>,
@@ -158,7 +158,7 @@ impl Session {
         config: &RelpConfig,
         limits: Limits,
         formatter: Formatter,
-        deliveries: mpsc::Receiver<Delivery>,
+        deliveries: Deliveries,
         acks: mpsc::Sender<Ack>,
     ) -> Session {
         Session {

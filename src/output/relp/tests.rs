@@ -169,7 +169,7 @@ fn start(cfg: RelpConfig, limits: Limits) -> Harness {
     let (tx, rx) = mpsc::channel(cfg.window);
     let (atx, acks) = mpsc::channel(16);
     let (shutdown, srx) = watch::channel(false);
-    let task = tokio::spawn(run_with(cfg, limits, rx, atx, srx));
+    let task = tokio::spawn(run_with(cfg, limits, rx.into(), atx, srx));
     Harness { tx, acks, shutdown, task }
 }
 
@@ -372,7 +372,7 @@ async fn invalid_window_is_a_config_error() {
     let (_tx, rx) = mpsc::channel(1);
     let (atx, _arx) = mpsc::channel(1);
     let (_s, srx) = watch::channel(false);
-    let r = run(RelpConfig { window: 0, ..RelpConfig::default() }, rx, atx, srx).await;
+    let r = run(RelpConfig { window: 0, ..RelpConfig::default() }, rx.into(), atx, srx).await;
     assert!(matches!(r, Err(RelpError::Window { .. })));
 }
 
