@@ -326,7 +326,7 @@ mod tests {
         let kinds: Vec<&str> = c.output.iter().map(|o| o.plan().kind).collect();
         assert_eq!(kinds, ["file", "stdout", "relp", "tcp", "udp", "unix"]);
         assert_eq!(c.filter.len(), 2, "the [[filter]] examples parse too");
-        assert!(matches!(&c.output[2], OutputConfig::Relp(r) if r.window == 128 && r.tls.is_some()));
+        assert!(matches!(&c.output[2], OutputConfig::Relp(r) if r.window == 256 && r.tls.is_some()));
         assert!(matches!(&c.output[0], OutputConfig::File(f) if f.mode == 0o600 && f.generations == 5));
     }
 }
