@@ -29,7 +29,10 @@ pub const HEADER_LEN: usize = 32;
 /// Inner record bytes besides id and body: len, time_ms, id length.
 pub const INNER_FIXED: usize = 4 + 8 + 2;
 /// What `commit` stages before it writes a frame anyway (a larger batch becomes several frames).
-pub const STAGE_MAX: usize = 1 << 20;
+/// Frames are shared with the outputs while their events wait to be acknowledged, so this sizes
+/// most of the spool's memory in a storm: 1 MiB held 35-36 MB peak RSS flat out, 512 KiB 31-32
+/// (docs/performance.md, "Fourth round"); a 20 k/s gather is ~140 KB anyway.
+pub const STAGE_MAX: usize = 512 << 10;
 
 /// The largest raw (decompressed) frame a spool with this `max_record_bytes` can write: what is
 /// staged before the cut plus the record that crossed it.

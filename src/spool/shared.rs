@@ -11,12 +11,13 @@
 use std::ops::{Deref, Range};
 use std::sync::{Arc, Mutex};
 
-/// Most emptied buffers a pool keeps: the frames in a sink's window and the writer's recent
-/// frames (see `store::RECENT_FRAMES`) come back here; more than that are never asked for at once.
-const KEPT_MAX: usize = 8;
+/// Most emptied buffers a pool keeps: the writer's recent frames (see `store::RECENT_FRAMES`)
+/// and the frames in the sinks' windows come back here; a pool that kept 8 held as much idle
+/// memory as it saved allocations.
+const KEPT_MAX: usize = 4;
 
 /// A buffer that grew past this (an outsized event) is freed, not kept: a frame is at most
-/// `frame::STAGE_MAX` (1 MiB) plus one record.
+/// `frame::STAGE_MAX` (512 KiB) plus one record.
 const KEPT_BYTES_MAX: usize = 2 << 20;
 
 /// Emptied buffers waiting to be filled again; cheap to clone (one pool shared by its users).
