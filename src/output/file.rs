@@ -3,8 +3,11 @@
 //!
 //! Ack meaning: an event is acknowledged only after it was written and `fdatasync`ed, so an
 //! acknowledged event survives a power cut. A failed write cuts the file back to its length before
-//! the piece of whole lines being written (see [`WRITE_PIECE`]), so a retry (the shipper restarts the sink and resends everything unacknowledged)
-//! never leaves half a line.
+//! the piece of whole lines being written (see [`WRITE_PIECE`]), so a retry (the shipper restarts
+//! the sink and resends everything unacknowledged) never leaves half a line.
+//!
+//! Lines are written with `writev` straight from the events' spool frames (each body and its
+//! `\n` one slice): no line buffer, no copy of an event in user space (docs/performance.md).
 //!
 //! Group commit: events are written as they arrive (a batch is what waited in the channel, up to
 //! `batch`), but fdatasync'd — and then acknowledged — in groups: when `sync_interval` has passed
@@ -109,7 +112,6 @@ struct Target {
     cfg: FileConfig,
     file: File,
     len: u64,
-    line: Vec<u8>,
     /// fdatasyncs done, for tests of the ack rule.
     syncs: u64,
 }
@@ -118,7 +120,7 @@ impl Target {
     fn open(cfg: FileConfig) -> Result<Target, FileError> {
         let file = open_append(&cfg.path, cfg.mode)?;
         let len = file.metadata().map_err(io(&cfg.path, "stat"))?.len();
-        Ok(Target { cfg, file, len, line: Vec::new(), syncs: 0 })
+        Ok(Target { cfg, file, len, syncs: 0 })
     }
 
     fn reopen(&mut self) -> Result<(), FileError> {
@@ -173,41 +175,52 @@ impl Target {
     /// Write a batch without syncing it (rotation still syncs the old file before renaming it).
     fn write_only(&mut self, batch: &[Delivery]) -> Result<(), FileError> {
         let max = self.cfg.max_size;
-        let mut pending = std::mem::take(&mut self.line);
-        pending.clear();
-        for d in batch {
+        // The lines `batch[start..i]` not yet written, and their length.
+        let (mut start, mut piece) = (0, 0u64);
+        for (i, d) in batch.iter().enumerate() {
             let line_len = d.body().len() as u64 + 1;
-            if max > 0 && self.len + pending.len() as u64 > 0 && self.len + pending.len() as u64 + line_len > max {
-                self.flush_pending(&mut pending)?;
+            if max > 0 && self.len + piece > 0 && self.len + piece + line_len > max {
+                self.write_lines(&batch[start..i], piece)?;
+                (start, piece) = (i, 0);
                 self.rotate()?;
             }
-            pending.extend_from_slice(d.body());
-            pending.push(b'\n');
-            if pending.len() >= WRITE_PIECE {
-                self.flush_pending(&mut pending)?;
+            piece += line_len;
+            if piece >= WRITE_PIECE as u64 || i + 1 - start >= LINES_PER_WRITE {
+                self.write_lines(&batch[start..=i], piece)?;
+                (start, piece) = (i + 1, 0);
             }
         }
-        self.flush_pending(&mut pending)?;
-        // One outsized event must not keep its buffer for the rest of the run.
-        if pending.capacity() > 2 * WRITE_PIECE {
-            pending = Vec::new();
+        self.write_lines(&batch[start..], piece)
+    }
+
+    /// Append `lines` (`len` bytes with their newlines) with `writev`, all of them or none: a
+    /// failed or short write is cut back so that the resend starts on a line boundary.
+    fn write_lines(&mut self, lines: &[Delivery], len: u64) -> Result<(), FileError> {
+        if lines.is_empty() {
+            return Ok(());
         }
-        self.line = pending;
+        let mut slices: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(2 * lines.len());
+        for d in lines {
+            slices.push(std::io::IoSlice::new(d.body()));
+            slices.push(std::io::IoSlice::new(b"\n"));
+        }
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match self.file.write_vectored(rest) {
+                Ok(0) => return Err(self.cut(std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.cut(e)),
+            }
+        }
+        self.len += len;
         Ok(())
     }
 
-    fn flush_pending(&mut self, pending: &mut Vec<u8>) -> Result<(), FileError> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = self.file.write_all(pending) {
-            // Cut a partial line so that the resend starts on a line boundary.
-            let _ = self.file.set_len(self.len);
-            return Err(io(&self.cfg.path, "write")(e));
-        }
-        self.len += pending.len() as u64;
-        pending.clear();
-        Ok(())
+    /// Cut a partial piece off after a failed write (see `write_lines`).
+    fn cut(&mut self, e: std::io::Error) -> FileError {
+        let _ = self.file.set_len(self.len);
+        io(&self.cfg.path, "write")(e)
     }
 }
 
@@ -246,11 +259,13 @@ pub const QUEUE_MAX: usize = 1024;
 /// write of ~256 KiB per turn, a wake-up per 256 events.
 const TURN_MAX: usize = 256;
 
-/// Bytes of lines gathered before they are written: the line buffer never outgrows one piece
-/// (plus a line). Gathering a whole batch first made it as large as the batch: 12 MB of a flat-out
-/// openat storm's 40–50 MB peak (heaptrack, docs/performance.md). A 256 KiB write costs no more
-/// per byte than a larger one; the fdatasync, not the write, is what is grouped.
+/// Bytes of lines written with one `writev` at most (plus a line): what a failed write cuts back.
+/// A 256 KiB write costs no more per byte than a larger one; the fdatasync, not the write, is
+/// what is grouped.
 const WRITE_PIECE: usize = 256 << 10;
+
+/// Lines per `writev` at most: two slices each, within the kernel's `IOV_MAX` (1024).
+const LINES_PER_WRITE: usize = 512;
 
 /// Run the file sink until `shutdown` turns true or the delivery channel closes.
 ///
@@ -413,10 +428,15 @@ mod tests {
         let body = "x".repeat(4000);
         let batch: Vec<Delivery> = (1..=400).map(|i| delivery(i, &body)).collect();
         t.write_batch(&batch).unwrap();
-        assert!(t.line.capacity() <= 2 * WRITE_PIECE, "line buffer {} bytes", t.line.capacity());
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.len(), 400 * 4001);
+        assert_eq!((text.len() as u64, t.len), (400 * 4001, 400 * 4001));
         assert!(text.lines().all(|l| l == body));
+        // Many short lines: more than one writev's worth of slices.
+        let batch: Vec<Delivery> = (401..=1500).map(|i| delivery(i, "{}")).collect();
+        t.write_batch(&batch).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().filter(|l| *l == "{}").count(), 1100);
+        assert_eq!(t.len, text.len() as u64);
     }
 
     #[tokio::test]
