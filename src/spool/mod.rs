@@ -39,7 +39,10 @@
 //! Bounds, checked before anything is allocated: `data_len` and `raw_len` are at most
 //! `STAGE_MAX + max_record_bytes + 269` (`frame::max_raw`), data that would not shrink is stored
 //! with codec 0 (stored size never above raw size + the 32-byte header), and a reader holds one
-//! frame and its decompressed form. An event larger than `max_record_bytes`, or with an id over 255
+//! frame and its decompressed form. The writer keeps its last frames in memory for readers that
+//! keep up ([`shared`]): they take a frame from there instead of reading and decompressing it, and
+//! its events go to the sinks inside it; a frame lives until its last event is acknowledged
+//! (`RECENT_FRAMES` kept, idle buffers pooled). An event larger than `max_record_bytes`, or with an id over 255
 //! bytes, is refused by `append` with an error (and counted): the pipeline cuts oversized events
 //! before this bound, which only guards the spool itself.
 //!

@@ -1,6 +1,8 @@
-//! One output's view of the spool: streams records from disk in position order, starting after the
-//! output's acknowledged position. Memory: one bounded read buffer and one decompressed frame
-//! (both at most [`super::frame::max_raw`]), whatever the backlog.
+//! One output's view of the spool: streams records in position order, starting after the output's
+//! acknowledged position: from the writer's recent frames in memory when it keeps up, else from
+//! disk. Memory: one bounded read buffer and the current frame (both at most
+//! [`super::frame::max_raw`]; the frame shared with the sink until its events are acknowledged),
+//! whatever the backlog.
 
 use std::time::{Duration, Instant};
 
