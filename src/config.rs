@@ -100,6 +100,9 @@ impl Config {
         if self.netlink.hand_off_bytes.0 < 16 << 10 || self.netlink.hand_off_bytes.0 > 64 << 20 {
             return Err("netlink.hand_off_bytes must be between 16KiB and 64MiB".into());
         }
+        if !(0..=20).contains(&self.netlink.priority_boost) {
+            return Err("netlink.priority_boost must be between 0 and 20".into());
+        }
         if self.netlink.gather.0 > std::time::Duration::from_millis(100) {
             return Err("netlink.gather must be at most 100ms (it is added to every event's latency)".into());
         }

@@ -38,7 +38,10 @@ fn daemon_runs_within_the_units_capability_bounding_set() {
     let spool = dir.path("spool");
     let config = dir.config_with_rules(
         &format!("-a always,exit -F arch=b64 -S execve -k {key}\n"),
-        &format!("[spool]\ndir = {:?}\n[[output]]\ntype = \"stdout\"\n", spool.display().to_string()),
+        &format!(
+            "[netlink]\npriority_boost = 4\n[spool]\ndir = {:?}\n[[output]]\ntype = \"stdout\"\n",
+            spool.display().to_string()
+        ),
     );
     let bounding = bounding_set_from_unit();
     let ready = common::Ready::new();
@@ -70,10 +73,15 @@ fn daemon_runs_within_the_units_capability_bounding_set() {
         let hex = status.lines().find_map(|l| l.strip_prefix(name)).unwrap().trim();
         u64::from_str_radix(hex, 16).unwrap()
     };
-    // CAP_NET_ADMIN 12, CAP_AUDIT_CONTROL 30, CAP_AUDIT_READ 37.
-    let allowed = (1u64 << 12) | (1 << 30) | (1 << 37);
+    // CAP_NET_ADMIN 12, CAP_SYS_NICE 23, CAP_AUDIT_CONTROL 30, CAP_AUDIT_READ 37.
+    let allowed = (1u64 << 12) | (1 << 23) | (1 << 30) | (1 << 37);
     assert_eq!(cap("CapBnd:") & !allowed, 0, "bounding set wider than the unit's:\n{status}");
     assert_eq!(cap("CapEff:") & !allowed, 0, "effective capabilities outside the unit's set:\n{status}");
+    assert_eq!(cap("CapEff:") & (1 << 23), 0, "CAP_SYS_NICE is dropped once the priority is raised:\n{status}");
+    // [netlink] priority_boost took effect within the unit's set: nice is field 19.
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", daemon.pid())).unwrap();
+    let nice: i32 = stat[stat.rfind(')').unwrap() + 2..].split(' ').nth(16).unwrap().parse().unwrap();
+    assert_eq!(nice, -4, "the main (processing) thread runs at nice -4: {stat}");
 
     let arg = marker("unitcaps-exec");
     let lost_before = guard.status().lost;

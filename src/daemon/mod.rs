@@ -161,8 +161,10 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     }
     // Read before the drop: another user's /proc/<pid>/exe needs CAP_SYS_PTRACE.
     let processes = crate::enrich::seeded_process_table(&config.enrich);
-    // The buffer was the last step needing more than CAP_AUDIT_CONTROL: drop the rest now, before
-    // any thread starts (capabilities are per thread; new threads copy this one's).
+    // Before any thread starts, so that they all inherit it (the outputs then lower their own).
+    crate::output::priority::boost_this_thread(config.netlink.priority_boost);
+    // The buffer and the boost were the last steps needing more than CAP_AUDIT_CONTROL: drop the
+    // rest now, before any thread starts (capabilities are per thread; new threads copy this one's).
     privilege::drop_and_log(multicast);
     if let Some(logger) = logger {
         logger.start_reporter();

@@ -9,7 +9,9 @@
 //! `no_new_privs` is set so no exec could gain any back.
 //!
 //! When: in [`super::run`] right after the netlink socket got its receive buffer
-//! (`SO_RCVBUFFORCE` is the one step that needs `CAP_NET_ADMIN`) and before any thread exists.
+//! (`SO_RCVBUFFORCE` is the one step that needs `CAP_NET_ADMIN`) and the main thread raised its
+//! priority (`[netlink] priority_boost`, the one step that needs `CAP_SYS_NICE`), and before any
+//! thread exists.
 //! Capabilities are per thread (capset(2) changes the calling thread only, and no thread can change
 //! another's), and a new thread copies its creator's: dropping before the output runtime, the
 //! spool and sink threads, the reader, the poller and the rules thread start is the only way
