@@ -488,7 +488,6 @@ fn spool_filler(
     mut converter: Converter,
     counters: Arc<crate::telemetry::OutputCounters>,
 ) -> impl FnMut(&mut VecDeque<Delivery>) + Send {
-    let mut marks: Vec<(u64, u64)> = Vec::with_capacity(PUMP_BATCH);
     // After a read error (logged), the next try waits this long: the sink asks again at once.
     let mut retry_at: Option<Instant> = None;
     move |ready| {
@@ -499,8 +498,10 @@ fn spool_filler(
         let from = ready.len();
         let read = reader.next_batch(Duration::ZERO, PUMP_BATCH, &mut |rec, frame| converter.add(rec, frame, ready));
         converter.finish(ready);
-        marks.extend(ready.range(from..).map(|d| (d.pos, d.time_ms)));
-        counters.sent_all(marks.drain(..));
+        if ready.len() > from {
+            // Under the counters' lock once per batch; a sink asking when nothing came takes none.
+            counters.sent_all(ready.range(from..).map(|d| (d.pos, d.time_ms)));
+        }
         match read {
             Ok(_) | Err(SpoolError::Corrupt { .. }) => {}
             Err(e) => {
