@@ -1,7 +1,9 @@
 //! Outputs: sinks that take events from the spool and report what the receiver acknowledged.
 //!
-//! Every sink runs as its own task fed by [`delivery::Delivery`] values through a bounded channel and
-//! answers with cumulative acknowledgements; what "acknowledged" means is said in each sink's docs.
+//! Every sink runs as its own task fed [`delivery::Delivery`] values in spool order by a
+//! [`delivery::Deliveries`] source (the spool itself, or a bounded channel from a converting
+//! reader) and answers with cumulative acknowledgements; what "acknowledged" means is said in
+//! each sink's docs.
 //! All sinks have the same shape:
 //! ```text
 //! pub async fn run(config: XConfig, deliveries: Deliveries, acks: mpsc::Sender<Ack>,
