@@ -73,7 +73,8 @@ fn unit_states_what_the_daemon_relies_on() {
     assert_eq!(values("Type"), ["notify"], "READY=1 after rules and reader");
     assert_eq!(values("ExecReload"), ["/bin/kill -HUP $MAINPID"]);
     assert!(values("Conflicts").iter().any(|v| v.split_whitespace().any(|u| u == "auditd.service")));
-    assert_eq!(values("CapabilityBoundingSet"), ["CAP_AUDIT_CONTROL CAP_AUDIT_READ CAP_NET_ADMIN"]);
+    // CAP_SYS_NICE only for `[netlink] priority_boost`; the daemon drops it once the boost is set.
+    assert_eq!(values("CapabilityBoundingSet"), ["CAP_AUDIT_CONTROL CAP_AUDIT_READ CAP_NET_ADMIN CAP_SYS_NICE"]);
     assert_eq!(values("ProtectSystem"), ["strict"]);
     assert_eq!(values("NoNewPrivileges"), ["yes"]);
     assert_eq!(values("PrivateTmp"), ["yes"]);
