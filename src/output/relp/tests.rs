@@ -389,3 +389,72 @@ fn config_keys_parse_and_unknown_keys_are_rejected() {
     assert!(toml::from_str::<RelpConfig>("address = \"x:1\"\nwindwo = 3").is_err());
     assert!(toml::from_str::<RelpConfig>("type = \"relp\"").is_err(), "type belongs to the enum, not here");
 }
+
+/// A receiver that, like imrelp behind Nagle, answers only the oldest frame it holds each time
+/// new bytes arrive: once the window is full, the sink must send again into the one free slot
+/// after its refill pause instead of waiting for half the window forever.
+#[tokio::test]
+async fn a_full_window_refills_even_when_rsps_come_one_per_write() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut dec = Decoder::new(1 << 20);
+        let mut buf = vec![0u8; 65536];
+        let mut held = std::collections::VecDeque::new();
+        let mut got = Vec::new();
+        loop {
+            let n = match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => n,
+            };
+            dec.extend(&buf[..n]);
+            let mut out = Vec::new();
+            while let Some(f) = dec.decode().unwrap() {
+                match f.command {
+                    Command::Open => encode(f.txnr, "rsp", b"200 OK\nrelp_version=0\ncommands=syslog", &mut out),
+                    Command::Syslog => {
+                        got.push(body_n(&f.data));
+                        held.push_back(f.txnr);
+                    }
+                    Command::Close => {
+                        for t in held.drain(..) {
+                            encode(t, "rsp", b"200 OK", &mut out);
+                        }
+                        encode(f.txnr, "rsp", b"", &mut out);
+                        encode(0, "serverclose", b"", &mut out);
+                        let _ = sock.write_all(&out).await;
+                        return got;
+                    }
+                    other => panic!("fake server got {other}"),
+                }
+            }
+            if let Some(t) = held.pop_front() {
+                encode(t, "rsp", b"200 OK", &mut out);
+            }
+            if sock.write_all(&out).await.is_err() {
+                return got;
+            }
+        }
+    });
+    let mut h = start(config(&addr, 8), Limits::default());
+    // 40 deliveries through a window of 8 with one rsp per write: the ack reaches 32 only if the
+    // sink keeps sending into single free slots.
+    let tx = h.tx.clone();
+    tokio::spawn(async move {
+        for i in 1..=40 {
+            if tx.send(delivery(i)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut last = 0;
+    while last < 32 {
+        let Ack(p) = tokio::time::timeout(Duration::from_secs(20), h.acks.recv()).await.expect("ack timeout").unwrap();
+        assert!(p > last, "ack went from {last} to {p}");
+        last = p;
+    }
+    stop(h).await;
+    let got = server.await.unwrap();
+    assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>(), "in order, once each");
+}
