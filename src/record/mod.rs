@@ -151,7 +151,11 @@ impl Record {
 
     /// Like [`Record::from_netlink`], but a payload that is not a record is handed back with the
     /// error, so the daemon can keep the kernel's bytes instead of dropping them.
-    pub fn try_from_netlink(kind: u16, payload: Vec<u8>) -> Result<Record, (RecordError, Vec<u8>)> {
+    pub fn try_from_netlink(kind: u16, mut payload: Vec<u8>) -> Result<Record, (RecordError, Vec<u8>)> {
+        // The kernel may NUL-terminate (and pads nothing we need); the text ends at the first NUL run.
+        while payload.last() == Some(&0) {
+            payload.pop();
+        }
         Record::netlink_into(kind, payload, Vec::new())
     }
 
@@ -181,7 +185,7 @@ impl Record {
         payload: &[u8],
         pool: &mut RecordPool,
     ) -> Result<Record, (RecordError, Vec<u8>)> {
-        // Trailing NULs are dropped before the copy rather than popped after it.
+        // Trailing NULs are dropped before the copy (see `try_from_netlink`).
         let text_len = payload.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
         let mut buf = pool.buf();
         buf.extend_from_slice(&payload[..text_len]);
@@ -189,11 +193,9 @@ impl Record {
         Record::netlink_into(kind, buf, fields)
     }
 
-    fn netlink_into(kind: u16, mut payload: Vec<u8>, fields: Vec<Field>) -> Result<Record, (RecordError, Vec<u8>)> {
-        // The kernel may NUL-terminate (and pads nothing we need); the text ends at the first NUL run.
-        while payload.last() == Some(&0) {
-            payload.pop();
-        }
+    /// `payload` without trailing NULs: both callers strip them, the pooled one before its copy
+    /// (scanning the copy again only waited on the copy's stores).
+    fn netlink_into(kind: u16, payload: Vec<u8>, fields: Vec<Field>) -> Result<Record, (RecordError, Vec<u8>)> {
         let parsed = check_len(&payload).and_then(|()| header::parse_stamp_at(&payload, 0, header::AfterStamp::Colon));
         match parsed {
             Ok((id, body_start)) => {

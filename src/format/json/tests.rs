@@ -339,3 +339,19 @@ fn plain_check_agrees_with_the_word_check() {
         assert_eq!(is_plain(&c), is_plain_words(&c), "{c:?}");
     }
 }
+
+/// The short-copy path writes exactly what the plain one would, at every length around its
+/// 4-, 8- and 16-byte cases, after whatever the buffer held.
+#[test]
+fn push_member_writes_every_length_exactly() {
+    let text: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+    for k in 0..=20 {
+        for v in 0..=20 {
+            let (key, value) = (&text[..k], &text[7..7 + v]);
+            let mut b = b"{x".to_vec();
+            super::push_member(&mut b, key, value);
+            let want = [&b"{x\""[..], key, b"\":\"", value, b"\""].concat();
+            assert_eq!(b, want, "key {k} value {v}");
+        }
+    }
+}
