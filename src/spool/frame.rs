@@ -31,8 +31,9 @@ pub const INNER_FIXED: usize = 4 + 8 + 2;
 /// What `commit` stages before it writes a frame anyway (a larger batch becomes several frames).
 /// Frames are shared with the outputs while their events wait to be acknowledged, so this sizes
 /// most of the spool's memory in a storm: 1 MiB held 35-36 MB peak RSS flat out, 512 KiB 31-32
-/// (docs/performance.md, "Fourth round"); a 20 k/s gather is ~140 KB anyway.
-pub const STAGE_MAX: usize = 512 << 10;
+/// (docs/performance.md, "Fourth round"), 256 KiB 25-28 ("Fifth round"); a 20 k/s gather is
+/// ~260 KB.
+pub const STAGE_MAX: usize = 256 << 10;
 
 /// The largest raw (decompressed) frame a spool with this `max_record_bytes` can write: what is
 /// staged before the cut plus the record that crossed it.

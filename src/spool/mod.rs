@@ -25,7 +25,7 @@
 //! inner   = u32 LE len | u64 LE time_ms | u16 LE id length | id (UTF-8) | body (JSON, no '\n')
 //! ```
 //! One frame is what one [`Spool::commit`] writes (one processing-loop iteration, at most
-//! `STAGE_MAX` = 512 KiB of events before it is cut): audit JSON repeats itself from one event to
+//! `STAGE_MAX` = 256 KiB of events before it is cut): audit JSON repeats itself from one event to
 //! the next, so a frame of a storm's events (20-200 per 10 ms gather) takes 0.03-0.14 of its
 //! JSON with lz4 and 0.01-0.08 with zstd, where one event alone takes 0.4-0.8
 //! (docs/performance.md, "Spool compression"). `compression` picks the codec for new frames; each

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 const KEPT_MAX: usize = 4;
 
 /// A buffer that grew past this (an outsized event) is freed, not kept: a frame is at most
-/// `frame::STAGE_MAX` (512 KiB) plus one record.
+/// `frame::STAGE_MAX` (256 KiB) plus one record.
 const KEPT_BYTES_MAX: usize = 2 << 20;
 
 /// Emptied buffers waiting to be filled again; cheap to clone (one pool shared by its users).

@@ -132,11 +132,11 @@ struct PendingLoss {
 const STAGE_MAX: usize = frame::STAGE_MAX;
 
 /// Frames kept in memory after they are written ([`State::recent`]). A reader that keeps up is
-/// at most a frame or two behind the writer (one commit per 10 ms gather); one further behind
-/// reads the segment file like any other (at 20 k/s the outputs take every frame from here;
-/// flat out, 4 kept frames against 2 made no difference measurable in drain rate or peak RSS).
-/// Up to `STAGE_MAX` each, so this bounds the memory too.
-const RECENT_FRAMES: usize = 2;
+/// at most a commit behind the writer (one commit per 10 ms gather: up to three frames of
+/// `STAGE_MAX` flat out); one further behind reads the segment file like any other. Four of
+/// 256 KiB hold what two of 512 KiB did (with two, a 60 k/s commit's first frame left memory
+/// before its readers came for it).
+const RECENT_FRAMES: usize = 4;
 
 /// A frame just written, as [`State::recent`] keeps it.
 #[derive(Clone)]
