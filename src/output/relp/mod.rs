@@ -9,6 +9,8 @@
 //! Invariants:
 //! - At most `window` deliveries are taken from the spool and not yet acked; the sink stops reading
 //!   its delivery channel while the window is full, which is the back-pressure the spool sees.
+//!   Once full, it takes nothing more until half the window is acked or 2 ms passed
+//!   (`session::REFILL_PAUSE`: a window refilled slot by slot ping-pongs with the receiver).
 //! - Frames go out in spool order and acks come back cumulative and in order.
 //! - A broken session (I/O error, malformed frame, non-200 rsp, `serverclose`, response timeout)
 //!   is reconnected with exponential backoff; the new session sends `open` (txnr 1) and then every
