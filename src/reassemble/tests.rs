@@ -443,6 +443,21 @@ fn interleave(events: &[Vec<u16>], schedule: &[usize], base: u32) -> Vec<Record>
         .collect()
 }
 
+/// `events` one after the other, then shuffled by Fisher–Yates with a tiny LCG seeded by `seed`,
+/// moving one position in `one_in` (1: an arbitrary permutation).
+fn permuted(events: &[Vec<u16>], base: u32, seed: u64, one_in: u64) -> Vec<Record> {
+    let schedule: Vec<usize> = events.iter().enumerate().flat_map(|(i, e)| std::iter::repeat_n(i, e.len())).collect();
+    let mut records = interleave(events, &schedule, base);
+    let mut x = seed | 1;
+    for i in (1..records.len()).rev() {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        if (x >> 33).is_multiple_of(one_in) {
+            records.swap(i, (x >> 33) as usize % (i + 1));
+        }
+    }
+    records
+}
+
 fn arb_interleaving() -> impl Strategy<Value = (Vec<Vec<u16>>, Vec<usize>, u32)> {
     arb_events().prop_flat_map(|events| {
         let schedule: Vec<usize> =
@@ -491,14 +506,8 @@ proptest! {
         max_records in 1usize..6,
         steps in prop::collection::vec(0u64..1500, 1..200),
     ) {
-        let schedule: Vec<usize> = events.iter().enumerate().flat_map(|(i, e)| std::iter::repeat_n(i, e.len())).collect();
-        let mut records = interleave(&events, &schedule, base);
-        // Fisher–Yates with a tiny LCG: an arbitrary permutation, even across an event's own order.
-        let mut x = seed | 1;
-        for i in (1..records.len()).rev() {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            records.swap(i, (x >> 33) as usize % (i + 1));
-        }
+        // An arbitrary permutation, even across an event's own order.
+        let records = permuted(&events, base, seed, 1);
         let cfg = ReassembleConfig {
             max_in_flight,
             max_records_per_event: max_records,
@@ -554,15 +563,8 @@ proptest! {
         steps in prop::collection::vec(0u64..400, 1..200),
         timeouts in (1u64..800, 0u64..300, 1u64..900),
     ) {
-        let schedule: Vec<usize> = events.iter().enumerate().flat_map(|(i, e)| std::iter::repeat_n(i, e.len())).collect();
-        let mut records = interleave(&events, &schedule, base);
-        let mut x = seed | 1;
-        for i in (1..records.len()).rev() {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            if x >> 62 == 0 {
-                records.swap(i, (x >> 33) as usize % (i + 1));
-            }
-        }
+        // Mostly in order, a quarter of the records moved.
+        let mut records = permuted(&events, base, seed, 4);
         if drop_every > 0 {
             // Whole serials missing: gap timers start and fire.
             records.retain(|r| r.id.serial % (drop_every as u32 + 2) != 1);
