@@ -143,6 +143,12 @@ pub fn parse_log_line(line: &[u8]) -> Result<Record, RecordError> {
     Record::from_log_line(line.to_vec())
 }
 
+/// Length of a netlink payload's text: the kernel may NUL-terminate (and pads nothing we need), so
+/// the text ends before the trailing NUL run.
+fn text_len(payload: &[u8]) -> usize {
+    payload.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1)
+}
+
 impl Record {
     /// Like [`parse_netlink`], taking ownership of the payload buffer to avoid a copy.
     pub fn from_netlink(kind: u16, payload: Vec<u8>) -> Result<Record, RecordError> {
@@ -152,10 +158,7 @@ impl Record {
     /// Like [`Record::from_netlink`], but a payload that is not a record is handed back with the
     /// error, so the daemon can keep the kernel's bytes instead of dropping them.
     pub fn try_from_netlink(kind: u16, mut payload: Vec<u8>) -> Result<Record, (RecordError, Vec<u8>)> {
-        // The kernel may NUL-terminate (and pads nothing we need); the text ends at the first NUL run.
-        while payload.last() == Some(&0) {
-            payload.pop();
-        }
+        payload.truncate(text_len(&payload));
         Record::netlink_into(kind, payload, Vec::new())
     }
 
@@ -185,15 +188,14 @@ impl Record {
         payload: &[u8],
         pool: &mut RecordPool,
     ) -> Result<Record, (RecordError, Vec<u8>)> {
-        // Trailing NULs are dropped before the copy (see `try_from_netlink`).
-        let text_len = payload.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+        // Trailing NULs are dropped before the copy.
         let mut buf = pool.buf();
-        buf.extend_from_slice(&payload[..text_len]);
+        buf.extend_from_slice(&payload[..text_len(payload)]);
         let fields = pool.fields();
         Record::netlink_into(kind, buf, fields)
     }
 
-    /// `payload` without trailing NULs: both callers strip them, the pooled one before its copy
+    /// `payload` without trailing NULs ([`text_len`]): both callers strip them, the pooled one before its copy
     /// (scanning the copy again only waited on the copy's stores).
     fn netlink_into(kind: u16, payload: Vec<u8>, fields: Vec<Field>) -> Result<Record, (RecordError, Vec<u8>)> {
         let parsed = check_len(&payload).and_then(|()| header::parse_stamp_at(&payload, 0, header::AfterStamp::Colon));
