@@ -16,6 +16,8 @@ Tools (each registers as the kernel's audit daemon in turn):
 Workloads (benches/storm.rs makes the events; one audit rule matches the storm and nothing else):
   openat20k  failing openat paced at 20 k/s (SYSCALL, CWD, PATH, PROCTITLE, EOE per event)
   exec2k     fork + execve /bin/true paced at 2 k/s (7 records + EOE per event)
+  exec200    the same paced at 200/s: an ordinary server's rate, where what a daemon pays per
+             wake-up (not per event) decides its cost
   flatout    openat flat out, kernel default backlog_wait_time: the storm is slowed to the pace the
              daemon drains the kernel at, so its rate is the drain rate (valid while nothing is lost)
   lossless   openat paced at 10k, 20k, 30k, ... 300k/s with backlog_wait_time 0, until the first step
@@ -72,7 +74,7 @@ JSON_KEY = f'"key":"{KEY}"}}'.encode()  # auditrelay JSON: the last field of the
 TOOLS = ["reader", "auditd", "auditrelay-file", "auditrelay-relp", "auditrelay-both", "auditrelay-stdout"]
 # Opt-in (not in the default run): the spool without compression, beside auditrelay-both.
 EXTRA_TOOLS = ["auditrelay-both-uncompressed"]
-WORKLOADS = ["openat20k", "exec2k", "flatout", "lossless"]
+WORKLOADS = ["openat20k", "exec2k", "exec200", "flatout", "lossless"]
 
 
 class BenchError(Exception):
@@ -502,6 +504,12 @@ class Auditrelay(Tool):
             "[rules]", f'sources = ["{rules}"]', f'cache_dir = "{self.dir / "rules-cache"}"', "",
             "[spool]", f'dir = "{self.dir / "spool"}"', *self.spool_keys, "",
         ]
+        for section, keys in self.bench.auditrelay_set.items():
+            if section in ("kernel", "rules", "spool"):
+                at = toml.index(f"[{section}]") + 1
+                toml[at:at] = keys
+            else:
+                toml += [f"[{section}]", *keys, ""]
         if "relp" in self.outputs:
             rs = Rsyslogd(self.bench, self.dir / "rsyslog")
             self.extra.append(rs.proc)
@@ -572,6 +580,7 @@ def workloads(bench):
     return {
         "openat20k": Workload("openat20k", "openat", [20_000], DEFAULT_WAIT_TIME, bench),
         "exec2k": Workload("exec2k", "exec", [2_000], DEFAULT_WAIT_TIME, bench),
+        "exec200": Workload("exec200", "exec", [200], DEFAULT_WAIT_TIME, bench),
         "flatout": Workload("flatout", "openat", [0], DEFAULT_WAIT_TIME, bench),
         "lossless": Workload("lossless", "openat", bench.lossless_steps, 0, bench),
     }
@@ -588,6 +597,7 @@ class Bench:
         self.kernel = Kernel()
         self.procs = Procs()
         self.lossless_steps = LOSSLESS_STEPS[:args.max_steps]
+        self.auditrelay_set = args.auditrelay_set_parsed
         self.started = time.monotonic()
 
     def out_of_time(self):
@@ -835,6 +845,8 @@ def parse_args():
     ap.add_argument("--tmpdir", default="/var/tmp", help="where run directories go (default /var/tmp: on disk)")
     ap.add_argument("--keep", action="store_true", help="keep each run's directory (outputs, configs, stderr)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already in target/release")
+    ap.add_argument("--auditrelay-set", action="append", default=[], metavar="SECTION.KEY=TOML",
+                    help="a config key for every auditrelay tool, e.g. netlink.gather='\"40ms\"' (repeatable)")
     ap.add_argument("--lock-timeout", type=float, default=900.0, help="seconds to wait for the kernel lock")
     a = ap.parse_args()
     quick = a.quick
@@ -847,6 +859,13 @@ def parse_args():
     bad = [t for t in a.tools if t not in TOOLS + EXTRA_TOOLS] + [w for w in a.workloads if w not in WORKLOADS]
     if bad or not a.tools or not a.workloads:
         ap.error(f"unknown or empty tools/workloads: {bad}")
+    a.auditrelay_set_parsed = {}
+    for item in a.auditrelay_set:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or not section or not name or not value:
+            ap.error(f"--auditrelay-set {item!r}: expected SECTION.KEY=TOML-VALUE")
+        a.auditrelay_set_parsed.setdefault(section, []).append(f"{name} = {value}")
     if a.rounds < 1 or a.duration <= 0 or a.step_duration <= 0 or a.max_steps < 1:
         ap.error("--rounds, --duration, --step-duration and --max-steps must be positive")
     return a
