@@ -5,17 +5,20 @@
 //! awaits, never takes a lock held by anyone else: it drains the socket in `recvmmsg` batches and
 //! pushes [`RecordBatch`]es into a bounded channel.
 //!
-//! # Gathering: one wake-up per interval, not per record
+//! # Gathering: one wake-up per hand-off, and a hand-off's worth per wake-up
 //! Each hand-off to another thread is a futex wake-up and a context switch, and at one per record
-//! those were a third of the daemon's CPU. So after handing a batch on, the reader sleeps for
-//! `[netlink] gather` (10 ms by default) before it receives again, letting the kernel queue what
-//! arrives meanwhile in the socket buffer; the next receive takes all of it at once. An idle reader
-//! blocks in `recvmmsg` and costs nothing; the first record of a burst is handed on at once, so the
-//! added latency is at most one interval. The socket buffer (`receive_buffer`, 8 MiB) holds many
-//! intervals of the fastest storm this machine produces, and a drain that fills a whole batch
-//! goes round again without sleeping. Why 10 ms, not 1: at 1 ms an exec storm of 2 k/s still
-//! came in batches of two events and cost 2.3× auditd's CPU per event through file + RELP; at
-//! 10 ms it cost 0.6× (docs/performance.md).
+//! those were a third of the daemon's CPU. So after handing a batch on, the reader pauses before
+//! it receives again, letting the kernel queue what arrives meanwhile in the socket buffer; the
+//! next receive takes all of it at once. The pause is as long as about one hand-off
+//! (`hand_off_bytes`) takes to arrive at the pace the last one came in, and at most `[netlink]
+//! gather` (50 ms by default): a storm is handed on about every 10 ms in full hand-offs, an
+//! ordinary server's trickle once per `gather` (see [`pause`] for why). An idle reader blocks in
+//! `recvmmsg` and costs nothing; the first record after an idle spell is handed on at once, so
+//! the added latency is at most one `gather`. The socket buffer (`receive_buffer`, 8 MiB) holds
+//! many hand-offs of the fastest storm this machine produces, and a drain that fills a whole
+//! hand-off goes round again without pausing. Measured (docs/performance.md): a fixed 1 ms pause
+//! cost 2.3× auditd's CPU per event on an exec storm of 2 k/s through file + RELP, a fixed 10 ms
+//! 0.6×, and at 200 exec/s a fixed 10 ms still cost 2.2× auditd's; see "Sixth round".
 //!
 //! # A full channel
 //! When processing falls behind and the channel is full, the reader waits up to
@@ -176,6 +179,7 @@ pub fn run(
     }
     let mut buffers = BatchBuffers::new(reader.config.batch);
     let mut stop_deadline: Option<Instant> = None;
+    let mut last_drain = Instant::now();
     loop {
         // Once stopping, take only what is queued: a busy multicast group never goes idle. And
         // for at most STOP_DRAIN: a queue refilled as fast as it is read must not hold the exit.
@@ -222,14 +226,51 @@ pub fn run(
             }
             continue;
         }
+        let gathered = batch.bytes();
         batch = reader.forward(batch);
         if stopping && !full {
             reader.flush_pending();
             return Ok(());
         }
+        let now = Instant::now();
+        let over = now.saturating_duration_since(last_drain);
+        last_drain = now;
         if !full && !reader.config.gather.is_zero() {
-            std::thread::sleep(reader.config.gather);
+            std::thread::sleep(pause(gathered, over, reader.config.hand_off_bytes, reader.config.gather));
         }
+    }
+}
+
+/// The pause after records that came after an idle spell ([`pause`]).
+const FIRST_PAUSE: Duration = Duration::from_millis(10);
+
+/// How long to let records gather after a hand-off that was not full: as long as one hand-off's
+/// worth (`hand_off_bytes`) takes to arrive at the pace the last drain's `gathered` bytes came in
+/// `over` (the time since the drain before), and at most `gather`.
+///
+/// Why not always `gather`: what a hand-off costs is nearly all per hand-off, not per record (on
+/// the 2-vCPU benchmark VM about 0.45 ms of CPU across the reader, processing and output threads,
+/// each woken once, against 6-14 µs per event), so at an ordinary server's pace only a long
+/// pause makes it cheap (exec 200/s: 2.2× auditd's CPU per event at a fixed 10 ms); but a long
+/// pause under a storm lets more records wait in the socket than the next drain hands on at once
+/// and fills the receive buffer. Sized by the pace, a storm still hands on a full hand-off about
+/// every 10 ms (20 k openat events/s: 13 ms), while a quiet reader waits the whole `gather`.
+/// The first records after an idle spell never wait: the reader blocks until they come and hands
+/// them on at once, then pauses [`FIRST_PAUSE`] to learn the pace.
+fn pause(gathered: usize, over: Duration, hand_off_bytes: usize, gather: Duration) -> Duration {
+    if gathered == 0 {
+        return gather;
+    }
+    if over > gather {
+        // The reader waited for these records: the pace is not known. A storm may be starting,
+        // and a whole `gather` of one would come in at once (a peak of memory all the way down):
+        // a short first pause measures the pace.
+        return gather.min(FIRST_PAUSE);
+    }
+    let nanos = over.as_nanos().saturating_mul(hand_off_bytes as u128) / gathered as u128;
+    match u64::try_from(nanos) {
+        Ok(n) => Duration::from_nanos(n).min(gather),
+        Err(_) => gather,
     }
 }
 
@@ -374,6 +415,29 @@ mod tests {
         let d = datagram(3, 1320, b"x\xff\x00");
         let r = record_of(&d).expect("record");
         assert_eq!(r, (1320, &b"x\xff"[..]));
+    }
+
+    #[test]
+    fn the_pause_lets_one_hand_off_gather_at_the_last_pace_and_never_exceeds_gather() {
+        let ms = Duration::from_millis;
+        let gather = ms(50);
+        // 64 KiB in 10 ms: a 256 KiB hand-off takes 40 ms to come.
+        assert_eq!(pause(64 << 10, ms(10), 256 << 10, gather), ms(40));
+        // Faster than that: a shorter pause, so the socket does not fill while we sleep.
+        assert_eq!(pause(256 << 10, ms(13), 256 << 10, gather), ms(13));
+        assert_eq!(pause(512 << 10, ms(4), 256 << 10, gather), ms(2));
+        // Slower, or nothing taken: the whole `gather`.
+        assert_eq!(pause(4 << 10, ms(10), 256 << 10, gather), gather);
+        assert_eq!(pause(300, ms(50), 256 << 10, gather), gather);
+        assert_eq!(pause(0, ms(1), 256 << 10, gather), gather);
+        // The first drain after an idle spell (longer than a pause): a short pause finds the pace.
+        assert_eq!(pause(300, Duration::from_secs(3600), 256 << 10, gather), FIRST_PAUSE);
+        assert_eq!(pause(300, ms(51), 256 << 10, gather), FIRST_PAUSE);
+        assert_eq!(pause(300, ms(51), 256 << 10, ms(5)), ms(5));
+        // Extremes do not overflow.
+        assert_eq!(pause(1, Duration::MAX, usize::MAX, gather), FIRST_PAUSE);
+        assert_eq!(pause(1, ms(50), usize::MAX, gather), gather);
+        assert_eq!(pause(usize::MAX, Duration::ZERO, 256 << 10, gather), Duration::ZERO);
     }
 
     fn reader(tx: SyncSender<Input>, timeout: Duration) -> (Reader, Arc<ReaderStats>) {

@@ -19,8 +19,10 @@ pub struct NetlinkConfig {
     pub channel_capacity: usize,
     /// Most record bytes the reader hands to processing at once.
     pub hand_off_bytes: ByteSize,
-    /// After each hand-off the reader pauses this long so records gather (one wake-up per
-    /// interval under load instead of one per record; adds at most this much latency). 0 = off.
+    /// Longest pause after a hand-off, so records gather (one wake-up per interval instead of one
+    /// per record; adds at most this much latency). The reader pauses for as long as a hand-off's
+    /// worth takes to arrive at the current pace, at most this long (`netlink::reader::pause`).
+    /// 0 = hand on at once.
     pub gather: HumanDuration,
     /// How long the reader waits on a full channel before dropping (and counting) batches; after
     /// one such wait it drops at once until processing has room again.
@@ -43,7 +45,7 @@ impl Default for NetlinkConfig {
             // socket buffer in front of them).
             channel_capacity: 8,
             hand_off_bytes: ByteSize(256 << 10),
-            gather: HumanDuration(std::time::Duration::from_millis(10)),
+            gather: HumanDuration(std::time::Duration::from_millis(50)),
             channel_full_timeout: HumanDuration(std::time::Duration::from_secs(2)),
             lost_poll_interval: HumanDuration(std::time::Duration::from_secs(5)),
             priority_boost: 0,

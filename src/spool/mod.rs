@@ -26,7 +26,7 @@
 //! ```
 //! One frame is what one [`Spool::commit`] writes (one processing-loop iteration, at most
 //! `STAGE_MAX` = 256 KiB of events before it is cut): audit JSON repeats itself from one event to
-//! the next, so a frame of a storm's events (20-200 per 10 ms gather) takes 0.03-0.14 of its
+//! the next, so a frame of a storm's events (20-300 per hand-off) takes 0.03-0.14 of its
 //! JSON with lz4 and 0.01-0.08 with zstd, where one event alone takes 0.4-0.8
 //! (docs/performance.md, "Spool compression"). `compression` picks the codec for new frames; each
 //! frame names its own, so changing it needs no migration. The default, lz4, was chosen by CPU
@@ -73,8 +73,9 @@
 //! Only what has not reached the spool yet: records the kernel already handed to us that are not
 //! yet inside an appended event. In pipeline order:
 //! - the netlink socket's receive buffer (`[netlink] receive_buffer`) — records the kernel has
-//!   queued to our socket but the reader thread has not taken: under load up to one
-//!   `[netlink] gather` interval (10 ms) of records, which the reader lets gather there;
+//!   queued to our socket but the reader thread has not taken: about one hand-off's worth
+//!   (`[netlink] hand_off_bytes`), at most one `[netlink] gather` pause (50 ms) of records, which
+//!   the reader lets gather there;
 //! - the reader → processing channel (`[netlink] channel_capacity` batches of up to
 //!   `hand_off_bytes`) — normally empty; it only fills when processing falls behind;
 //! - the reassembler's open events. This is the part that lasts: an event is open from its first

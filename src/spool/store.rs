@@ -132,7 +132,7 @@ struct PendingLoss {
 const STAGE_MAX: usize = frame::STAGE_MAX;
 
 /// Frames kept in memory after they are written ([`State::recent`]). A reader that keeps up is
-/// at most a commit behind the writer (one commit per 10 ms gather: up to three frames of
+/// at most a commit behind the writer (one commit per hand-off, under a storm about every 10 ms: up to three frames of
 /// `STAGE_MAX` flat out); one further behind reads the segment file like any other. Four of
 /// 256 KiB hold what two of 512 KiB did (with two, a 60 k/s commit's first frame left memory
 /// before its readers came for it).
