@@ -332,6 +332,10 @@ fn the_shipped_ecs_index_template_maps_every_member_we_write() {
     let mut f = Formatter::with_names(OutputFormat::Ecs, names());
     out.extend_from_slice(f.convert(br#"{"loss":{"kind":"serial_gap","first":1,"last":2,"count":2}}"#, 0).unwrap());
     out.push(b'\n');
+    // What only the daemon's process table knows (replay has no /proc): the parent and container.
+    let exec = br#"{"sequence":9,"timestamp":"1.000","time":"1970-01-01T00:00:01.000Z","process":{"pid":77,"ppid":1,"comm":"curl","exe":"/usr/bin/curl","parent":{"pid":1,"exe":"/usr/bin/bash","comm":"bash","argv":["bash"]},"container_id":"4f1b1a1f2b2e3c3d4e4f5a5b6c6d7e7f8091a2b3c4d5e6f708192a3b4c5d6e7f"},"records":[{"type":"SYSCALL","type_id":1300,"fields":{"arch":"c000003e","syscall":"59","success":"yes","exit":"0","ppid":"1","pid":"77","comm":"curl","exe":"/usr/bin/curl"}},{"type":"EOE","type_id":1320,"fields":{}}]}"#;
+    out.extend_from_slice(f.convert(exec, 0).unwrap());
+    out.push(b'\n');
     let mut paths = BTreeSet::new();
     for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         leaf_paths(&serde_json::from_slice(line).unwrap(), &mut Vec::new(), &mut paths);

@@ -6,7 +6,9 @@
 //! | `@timestamp` | the event's `time` |
 //! | `event.{kind,module,category,type,action,outcome}` | `kind` = `event`; category/type/action from the syscall (aucoalesce's normalizations.yaml) or the record type; outcome from `success=` / `res=` |
 //! | `auditd.{message_type,sequence,result,session,data,paths,summary}` | the primary record's type (lowercase), the serial, `success`/`fail`/`unknown`, `ses`, the primary record's other fields (arch and syscall by name, SOCKADDR as `socket.*`), every PATH record, actor/object/how |
-//! | `process.{pid,parent.pid,name,executable,working_directory,args,title}` | SYSCALL, CWD, EXECVE, PROCTITLE |
+//! | `process.{pid,name,executable,working_directory,args,args_count,title}` | SYSCALL, CWD, EXECVE, PROCTITLE |
+//! | `process.parent.{pid,executable,name,args,args_count}` | `pid` from the SYSCALL's `ppid`; the rest from v2's `process.parent` (the process table) |
+//! | `container.id` | v2's `process.container_id` |
 //! | `user.{id,name,group,effective,saved,filesystem,audit}` | the `*uid`/`*gid` fields and their names |
 //! | `file.{path,device,inode,mode,uid,gid,owner,group}` | the PATH the syscall acted on |
 //! | `source`/`destination` `{ip,port,path}`, `network.direction` | SOCKADDR: source for accept/recv*, destination for connect/send*, neither for bind (aucoalesce's rule) |
@@ -91,6 +93,8 @@ pub struct Scratch {
     /// `(id key, name)`: `("uid", "root")` for `uid_name`.
     id_names: Vec<(Span, Span)>,
     argv: Vec<Span>,
+    /// `process.parent.argv` (v2 only).
+    parent_argv: Vec<Span>,
     keys: Vec<Span>,
     paths: Vec<u32>,
     network: Vec<u32>,
@@ -109,6 +113,7 @@ impl Scratch {
         self.ids.clear();
         self.id_names.clear();
         self.argv.clear();
+        self.parent_argv.clear();
         self.keys.clear();
         self.paths.clear();
         self.network.clear();
@@ -262,6 +267,10 @@ struct View {
     exit: Option<Span>,
     pid: Option<i64>,
     ppid: Option<i64>,
+    /// `process.parent.{exe,comm}` and `process.container_id` (v2 only: the process table's).
+    parent_exe: Option<Span>,
+    parent_comm: Option<Span>,
+    container: Option<Span>,
     comm: Option<Span>,
     exe: Option<Span>,
     cwd: Option<Span>,
@@ -400,6 +409,32 @@ fn v2_view(line: &NativeLine<'_>, v: &mut View, sc: &mut Scratch) {
         }
         v.comm = field(sc, "comm").or(v.comm);
         v.exe = field(sc, "exe").or(v.exe);
+        v.container = field(sc, "container_id");
+        if let Some(pp) =
+            get(&sc.arena, &sc.nodes, p, "parent").filter(|n| matches!(sc.nodes[*n as usize].kind, Kind::Obj))
+        {
+            // The table's parent is the SYSCALL's ppid when the event has one.
+            if v.ppid.is_none() {
+                v.ppid = get(&sc.arena, &sc.nodes, pp, "pid").and_then(|n| as_int(&sc.arena, &sc.nodes, n));
+            }
+            let text = |sc: &mut Scratch, k: &str| {
+                let n =
+                    get(&sc.arena, &sc.nodes, pp, k).filter(|n| !matches!(sc.nodes[*n as usize].kind, Kind::Null))?;
+                Some(value_string(sc, n))
+            };
+            v.parent_exe = text(sc, "exe");
+            v.parent_comm = text(sc, "comm");
+            if let Some(a) =
+                get(&sc.arena, &sc.nodes, pp, "argv").filter(|a| matches!(sc.nodes[*a as usize].kind, Kind::Arr))
+            {
+                let mut c = sc.nodes[a as usize].first;
+                while c != NONE {
+                    let s = value_string(sc, c);
+                    sc.parent_argv.push(s);
+                    c = sc.nodes[c as usize].next;
+                }
+            }
+        }
         v.cwd = field(sc, "cwd").or(v.cwd);
         v.tty = field(sc, "tty").or(v.tty);
         v.ses = field(sc, "ses").or(v.ses);
@@ -787,6 +822,12 @@ fn event(line: &NativeLine<'_>, host: &str, names: &mut Names, sc: &mut Scratch,
         }
         close(out, o);
     }
+    if let Some(c) = v.container {
+        member(out, "container");
+        out.extend_from_slice(b"{\"id\":");
+        push_str(out, at(&sc.arena, c));
+        out.push(b'}');
+    }
     if side.is_some_and(|(s, _)| s == "destination") {
         write_peer(out, sc, "destination");
     }
@@ -867,9 +908,23 @@ fn event(line: &NativeLine<'_>, host: &str, names: &mut Names, sc: &mut Scratch,
             }
         }
         if let Some(p) = v.ppid {
-            out.extend_from_slice(b",\"parent\":{\"pid\":");
+            // parent: args args_count executable name pid
+            member(out, "parent");
+            let o = out.len();
+            if !sc.parent_argv.is_empty() {
+                member(out, "args");
+                str_list(out, &sc.arena, &sc.parent_argv);
+                member(out, "args_count");
+                push_int(out, sc.parent_argv.len());
+            }
+            for (k, val) in [("executable", v.parent_exe), ("name", v.parent_comm)] {
+                if let Some(val) = val {
+                    str_member(out, k, at(&sc.arena, val));
+                }
+            }
+            member(out, "pid");
             push_int(out, p);
-            out.push(b'}');
+            close(out, o);
         }
         if let Some(p) = v.pid {
             member(out, "pid");
@@ -1431,6 +1486,34 @@ mod tests {
         assert_eq!(d["user"]["name"], "toor");
         assert_eq!(d["user"]["audit"], json!({"id": "4294967295", "name": "unset"}));
         assert_eq!(d["tags"], json!(["k1"]));
+    }
+
+    #[test]
+    fn the_process_tables_parent_and_container_map_to_ecs() {
+        let native = CONNECT.replacen(
+            r#""records""#,
+            r#""process":{"pid":77,"ppid":1,"comm":"curl","exe":"/usr/bin/curl","parent":{"pid":1,"exe":"/usr/bin/bash","comm":"bash","argv":["bash","-c","curl 1.2.3.4"]},"container_id":"4f1b1a1f2b2e3c3d4e4f5a5b6c6d7e7f8091a2b3c4d5e6f708192a3b4c5d6e7f"},"records""#,
+            1,
+        );
+        let d = convert(&native);
+        assert_eq!(
+            d["process"]["parent"],
+            json!({"pid": 1, "executable": "/usr/bin/bash", "name": "bash", "args": ["bash", "-c", "curl 1.2.3.4"], "args_count": 3})
+        );
+        assert_eq!(d["container"]["id"], "4f1b1a1f2b2e3c3d4e4f5a5b6c6d7e7f8091a2b3c4d5e6f708192a3b4c5d6e7f");
+        // Members in byte order, as everywhere in the document.
+        let text = String::from_utf8({
+            let line = NativeLine::parse(native.as_bytes()).unwrap();
+            let mut out = Vec::new();
+            write(&line, 0, "h1", &mut Names::fixed(&[]), &mut Scratch::default(), &mut out);
+            out
+        })
+        .unwrap();
+        assert!(text.contains(r#""parent":{"args":["bash","-c","curl 1.2.3.4"],"args_count":3,"executable":"/usr/bin/bash","name":"bash","pid":1}"#), "{text}");
+        assert!(text.find(r#""container":"#) < text.find(r#""destination":"#));
+        // Raw fields only: the parent is its pid.
+        assert_eq!(convert(CONNECT)["process"]["parent"], json!({"pid": 1}));
+        assert!(convert(CONNECT).get("container").is_none());
     }
 
     #[test]
