@@ -11,6 +11,8 @@ Tools (each registers as the kernel's audit daemon in turn):
   auditrelay-relp    auditrelay run: spool -> [[output]] type="relp" to a private rsyslogd (imrelp -> file)
   auditrelay-both    both outputs at once (an event counts as delivered once it reached both)
   auditrelay-both-uncompressed  the same with `[spool] compression = "none"` (the cost before issue 12)
+  auditrelay-both-unenriched    the same with `[enrich] enabled = false` (schema v1: what issue 8's
+                                interpretation costs on the whole path)
   auditrelay-stdout  auditrelay run with no output: JSON lines on stdout, piped into a counter
 
 Workloads (benches/storm.rs makes the events; one audit rule matches the storm and nothing else):
@@ -73,7 +75,7 @@ RAW_KEY = f'key="{KEY}"\n'.encode()  # auditd log_format RAW: one record per lin
 JSON_KEY = f'"key":"{KEY}"}}'.encode()  # auditrelay JSON: the last field of the record's "fields"
 TOOLS = ["reader", "auditd", "auditrelay-file", "auditrelay-relp", "auditrelay-both", "auditrelay-stdout"]
 # Opt-in (not in the default run): the spool without compression, beside auditrelay-both.
-EXTRA_TOOLS = ["auditrelay-both-uncompressed"]
+EXTRA_TOOLS = ["auditrelay-both-uncompressed", "auditrelay-both-unenriched"]
 WORKLOADS = ["openat20k", "exec2k", "exec200", "flatout", "lossless"]
 
 
@@ -493,6 +495,7 @@ class Auditrelay(Tool):
         super().__init__(bench, name, dir_)
         self.outputs = outputs
         self.spool_keys = ['compression = "none"'] if name.endswith("-uncompressed") else []
+        self.enrich_keys = ["enabled = false"] if name.endswith("-unenriched") else []
         self.counters = {}
 
     def start(self, workload):
@@ -504,8 +507,10 @@ class Auditrelay(Tool):
             "[rules]", f'sources = ["{rules}"]', f'cache_dir = "{self.dir / "rules-cache"}"', "",
             "[spool]", f'dir = "{self.dir / "spool"}"', *self.spool_keys, "",
         ]
+        if self.enrich_keys:
+            toml += ["[enrich]", *self.enrich_keys, ""]
         for section, keys in self.bench.auditrelay_set.items():
-            if section in ("kernel", "rules", "spool"):
+            if f"[{section}]" in toml:
                 at = toml.index(f"[{section}]") + 1
                 toml[at:at] = keys
             else:
@@ -555,7 +560,8 @@ def make_tool(bench, name, dir_):
     if name == "auditd":
         return Auditd(bench, name, dir_)
     outputs = {"auditrelay-file": ["file"], "auditrelay-relp": ["relp"], "auditrelay-both": ["relp", "file"],
-               "auditrelay-both-uncompressed": ["relp", "file"], "auditrelay-stdout": []}[name]
+               "auditrelay-both-uncompressed": ["relp", "file"], "auditrelay-both-unenriched": ["relp", "file"],
+               "auditrelay-stdout": []}[name]
     return Auditrelay(bench, name, dir_, outputs)
 
 
