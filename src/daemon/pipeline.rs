@@ -66,7 +66,8 @@ impl Pipeline {
                 .with_record_text(config.output.iter().any(|o| o.format().needs_record_text()))
                 .with_enricher(
                     crate::enrich::Enricher::from_config(&config.enrich)
-                        .map(|e| e.with_exe_hashes(crate::enrich::daemon_exe_hashes(&config.enrich))),
+                        .map(|e| e.with_exe_hashes(crate::enrich::daemon_exe_hashes(&config.enrich)))
+                        .map(|e| e.with_proc_lookups(crate::enrich::daemon_proc_lookups(&config.enrich))),
                 ),
             out: Vec::new(),
             events_out: 0,

@@ -153,6 +153,8 @@ impl Telemetry {
             process_table_entries: pipeline.processes.entries,
             process_table_evictions: pipeline.processes.evictions,
             process_table_seeded: pipeline.processes.seeded,
+            process_table_looked_up: pipeline.processes.looked_up,
+            process_table_looked_up_stale: pipeline.processes.looked_up_stale,
             spool_refused: pipeline.refused,
             spool_write_errors: pipeline.ship_errors,
             events_cut_to_fit: pipeline.cut_to_fit,

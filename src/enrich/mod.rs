@@ -28,6 +28,7 @@ pub mod hex;
 pub mod host;
 pub mod keys;
 pub mod network;
+pub mod proc_lookup;
 pub mod process;
 pub mod proctitle;
 pub mod syscall;
@@ -101,6 +102,8 @@ pub struct EnrichConfig {
     /// A known executable's metadata are checked again after this long.
     #[serde(deserialize_with = "de_duration")]
     pub exe_hash_recheck: Duration,
+    /// Reads of /proc per second at most for processes the table never saw (`run` only); 0: none.
+    pub proc_lookups_per_second: u32,
 }
 
 impl Default for EnrichConfig {
@@ -120,6 +123,7 @@ impl Default for EnrichConfig {
             exe_hash_queue: 64,
             exe_hash_bytes_per_second: 32 << 20,
             exe_hash_recheck: Duration::from_secs(300),
+            proc_lookups_per_second: 200,
         }
     }
 }
@@ -163,6 +167,12 @@ impl EnrichConfig {
         if self.exe_hash_recheck < Duration::from_secs(1) || self.exe_hash_recheck > Duration::from_secs(86_400) {
             return Err("enrich.exe_hash_recheck must be between 1s and 1d".into());
         }
+        if self.proc_lookups_per_second > 100_000 {
+            return Err(format!(
+                "enrich.proc_lookups_per_second must be between 0 (off) and 100000, not {}",
+                self.proc_lookups_per_second
+            ));
+        }
         if let Some(host) = &self.host {
             if host.is_empty() || host.len() > 255 || host.chars().any(char::is_control) {
                 return Err("enrich.host must be 1 to 255 characters without control characters".into());
@@ -194,6 +204,19 @@ pub fn seeded_process_table(config: &EnrichConfig) -> Option<ProcessTable> {
         Err(e) => log::warn!("process table: /proc not read ({e}); parents are learnt from events only"),
     }
     Some(table)
+}
+
+/// The daemon's /proc lookups for processes the table never saw, when the table is kept and
+/// `[enrich] proc_lookups_per_second` is not 0 (never for replay: the replaying host's processes
+/// are not the recorded machine's).
+pub fn daemon_proc_lookups(config: &EnrichConfig) -> Option<proc_lookup::ProcLookups> {
+    (config.enabled && config.process_table_size > 0 && config.proc_lookups_per_second > 0).then(|| {
+        proc_lookup::ProcLookups::new(
+            "/proc".into(),
+            config.proc_lookups_per_second,
+            config.process_argv_bytes as usize,
+        )
+    })
 }
 
 /// The daemon's executable hasher, when `[enrich] exe_hash` is on (never for replay: the replaying
@@ -416,6 +439,7 @@ pub struct Enricher {
     max_argv_bytes: usize,
     scratch: Vec<u8>,
     processes: Option<ProcessTable>,
+    lookups: Option<proc_lookup::ProcLookups>,
     hashes: Option<exe_hash::ExeHashes>,
 }
 
@@ -443,13 +467,32 @@ impl Enricher {
             interpretation.host = Some(interpretation.raw(host.as_bytes()));
             interpretation.host_len = interpretation.text.len();
         }
-        Enricher { interpretation, names, max_argv_bytes, scratch: Vec::new(), processes: None, hashes: None }
+        Enricher {
+            interpretation,
+            names,
+            max_argv_bytes,
+            scratch: Vec::new(),
+            processes: None,
+            lookups: None,
+            hashes: None,
+        }
     }
 
     /// With a process table (`process.parent`, `process.container_id`), or without.
     pub fn with_processes(mut self, processes: Option<ProcessTable>) -> Enricher {
         self.processes = processes;
         self
+    }
+
+    /// With /proc lookups for processes the table never saw, or without (used only with a table).
+    pub fn with_proc_lookups(mut self, lookups: Option<proc_lookup::ProcLookups>) -> Enricher {
+        self.lookups = lookups;
+        self
+    }
+
+    /// The /proc lookups, if made.
+    pub fn proc_lookups(&mut self) -> Option<&mut proc_lookup::ProcLookups> {
+        self.lookups.as_mut()
     }
 
     /// With executable hashes (`process.exe_sha256`), or without.
@@ -491,7 +534,7 @@ impl Enricher {
             i.process.argv = Some(execve::reassemble(execs, &mut i.text, &mut i.process.args, self.max_argv_bytes));
         }
         if let Some(table) = &mut self.processes {
-            processes(i, table, event, Some(r), false);
+            processes(i, table, None, event, Some(r), false);
         }
     }
 
@@ -553,7 +596,11 @@ impl Enricher {
             i.process.argv = Some(argv);
         }
         if let Some(table) = &mut self.processes {
-            processes(i, table, event, syscall, true);
+            let mut lookups = self.lookups.as_mut();
+            if let Some(l) = &mut lookups {
+                l.drain(table);
+            }
+            processes(i, table, lookups, event, syscall, true);
         }
         if let (Some(hashes), Some(exe)) = (&mut self.hashes, i.process.exe) {
             hashes.drain(now);
@@ -572,12 +619,25 @@ impl Enricher {
 /// Feed the process table with a SYSCALL event's facts (`syscall`: its SYSCALL record) and, when
 /// `lookup`, fill `process.parent` and `process.container_id` from it (see [`process`]). A
 /// user-space event (no SYSCALL record) only looks up: its pid is the sender's, the rest of its
-/// facts are the message's.
-fn processes(i: &mut Interpretation, table: &mut ProcessTable, event: &Event, syscall: Option<&Record>, lookup: bool) {
+/// facts are the message's. With `lookups`, a process the table did not know (the event's, or
+/// its parent) is read from /proc for later events (see [`proc_lookup`]).
+fn processes(
+    i: &mut Interpretation,
+    table: &mut ProcessTable,
+    mut lookups: Option<&mut proc_lookup::ProcLookups>,
+    event: &Event,
+    syscall: Option<&Record>,
+    lookup: bool,
+) {
     let Some(pid) = i.process.pid else { return };
     let Some(r) = syscall else {
         if lookup {
-            fill_process_context(i, table, pid);
+            if let Some(l) = &mut lookups {
+                if !table.knows(pid) {
+                    l.ask(pid, event.id.unix_millis());
+                }
+            }
+            fill_process_context(i, table, lookups, event, pid);
         }
         return;
     };
@@ -608,22 +668,43 @@ fn processes(i: &mut Interpretation, table: &mut ProcessTable, event: &Event, sy
         time_ms: event.id.unix_millis(),
     };
     let args = i.process.args.iter().map(|t| t.get(text));
-    table.learn(&facts, change, args);
+    let new = table.learn(&facts, change, args);
     if lookup {
-        fill_process_context(i, table, pid);
+        if let Some(l) = &mut lookups {
+            // A new process whose parent is known took the parent's container id; otherwise
+            // only /proc can tell it (an exec tells the program and its arguments, not that).
+            if new && !facts.ppid.is_some_and(|p| table.knows(p)) {
+                l.ask(pid, facts.time_ms);
+            }
+        }
+        fill_process_context(i, table, lookups, event, pid);
     }
     if change == process::Change::Exit {
         table.exited(pid);
     }
 }
 
-/// `process.parent` and `process.container_id` of `pid` from the table.
-fn fill_process_context(i: &mut Interpretation, table: &mut ProcessTable, pid: u32) {
+/// `process.parent` and `process.container_id` of `pid` from the table; an unknown parent is
+/// asked of `lookups` for later events.
+fn fill_process_context(
+    i: &mut Interpretation,
+    table: &mut ProcessTable,
+    lookups: Option<&mut proc_lookup::ProcLookups>,
+    event: &Event,
+    pid: u32,
+) {
     let (container, parent) = table.context(pid, i.process.ppid);
     if let Some(id) = container {
         i.process.container_id = Some(i.raw(&id));
     }
-    let Some((ppid, e)) = parent else { return };
+    let Some((ppid, e)) = parent else {
+        if let (Some(l), Some(ppid)) = (lookups, i.process.ppid) {
+            if !table.knows(ppid) {
+                l.ask(ppid, event.id.unix_millis());
+            }
+        }
+        return;
+    };
     let t = &mut i.text;
     let mut span = |v: &[u8]| {
         let start = t.len();

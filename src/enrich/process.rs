@@ -28,14 +28,21 @@
 //! - `clone3` does not show its flags in the record (a0 is a pointer), so a thread made by it
 //!   gets an entry of its own (a copy of its process's facts, never used for an event, whose pid is
 //!   the process's); `clone` with CLONE_THREAD in a0 is skipped;
-//! - a container id comes only from /proc (seed) and is inherited at clone: a process moved into a
-//!   container's cgroup after the daemon started (a runtime's init) has none.
+//! - a container id comes only from /proc and is inherited at clone (and by a process first seen
+//!   in an event from its known parent): a process moved into a container's cgroup after it
+//!   started (a runtime's init) keeps the id it was first known with.
+//!
+//! Processes the table never saw: with a rule set that audits neither execve nor clone, a process
+//! started after the daemon is known only from its own events, and its parent not at all. The
+//! daemon then reads them from /proc in the background ([`super::proc_lookup`]) and
+//! [`ProcessTable::adopt`]s what it read, for later events.
 //!
 //! Cost: per event two or three lookups in an `lru` map by pid and a comparison of `exe`; nothing
 //! is allocated unless the table learns something new (an exec, a clone, a new pid). /proc is read
-//! only by [`seed_from_proc`] at daemon start, never per event and never in `replay` (offline output
-//! must not depend on the replaying host). Bounded: `process_table_size` entries (least recently
-//! used evicted), `process_argv_bytes` of argv kept per entry.
+//! by [`seed_from_proc`] at daemon start and by the lookup thread, never on the processing thread
+//! and never in `replay` (offline output must not depend on the replaying host). Bounded:
+//! `process_table_size` entries (least recently used evicted), `process_argv_bytes` of argv kept
+//! per entry.
 
 use std::num::NonZeroUsize;
 use std::path::Path;
@@ -107,6 +114,12 @@ pub struct ProcessStats {
     pub exits: u64,
     /// Generations started for a pid the table already held (clone, or another exe seen).
     pub recycled: u64,
+    /// Processes read from /proc after start, on an event's request (`proc_lookup`): added, or
+    /// their missing facts (container id, arguments) filled.
+    pub looked_up: u64,
+    /// Lookups whose answer was not used: the pid had been taken by a process that started after
+    /// the event that asked.
+    pub looked_up_stale: u64,
 }
 
 /// The facts of one SYSCALL event the table learns from ([`ProcessTable::learn`]).
@@ -219,8 +232,9 @@ impl ProcessTable {
 
     /// Learn from one SYSCALL event; `args` are the event's decoded EXECVE arguments.
     /// An `exit_group` is not applied here: call [`ProcessTable::exited`] after the event's own
-    /// lookups.
-    pub fn learn<'a>(&mut self, f: &Facts<'_>, change: Change, args: impl Iterator<Item = &'a [u8]>) {
+    /// lookups. True when the event's process was not known before (a new entry or generation,
+    /// made from the event's facts alone).
+    pub fn learn<'a>(&mut self, f: &Facts<'_>, change: Change, args: impl Iterator<Item = &'a [u8]>) -> bool {
         // The parent's generation is looked up only when an entry is made or relinked (not on the
         // common path: a known process, same parent).
         let max_argv = self.max_argv_bytes;
@@ -229,6 +243,7 @@ impl ProcessTable {
         let mut recycled = false;
         let version = self.versions + 1;
         let mut changed = false;
+        let mut new = false;
         match self.entries.get_mut(&f.pid) {
             Some(e) => {
                 let other_exe = !exec && matches!((f.exe, e.exe.is_empty()), (Some(x), false) if x != e.exe);
@@ -265,12 +280,12 @@ impl ProcessTable {
                 }
             }
             None => {
-                let parent_start = f.ppid.and_then(|p| self.start_of(p));
-                let mut e = first_seen(f, f.time_ms, parent_start);
+                let mut e = self.first_seen(f, f.time_ms);
                 if exec {
                     e.set_argv(args, max_argv);
                 }
                 self.put(f.pid, e);
+                new = true;
             }
         }
         if changed {
@@ -283,10 +298,11 @@ impl ProcessTable {
             }
         }
         if recycled {
-            let parent_start = f.ppid.and_then(|p| self.start_of(p));
             self.stats.recycled += 1;
             let start = self.next_start(f.pid, f.time_ms);
-            self.put(f.pid, first_seen(f, start, parent_start));
+            let e = self.first_seen(f, start);
+            self.put(f.pid, e);
+            new = true;
         }
         if change == Change::Clone && f.success != Some(false) && f.clone_flags.is_none_or(|fl| fl & CLONE_THREAD == 0)
         {
@@ -294,6 +310,76 @@ impl ProcessTable {
                 self.cloned(f.pid, child, f.time_ms);
             }
         }
+        new
+    }
+
+    /// A process first seen in an event (`f`), as generation `start`: its parent's generation and
+    /// container id when the parent is known (a process is in its parent's container unless a
+    /// runtime moved it, which only /proc can show).
+    fn first_seen(&self, f: &Facts<'_>, start: u64) -> Entry {
+        let parent = f.ppid.and_then(|p| self.entries.peek(&p));
+        Entry {
+            start,
+            ppid: f.ppid.unwrap_or(0),
+            parent_start: parent.map(|p| p.start),
+            container_id: parent.and_then(|p| p.container_id),
+            exe: f.exe.map(<[u8]>::to_vec).unwrap_or_default(),
+            comm: f.comm.map(<[u8]>::to_vec).unwrap_or_default(),
+            ..Entry::default()
+        }
+    }
+
+    /// Whether `pid` has an entry (without touching its recency).
+    pub fn knows(&self, pid: u32) -> bool {
+        self.entries.contains(&pid)
+    }
+
+    /// `read`, the process `pid` as /proc showed it after an event of `asked_ms` asked for it
+    /// (`proc_lookup`). Used only when it is the process the event meant: one that had started by
+    /// then (a pid is held by one process at a time, so a process alive at the event and still
+    /// there is that one). A newer one (the pid recycled since) is dropped and counted. An entry
+    /// the table made meanwhile from events keeps its facts; the read only fills what events
+    /// cannot tell (container id, arguments, exe and comm when unknown).
+    pub fn adopt(&mut self, pid: u32, read: Entry, asked_ms: u64) {
+        if read.start > asked_ms {
+            self.stats.looked_up_stale += 1;
+            return;
+        }
+        let version = self.versions + 1;
+        match self.entries.get_mut(&pid) {
+            Some(e) if e.start > asked_ms => {
+                // The table has since learnt a later generation of the pid from events.
+                self.stats.looked_up_stale += 1;
+                return;
+            }
+            Some(e) => {
+                let mut changed = false;
+                if e.container_id.is_none() {
+                    e.container_id = read.container_id;
+                }
+                if !e.argv_known && read.argv_known {
+                    e.argv = read.argv;
+                    e.argv_known = true;
+                    e.argv_truncated = read.argv_truncated;
+                    changed = true;
+                }
+                if e.exe.is_empty() && !read.exe.is_empty() {
+                    e.exe = read.exe;
+                    e.exe_from_proc = true;
+                    changed = true;
+                }
+                changed |= fill(&mut e.comm, Some(&read.comm));
+                if changed {
+                    e.version = version;
+                    self.versions = version;
+                }
+            }
+            None => {
+                let parent_start = self.start_of(read.ppid);
+                self.put(pid, Entry { parent_start, ..read });
+            }
+        }
+        self.stats.looked_up += 1;
     }
 
     /// `child` was made by `parent` at `time_ms`: a new generation with the parent's facts (a
@@ -344,18 +430,6 @@ impl ProcessTable {
         };
         let parent = self.entries.get(&ppid).filter(|parent| want.is_none_or(|start| start == parent.start));
         (container, parent.map(|p| (ppid, p)))
-    }
-}
-
-/// A process first seen in an event (`f`), as generation `start`.
-fn first_seen(f: &Facts<'_>, start: u64, parent_start: Option<u64>) -> Entry {
-    Entry {
-        start,
-        ppid: f.ppid.unwrap_or(0),
-        parent_start,
-        exe: f.exe.map(<[u8]>::to_vec).unwrap_or_default(),
-        comm: f.comm.map(<[u8]>::to_vec).unwrap_or_default(),
-        ..Entry::default()
     }
 }
 
@@ -420,48 +494,71 @@ pub struct SeedReport {
 /// cmdline and cgroup. Called once at daemon start, never in replay.
 pub fn seed_from_proc(table: &mut ProcessTable, proc: &Path) -> std::io::Result<SeedReport> {
     let boot_ms = boot_time_ms(proc)?;
-    let ticks = clock_ticks();
     let mut report = SeedReport::default();
     let mut cmdline = Vec::new();
     for dirent in std::fs::read_dir(proc)? {
         let Ok(dirent) = dirent else { continue };
         let name = dirent.file_name();
         let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let dir = dirent.path();
-        let Some((ppid, comm, start_ticks)) = std::fs::read(dir.join("stat")).ok().and_then(|s| parse_stat(&s)) else {
-            report.unreadable += 1;
-            continue;
-        };
-        if ppid == 2 || pid == 2 {
-            // Kernel threads (kthreadd's children): no program, no events of interest.
-            continue;
-        }
-        let exe =
-            std::fs::read_link(dir.join("exe")).map(|p| std::os::unix::ffi::OsStringExt::into_vec(p.into_os_string()));
-        let mut e = Entry {
-            start: boot_ms + start_ticks.saturating_mul(1000) / ticks,
-            ppid,
-            exe_from_proc: exe.is_ok(),
-            exe: exe.unwrap_or_default(),
-            comm,
-            ..Entry::default()
-        };
-        cmdline.clear();
-        if let Ok(c) = std::fs::read(dir.join("cmdline")) {
-            cmdline = c;
-            if !cmdline.is_empty() {
-                let body = cmdline.strip_suffix(&[0]).unwrap_or(&cmdline);
-                e.set_argv(body.split(|&b| b == 0), table.max_argv_bytes);
+        match read_process(&dirent.path(), pid, boot_ms, table.max_argv_bytes, &mut cmdline) {
+            Read::Process(e) => {
+                table.seed(pid, e);
+                report.processes += 1;
             }
+            Read::KernelThread => {}
+            Read::Gone => report.unreadable += 1,
         }
-        if let Ok(cg) = std::fs::read(dir.join("cgroup")) {
-            e.container_id = container_id(&cg);
-        }
-        table.seed(pid, e);
-        report.processes += 1;
     }
     table.link_parents();
     Ok(report)
+}
+
+/// What one `/proc/<pid>` directory held ([`read_process`]).
+#[derive(Debug)]
+pub enum Read {
+    Process(Entry),
+    /// kthreadd or one of its children: no program, no events of interest.
+    KernelThread,
+    /// Ended (or never was) before its `stat` could be read.
+    Gone,
+}
+
+/// The process in `dir` (`/proc/<pid>`): ppid, comm and start time from `stat` (start =
+/// `boot_ms` + its start ticks), the `exe` link, `cmdline` (at most `max_argv` bytes kept;
+/// `cmdline` is a reused buffer) and the container id from `cgroup`. Used by the seed at start and
+/// by the lookups of processes the table never saw (`proc_lookup`).
+pub fn read_process(dir: &Path, pid: u32, boot_ms: u64, max_argv: usize, cmdline: &mut Vec<u8>) -> Read {
+    let Some((ppid, comm, start_ticks)) = std::fs::read(dir.join("stat")).ok().and_then(|s| parse_stat(&s)) else {
+        return Read::Gone;
+    };
+    if ppid == 2 || pid == 2 {
+        return Read::KernelThread;
+    }
+    let exe =
+        std::fs::read_link(dir.join("exe")).map(|p| std::os::unix::ffi::OsStringExt::into_vec(p.into_os_string()));
+    let mut e = Entry {
+        start: boot_ms + start_ticks.saturating_mul(1000) / clock_ticks(),
+        ppid,
+        exe_from_proc: exe.is_ok(),
+        exe: exe.unwrap_or_default(),
+        comm,
+        ..Entry::default()
+    };
+    cmdline.clear();
+    if let Ok(mut f) = std::fs::File::open(dir.join("cmdline")) {
+        // At most what is kept (and one byte more, to know it was cut): a hostile process's
+        // arguments can be megabytes.
+        use std::io::Read as _;
+        let _ = (&mut f).take(max_argv as u64 + 1).read_to_end(cmdline);
+        if !cmdline.is_empty() {
+            let body = cmdline.strip_suffix(&[0]).unwrap_or(cmdline);
+            e.set_argv(body.split(|&b| b == 0), max_argv);
+        }
+    }
+    if let Ok(cg) = std::fs::read(dir.join("cgroup")) {
+        e.container_id = container_id(&cg);
+    }
+    Read::Process(e)
 }
 
 /// `(ppid, comm, starttime)` from a `/proc/<pid>/stat` text. `comm` is in parentheses and may
@@ -615,6 +712,72 @@ mod tests {
         // From now on the event's name is the reference: another one is another program.
         learn(&mut t, facts(60, 1, "/usr/bin/other", "openat", 3, 6), &[]);
         assert_eq!(t.stats.recycled, 1);
+    }
+
+    #[test]
+    fn a_process_first_seen_in_an_event_takes_its_known_parents_container() {
+        let mut t = ProcessTable::new(16, 1024);
+        let id = [b'c'; CONTAINER_ID_LEN];
+        t.seed(
+            70,
+            Entry {
+                start: 1,
+                ppid: 1,
+                exe: b"/usr/bin/containerd-shim".to_vec(),
+                container_id: Some(id),
+                ..Entry::default()
+            },
+        );
+        assert!(learn_new(&mut t, facts(71, 70, "/usr/sbin/nginx", "openat", 3, 9)));
+        assert_eq!(t.peek(71).unwrap().container_id, Some(id));
+        assert!(!learn_new(&mut t, facts(71, 70, "/usr/sbin/nginx", "openat", 3, 10)), "known now");
+        // Parent unknown: nothing to take.
+        assert!(learn_new(&mut t, facts(81, 80, "/bin/cat", "openat", 3, 9)));
+        assert_eq!(t.peek(81).unwrap().container_id, None);
+    }
+
+    fn learn_new(t: &mut ProcessTable, f: Facts<'_>) -> bool {
+        t.learn(&f, Change::of(f.syscall), std::iter::empty())
+    }
+
+    #[test]
+    fn a_process_read_later_is_adopted_only_when_it_is_the_one_the_event_meant() {
+        let mut t = ProcessTable::new(16, 1024);
+        let id = [b'd'; CONTAINER_ID_LEN];
+        let read = |start: u64| Entry {
+            start,
+            ppid: 1,
+            exe: b"/bin/sh".to_vec(),
+            comm: b"sh".to_vec(),
+            argv: b"sh\0-c\0x\0".to_vec(),
+            argv_known: true,
+            container_id: Some(id),
+            exe_from_proc: true,
+            ..Entry::default()
+        };
+        t.seed(1, Entry { start: 0, exe: b"/sbin/init".to_vec(), ..Entry::default() });
+        // Not in the table: added, linked to its parent's generation.
+        t.adopt(90, read(50), 100);
+        let e = t.peek(90).unwrap();
+        assert_eq!((e.start, e.parent_start, e.container_id, e.args().count()), (50, Some(0), Some(id), 3));
+        assert_eq!(t.stats.looked_up, 1);
+        // Started after the event that asked: the pid is someone else's now.
+        t.adopt(91, read(150), 100);
+        assert!(!t.knows(91));
+        assert_eq!(t.stats.looked_up_stale, 1);
+        // Known from an event meanwhile: the event's facts stay, the read fills what they lack.
+        learn(&mut t, facts(92, 1, "/bin/dash", "openat", 3, 100), &[]);
+        let v = t.peek(92).unwrap().version;
+        t.adopt(92, read(40), 100);
+        let e = t.peek(92).unwrap();
+        assert_eq!((&e.exe[..], e.start, e.container_id, e.args().count()), (&b"/bin/dash"[..], 100, Some(id), 3));
+        assert!(e.version > v, "a writer must not reuse the old parent text");
+        // A later generation learnt from events (started after the asking event): untouched.
+        learn(&mut t, facts(93, 1, "/bin/new", "openat", 3, 200), &[]);
+        t.adopt(93, read(40), 100);
+        let e = t.peek(93).unwrap();
+        assert_eq!((e.container_id, e.args().count()), (None, 0));
+        assert_eq!((t.stats.looked_up, t.stats.looked_up_stale), (2, 2));
     }
 
     #[test]

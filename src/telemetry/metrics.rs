@@ -127,6 +127,14 @@ pub const PROCESS_TABLE_EVICTIONS: Metric =
     counter("auditrelay_process_table_evictions_total", "Processes evicted from the full process table.");
 pub const PROCESS_TABLE_SEEDED: Metric =
     gauge("auditrelay_process_table_seeded", "Processes read from /proc into the process table at start.");
+pub const PROCESS_TABLE_LOOKED_UP: Metric = counter(
+    "auditrelay_process_table_looked_up_total",
+    "Processes the table never saw, read from /proc later ([enrich] proc_lookups_per_second).",
+);
+pub const PROCESS_TABLE_LOOKED_UP_STALE: Metric = counter(
+    "auditrelay_process_table_looked_up_stale_total",
+    "/proc lookups dropped: the pid belonged to a newer process than the event that asked.",
+);
 pub const SPOOL_BYTES: Metric = gauge("auditrelay_spool_bytes", "Bytes in the spool's segments.");
 pub const SPOOL_SEGMENTS: Metric = gauge("auditrelay_spool_segments", "Segment files in the spool.");
 pub const SPOOL_EVENTS: Metric =
@@ -232,6 +240,8 @@ pub fn render(s: &Snapshot) -> String {
         (PROCESS_TABLE_ENTRIES, s.process_table_entries),
         (PROCESS_TABLE_EVICTIONS, s.process_table_evictions),
         (PROCESS_TABLE_SEEDED, s.process_table_seeded),
+        (PROCESS_TABLE_LOOKED_UP, s.process_table_looked_up),
+        (PROCESS_TABLE_LOOKED_UP_STALE, s.process_table_looked_up_stale),
     ] {
         p.one(&m, v);
     }

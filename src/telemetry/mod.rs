@@ -79,6 +79,12 @@ pub struct Snapshot {
     pub process_table_evictions: u64,
     #[serde(default)]
     pub process_table_seeded: u64,
+    /// Processes read from /proc later, for events ([`crate::enrich::proc_lookup`]), and answers
+    /// dropped because the pid had been recycled since the event that asked.
+    #[serde(default)]
+    pub process_table_looked_up: u64,
+    #[serde(default)]
+    pub process_table_looked_up_stale: u64,
 }
 
 /// The user/group name cache of the processing thread's enrichment.

@@ -89,7 +89,7 @@ fn write_text(out: &mut impl Write, s: &Snapshot) -> std::io::Result<()> {
     if age > STALE_MS {
         writeln!(out, "figures {}s old: the processing thread is busy or blocked", age / 1000)?;
     }
-    let lines: [(&str, u64); 22] = [
+    let lines: [(&str, u64); 24] = [
         ("records_in", s.records_in),
         ("events_in", s.events_in),
         ("events_out", s.events_out),
@@ -109,6 +109,8 @@ fn write_text(out: &mut impl Write, s: &Snapshot) -> std::io::Result<()> {
         ("process_table_entries", s.process_table_entries),
         ("process_table_evictions", s.process_table_evictions),
         ("process_table_seeded", s.process_table_seeded),
+        ("process_table_looked_up", s.process_table_looked_up),
+        ("process_table_looked_up_stale", s.process_table_looked_up_stale),
         ("spool_dropped_oldest", s.spool.dropped_oldest),
         ("spool_dropped_newest", s.spool.dropped_newest),
         ("spool_dropped_oversize", s.spool.dropped_oversize),
