@@ -57,6 +57,7 @@ struct Answer {
 }
 
 /// The processing thread's side: asks without blocking, takes answers into the table.
+#[derive(Debug)]
 pub struct ProcLookups {
     proc: PathBuf,
     per_second: u32,
@@ -66,12 +67,6 @@ pub struct ProcLookups {
     answers: Option<Receiver<Answer>>,
     started: bool,
     pub stats: LookupStats,
-}
-
-impl std::fmt::Debug for ProcLookups {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProcLookups").field("pending", &self.pending.len()).field("stats", &self.stats).finish()
-    }
 }
 
 impl ProcLookups {
