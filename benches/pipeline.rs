@@ -14,7 +14,7 @@ mod measure;
 use auditrelay::enrich::{EnrichConfig, Enricher};
 use auditrelay::format::JsonWriter;
 use auditrelay::reassemble::{Output, ReassembleConfig, Reassembler};
-use auditrelay::record::{parse_log_line, Record};
+use auditrelay::record::{parse_log_line, Record, RecordPool};
 use auditrelay::replay::replay_with;
 
 const AUDIT_LOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample-audit.log");
@@ -32,6 +32,25 @@ fn main() {
             black_box(parse_log_line(l).ok());
         }
         lines.len()
+    });
+
+    // The daemon's parse: netlink payloads (the text after `msg=`), into pooled buffers.
+    let payloads: Vec<(u16, Vec<u8>)> = records
+        .iter()
+        .zip(&lines)
+        .filter_map(|(r, l)| {
+            let at = l.windows(4).position(|w| w == b"msg=")? + 4;
+            Some((r.kind.0, l[at..].to_vec()))
+        })
+        .collect();
+    let mut pool = RecordPool::default();
+    measure::measure("parse (netlink, pooled)", "records", BUDGET, || {
+        for (kind, p) in &payloads {
+            if let Ok(r) = Record::try_from_netlink_pooled(*kind, p, &mut pool) {
+                pool.put(black_box(r));
+            }
+        }
+        payloads.len()
     });
 
     measure::measure("reassemble (pre-parsed)", "records", BUDGET, || {

@@ -188,11 +188,20 @@ impl Record {
         payload: &[u8],
         pool: &mut RecordPool,
     ) -> Result<Record, (RecordError, Vec<u8>)> {
-        // Trailing NULs are dropped before the copy.
+        // Trailing NULs are dropped, and the stamp parsed, from the source before the copy: its
+        // first loads right after the copy waited for the copy's stores (perf, processing thread
+        // at 20 k openat/s: `parse_stamp` 6.4 % of its samples, 57 % of them on its first load).
+        let text = &payload[..text_len(payload)];
+        let parsed = check_len(text).and_then(|()| header::parse_stamp_at(text, 0, header::AfterStamp::Colon));
         let mut buf = pool.buf();
-        buf.extend_from_slice(&payload[..text_len(payload)]);
-        let fields = pool.fields();
-        Record::netlink_into(kind, buf, fields)
+        buf.extend_from_slice(text);
+        match parsed {
+            Ok((id, body_start)) => {
+                let end = buf.len();
+                Ok(Record::build(MessageType(kind), id, None, buf, body_start, end, None, pool.fields()))
+            }
+            Err(e) => Err((e, buf)),
+        }
     }
 
     /// `payload` without trailing NULs ([`text_len`]): both callers strip them, the pooled one before its copy
