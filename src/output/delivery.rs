@@ -131,8 +131,10 @@ enum Source {
 type Filler = Box<dyn FnMut(&mut VecDeque<Delivery>) + Send>;
 
 /// A pulling source that was told nothing still looks again this often: a missed notification
-/// may delay events, never strand them.
-const PULL_RECHECK: Duration = Duration::from_millis(200);
+/// may delay events, never strand them. None is missed today (one `Notify` per output, woken
+/// with `notify_one`, whose permit waits for a sink not yet waiting), so this is a backstop and
+/// a long one: an idle daemon's outputs wake only at this pace.
+const PULL_RECHECK: Duration = Duration::from_secs(1);
 
 impl From<mpsc::Receiver<Delivery>> for Deliveries {
     fn from(rx: mpsc::Receiver<Delivery>) -> Deliveries {

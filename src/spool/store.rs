@@ -171,6 +171,9 @@ pub(crate) struct State {
     /// frame header until written (an upper bound: the frame is never larger).
     staged: Vec<u8>,
     staged_count: u64,
+    /// A frame was written since readers were last told ([`Spool::commit`] tells them only then:
+    /// an idle daemon commits every loop iteration, and each telling wakes every output).
+    unannounced: bool,
     encoder: Encoder,
     /// The frame being written (reused).
     frame_buf: Vec<u8>,
@@ -377,6 +380,7 @@ impl Spool {
             stats,
             staged: Vec::new(),
             staged_count: 0,
+            unannounced: false,
             encoder: Encoder::new(cfg.compression, ZSTD_LEVEL),
             frame_buf: Vec::new(),
             recent: VecDeque::with_capacity(RECENT_FRAMES + 1),
@@ -567,7 +571,9 @@ impl Spool {
     /// Write what is staged as a frame and tell the readers.
     fn write_staged(&self, st: &mut State) -> Result<(), SpoolError> {
         let written = self.write_frame(st);
-        self.inner.more_data(st);
+        if std::mem::take(&mut st.unannounced) {
+            self.inner.more_data(st);
+        }
         written
     }
 
@@ -612,6 +618,7 @@ impl Spool {
             return Err(SpoolError::Write { path, events, source });
         }
         meta.bytes += frame_len;
+        st.unannounced = true;
         // Staged records hold the positions just before `next_pos`, in order.
         meta.last_pos = next_pos - 1;
         let last = meta.last_pos;
