@@ -303,11 +303,12 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
             // stop reach us and are shipped (the reader keeps receiving meanwhile).
             rules_stop.store(true, Ordering::Release);
             if let Some(t) = rules_thread.take() {
+                t.thread().unpark();
                 let _ = t.join();
             }
             registration.release();
             stop_reader.store(true, Ordering::Release);
-            poller_stop.store(true, Ordering::Release);
+            stop_thread(&poller_stop, &poller);
         }
         if !draining && reader_thread.is_finished() {
             // The reader only returns on a socket error (or a panic): without it nothing arrives,
@@ -316,7 +317,7 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
             failure = Some(DaemonError::ReaderStopped);
             draining = true;
             registration.release();
-            poller_stop.store(true, Ordering::Release);
+            stop_thread(&poller_stop, &poller);
         }
         let wait = pipeline.wait_time(Instant::now());
         match rx.recv_timeout(wait) {
@@ -349,7 +350,7 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
             failure = Some(e);
             registration.release();
             stop_reader.store(true, Ordering::Release);
-            poller_stop.store(true, Ordering::Release);
+            stop_thread(&poller_stop, &poller);
             break;
         }
     }
@@ -362,6 +363,7 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     rules_stop.store(true, Ordering::Release);
     if let Some(t) = rules_thread {
         // Dropping the rule manager at the end of its thread puts the kernel's rules back.
+        t.thread().unpark();
         let _ = t.join();
     }
     pipeline.flush();
@@ -433,8 +435,16 @@ fn register(reg: &mut Registration, socket: AuditSocket) -> Result<(AuditSocket,
     Ok(events.into_parts())
 }
 
+/// Tell a thread that parks between its rounds (the lost poller, the rules thread) to stop: the
+/// flag, then a wake-up, so it need not wake every few milliseconds to look at the flag.
+fn stop_thread<T>(flag: &AtomicBool, thread: &std::thread::JoinHandle<T>) {
+    flag.store(true, Ordering::Release);
+    thread.thread().unpark();
+}
+
 /// Poll the kernel's `lost` counter; it is the only witness of records dropped for a full backlog
-/// (they consume no serial, so no gap shows them).
+/// (they consume no serial, so no gap shows them). Between polls it parks (woken at the stop by
+/// [`stop_thread`]; a spurious wake-up only looks at the clock again).
 fn poll_lost(tx: SyncSender<Input>, interval: Duration, mut last: u32, stop: Arc<AtomicBool>) {
     let mut client = match AuditClient::open() {
         Ok(c) => c,
@@ -446,8 +456,9 @@ fn poll_lost(tx: SyncSender<Input>, interval: Duration, mut last: u32, stop: Arc
     let step = Duration::from_millis(100);
     let mut next = Instant::now() + interval;
     while !stop.load(Ordering::Acquire) {
-        std::thread::sleep(step);
-        if Instant::now() < next {
+        let now = Instant::now();
+        if now < next {
+            std::thread::park_timeout(next - now);
             continue;
         }
         next = Instant::now() + interval;

@@ -43,6 +43,9 @@ use crate::rules::parse::SystemHost;
 use crate::rules::sync::{self, LoadReport, Permissions, SyncError};
 
 use super::signals;
+
+/// How often the rules thread looks for a SIGHUP (a reload reacts within this).
+const SIGHUP_POLL: Duration = Duration::from_millis(250);
 use super::DaemonError;
 
 /// Name of the last good set under `[rules] cache_dir`.
@@ -419,7 +422,7 @@ impl RuleManager {
         });
     }
 
-    /// Until `stop`: fetch URL sources at once after an offline start, then reload on SIGHUP and
+    /// Until `stop` (set, then this thread unparked): fetch URL sources at once after an offline start, then reload on SIGHUP and
     /// every refresh interval when a source is a URL.
     pub fn watch(mut self, stop: Arc<AtomicBool>) {
         if self.fetch_pending {
@@ -428,7 +431,9 @@ impl RuleManager {
         }
         let mut next_refresh = Instant::now() + self.rules.refresh_interval;
         while !stop.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(100));
+            // SIGHUP only sets a flag (all a signal handler may do), so it is looked for at this
+            // pace; the stop unparks at once.
+            std::thread::park_timeout(SIGHUP_POLL);
             if signals::take_reload() {
                 self.reload("SIGHUP");
                 next_refresh = Instant::now() + self.rules.refresh_interval;

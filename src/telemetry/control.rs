@@ -126,7 +126,8 @@ impl ControlServer {
         }
         let listener = UnixListener::bind(&path).map_err(io("bind"))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io("chmod 0600"))?;
-        // Non-blocking accept, polled, so the thread notices `stop` (a few wake-ups a second).
+        // Non-blocking accept after a wait for a connection (`wait_for_connection`), so the thread
+        // notices `stop`; the owner's drop connects once to end the wait.
         listener.set_nonblocking(true).map_err(io("set non-blocking"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -148,6 +149,9 @@ impl ControlServer {
 impl Drop for ControlServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Ends the accept loop's wait now rather than at its timeout; it sees `stop` and leaves
+        // this connection unserved.
+        let _ = UnixStream::connect(&self.path);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -163,7 +167,9 @@ fn accept_loop(listener: &UnixListener, board: &Board, stop: &AtomicBool) {
                     log::debug!("control socket: {e}");
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                super::wait_for_connection(std::os::fd::AsFd::as_fd(listener))
+            }
             Err(e) => {
                 log::warn!("control socket: accept: {e}");
                 std::thread::sleep(Duration::from_millis(500));

@@ -311,7 +311,8 @@ impl MetricsServer {
     pub fn start(addr: SocketAddr, max_connections: usize, board: Arc<Board>) -> std::io::Result<MetricsServer> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
-        // Polled accept so the thread sees `stop`.
+        // Non-blocking accept after a wait for a connection, so the thread sees `stop` (the
+        // drop connects once to end the wait).
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -331,6 +332,16 @@ impl MetricsServer {
 impl Drop for MetricsServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Ends the accept loop's wait now; a listener on 0.0.0.0 or [::] is reached on loopback.
+        let mut to = self.addr;
+        if to.ip().is_unspecified() {
+            to.set_ip(if to.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        let _ = std::net::TcpStream::connect_timeout(&to, Duration::from_millis(200));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -362,7 +373,9 @@ fn accept_loop(listener: &TcpListener, board: &Arc<Board>, max: usize, stop: &At
                     log::warn!("metrics: cannot start a connection thread: {e}");
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                super::wait_for_connection(std::os::fd::AsFd::as_fd(listener))
+            }
             Err(e) => {
                 log::warn!("metrics: accept: {e}");
                 std::thread::sleep(Duration::from_millis(500));

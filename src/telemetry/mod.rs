@@ -15,6 +15,19 @@ pub mod control;
 pub mod metrics;
 pub mod status;
 
+/// How long a listener thread (control socket, metrics) waits for a connection before it looks
+/// at its stop flag again. Their owners connect once after setting the flag, so a stop is seen
+/// at once and this only bounds it should that connect fail; idle, each wakes once a second.
+const ACCEPT_WAIT_MS: u16 = 1000;
+
+/// Wait until `listener` has a connection to accept or [`ACCEPT_WAIT_MS`] pass. An error (EINTR)
+/// returns at once: the caller's loop looks at its flag and calls again.
+fn wait_for_connection(listener: std::os::fd::BorrowedFd<'_>) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(listener, PollFlags::POLLIN)];
+    let _ = poll(&mut fds, PollTimeout::from(ACCEPT_WAIT_MS));
+}
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
