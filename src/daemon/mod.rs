@@ -301,9 +301,8 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
             draining = true;
             // Rules back first, while still registered: the kernel's CONFIG_CHANGE records of the
             // stop reach us and are shipped (the reader keeps receiving meanwhile).
-            rules_stop.store(true, Ordering::Release);
             if let Some(t) = rules_thread.take() {
-                t.thread().unpark();
+                stop_thread(&rules_stop, &t);
                 let _ = t.join();
             }
             registration.release();
@@ -360,10 +359,9 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         Err(_) => log::error!("netlink reader panicked"),
     }
     let _ = poller.join();
-    rules_stop.store(true, Ordering::Release);
     if let Some(t) = rules_thread {
         // Dropping the rule manager at the end of its thread puts the kernel's rules back.
-        t.thread().unpark();
+        stop_thread(&rules_stop, &t);
         let _ = t.join();
     }
     pipeline.flush();

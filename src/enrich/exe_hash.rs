@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::num::NonZeroUsize;
 use std::os::unix::fs::MetadataExt;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -147,20 +147,14 @@ impl ExeHashes {
     fn requests(&mut self) -> Option<&SyncSender<Box<[u8]>>> {
         if self.requests.is_none() && !self.started {
             self.started = true;
-            let (req_tx, req_rx) = sync_channel::<Box<[u8]>>(self.bounds.queue.max(1));
-            let (ans_tx, ans_rx) = sync_channel::<Answer>(self.bounds.queue.max(1) * 2);
             let mut hasher = Hasher::new(self.bounds);
-            let spawned = std::thread::Builder::new().name("auditrelay-exehash".into()).spawn(move || {
-                // Ends when the cache (the request sender) is dropped.
-                while let Ok(path) = req_rx.recv() {
-                    let digest = hasher.digest(&path);
-                    if ans_tx.send((path, digest)).is_err() {
-                        break;
-                    }
-                }
+            let q = self.bounds.queue.max(1);
+            let spawned = super::worker::spawn("auditrelay-exehash", q, q * 2, move |path: Box<[u8]>| -> Answer {
+                let digest = hasher.digest(&path);
+                (path, digest)
             });
             match spawned {
-                Ok(_) => {
+                Ok((req_tx, ans_rx)) => {
                     self.requests = Some(req_tx);
                     self.answers = Some(ans_rx);
                 }

@@ -33,6 +33,7 @@ pub mod process;
 pub mod proctitle;
 pub mod syscall;
 pub mod user;
+mod worker;
 
 use std::time::{Duration, Instant};
 

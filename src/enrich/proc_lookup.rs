@@ -26,7 +26,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::process::{self, Entry, ProcessTable, Read};
@@ -136,36 +136,25 @@ impl ProcLookups {
     fn requests(&mut self) -> Option<&SyncSender<Request>> {
         if self.requests.is_none() && !self.started {
             self.started = true;
-            let (req_tx, req_rx) = sync_channel::<Request>(PENDING_MAX);
-            let (ans_tx, ans_rx) = sync_channel::<Answer>(PENDING_MAX);
             let (proc, per_second, max_argv) = (self.proc.clone(), self.per_second, self.max_argv);
-            let spawned = std::thread::Builder::new().name("auditrelay-proc".into()).spawn(move || {
-                let gap = Duration::from_secs(1) / per_second;
-                let mut cmdline = Vec::new();
-                // Ends when the processing side (the request sender) is dropped.
-                while let Ok(r) = req_rx.recv() {
-                    let started = Instant::now();
-                    let read = match process::read_process(
-                        &proc.join(r.pid.to_string()),
-                        r.pid,
-                        boot_ms(),
-                        max_argv,
-                        &mut cmdline,
-                    ) {
-                        Read::Process(e) => Some(e),
-                        Read::KernelThread | Read::Gone => None,
-                    };
-                    if ans_tx.send(Answer { pid: r.pid, asked_ms: r.asked_ms, read }).is_err() {
-                        break;
-                    }
-                    // The rate bound: one read per `gap`.
-                    if let Some(rest) = gap.checked_sub(started.elapsed()) {
-                        std::thread::sleep(rest);
-                    }
+            let gap = Duration::from_secs(1) / per_second;
+            let mut cmdline = Vec::new();
+            let mut last: Option<Instant> = None;
+            let spawned = super::worker::spawn("auditrelay-proc", PENDING_MAX, PENDING_MAX, move |r: Request| {
+                // The rate bound: one read per `gap`.
+                if let Some(rest) = last.and_then(|t| gap.checked_sub(t.elapsed())) {
+                    std::thread::sleep(rest);
                 }
+                last = Some(Instant::now());
+                let dir = proc.join(r.pid.to_string());
+                let read = match process::read_process(&dir, r.pid, boot_ms(), max_argv, &mut cmdline) {
+                    Read::Process(e) => Some(e),
+                    Read::KernelThread | Read::Gone => None,
+                };
+                Answer { pid: r.pid, asked_ms: r.asked_ms, read }
             });
             match spawned {
-                Ok(_) => {
+                Ok((req_tx, ans_rx)) => {
                     self.requests = Some(req_tx);
                     self.answers = Some(ans_rx);
                 }

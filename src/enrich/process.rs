@@ -583,11 +583,15 @@ fn boot_time_ms(proc: &Path) -> std::io::Result<u64> {
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no btime line in /proc/stat"))
 }
 
-/// USER_HZ, the unit of /proc's start times (100 on every Linux port but a few old ones).
+/// USER_HZ, the unit of /proc's start times (100 on every Linux port but a few old ones); asked
+/// once, as the seed reads every process.
 fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no preconditions; it reads a constant of the C library.
-    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(100)
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions; it reads a constant of the C library.
+        let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(100)
+    })
 }
 
 #[cfg(test)]

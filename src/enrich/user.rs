@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 /// The kernel's "no id": `(uid_t)-1`, written as 4294967295 (and `-1` by some user-space tools).
@@ -267,18 +267,12 @@ impl NameCache {
     fn requests(&mut self) -> Option<&SyncSender<(IdKind, u32)>> {
         if self.requests.is_none() {
             let resolve = self.resolve.take()?;
-            let (req_tx, req_rx) = sync_channel::<(IdKind, u32)>(self.bounds.queue.max(1));
-            let (ans_tx, ans_rx) = sync_channel::<Answer>(self.bounds.queue.max(1));
-            let spawned = std::thread::Builder::new().name("auditrelay-names".into()).spawn(move || {
-                // Ends when the cache (the request sender) is dropped.
-                while let Ok((kind, id)) = req_rx.recv() {
-                    if ans_tx.send((kind, id, resolve(kind, id))).is_err() {
-                        break;
-                    }
-                }
+            let q = self.bounds.queue;
+            let spawned = super::worker::spawn("auditrelay-names", q, q, move |(kind, id): (IdKind, u32)| -> Answer {
+                (kind, id, resolve(kind, id))
             });
             match spawned {
-                Ok(_) => {
+                Ok((req_tx, ans_rx)) => {
                     self.requests = Some(req_tx);
                     self.answers = Some(ans_rx);
                 }

@@ -184,6 +184,22 @@ fn str_member(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     push_str(out, value);
 }
 
+/// A process's `args`, `args_count`, `executable` and `name` members (those it has), in that
+/// order: the members of `process` and `process.parent` that sort before `parent`/`pid`.
+fn program(out: &mut Vec<u8>, arena: &[u8], args: &[Span], exe: Option<Span>, name: Option<Span>) {
+    if !args.is_empty() {
+        member(out, "args");
+        str_list(out, arena, args);
+        member(out, "args_count");
+        push_int(out, args.len());
+    }
+    for (k, val) in [("executable", exe), ("name", name)] {
+        if let Some(val) = val {
+            str_member(out, k, at(arena, val));
+        }
+    }
+}
+
 fn str_list(out: &mut Vec<u8>, arena: &[u8], items: &[Span]) {
     out.push(b'[');
     for (i, s) in items.iter().enumerate() {
@@ -896,32 +912,12 @@ fn event(line: &NativeLine<'_>, host: &str, names: &mut Names, sc: &mut Scratch,
     if has_process {
         member(out, "process");
         let o = out.len();
-        if !sc.argv.is_empty() {
-            member(out, "args");
-            str_list(out, &sc.arena, &sc.argv);
-            member(out, "args_count");
-            push_int(out, sc.argv.len());
-        }
-        for (k, val) in [("executable", v.exe), ("name", v.comm)] {
-            if let Some(val) = val {
-                str_member(out, k, at(&sc.arena, val));
-            }
-        }
+        program(out, &sc.arena, &sc.argv, v.exe, v.comm);
         if let Some(p) = v.ppid {
             // parent: args args_count executable name pid
             member(out, "parent");
             let o = out.len();
-            if !sc.parent_argv.is_empty() {
-                member(out, "args");
-                str_list(out, &sc.arena, &sc.parent_argv);
-                member(out, "args_count");
-                push_int(out, sc.parent_argv.len());
-            }
-            for (k, val) in [("executable", v.parent_exe), ("name", v.parent_comm)] {
-                if let Some(val) = val {
-                    str_member(out, k, at(&sc.arena, val));
-                }
-            }
+            program(out, &sc.arena, &sc.parent_argv, v.parent_exe, v.parent_comm);
             member(out, "pid");
             push_int(out, p);
             close(out, o);
