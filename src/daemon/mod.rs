@@ -135,8 +135,9 @@ fn boot_id() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Events pending after which the processing loop writes them before it takes the next hand-off.
-const SHIP_AFTER_EVENTS: usize = 256;
+/// Events handled (staged or filtered) after which the processing loop commits them before it
+/// takes the next hand-off.
+const SHIP_AFTER_EVENTS: u64 = 256;
 
 pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
     config.validate().map_err(DaemonError::Config)?;
@@ -319,20 +320,30 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
             stop_thread(&poller_stop, &poller);
         }
         let wait = pipeline.wait_time(Instant::now());
+        let mut staged = Ok(());
         match rx.recv_timeout(wait) {
             Ok(input) => {
                 let now = Instant::now();
-                if let Some(spent) = pipeline.input(input, now) {
-                    let _ = recycle.try_send(spent);
-                }
-                // Take whatever else is queued before writing, so output is batched under load; but
-                // write a few hundred events at a time, so their record buffers return to the pool
-                // before the next hand-off is parsed (else every record of it is a malloc).
-                while pipeline.pending() < SHIP_AFTER_EVENTS {
-                    let Ok(more) = rx.try_recv() else { break };
-                    if let Some(spent) = pipeline.input(more, now) {
-                        let _ = recycle.try_send(spent);
+                let first = pipeline.handled();
+                let mut next = Some(input);
+                // Take whatever else is queued before committing, so output is batched under
+                // load; but commit every few hundred events, so timers, telemetry and the
+                // outputs are not kept waiting by a storm.
+                while let Some(input) = next.take() {
+                    match pipeline.input_staging(input, now, &mut shipper) {
+                        Ok(Some(spent)) => {
+                            let _ = recycle.try_send(spent);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            staged = Err(e);
+                            break;
+                        }
                     }
+                    if pipeline.handled() - first + pipeline.pending() as u64 >= SHIP_AFTER_EVENTS {
+                        break;
+                    }
+                    next = rx.try_recv().ok();
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -343,7 +354,7 @@ pub fn run(config: &Config, multicast: bool) -> Result<(), DaemonError> {
         if signals::take_reopen() {
             shipper.reopen_files();
         }
-        if let Err(e) = pipeline.ship(&mut shipper) {
+        if let Err(e) = staged.and_then(|()| pipeline.ship(&mut shipper)) {
             // Shut down in order (unregister, put rules back) rather than return with threads live.
             log::error!("{e}; stopping");
             failure = Some(e);
