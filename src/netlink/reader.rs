@@ -180,6 +180,7 @@ pub fn run(
     let mut buffers = BatchBuffers::new(reader.config.batch);
     let mut stop_deadline: Option<Instant> = None;
     let mut last_drain = Instant::now();
+    let mut last_pause = Duration::ZERO;
     loop {
         // Once stopping, take only what is queued: a busy multicast group never goes idle. And
         // for at most STOP_DRAIN: a queue refilled as fast as it is read must not hold the exit.
@@ -234,9 +235,14 @@ pub fn run(
         }
         let now = Instant::now();
         let over = now.saturating_duration_since(last_drain);
+        // What the reader waited for these records beyond its own pause: a reader that slept a
+        // whole `gather` and found records queued did not wait for them.
+        let waited = over.saturating_sub(last_pause);
         last_drain = now;
+        last_pause = Duration::ZERO;
         if !full && !reader.config.gather.is_zero() {
-            std::thread::sleep(pause(gathered, over, reader.config.hand_off_bytes, reader.config.gather));
+            last_pause = pause(gathered, over, waited, reader.config.hand_off_bytes, reader.config.gather);
+            std::thread::sleep(last_pause);
         }
     }
 }
@@ -246,7 +252,8 @@ const FIRST_PAUSE: Duration = Duration::from_millis(10);
 
 /// How long to let records gather after a hand-off that was not full: as long as one hand-off's
 /// worth (`hand_off_bytes`) takes to arrive at the pace the last drain's `gathered` bytes came in
-/// `over` (the time since the drain before), and at most `gather`.
+/// `over` (the time since the drain before), and at most `gather`; `waited` is the part of
+/// `over` the reader spent waiting for the first of them (not sleeping its own pause).
 ///
 /// Why not always `gather`: what a hand-off costs is nearly all per hand-off, not per record (on
 /// the 2-vCPU benchmark VM about 0.45 ms of CPU across the reader, processing and output threads,
@@ -257,11 +264,13 @@ const FIRST_PAUSE: Duration = Duration::from_millis(10);
 /// every 10 ms (20 k openat events/s: 13 ms), while a quiet reader waits the whole `gather`.
 /// The first records after an idle spell never wait: the reader blocks until they come and hands
 /// them on at once, then pauses [`FIRST_PAUSE`] to learn the pace.
-fn pause(gathered: usize, over: Duration, hand_off_bytes: usize, gather: Duration) -> Duration {
+fn pause(gathered: usize, over: Duration, waited: Duration, hand_off_bytes: usize, gather: Duration) -> Duration {
     if gathered == 0 {
         return gather;
     }
-    if over > gather {
+    // Not `over > gather`: after a whole `gather` of sleep `over` is just past it, and a steady
+    // 200 events/s then alternated 50 and 10 ms pauses (33 hand-offs a second, not 20).
+    if waited > gather {
         // The reader waited for these records: the pace is not known. A storm may be starting,
         // and a whole `gather` of one would come in at once (a peak of memory all the way down):
         // a short first pause measures the pace.
@@ -421,23 +430,29 @@ mod tests {
     fn the_pause_lets_one_hand_off_gather_at_the_last_pace_and_never_exceeds_gather() {
         let ms = Duration::from_millis;
         let gather = ms(50);
+        let z = Duration::ZERO;
         // 64 KiB in 10 ms: a 256 KiB hand-off takes 40 ms to come.
-        assert_eq!(pause(64 << 10, ms(10), 256 << 10, gather), ms(40));
+        assert_eq!(pause(64 << 10, ms(10), z, 256 << 10, gather), ms(40));
         // Faster than that: a shorter pause, so the socket does not fill while we sleep.
-        assert_eq!(pause(256 << 10, ms(13), 256 << 10, gather), ms(13));
-        assert_eq!(pause(512 << 10, ms(4), 256 << 10, gather), ms(2));
+        assert_eq!(pause(256 << 10, ms(13), z, 256 << 10, gather), ms(13));
+        assert_eq!(pause(512 << 10, ms(4), z, 256 << 10, gather), ms(2));
         // Slower, or nothing taken: the whole `gather`.
-        assert_eq!(pause(4 << 10, ms(10), 256 << 10, gather), gather);
-        assert_eq!(pause(300, ms(50), 256 << 10, gather), gather);
-        assert_eq!(pause(0, ms(1), 256 << 10, gather), gather);
-        // The first drain after an idle spell (longer than a pause): a short pause finds the pace.
-        assert_eq!(pause(300, Duration::from_secs(3600), 256 << 10, gather), FIRST_PAUSE);
-        assert_eq!(pause(300, ms(51), 256 << 10, gather), FIRST_PAUSE);
-        assert_eq!(pause(300, ms(51), 256 << 10, ms(5)), ms(5));
+        assert_eq!(pause(4 << 10, ms(10), z, 256 << 10, gather), gather);
+        assert_eq!(pause(300, ms(50), z, 256 << 10, gather), gather);
+        assert_eq!(pause(0, ms(1), z, 256 << 10, gather), gather);
+        // Records found queued after a whole `gather` of sleep (a steady, slow pace): the whole
+        // `gather` again, however long the drain itself took.
+        assert_eq!(pause(300, ms(51), ms(1), 256 << 10, gather), gather);
+        assert_eq!(pause(300, ms(95), ms(45), 256 << 10, gather), gather);
+        // The first drain after an idle spell (waited longer than a pause): a short pause finds
+        // the pace.
+        assert_eq!(pause(300, Duration::from_secs(3600), Duration::from_secs(3600), 256 << 10, gather), FIRST_PAUSE);
+        assert_eq!(pause(300, ms(101), ms(51), 256 << 10, gather), FIRST_PAUSE);
+        assert_eq!(pause(300, ms(51), ms(51), 256 << 10, ms(5)), ms(5));
         // Extremes do not overflow.
-        assert_eq!(pause(1, Duration::MAX, usize::MAX, gather), FIRST_PAUSE);
-        assert_eq!(pause(1, ms(50), usize::MAX, gather), gather);
-        assert_eq!(pause(usize::MAX, Duration::ZERO, 256 << 10, gather), Duration::ZERO);
+        assert_eq!(pause(1, Duration::MAX, Duration::MAX, usize::MAX, gather), FIRST_PAUSE);
+        assert_eq!(pause(1, ms(50), z, usize::MAX, gather), gather);
+        assert_eq!(pause(usize::MAX, Duration::ZERO, z, 256 << 10, gather), Duration::ZERO);
     }
 
     fn reader(tx: SyncSender<Input>, timeout: Duration) -> (Reader, Arc<ReaderStats>) {
