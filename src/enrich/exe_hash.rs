@@ -21,8 +21,10 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::num::NonZeroUsize;
 use std::os::unix::fs::MetadataExt;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
+
+use super::worker::Lazy;
 
 use sha2::{Digest, Sha256};
 
@@ -57,10 +59,8 @@ type Answer = (Box<[u8]>, Option<[u8; 32]>);
 pub struct ExeHashes {
     cache: lru::LruCache<Box<[u8]>, Known>,
     pending: HashSet<Box<[u8]>>,
-    requests: Option<SyncSender<Box<[u8]>>>,
-    answers: Option<Receiver<Answer>>,
+    worker: Lazy<Box<[u8]>, Answer>,
     bounds: HashBounds,
-    started: bool,
     pub stats: HashStats,
 }
 
@@ -77,17 +77,15 @@ impl ExeHashes {
         ExeHashes {
             cache: lru::LruCache::new(size),
             pending: HashSet::new(),
-            requests: None,
-            answers: None,
+            worker: Lazy::default(),
             bounds,
-            started: false,
             stats: HashStats::default(),
         }
     }
 
     /// Take the hasher's answers so far. Call once per event, before lookups.
     pub fn drain(&mut self, now: Instant) {
-        let Some(answers) = &self.answers else { return };
+        let Some(answers) = self.worker.answers() else { return };
         while let Ok((path, digest)) = answers.try_recv() {
             self.pending.remove(&path);
             self.stats.answered += 1;
@@ -140,28 +138,20 @@ impl ExeHashes {
                     );
                 }
             }
-            Err(TrySendError::Disconnected(_)) => self.requests = None,
+            Err(TrySendError::Disconnected(_)) => self.worker.ended(),
         }
     }
 
     fn requests(&mut self) -> Option<&SyncSender<Box<[u8]>>> {
-        if self.requests.is_none() && !self.started {
-            self.started = true;
-            let mut hasher = Hasher::new(self.bounds);
-            let q = self.bounds.queue.max(1);
-            let spawned = super::worker::spawn("auditrelay-exehash", q, q * 2, move |path: Box<[u8]>| -> Answer {
+        let bounds = self.bounds;
+        self.worker.requests("executable hasher", "no process.exe_sha256", || {
+            let mut hasher = Hasher::new(bounds);
+            let q = bounds.queue.max(1);
+            super::worker::spawn("auditrelay-exehash", q, q * 2, move |path: Box<[u8]>| -> Answer {
                 let digest = hasher.digest(&path);
                 (path, digest)
-            });
-            match spawned {
-                Ok((req_tx, ans_rx)) => {
-                    self.requests = Some(req_tx);
-                    self.answers = Some(ans_rx);
-                }
-                Err(e) => log::warn!("executable hasher thread not started ({e}); no process.exe_sha256"),
-            }
-        }
-        self.requests.as_ref()
+            })
+        })
     }
 
     /// Wait until every queued request is answered or `timeout` passes (tests, benchmarks).

@@ -26,8 +26,10 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
+
+use super::worker::Lazy;
 
 use super::process::{self, Entry, ProcessTable, Read};
 
@@ -63,9 +65,7 @@ pub struct ProcLookups {
     per_second: u32,
     max_argv: usize,
     pending: HashSet<u32>,
-    requests: Option<SyncSender<Request>>,
-    answers: Option<Receiver<Answer>>,
-    started: bool,
+    worker: Lazy<Request, Answer>,
     pub stats: LookupStats,
 }
 
@@ -79,9 +79,7 @@ impl ProcLookups {
             per_second: per_second.max(1),
             max_argv,
             pending: HashSet::new(),
-            requests: None,
-            answers: None,
-            started: false,
+            worker: Lazy::default(),
             stats: LookupStats::default(),
         }
     }
@@ -101,7 +99,7 @@ impl ProcLookups {
                 self.stats.asked += 1;
             }
             Err(TrySendError::Full(_)) => self.full(),
-            Err(TrySendError::Disconnected(_)) => self.requests = None,
+            Err(TrySendError::Disconnected(_)) => self.worker.ended(),
         }
     }
 
@@ -122,7 +120,7 @@ impl ProcLookups {
         if self.pending.is_empty() {
             return;
         }
-        let Some(answers) = &self.answers else { return };
+        let Some(answers) = self.worker.answers() else { return };
         while let Ok(a) = answers.try_recv() {
             self.pending.remove(&a.pid);
             self.stats.answered += 1;
@@ -134,13 +132,14 @@ impl ProcLookups {
     }
 
     fn requests(&mut self) -> Option<&SyncSender<Request>> {
-        if self.requests.is_none() && !self.started {
-            self.started = true;
-            let (proc, per_second, max_argv) = (self.proc.clone(), self.per_second, self.max_argv);
+        let (proc, per_second, max_argv) = (&self.proc, self.per_second, self.max_argv);
+        let without = "processes started after the daemon get no parent or container facts unless events show them";
+        self.worker.requests("/proc lookup", without, || {
+            let proc = proc.clone();
             let gap = Duration::from_secs(1) / per_second;
             let mut cmdline = Vec::new();
             let mut last: Option<Instant> = None;
-            let spawned = super::worker::spawn("auditrelay-proc", PENDING_MAX, PENDING_MAX, move |r: Request| {
+            super::worker::spawn("auditrelay-proc", PENDING_MAX, PENDING_MAX, move |r: Request| {
                 // The rate bound: one read per `gap`.
                 if let Some(rest) = last.and_then(|t| gap.checked_sub(t.elapsed())) {
                     std::thread::sleep(rest);
@@ -152,16 +151,8 @@ impl ProcLookups {
                     Read::KernelThread | Read::Gone => None,
                 };
                 Answer { pid: r.pid, asked_ms: r.asked_ms, read }
-            });
-            match spawned {
-                Ok((req_tx, ans_rx)) => {
-                    self.requests = Some(req_tx);
-                    self.answers = Some(ans_rx);
-                }
-                Err(e) => log::warn!("/proc lookup thread not started ({e}); processes started after the daemon get no parent or container facts unless events show them"),
-            }
-        }
-        self.requests.as_ref()
+            })
+        })
     }
 
     /// Wait until every request is answered or `timeout` passes (tests).

@@ -18,8 +18,10 @@
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
+
+use super::worker::Lazy;
 
 /// The kernel's "no id": `(uid_t)-1`, written as 4294967295 (and `-1` by some user-space tools).
 pub const UNSET: u32 = u32::MAX;
@@ -112,8 +114,7 @@ pub struct NameCache {
     /// Ids queued and not answered yet (at most `queue` + answers in transit).
     pending: HashSet<(IdKind, u32)>,
     max_pending: usize,
-    requests: Option<SyncSender<(IdKind, u32)>>,
-    answers: Option<Receiver<Answer>>,
+    worker: Lazy<(IdKind, u32), Answer>,
     bounds: CacheBounds,
     resolve: Option<Resolve>,
     /// Resolve misses on the calling thread (replay only, see the module doc).
@@ -136,8 +137,7 @@ impl NameCache {
             ttl: bounds.ttl,
             pending: HashSet::new(),
             max_pending: bounds.queue.max(1) * 2,
-            requests: None,
-            answers: None,
+            worker: Lazy::default(),
             bounds,
             resolve: Some(resolve),
             inline: false,
@@ -181,7 +181,7 @@ impl NameCache {
 
     /// Take the resolver's answers so far into the cache. Call once per event, before lookups.
     pub fn drain(&mut self, now: Instant) {
-        let Some(answers) = &self.answers else { return };
+        let Some(answers) = self.worker.answers() else { return };
         while let Ok((kind, id, name)) = answers.try_recv() {
             self.pending.remove(&(kind, id));
             self.stats.resolved += 1;
@@ -256,33 +256,20 @@ impl NameCache {
                     );
                 }
             }
-            Err(TrySendError::Disconnected(_)) => {
-                // The resolver thread is gone (it panicked in NSS); names stay as cached.
-                self.requests = None;
-            }
+            // The resolver thread is gone (it panicked in NSS); names stay as cached.
+            Err(TrySendError::Disconnected(_)) => self.worker.ended(),
         }
     }
 
     /// The request queue, starting the resolver thread on first use.
     fn requests(&mut self) -> Option<&SyncSender<(IdKind, u32)>> {
-        if self.requests.is_none() {
-            let resolve = self.resolve.take()?;
-            let q = self.bounds.queue;
-            let spawned = super::worker::spawn("auditrelay-names", q, q, move |(kind, id): (IdKind, u32)| -> Answer {
+        let (resolve, q) = (&mut self.resolve, self.bounds.queue);
+        self.worker.requests("user/group name resolver", "events carry ids without names", || {
+            let resolve = resolve.take().ok_or_else(|| std::io::Error::other("no resolver"))?;
+            super::worker::spawn("auditrelay-names", q, q, move |(kind, id): (IdKind, u32)| -> Answer {
                 (kind, id, resolve(kind, id))
-            });
-            match spawned {
-                Ok((req_tx, ans_rx)) => {
-                    self.requests = Some(req_tx);
-                    self.answers = Some(ans_rx);
-                }
-                Err(e) => {
-                    log::warn!("cannot start the user/group name resolver thread: {e}; events carry ids without names");
-                    return None;
-                }
-            }
-        }
-        self.requests.as_ref()
+            })
+        })
     }
 
     /// Wait until every queued lookup is answered (tests, and replay before its last events), at
@@ -395,7 +382,7 @@ mod tests {
         assert_eq!(cache.len(), 2);
         let s = cache.stats;
         assert_eq!((s.hits, s.misses, s.resolved, s.queued, s.queue_full, s.evictions), (1, 3, 3, 0, 0, 1));
-        assert!(cache.requests.is_none(), "no resolver thread");
+        assert!(cache.worker.answers().is_none(), "no resolver thread");
     }
 
     #[test]
