@@ -477,12 +477,9 @@ class Rsyslogd:
         self.port = free_port()
         self.out = dir_ / "relp.log"
         conf = dir_ / "rsyslog.conf"
-        conf.write_text(
-            f'global(workDirectory="{dir_}/work" maxMessageSize="256k" parser.escapeControlCharactersOnReceive="off")\n'
-            'module(load="imrelp")\n'
-            'template(name="RawMsg" type="string" string="%rawmsg%\\n")\n'
-            f'ruleset(name="fromRelp") {{ action(type="omfile" file="{self.out}" template="RawMsg") }}\n'
-            f'input(type="imrelp" address="127.0.0.1" port="{self.port}" ruleset="fromRelp" maxDataSize="256k")\n')
+        template = (Path(__file__).parent / "data" / "rsyslog-relp.conf").read_text()
+        conf.write_text(template.replace("@WORK@", f"{dir_}/work").replace("@OUT@", str(self.out))
+                        .replace("@PORT@", str(self.port)))
         self.proc = bench.procs.start(["rsyslogd", "-n", "-f", str(conf), "-i", str(dir_ / "rsyslogd.pid")],
                                       stderr_to=dir_ / "rsyslogd.err")
         wait_port(self.port, self.proc)

@@ -45,13 +45,8 @@ trap 'exit 130' INT TERM
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p "$work/rs/work"
-cat > "$work/rs/rsyslog.conf" <<CONF
-global(workDirectory="$work/rs/work" maxMessageSize="256k" parser.escapeControlCharactersOnReceive="off")
-module(load="imrelp")
-template(name="RawMsg" type="string" string="%rawmsg%\n")
-ruleset(name="fromRelp") { action(type="omfile" file="$work/rs/relp.log" template="RawMsg") }
-input(type="imrelp" address="127.0.0.1" port="$port" ruleset="fromRelp" maxDataSize="256k")
-CONF
+sed -e "s|@WORK@|$work/rs/work|" -e "s|@OUT@|$work/rs/relp.log|" -e "s|@PORT@|$port|" \
+  benches/data/rsyslog-relp.conf > "$work/rs/rsyslog.conf"
 start_rsyslog() {
   rsyslogd -n -f "$work/rs/rsyslog.conf" -i "$work/rs/pid" 2>>"$work/rs/err" &
   rsyslog=$!
