@@ -78,8 +78,8 @@ fn usage() -> ! {
 }
 
 fn parse_args() -> Args {
-    // 8 MiB and 64 slots: auditrelay's own defaults ([netlink] receive_buffer and batch).
-    let mut args = Args { stdin: false, pattern: Vec::new(), counts: PathBuf::new(), rcvbuf: 8 << 20, batch: 64 };
+    // 64 MiB and 64 slots: auditrelay's own defaults ([netlink] receive_buffer and batch).
+    let mut args = Args { stdin: false, pattern: Vec::new(), counts: PathBuf::new(), rcvbuf: 64 << 20, batch: 64 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--stdin" {

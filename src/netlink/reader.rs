@@ -14,8 +14,9 @@
 //! gather` (50 ms by default): a storm is handed on about every 10 ms in full hand-offs, an
 //! ordinary server's trickle once per `gather` (see [`pause`] for why). An idle reader blocks in
 //! `recvmmsg` and costs nothing; the first record after an idle spell is handed on at once, so
-//! the added latency is at most one `gather`. The socket buffer (`receive_buffer`, 8 MiB) holds
-//! many hand-offs of the fastest storm this machine produces, and a drain that fills a whole
+//! the added latency is at most one `gather`. The socket buffer (`receive_buffer`, 64 MiB, which
+//! the kernel counts at ~0.9 KiB per record against twice that) holds about 90 hand-offs, 0.4 s of
+//! the fastest storm this machine produces, and a drain that fills a whole
 //! hand-off goes round again without pausing. Measured (docs/performance.md): a fixed 1 ms pause
 //! cost 2.3× auditd's CPU per event on an exec storm of 2 k/s through file + RELP, a fixed 10 ms
 //! 0.6×, and at 200 exec/s a fixed 10 ms still cost 2.2× auditd's; see "Sixth round".

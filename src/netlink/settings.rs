@@ -39,10 +39,15 @@ pub struct NetlinkConfig {
 impl Default for NetlinkConfig {
     fn default() -> Self {
         NetlinkConfig {
-            receive_buffer: ByteSize(8 << 20),
+            // Kernel memory, used only while the reader is behind. The kernel charges each record
+            // its whole buffer (~0.9 KiB for a 150-byte openat record) against twice this value:
+            // 64 MiB hold ~140 k records, about 0.4 s of a 64 k events/s storm, where 8 MiB (0.06 s)
+            // overflowed whenever the storm and our own threads left the reader short of CPU for a
+            // moment (docs/performance.md, "Ninth round").
+            receive_buffer: ByteSize(64 << 20),
             batch: 64,
-            // 8 × 256 KiB bounds the records waiting for processing at 2 MiB (a quarter of the
-            // socket buffer in front of them).
+            // 8 × 256 KiB bounds the records waiting for processing at 2 MiB of user memory (the
+            // socket buffer in front of them holds far more, in kernel memory).
             channel_capacity: 8,
             hand_off_bytes: ByteSize(256 << 10),
             gather: HumanDuration(std::time::Duration::from_millis(50)),

@@ -75,7 +75,8 @@
 //! - the netlink socket's receive buffer (`[netlink] receive_buffer`) — records the kernel has
 //!   queued to our socket but the reader thread has not taken: about one hand-off's worth
 //!   (`[netlink] hand_off_bytes`), at most one `[netlink] gather` pause (50 ms) of records, which
-//!   the reader lets gather there;
+//!   the reader lets gather there; while the reader is short of CPU, up to the whole buffer
+//!   (records the kernel still holds in its backlog instead wait for the next daemon);
 //! - the reader → processing channel (`[netlink] channel_capacity` batches of up to
 //!   `hand_off_bytes`) — normally empty; it only fills when processing falls behind;
 //! - the reassembler's open events. This is the part that lasts: an event is open from its first
