@@ -17,6 +17,12 @@
 //!
 //! Rotation: before a line would take the file past `max_size`, the file is synced and renamed
 //! `path` → `path.1` → … → `path.<generations>`, the oldest is deleted, and a new `path` is created.
+//!
+//! A line cut short by a crash: kill -9 can stop a `writev` at a page boundary (the kernel checks
+//! for a fatal signal between the pages it copies), leaving half a line at the end of the file,
+//! and the restarted output would glue its next line onto it. Its event was not acknowledged (that
+//! waits for the fdatasync after the write), so it is sent again whole; at open the half line is
+//! cut off (see [`settle_tail`]), with a warning naming the bytes cut.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -119,14 +125,14 @@ struct Target {
 impl Target {
     fn open(cfg: FileConfig) -> Result<Target, FileError> {
         let file = open_append(&cfg.path, cfg.mode)?;
-        let len = file.metadata().map_err(io(&cfg.path, "stat"))?.len();
+        let len = settled_len(&file, &cfg.path)?;
         Ok(Target { cfg, file, len, syncs: 0 })
     }
 
     fn reopen(&mut self) -> Result<(), FileError> {
         self.file.sync_data().map_err(io(&self.cfg.path, "fdatasync"))?;
         self.file = open_append(&self.cfg.path, self.cfg.mode)?;
-        self.len = self.file.metadata().map_err(io(&self.cfg.path, "stat"))?.len();
+        self.len = settled_len(&self.file, &self.cfg.path)?;
         Ok(())
     }
 
@@ -224,6 +230,91 @@ impl Target {
     }
 }
 
+/// What [`settle_tail`] found at the end of an existing file.
+#[derive(Debug, PartialEq, Eq)]
+enum Tail {
+    /// Empty, or it ends with a newline.
+    Clean,
+    /// A line of ours that a crash left unfinished: the `bytes` from offset `at` on were cut off.
+    Cut { at: u64, bytes: u64 },
+    /// Text that does not start like a line an output writes (a JSON object, an audit.log line)
+    /// and has no final newline: kept, and ended with one at offset `at` so that our first line
+    /// starts a line of its own.
+    Ended { at: u64 },
+}
+
+/// How far back from the end the start of an unfinished line is looked for: past the longest
+/// line an output writes with the spool's default `max_record_bytes` (4 MiB). Text without a
+/// newline that far back is not taken for ours, so it is ended, not cut.
+const TAIL_SCAN: u64 = 16 << 20;
+
+/// Make the end of an existing file a line boundary: cut off a line of ours left unfinished by a
+/// crash, end anything else with a newline. Returns what was found and the file's length after.
+fn settle_tail(file: &File, path: &Path) -> Result<(Tail, u64), FileError> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().map_err(io(path, "stat"))?.len();
+    let mut last = [0u8; 1];
+    if len == 0 {
+        return Ok((Tail::Clean, 0));
+    }
+    file.read_exact_at(&mut last, len - 1).map_err(io(path, "read"))?;
+    if last[0] == b'\n' {
+        return Ok((Tail::Clean, len));
+    }
+    let floor = len.saturating_sub(TAIL_SCAN);
+    let mut chunk = vec![0u8; 64 << 10];
+    let (mut end, mut start_of_line) = (len, (floor == 0).then_some(0));
+    while end > floor {
+        let start = end.saturating_sub(chunk.len() as u64).max(floor);
+        let piece = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(piece, start).map_err(io(path, "read"))?;
+        if let Some(p) = memchr::memrchr(b'\n', piece) {
+            start_of_line = Some(start + p as u64 + 1);
+            break;
+        }
+        end = start;
+    }
+    let ours = match start_of_line {
+        Some(at) => {
+            let mut head = [0u8; 5];
+            let n = head.len().min((len - at) as usize);
+            file.read_exact_at(&mut head[..n], at).map_err(io(path, "read"))?;
+            let head = &head[..n];
+            // Every format's line starts so: a JSON object, or auditd's `type=` / `node=`.
+            head.starts_with(b"{") || b"type=".starts_with(head) || b"node=".starts_with(head)
+        }
+        None => false,
+    };
+    match start_of_line {
+        Some(at) if ours => {
+            file.set_len(at).map_err(io(path, "truncate"))?;
+            Ok((Tail::Cut { at, bytes: len - at }, at))
+        }
+        _ => {
+            let mut f = file;
+            f.write_all(b"\n").map_err(io(path, "write"))?;
+            Ok((Tail::Ended { at: len }, len + 1))
+        }
+    }
+}
+
+/// [`settle_tail`], said in the log; the length after.
+fn settled_len(file: &File, path: &Path) -> Result<u64, FileError> {
+    let (tail, len) = settle_tail(file, path)?;
+    match tail {
+        Tail::Clean => {}
+        Tail::Cut { at, bytes } => log::warn!(
+            "file output {}: cut {bytes} bytes at offset {at}, a line left unfinished by a crash (its event is sent again)",
+            path.display()
+        ),
+        Tail::Ended { at } => log::warn!(
+            "file output {}: it did not end with a newline and its last line is not one an output writes; kept it and ended it with one at offset {at}",
+            path.display()
+        ),
+    }
+    Ok(len)
+}
+
 /// Open for append, creating with exactly `mode` (the daemon's umask 0077 would narrow a 0640),
 /// never through a symbolic link (crate::file_trust).
 fn open_append(path: &Path, mode: u32) -> Result<File, FileError> {
@@ -233,9 +324,11 @@ fn open_append(path: &Path, mode: u32) -> Result<File, FileError> {
         source: std::io::Error::other(e.why),
     })?;
     let created = !path.exists();
+    // Readable too: `settle_tail` reads the end of an existing file.
     let file = OpenOptions::new()
         .create(true)
         .append(true)
+        .read(true)
         .mode(mode)
         .custom_flags(crate::file_trust::NO_FOLLOW)
         .open(path)
@@ -437,6 +530,46 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().filter(|l| *l == "{}").count(), 1100);
         assert_eq!(t.len, text.len() as u64);
+    }
+
+    /// Each case's file (name, content before) opened and one line appended: the content after.
+    fn check_opened(cases: &[(&str, &[u8], &[u8])]) {
+        for (name, before, expected) in cases {
+            let path = dir(name).join("events.jsonl");
+            std::fs::write(&path, before).unwrap();
+            let mut t = Target::open(FileConfig { path: path.clone(), ..FileConfig::default() }).unwrap();
+            t.write_batch(&[delivery(9, "{\"n\":9}")]).unwrap();
+            let after = std::fs::read(&path).unwrap();
+            assert_eq!(after, *expected, "{name}");
+            assert_eq!(t.len, after.len() as u64, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_line_left_unfinished_by_a_crash_is_cut_off_at_open() {
+        let long = format!("{{\"n\":1}}\n{{\"pad\":\"{}", "p".repeat(200 << 10));
+        check_opened(&[
+            // As a kill -9 left it in the crash test: a page boundary inside a line.
+            ("filetorn", b"{\"n\":1}\n{\"n\":2,\"pad\":\"pp", b"{\"n\":1}\n{\"n\":9}\n"),
+            ("filetorn-first", b"{\"n\":1,\"pa", b"{\"n\":9}\n"),
+            (
+                "filetorn-auditlog",
+                b"type=SYSCALL msg=audit(1.0:1): x\ntype=PA",
+                b"type=SYSCALL msg=audit(1.0:1): x\n{\"n\":9}\n",
+            ),
+            ("filetorn-short", b"{\"n\":1}\nty", b"{\"n\":1}\n{\"n\":9}\n"),
+            // Longer than one read back from the end.
+            ("filetorn-long", long.as_bytes(), b"{\"n\":1}\n{\"n\":9}\n"),
+        ]);
+    }
+
+    #[test]
+    fn text_an_output_did_not_write_is_kept_and_ended_with_a_newline() {
+        check_opened(&[
+            ("fileforeign", b"{\"n\":1}\nnot ours", b"{\"n\":1}\nnot ours\n{\"n\":9}\n"),
+            ("fileclean", b"{\"n\":1}\n", b"{\"n\":1}\n{\"n\":9}\n"),
+            ("fileempty", b"", b"{\"n\":9}\n"),
+        ]);
     }
 
     #[tokio::test]
