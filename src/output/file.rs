@@ -233,8 +233,8 @@ impl Target {
 /// What [`settle_tail`] found at the end of an existing file.
 #[derive(Debug, PartialEq, Eq)]
 enum Tail {
-    /// Empty, or it ends with a newline.
-    Clean,
+    /// Empty, or it ends with a newline: `len` bytes.
+    Clean { len: u64 },
     /// A line of ours that a crash left unfinished: the `bytes` from offset `at` on were cut off.
     Cut { at: u64, bytes: u64 },
     /// Text that does not start like a line an output writes (a JSON object, an audit.log line)
@@ -243,23 +243,34 @@ enum Tail {
     Ended { at: u64 },
 }
 
+impl Tail {
+    /// The file's length after settling.
+    fn len(&self) -> u64 {
+        match *self {
+            Tail::Clean { len } => len,
+            Tail::Cut { at, .. } => at,
+            Tail::Ended { at } => at + 1,
+        }
+    }
+}
+
 /// How far back from the end the start of an unfinished line is looked for: past the longest
 /// line an output writes with the spool's default `max_record_bytes` (4 MiB). Text without a
 /// newline that far back is not taken for ours, so it is ended, not cut.
 const TAIL_SCAN: u64 = 16 << 20;
 
 /// Make the end of an existing file a line boundary: cut off a line of ours left unfinished by a
-/// crash, end anything else with a newline. Returns what was found and the file's length after.
-fn settle_tail(file: &File, path: &Path) -> Result<(Tail, u64), FileError> {
+/// crash, end anything else with a newline.
+fn settle_tail(file: &File, path: &Path) -> Result<Tail, FileError> {
     use std::os::unix::fs::FileExt;
     let len = file.metadata().map_err(io(path, "stat"))?.len();
     let mut last = [0u8; 1];
     if len == 0 {
-        return Ok((Tail::Clean, 0));
+        return Ok(Tail::Clean { len });
     }
     file.read_exact_at(&mut last, len - 1).map_err(io(path, "read"))?;
     if last[0] == b'\n' {
-        return Ok((Tail::Clean, len));
+        return Ok(Tail::Clean { len });
     }
     let floor = len.saturating_sub(TAIL_SCAN);
     let mut chunk = vec![0u8; 64 << 10];
@@ -274,35 +285,27 @@ fn settle_tail(file: &File, path: &Path) -> Result<(Tail, u64), FileError> {
         }
         end = start;
     }
-    let ours = match start_of_line {
-        Some(at) => {
-            let mut head = [0u8; 5];
-            let n = head.len().min((len - at) as usize);
-            file.read_exact_at(&mut head[..n], at).map_err(io(path, "read"))?;
-            let head = &head[..n];
-            // Every format's line starts so: a JSON object, or auditd's `type=` / `node=`.
-            head.starts_with(b"{") || b"type=".starts_with(head) || b"node=".starts_with(head)
-        }
-        None => false,
-    };
-    match start_of_line {
-        Some(at) if ours => {
+    if let Some(at) = start_of_line {
+        let mut head = [0u8; 5];
+        let n = head.len().min((len - at) as usize);
+        file.read_exact_at(&mut head[..n], at).map_err(io(path, "read"))?;
+        let head = &head[..n];
+        // Every format's line starts so: a JSON object, or auditd's `type=` / `node=`.
+        if head.starts_with(b"{") || b"type=".starts_with(head) || b"node=".starts_with(head) {
             file.set_len(at).map_err(io(path, "truncate"))?;
-            Ok((Tail::Cut { at, bytes: len - at }, at))
-        }
-        _ => {
-            let mut f = file;
-            f.write_all(b"\n").map_err(io(path, "write"))?;
-            Ok((Tail::Ended { at: len }, len + 1))
+            return Ok(Tail::Cut { at, bytes: len - at });
         }
     }
+    let mut f = file;
+    f.write_all(b"\n").map_err(io(path, "write"))?;
+    Ok(Tail::Ended { at: len })
 }
 
 /// [`settle_tail`], said in the log; the length after.
 fn settled_len(file: &File, path: &Path) -> Result<u64, FileError> {
-    let (tail, len) = settle_tail(file, path)?;
+    let tail = settle_tail(file, path)?;
     match tail {
-        Tail::Clean => {}
+        Tail::Clean { .. } => {}
         Tail::Cut { at, bytes } => log::warn!(
             "file output {}: cut {bytes} bytes at offset {at}, a line left unfinished by a crash (its event is sent again)",
             path.display()
@@ -312,7 +315,7 @@ fn settled_len(file: &File, path: &Path) -> Result<u64, FileError> {
             path.display()
         ),
     }
-    Ok(len)
+    Ok(tail.len())
 }
 
 /// Open for append, creating with exactly `mode` (the daemon's umask 0077 would narrow a 0640),
