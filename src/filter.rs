@@ -463,19 +463,9 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reassemble::Completion;
-    use crate::record::parse_log_line;
 
     fn event(lines: &[&str]) -> Event {
-        let records: Vec<Record> = lines.iter().map(|l| parse_log_line(l.as_bytes()).unwrap()).collect();
-        Event {
-            id: records[0].id,
-            node: None,
-            records,
-            incomplete: false,
-            late: false,
-            completion: Completion::EndOfEvent,
-        }
+        Event::from_log_lines(lines)
     }
 
     fn filters(toml_text: &str) -> Result<Filters, FilterError> {

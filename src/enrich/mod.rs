@@ -27,6 +27,7 @@ pub mod file;
 pub mod hex;
 pub mod host;
 pub mod keys;
+mod memo;
 pub mod network;
 pub mod proc_lookup;
 pub mod process;
@@ -370,6 +371,9 @@ pub struct Interpretation {
     pub paths: Vec<PathEntry>,
     pub network: Vec<Network>,
     pub keys: Vec<Text>,
+    /// The same number in two consecutive interpretations when their `process` members are the
+    /// same (see [`memo::Run`]): a writer may copy the member it wrote last.
+    pub process_run: u64,
     host_len: usize,
 }
 
@@ -442,6 +446,10 @@ pub struct Enricher {
     processes: Option<ProcessTable>,
     lookups: Option<proc_lookup::ProcLookups>,
     hashes: Option<exe_hash::ExeHashes>,
+    subject_memo: memo::Subject,
+    title_memo: memo::Title,
+    cwd_memo: memo::Value,
+    run: memo::Run,
 }
 
 impl Enricher {
@@ -476,6 +484,10 @@ impl Enricher {
             processes: None,
             lookups: None,
             hashes: None,
+            subject_memo: memo::Subject::default(),
+            title_memo: memo::Title::default(),
+            cwd_memo: memo::Value::default(),
+            run: memo::Run::default(),
         }
     }
 
@@ -516,6 +528,7 @@ impl Enricher {
     pub fn set_processes(&mut self, table: ProcessTable) {
         if self.processes.is_some() {
             self.processes = Some(table);
+            self.run.interrupt();
         }
     }
 
@@ -525,10 +538,11 @@ impl Enricher {
         if self.processes.is_none() {
             return;
         }
+        self.run.interrupt();
         let i = &mut self.interpretation;
         i.clear();
         let Some(r) = event.records.iter().find(|r| r.kind == MessageType::SYSCALL) else { return };
-        subject(i, r, true);
+        subject(i, &mut self.subject_memo, r, true);
         let is_exec = process::Change::of(i.syscall.and_then(|s| s.name)) == process::Change::Exec;
         if is_exec && event.records.iter().any(|r| r.kind == MessageType::EXECVE) {
             let execs = event.records.iter().filter(|r| r.kind == MessageType::EXECVE);
@@ -537,6 +551,14 @@ impl Enricher {
         if let Some(table) = &mut self.processes {
             processes(i, table, None, event, Some(r), false);
         }
+    }
+
+    /// Forget what the memos hold, so that the next event is decoded from its records alone (tests
+    /// compare that with the memos' answers).
+    #[cfg(test)]
+    pub(crate) fn forget_memos(&mut self) {
+        (self.subject_memo, self.title_memo, self.cwd_memo) = Default::default();
+        self.run.interrupt();
     }
 
     /// The name cache, if names are resolved.
@@ -561,16 +583,31 @@ impl Enricher {
         // Process and user facts: the SYSCALL record's, else the first record that has a pid
         // (user-space messages: USER_LOGIN, USER_CMD, … carry pid, uid, auid, ses).
         let syscall = records.iter().find(|r| r.kind == MessageType::SYSCALL);
+        let mut seen = memo::RunKey {
+            subject: memo::Seen::Absent,
+            cwd: memo::Seen::Absent,
+            title: memo::Seen::Absent,
+            argv: false,
+            parent: None,
+            container: None,
+            exe_sha256: None,
+        };
         if let Some(r) = syscall.or_else(|| records.iter().find(|r| r.get(b"pid").is_some())) {
-            subject(i, r, syscall.is_some());
+            seen.subject = subject(i, &mut self.subject_memo, r, syscall.is_some());
         }
         let mut execve = false;
         for r in records {
             match r.kind {
-                MessageType::CWD if i.process.cwd.is_none() => i.process.cwd = i.string(r.get(b"cwd")),
+                MessageType::CWD if i.process.cwd.is_none() => {
+                    if let Some(f) = r.get(b"cwd").filter(|f| !f.is_null() && !f.is_unknown()) {
+                        let start = i.text.len();
+                        seen.cwd = self.cwd_memo.decode_into(&f, &mut i.text);
+                        i.process.cwd = Some(Text::new(start, i.text.len()));
+                    }
+                }
                 MessageType::PROCTITLE if i.process.title.is_empty() => {
                     if let Some(f) = r.get(b"proctitle") {
-                        proctitle::split_into(&f, &mut i.text, &mut i.process.title);
+                        seen.title = self.title_memo.split_into(&f, &mut i.text, &mut i.process.title);
                     }
                 }
                 MessageType::EXECVE => execve = true,
@@ -613,6 +650,11 @@ impl Enricher {
         if let Some(names) = &mut self.names {
             fill_names(i, names, now);
         }
+        seen.argv = execve;
+        seen.parent = i.process.parent.map(|p| (p.pid, p.version));
+        seen.container = i.process.container_id.map(|t| t.get(&i.text));
+        seen.exe_sha256 = i.process.exe_sha256;
+        i.process_run = self.run.next(seen);
         &self.interpretation
     }
 }
@@ -724,27 +766,40 @@ fn fill_process_context(
 
 /// The SYSCALL record's (or a user-space record's) facts, in one pass over its fields: the first
 /// occurrence of a key counts, as with [`Record::get`].
-fn subject(i: &mut Interpretation, r: &Record, is_syscall: bool) {
+///
+/// A SYSCALL record is a prefix that changes with every call (`arch syscall success exit a0…a3
+/// items`) and a tail from `ppid=` on that a process repeats until it changes (see [`memo`]). When
+/// the tail's facts depend on its bytes alone — no tail key came before it, no prefix key comes in
+/// it — they are kept, and a record with the same tail takes them without reading it.
+fn subject(i: &mut Interpretation, memo: &mut memo::Subject, r: &Record, is_syscall: bool) -> memo::Seen {
     let (mut arch_field, mut number, mut exit, mut success, mut key) = (None, None, None, None, None);
     let mut tty = None;
-    for f in r.fields() {
+    // The tail's first field and its text's start, while its facts are its bytes' alone.
+    let mut tail: Option<(usize, usize)> = None;
+    let mut separable = is_syscall;
+    let mut restored = false;
+    for (n, f) in r.fields().enumerate() {
         if f.quoting == Quoting::Word {
             continue;
         }
         let slot = match key8(f.key) {
             K_ARCH => {
+                separable &= tail.is_none();
                 arch_field = arch_field.or(Some(f));
                 continue;
             }
             K_SYSCALL => {
+                separable &= tail.is_none();
                 number = number.or_else(|| parse_u64(f.value).and_then(|n| u32::try_from(n).ok()));
                 continue;
             }
             K_EXIT => {
+                separable &= tail.is_none();
                 exit = exit.or_else(|| parse_i64(f.value));
                 continue;
             }
             K_SUCCESS => {
+                separable &= tail.is_none();
                 success = success.or(match f.value {
                     b"yes" => Some(true),
                     b"no" => Some(false),
@@ -762,6 +817,19 @@ fn subject(i: &mut Interpretation, r: &Record, is_syscall: bool) {
                 continue;
             }
             K_PPID => {
+                if separable && tail.is_none() {
+                    if untouched(i, key, tty) {
+                        let rest = r.text_from_field(n);
+                        if memo.matches(rest, i.text.len()) {
+                            restore(i, memo);
+                            restored = true;
+                            break;
+                        }
+                        tail = Some((n, i.text.len()));
+                    } else {
+                        separable = false;
+                    }
+                }
                 let ppid = &mut i.process.ppid;
                 *ppid = ppid.or_else(|| parse_u64(f.value).and_then(|n| u32::try_from(n).ok()));
                 continue;
@@ -797,9 +865,22 @@ fn subject(i: &mut Interpretation, r: &Record, is_syscall: bool) {
             i.user.ids[slot] = Id::parse(f.value);
         }
     }
-    i.process.tty = tty.filter(|f| !f.is_null()).map(|f| i.raw(f.value));
+    let mut seen = memo::Seen::Repeated;
+    if !restored {
+        i.process.tty = tty.filter(|f| !f.is_null()).map(|f| i.raw(f.value));
+        if is_syscall {
+            if let Some(f) = key {
+                keys::split_into(&f, &mut i.text, &mut i.keys);
+            }
+        }
+        seen = memo::Seen::Unkept;
+        if let (true, Some((n, text_start))) = (separable, tail) {
+            memo.store(r.text_from_field(n), &i.text, text_start, facts(i), &i.keys);
+            seen = memo::Seen::Stored;
+        }
+    }
     if !is_syscall {
-        return;
+        return seen;
     }
     let arch = arch_field.and_then(|f| Arch::parse(f.value));
     // The raw text is only written for an arch without a name.
@@ -817,9 +898,34 @@ fn subject(i: &mut Interpretation, r: &Record, is_syscall: bool) {
         exit,
         exit_name: exit.filter(|_| failed).and_then(syscall::errno_name),
     });
-    if let Some(f) = key {
-        keys::split_into(&f, &mut i.text, &mut i.keys);
-    }
+    seen
+}
+
+/// No fact of a SYSCALL record's tail has been found yet (before its `ppid=`).
+fn untouched(i: &Interpretation, key: Option<FieldRef<'_>>, tty: Option<FieldRef<'_>>) -> bool {
+    let p = &i.process;
+    key.is_none()
+        && tty.is_none()
+        && p.pid.is_none()
+        && p.ppid.is_none()
+        && p.comm.is_none()
+        && p.exe.is_none()
+        && p.ses.is_none()
+        && i.user.ids.iter().all(Option::is_none)
+        && i.keys.is_empty()
+}
+
+fn facts(i: &Interpretation) -> memo::SubjectFacts {
+    let p = &i.process;
+    memo::SubjectFacts { pid: p.pid, ppid: p.ppid, comm: p.comm, exe: p.exe, tty: p.tty, ses: p.ses, ids: i.user.ids }
+}
+
+fn restore(i: &mut Interpretation, memo: &memo::Subject) {
+    memo.restore_text(&mut i.text);
+    let (f, p) = (&memo.facts, &mut i.process);
+    (p.pid, p.ppid, p.comm, p.exe, p.tty, p.ses) = (f.pid, f.ppid, f.comm, f.exe, f.tty, f.ses);
+    i.user.ids = f.ids;
+    i.keys.extend_from_slice(&memo.keys);
 }
 
 /// A key of up to eight bytes as one integer (zero-padded), so matching a record's keys is integer

@@ -1,12 +1,10 @@
 //! Interpretation of whole events, from records as the kernel writes them.
 
 use super::*;
-use crate::reassemble::Completion;
-use crate::record::{parse_log_line, EventId};
+use crate::record::EventId;
 
 fn event(lines: &[&str]) -> Event {
-    let records: Vec<Record> = lines.iter().map(|l| parse_log_line(l.as_bytes()).unwrap()).collect();
-    Event { id: records[0].id, node: None, records, incomplete: false, late: false, completion: Completion::EndOfEvent }
+    Event::from_log_lines(lines)
 }
 
 fn s(i: &Interpretation, t: Option<Text>) -> Option<String> {
@@ -70,12 +68,14 @@ fn buffers_are_reused_across_events() {
         r#"type=EXECVE msg=audit(1.000:5): argc=2 a0="curl" a1="http://127.0.0.1/""#,
         "type=EOE msg=audit(1.000:5): ",
     ]);
-    let first = format!("{:?}", e.interpret(&ev));
+    // The facts, not the run number (an exec starts a new run every time).
+    let facts = |i: &Interpretation| format!("{i:?}").split("process_run").next().unwrap_or_default().to_string();
+    let first = facts(e.interpret(&ev));
     let cap = e.interpretation.text.capacity();
     for _ in 0..100 {
         e.interpret(&ev);
     }
-    assert_eq!(format!("{:?}", e.interpret(&ev)), first, "same event, same interpretation");
+    assert_eq!(facts(e.interpret(&ev)), first, "same event, same interpretation");
     assert_eq!(e.interpretation.text.capacity(), cap, "no growth");
     let i = e.interpret(&ev);
     assert_eq!(i.network.len(), 1);
@@ -125,4 +125,58 @@ fn key8_agrees_with_its_const_reference() {
         let key: Vec<u8> = (0..n).map(|i| 0x41 + i as u8).collect();
         assert_eq!(super::key8(&key), super::key8_const(&key), "{key:?}");
     }
+}
+
+/// What [`memo`] may change: the facts taken from the SYSCALL and PROCTITLE records, texts read.
+fn subject_facts(i: &Interpretation) -> String {
+    let p = &i.process;
+    let texts = |ts: &[Text]| ts.iter().map(|t| s(i, Some(*t)).unwrap()).collect::<Vec<_>>();
+    let sc = i.syscall.map(|sc| (sc.arch, s(i, Some(sc.arch_raw)), sc.number, sc.success, sc.exit, sc.exit_name));
+    format!(
+        "pid {:?} ppid {:?} comm {:?} exe {:?} tty {:?} ses {:?} ids {:?} keys {:?} syscall {sc:?} title {:?}",
+        p.pid,
+        p.ppid,
+        s(i, p.comm),
+        s(i, p.exe),
+        s(i, p.tty),
+        p.ses,
+        i.user.ids,
+        texts(&i.keys),
+        texts(&p.title)
+    )
+}
+
+#[test]
+fn a_repeated_subject_gives_what_reading_it_gives() {
+    let tail = "ppid=10 pid=11 auid=1000 uid=1000 gid=1000 euid=0 suid=0 fsuid=0 egid=1000 sgid=1000 fsgid=1000 tty=pts0 ses=3 comm=6D7920636F6D6D exe=\"/usr/bin/x\" key=6B3101726F6F74";
+    let lines = [
+        format!("arch=c000003e syscall=257 success=no exit=-2 a0=1 a1=2 a2=3 a3=4 items=1 {tail}"),
+        // The same tail after another call: its facts from the memo, the call's from the prefix.
+        format!("arch=40000003 syscall=5 success=yes exit=3 a0=9 a1=2 a2=3 a3=4 items=1 {tail}"),
+        // A tail key before the tail: the first occurrence counts, so the memo must not answer.
+        format!("arch=c000003e syscall=257 pid=99 uid=7 success=no exit=-2 items=1 {tail}"),
+        // A prefix key in the tail (no `exit=` before it): its facts are not the tail's alone.
+        "arch=c000003e syscall=257 a0=1 items=1 ppid=10 pid=11 uid=0 exit=5 comm=\"y\" key=(null)".to_string(),
+        "arch=c000003e syscall=257 a0=2 items=1 ppid=10 pid=11 uid=0 exit=5 comm=\"y\" key=(null)".to_string(),
+        // An arch without a name: its raw text is written after the memo's.
+        format!("arch=deadbeef syscall=1 success=no exit=-13 a0=1 a1=2 a2=3 a3=4 items=0 {tail}"),
+        format!("arch=c000003e syscall=257 success=no exit=-2 a0=1 a1=2 a2=3 a3=4 items=1 {tail} subj=x"),
+    ];
+    let titles = ["7375646F002D69", "7375646F002D69", "\"plain title\"", "7375646F002D69"];
+    let order = [0, 1, 0, 2, 0, 3, 4, 4, 3, 5, 5, 1, 6, 0, 6];
+    let mut warm = Enricher::new(Some("h1"), None, 1 << 16);
+    for (step, &n) in order.iter().enumerate() {
+        let title = titles[step % titles.len()];
+        let ev = event(&[
+            &format!("type=SYSCALL msg=audit(1.000:{step}): {}", lines[n]),
+            &format!("type=PROCTITLE msg=audit(1.000:{step}): proctitle={title}"),
+        ]);
+        let want = subject_facts(Enricher::new(Some("h1"), None, 1 << 16).interpret(&ev));
+        assert_eq!(subject_facts(warm.interpret(&ev)), want, "step {step}: line {n}");
+    }
+    // And the memo answered where it may: the same tail at the same place gives the same spans.
+    let ev = |step: usize| event(&[&format!("type=SYSCALL msg=audit(1.000:{step}): {}", lines[0])]);
+    let first = warm.interpret(&ev(100)).process.comm;
+    assert_eq!(warm.interpret(&ev(101)).process.comm, first);
+    assert!(warm.subject_memo.matches(ev(102).records[0].text_from_field(9), warm.interpretation.host_len));
 }

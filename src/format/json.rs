@@ -65,6 +65,8 @@ impl JsonWriter {
     /// Write schema v2 (interpretation beside the records) with `enricher`, or v1 with `None`.
     pub fn with_enricher(mut self, enricher: Option<Enricher>) -> JsonWriter {
         self.enricher = enricher;
+        // The memo's runs are the last enricher's.
+        self.memo = interpretation::Memo::default();
         self
     }
 

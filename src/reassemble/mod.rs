@@ -90,6 +90,23 @@ pub struct Event {
     pub completion: Completion,
 }
 
+#[cfg(test)]
+impl Event {
+    /// A complete event of audit.log lines (tests of what reads events).
+    pub(crate) fn from_log_lines<S: AsRef<str>>(lines: &[S]) -> Event {
+        let parse = |l: &S| crate::record::parse_log_line(l.as_ref().as_bytes()).expect("a test's audit.log line");
+        let records: Vec<Record> = lines.iter().map(parse).collect();
+        Event {
+            id: records[0].id,
+            node: None,
+            records,
+            incomplete: false,
+            late: false,
+            completion: Completion::EndOfEvent,
+        }
+    }
+}
+
 /// Counters since creation. `in_flight` is the current number of open events.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReassembleStats {

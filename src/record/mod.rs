@@ -335,6 +335,16 @@ impl Record {
         }
     }
 
+    /// The bytes from the key of raw field `index` (as [`Record::fields`] counts) to the end of the
+    /// record; empty if there is no such field. Equal bytes from a key on are equal fields from it
+    /// on (the tokenizer is at a key there, and a value never reaches past the record's end).
+    pub fn text_from_field(&self, index: usize) -> &[u8] {
+        match self.fields[..self.interpreted_from as usize].get(index) {
+            Some(f) => self.buf.get(f.key.start as usize..).unwrap_or_default(),
+            None => &[],
+        }
+    }
+
     /// The payload or log line this record was parsed from.
     pub fn raw(&self) -> &[u8] {
         &self.buf

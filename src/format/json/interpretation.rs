@@ -36,8 +36,9 @@ const USER_NAME_KEYS: [&[u8]; 9] = [
 ];
 
 /// What stays the same from one event to the next, written once and copied after: the `host`
-/// member, and the last `user` member with the ids and names it was written for (most events of
-/// a machine come from a few users).
+/// member, the last `process` member and the run it was written for (a process's events come in
+/// runs, src/enrich/memo.rs), and the last `user` member with the ids and names it was written
+/// for (most events of a machine come from a few users).
 #[derive(Debug, Default)]
 pub(super) struct Memo {
     host: Vec<u8>,
@@ -46,6 +47,9 @@ pub(super) struct Memo {
     user_names: Vec<u8>,
     scratch: Vec<u8>,
     user_json: Vec<u8>,
+    /// The last `process` member and the [`Interpretation::process_run`] it was written for.
+    process_run: Option<u64>,
+    process_json: Vec<u8>,
     /// The last `process.parent` member and the (pid, version) it was written for.
     parent_for: Option<(u32, u64)>,
     parent_json: Vec<u8>,
@@ -208,6 +212,11 @@ fn user(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
 }
 
 fn process(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
+    if memo.process_run == Some(i.process_run) {
+        b.extend_from_slice(&memo.process_json);
+        return;
+    }
+    let start = b.len();
     let p = &i.process;
     b.extend_from_slice(b",\"process\":");
     let mut o = Obj::new(b);
@@ -249,6 +258,9 @@ fn process(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
     }
     process_context(&mut o, i, memo);
     o.close();
+    memo.process_run = Some(i.process_run);
+    memo.process_json.clear();
+    memo.process_json.extend_from_slice(&b[start..]);
 }
 
 /// `exe_sha256`, `parent` and `container_id` (src/enrich/process.rs, exe_hash.rs). The parent
@@ -378,7 +390,109 @@ fn text(b: &mut Vec<u8>, i: &Interpretation, t: Text) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::enrich::process::{self, ProcessTable};
+    use crate::enrich::Enricher;
     use crate::enrich::{USER_IDS, USER_NAMES};
+    use crate::format::JsonWriter;
+    use crate::reassemble::{Event, Output};
+
+    fn writer() -> JsonWriter {
+        let enricher = Enricher::new(Some("h"), None, 1 << 16).with_processes(Some(ProcessTable::new(64, 1 << 10)));
+        JsonWriter::new(None).with_enricher(Some(enricher))
+    }
+
+    /// One event of `pid` (parent `ppid`): syscall `nr` returning `exit`, in `cwd`, with
+    /// `title`, and EXECVE `args` when given.
+    fn event(
+        serial: u32,
+        (pid, ppid): (u32, u32),
+        (nr, exit): (u32, i64),
+        cwd: &str,
+        title: &str,
+        args: &[&str],
+    ) -> Event {
+        let stamp = format!("msg=audit(1700000000.{:03}:{serial}):", serial % 1000);
+        let mut lines = vec![format!(
+            "type=SYSCALL {stamp} arch=c000003e syscall={nr} success={} exit={exit} a0=0 a1=0 a2=0 a3=0 items=0 ppid={ppid} pid={pid} auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts1 ses=2 comm=\"c{pid}\" exe=\"/bin/e{pid}\" key=\"k\"",
+            if exit < 0 { "no" } else { "yes" }
+        )];
+        if !args.is_empty() {
+            let a: Vec<String> = args.iter().enumerate().map(|(n, a)| format!("a{n}=\"{a}\"")).collect();
+            lines.push(format!("type=EXECVE {stamp} argc={} {}", args.len(), a.join(" ")));
+        }
+        lines.push(format!("type=CWD {stamp} cwd=\"{cwd}\""));
+        lines.push(format!("type=PROCTITLE {stamp} proctitle=\"{title}\""));
+        Event::from_log_lines(&lines)
+    }
+
+    #[test]
+    fn a_process_member_copied_from_the_last_event_is_the_one_its_records_give() {
+        const OPENAT: (u32, i64) = (257, -2);
+        // (written, event); not written: seen by the process table only (a filtered event), or
+        // with no records, a /proc lookup's answer (the parent runs another program).
+        let lookup = Event { records: Vec::new(), ..event(0, (1, 0), OPENAT, "/", "", &[]) };
+        let steps: Vec<(bool, Event)> = vec![
+            (true, event(1, (50, 1), OPENAT, "/", "t50", &[])),
+            (true, event(2, (50, 1), OPENAT, "/", "t50", &[])),
+            // The parent becomes known: the same records, another `process.parent`.
+            (true, event(3, (1, 0), (59, 0), "/", "init", &["init"])),
+            (true, event(4, (50, 1), OPENAT, "/", "t50", &[])),
+            (true, event(5, (50, 1), OPENAT, "/", "t50", &[])),
+            // The parent runs another program, seen only by the process table (a filtered event).
+            (false, event(6, (1, 0), (59, 0), "/", "init", &["init", "2"])),
+            (true, event(7, (50, 1), OPENAT, "/", "t50", &[])),
+            (true, event(8, (50, 1), (56, 51), "/", "t50", &[])),
+            (true, event(9, (51, 50), OPENAT, "/", "t50", &[])),
+            (true, event(10, (51, 50), OPENAT, "/", "t50", &[])),
+            (true, event(11, (50, 1), OPENAT, "/", "t50", &[])),
+            (false, lookup),
+            (true, event(11, (50, 1), OPENAT, "/", "t50", &[])),
+            (true, event(12, (50, 1), OPENAT, "/tmp", "t50", &[])),
+            (true, event(13, (50, 1), OPENAT, "/tmp", "t50 x", &[])),
+            (true, event(14, (50, 1), OPENAT, "/tmp", "t50 x", &[])),
+            // An exec of the same program with the same records but its arguments: never copied.
+            (true, event(15, (50, 1), (59, 0), "/tmp", "t50 x", &["e50"])),
+            (true, event(16, (50, 1), (59, 0), "/tmp", "t50 x", &["e50"])),
+            (true, event(17, (50, 1), OPENAT, "/tmp", "t50 x", &[])),
+        ];
+        let (mut warm, mut cold) = (writer(), writer());
+        let mut copies = 0;
+        for (n, (written, ev)) in steps.iter().enumerate() {
+            if !written {
+                for w in [&mut warm, &mut cold] {
+                    let enricher = w.enricher().unwrap();
+                    if ev.records.is_empty() {
+                        let facts = process::Facts {
+                            pid: 1,
+                            ppid: Some(0),
+                            comm: Some(b"init"),
+                            exe: Some(b"/sbin/init"),
+                            syscall: Some("execve"),
+                            success: Some(true),
+                            exit: Some(0),
+                            clone_flags: None,
+                            time_ms: 1_700_000_000_000,
+                        };
+                        let args = [&b"init"[..], b"3"];
+                        enricher.processes().unwrap().learn(&facts, process::Change::Exec, args.into_iter());
+                    } else {
+                        enricher.observe(ev);
+                    }
+                }
+                continue;
+            }
+            let run = warm.memo.process_run;
+            let line = String::from_utf8(warm.write(&Output::Event(ev.clone())).to_vec()).unwrap();
+            copies += usize::from(warm.memo.process_run == run);
+            cold.enricher().unwrap().forget_memos();
+            cold.memo = Memo::default();
+            let want = String::from_utf8(cold.write(&Output::Event(ev.clone())).to_vec()).unwrap();
+            assert_eq!(line, want, "step {n}");
+        }
+        // Steps 2, 5, 10 and 14 repeat the last event's process, so does 8 (a clone changes the
+        // child, not the caller); 17 follows an exec, 7 a filtered event.
+        assert_eq!(copies, 5, "the memo answered where it may, and only there");
+    }
 
     #[test]
     fn member_prefixes_name_the_schema_ids() {
