@@ -10,8 +10,8 @@
 //! change under a process's feet (an exec, a name's TTL), its records do not.
 //!
 //! What it saves (docs/performance.md, "Enrichment's cost"): on the openat storm's events, about
-//! a third of what enrichment added per event; an event of a new process (an exec storm) pays a
-//! copy of the tail instead.
+//! a third of what enrichment added per event. An exec's records are not kept: the next event of
+//! that process runs a new program, and an exec storm's next event is another process.
 
 use super::user::Id;
 use super::Text;
@@ -164,8 +164,9 @@ pub(super) struct Title {
 }
 
 impl Title {
-    /// [`super::proctitle::split_into`], from the memo when `field` is the last value.
-    pub fn split_into(&mut self, field: &FieldRef<'_>, text: &mut Vec<u8>, title: &mut Vec<Text>) -> Seen {
+    /// [`super::proctitle::split_into`], from the memo when `field` is the last value; kept for
+    /// the next event when `keep`.
+    pub fn split_into(&mut self, field: &FieldRef<'_>, text: &mut Vec<u8>, title: &mut Vec<Text>, keep: bool) -> Seen {
         let start = text.len();
         if self.quoting == Some(field.quoting) && self.value == field.value {
             text.extend_from_slice(&self.decoded);
@@ -175,6 +176,9 @@ impl Title {
         }
         let first = title.len();
         super::proctitle::split_into(field, text, title);
+        if !keep {
+            return Seen::Unkept;
+        }
         self.quoting = Some(field.quoting);
         self.value.clear();
         self.value.extend_from_slice(field.value);
@@ -196,14 +200,18 @@ pub(super) struct Value {
 }
 
 impl Value {
-    /// [`super::hex::untrusted_into`], from the memo when `field` is the last value.
-    pub fn decode_into(&mut self, field: &FieldRef<'_>, text: &mut Vec<u8>) -> Seen {
+    /// [`super::hex::untrusted_into`], from the memo when `field` is the last value; kept for the
+    /// next event when `keep`.
+    pub fn decode_into(&mut self, field: &FieldRef<'_>, text: &mut Vec<u8>, keep: bool) -> Seen {
         if self.quoting == Some(field.quoting) && self.value == field.value {
             text.extend_from_slice(&self.decoded);
             return Seen::Repeated;
         }
         let start = text.len();
         super::hex::untrusted_into(field, text);
+        if !keep {
+            return Seen::Unkept;
+        }
         self.quoting = Some(field.quoting);
         self.value.clear();
         self.value.extend_from_slice(field.value);
@@ -224,7 +232,7 @@ mod tests {
     fn split(memo: &mut Title, prefix: &[u8], f: &FieldRef<'_>) -> Vec<Vec<u8>> {
         let mut text = prefix.to_vec();
         let mut title = Vec::new();
-        memo.split_into(f, &mut text, &mut title);
+        memo.split_into(f, &mut text, &mut title, true);
         title.iter().map(|t| t.get(&text).to_vec()).collect()
     }
 

@@ -14,6 +14,11 @@
 //! same decoded facts; decoding once per event and handing a borrowed view to the writer keeps the
 //! formats free of audit knowledge. The raw records are never changed.
 //!
+//! What a process's consecutive events repeat (the SYSCALL record's subject, CWD, PROCTITLE) is
+//! decoded once and taken from `memo` while the bytes stay the same, and
+//! [`Interpretation::process_run`] tells a writer when the whole `process` member is the last
+//! event's; every lookup in a table or cache is still made for every event.
+//!
 //! Invariants: one [`Interpretation`] is reused for every event — its text lives in one byte buffer
 //! and its lists keep their capacity — so steady-state enrichment allocates nothing per event
 //! (names enter the cache once per id per TTL). Decoding never fails an event: what cannot be
@@ -542,7 +547,8 @@ impl Enricher {
         let i = &mut self.interpretation;
         i.clear();
         let Some(r) = event.records.iter().find(|r| r.kind == MessageType::SYSCALL) else { return };
-        subject(i, &mut self.subject_memo, r, true);
+        let keep = !event.records.iter().any(|r| r.kind == MessageType::EXECVE);
+        subject(i, &mut self.subject_memo, r, true, keep);
         let is_exec = process::Change::of(i.syscall.and_then(|s| s.name)) == process::Change::Exec;
         if is_exec && event.records.iter().any(|r| r.kind == MessageType::EXECVE) {
             let execs = event.records.iter().filter(|r| r.kind == MessageType::EXECVE);
@@ -592,8 +598,11 @@ impl Enricher {
             container: None,
             exe_sha256: None,
         };
+        // An exec's process is a new program whose next event repeats little of this one (an
+        // exec storm: a new process every event), so its records are not kept.
+        let keep = !records.iter().any(|r| r.kind == MessageType::EXECVE);
         if let Some(r) = syscall.or_else(|| records.iter().find(|r| r.get(b"pid").is_some())) {
-            seen.subject = subject(i, &mut self.subject_memo, r, syscall.is_some());
+            seen.subject = subject(i, &mut self.subject_memo, r, syscall.is_some(), keep);
         }
         let mut execve = false;
         for r in records {
@@ -601,13 +610,13 @@ impl Enricher {
                 MessageType::CWD if i.process.cwd.is_none() => {
                     if let Some(f) = r.get(b"cwd").filter(|f| !f.is_null() && !f.is_unknown()) {
                         let start = i.text.len();
-                        seen.cwd = self.cwd_memo.decode_into(&f, &mut i.text);
+                        seen.cwd = self.cwd_memo.decode_into(&f, &mut i.text, keep);
                         i.process.cwd = Some(Text::new(start, i.text.len()));
                     }
                 }
                 MessageType::PROCTITLE if i.process.title.is_empty() => {
                     if let Some(f) = r.get(b"proctitle") {
-                        seen.title = self.title_memo.split_into(&f, &mut i.text, &mut i.process.title);
+                        seen.title = self.title_memo.split_into(&f, &mut i.text, &mut i.process.title, keep);
                     }
                 }
                 MessageType::EXECVE => execve = true,
@@ -770,8 +779,8 @@ fn fill_process_context(
 /// A SYSCALL record is a prefix that changes with every call (`arch syscall success exit a0…a3
 /// items`) and a tail from `ppid=` on that a process repeats until it changes (see [`memo`]). When
 /// the tail's facts depend on its bytes alone — no tail key came before it, no prefix key comes in
-/// it — they are kept, and a record with the same tail takes them without reading it.
-fn subject(i: &mut Interpretation, memo: &mut memo::Subject, r: &Record, is_syscall: bool) -> memo::Seen {
+/// it — they are kept (when `keep`), and a record with the same tail takes them without reading it.
+fn subject(i: &mut Interpretation, memo: &mut memo::Subject, r: &Record, is_syscall: bool, keep: bool) -> memo::Seen {
     let (mut arch_field, mut number, mut exit, mut success, mut key) = (None, None, None, None, None);
     let mut tty = None;
     // The tail's first field and its text's start, while its facts are its bytes' alone.
@@ -874,7 +883,7 @@ fn subject(i: &mut Interpretation, memo: &mut memo::Subject, r: &Record, is_sysc
             }
         }
         seen = memo::Seen::Unkept;
-        if let (true, Some((n, text_start))) = (separable, tail) {
+        if let (true, Some((n, text_start))) = (separable && keep, tail) {
             memo.store(r.text_from_field(n), &i.text, text_start, facts(i), &i.keys);
             seen = memo::Seen::Stored;
         }

@@ -258,6 +258,11 @@ fn process(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
     }
     process_context(&mut o, i, memo);
     o.close();
+    // After an exec the next event starts a run (src/enrich/memo.rs): nothing to keep.
+    if p.argv.is_some() {
+        memo.process_run = None;
+        return;
+    }
     memo.process_run = Some(i.process_run);
     memo.process_json.clear();
     memo.process_json.extend_from_slice(&b[start..]);
@@ -483,7 +488,7 @@ mod tests {
             }
             let run = warm.memo.process_run;
             let line = String::from_utf8(warm.write(&Output::Event(ev.clone())).to_vec()).unwrap();
-            copies += usize::from(warm.memo.process_run == run);
+            copies += usize::from(run.is_some() && warm.memo.process_run == run);
             cold.enricher().unwrap().forget_memos();
             cold.memo = Memo::default();
             let want = String::from_utf8(cold.write(&Output::Event(ev.clone())).to_vec()).unwrap();
