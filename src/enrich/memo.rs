@@ -9,6 +9,9 @@
 //! stored. The process table, the names and the hashes are looked up every event as before: they
 //! change under a process's feet (an exec, a name's TTL), its records do not.
 //!
+//! Bounded: each memo holds one record's worth (a tail, a value and its decoding), and the
+//! writer's copy one `process` member.
+//!
 //! What it saves (docs/performance.md, "Enrichment's cost"): on the openat storm's events, about
 //! a third of what enrichment added per event. An exec's records are not kept: the next event of
 //! that process runs a new program, and an exec storm's next event is another process.

@@ -547,10 +547,10 @@ impl Enricher {
         let i = &mut self.interpretation;
         i.clear();
         let Some(r) = event.records.iter().find(|r| r.kind == MessageType::SYSCALL) else { return };
-        let keep = !event.records.iter().any(|r| r.kind == MessageType::EXECVE);
-        subject(i, &mut self.subject_memo, r, true, keep);
+        let execve = event.records.iter().any(|r| r.kind == MessageType::EXECVE);
+        subject(i, &mut self.subject_memo, r, true, !execve);
         let is_exec = process::Change::of(i.syscall.and_then(|s| s.name)) == process::Change::Exec;
-        if is_exec && event.records.iter().any(|r| r.kind == MessageType::EXECVE) {
+        if is_exec && execve {
             let execs = event.records.iter().filter(|r| r.kind == MessageType::EXECVE);
             i.process.argv = Some(execve::reassemble(execs, &mut i.text, &mut i.process.args, self.max_argv_bytes));
         }
@@ -600,11 +600,11 @@ impl Enricher {
         };
         // An exec's process is a new program whose next event repeats little of this one (an
         // exec storm: a new process every event), so its records are not kept.
-        let keep = !records.iter().any(|r| r.kind == MessageType::EXECVE);
+        let execve = records.iter().any(|r| r.kind == MessageType::EXECVE);
+        let keep = !execve;
         if let Some(r) = syscall.or_else(|| records.iter().find(|r| r.get(b"pid").is_some())) {
             seen.subject = subject(i, &mut self.subject_memo, r, syscall.is_some(), keep);
         }
-        let mut execve = false;
         for r in records {
             match r.kind {
                 MessageType::CWD if i.process.cwd.is_none() => {
@@ -619,7 +619,6 @@ impl Enricher {
                         seen.title = self.title_memo.split_into(&f, &mut i.text, &mut i.process.title, keep);
                     }
                 }
-                MessageType::EXECVE => execve = true,
                 MessageType::PATH => path_entry(i, r),
                 MessageType::SOCKADDR => {
                     if let Some(f) = r.get(b"saddr") {
