@@ -159,10 +159,8 @@ impl Subject {
 /// The last PROCTITLE value and its decoded arguments.
 #[derive(Debug, Default)]
 pub(super) struct Title {
-    value: Vec<u8>,
-    quoting: Option<Quoting>,
-    decoded: Vec<u8>,
-    /// Spans relative to `decoded`.
+    kept: Value,
+    /// Spans relative to the kept decoded text.
     args: Vec<Text>,
 }
 
@@ -171,8 +169,7 @@ impl Title {
     /// the next event when `keep`.
     pub fn split_into(&mut self, field: &FieldRef<'_>, text: &mut Vec<u8>, title: &mut Vec<Text>, keep: bool) -> Seen {
         let start = text.len();
-        if self.quoting == Some(field.quoting) && self.value == field.value {
-            text.extend_from_slice(&self.decoded);
+        if self.kept.restore(field, text) {
             let shift = |t: &Text| Text::new(start + t.start as usize, start + t.end as usize);
             title.extend(self.args.iter().map(shift));
             return Seen::Repeated;
@@ -182,11 +179,7 @@ impl Title {
         if !keep {
             return Seen::Unkept;
         }
-        self.quoting = Some(field.quoting);
-        self.value.clear();
-        self.value.extend_from_slice(field.value);
-        self.decoded.clear();
-        self.decoded.extend_from_slice(text.get(start..).unwrap_or_default());
+        self.kept.store(field, text.get(start..).unwrap_or_default());
         self.args.clear();
         let unshift = |t: &Text| Text::new(t.start as usize - start, t.end as usize - start);
         self.args.extend(title[first..].iter().map(unshift));
@@ -206,8 +199,7 @@ impl Value {
     /// [`super::hex::untrusted_into`], from the memo when `field` is the last value; kept for the
     /// next event when `keep`.
     pub fn decode_into(&mut self, field: &FieldRef<'_>, text: &mut Vec<u8>, keep: bool) -> Seen {
-        if self.quoting == Some(field.quoting) && self.value == field.value {
-            text.extend_from_slice(&self.decoded);
+        if self.restore(field, text) {
             return Seen::Repeated;
         }
         let start = text.len();
@@ -215,12 +207,25 @@ impl Value {
         if !keep {
             return Seen::Unkept;
         }
+        self.store(field, text.get(start..).unwrap_or_default());
+        Seen::Stored
+    }
+
+    /// Append the kept decoding when `field` is the kept value.
+    fn restore(&self, field: &FieldRef<'_>, text: &mut Vec<u8>) -> bool {
+        let same = self.quoting == Some(field.quoting) && self.value == field.value;
+        if same {
+            text.extend_from_slice(&self.decoded);
+        }
+        same
+    }
+
+    fn store(&mut self, field: &FieldRef<'_>, decoded: &[u8]) {
         self.quoting = Some(field.quoting);
         self.value.clear();
         self.value.extend_from_slice(field.value);
         self.decoded.clear();
-        self.decoded.extend_from_slice(text.get(start..).unwrap_or_default());
-        Seen::Stored
+        self.decoded.extend_from_slice(decoded);
     }
 }
 
