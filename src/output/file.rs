@@ -162,7 +162,8 @@ struct Target {
     syncs: u64,
     /// The file is dropped from the page cache below this offset (see [`Target::drop_cached`]).
     dropped: u64,
-    /// The kernel refused to drop pages of this file once (a FIFO, say): logged, not tried again.
+    /// The kernel refused to drop pages of this file once: logged, not tried again until another
+    /// file is opened. (Linux refuses only a pipe, which an fdatasync would refuse first.)
     drop_refused: bool,
 }
 
@@ -181,6 +182,7 @@ impl Target {
         // A file that already had lines (someone else's, or ours before a restart): its cached
         // start goes with the first sync like anything else before the kept tail.
         self.dropped = 0;
+        self.drop_refused = false;
         Ok(())
     }
 
@@ -238,6 +240,7 @@ impl Target {
         self.file = open_append(&path, self.cfg.mode)?;
         self.len = 0;
         self.dropped = 0;
+        self.drop_refused = false;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir, "fsync dir"))?;
         }
