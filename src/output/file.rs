@@ -175,15 +175,21 @@ impl Target {
     }
 
     fn reopen(&mut self) -> Result<(), FileError> {
-        self.file.sync_data().map_err(io(&self.cfg.path, "fdatasync"))?;
-        self.drop_cached();
-        self.file = open_append(&self.cfg.path, self.cfg.mode)?;
-        self.len = settled_len(&self.file, &self.cfg.path)?;
-        // A file that already had lines (someone else's, or ours before a restart): its cached
-        // start goes with the first sync like anything else before the kept tail.
+        self.sync()?;
+        let file = open_append(&self.cfg.path, self.cfg.mode)?;
+        let len = settled_len(&file, &self.cfg.path)?;
+        self.switch_to(file, len);
+        Ok(())
+    }
+
+    /// Write to `file` (`len` bytes long) from now on. A file that already had lines (someone
+    /// else's, or ours before a restart): its cached start goes with the first sync like anything
+    /// else before the kept tail.
+    fn switch_to(&mut self, file: File, len: u64) {
+        self.file = file;
+        self.len = len;
         self.dropped = 0;
         self.drop_refused = false;
-        Ok(())
     }
 
     /// Drop the synced bytes before the kept tail from the page cache: call only right after an
@@ -217,9 +223,7 @@ impl Target {
 
     fn rotate(&mut self) -> Result<(), FileError> {
         let path = self.cfg.path.clone();
-        self.file.sync_data().map_err(io(&path, "fdatasync"))?;
-        self.syncs += 1;
-        self.drop_cached();
+        self.sync()?;
         let generation = |n: u32| {
             let mut p = path.clone().into_os_string();
             p.push(format!(".{n}"));
@@ -237,10 +241,8 @@ impl Target {
             }
         }
         std::fs::rename(&path, generation(1)).map_err(io(&path, "rename"))?;
-        self.file = open_append(&path, self.cfg.mode)?;
-        self.len = 0;
-        self.dropped = 0;
-        self.drop_refused = false;
+        let file = open_append(&path, self.cfg.mode)?;
+        self.switch_to(file, 0);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir, "fsync dir"))?;
         }
