@@ -317,6 +317,9 @@ impl Reader {
 
     /// Move the records of the first `n` received datagrams into `batch`.
     fn take(&mut self, buffers: &BatchBuffers, n: usize, batch: &mut RecordBatch) {
+        // Counted once per receive, not per datagram: a locked add each is not free at 300 k
+        // datagrams a second.
+        let (mut datagrams, mut bytes) = (0u64, 0u64);
         for i in 0..n {
             let (datagram, truncated) = buffers.get(i);
             if buffers.sender(i) != 0 {
@@ -327,8 +330,8 @@ impl Reader {
                 self.pending.foreign += 1;
                 continue;
             }
-            self.stats.datagrams.fetch_add(1, Ordering::Relaxed);
-            self.stats.bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);
+            datagrams += 1;
+            bytes += datagram.len() as u64;
             if truncated {
                 self.stats.truncated.fetch_add(1, Ordering::Relaxed);
                 if self.pending.truncated == 0 {
@@ -340,6 +343,8 @@ impl Reader {
                 batch.push(kind, payload);
             }
         }
+        self.stats.datagrams.fetch_add(datagrams, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Hand `batch` on (or drop and count it); returns an empty batch to fill next.
