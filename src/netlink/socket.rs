@@ -203,8 +203,8 @@ impl BatchBuffers {
             Wait::No => libc::MSG_DONTWAIT,
         };
         // SAFETY: every mmsghdr points at one iovec that points into self.data and at one
-        // sockaddr_nl in `addrs` or at none, all alive and exclusively borrowed for the duration of the call;
-        // vlen equals the number of headers.
+        // sockaddr_nl in `addrs` or at none, all alive and exclusively borrowed for the duration
+        // of the call; vlen equals the number of headers.
         let n = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
@@ -272,7 +272,9 @@ mod tests {
         let forger = AuditSocket::unicast().unwrap();
         let mut forger_addr = SocketAddr::new(0, 0);
         forger.socket.get_address(&mut forger_addr).unwrap();
-        let forged = super::super::codec::request(1300, 0, 7, b"audit(1.0:1): forged");
+        // NLMSG_NOOP: every other listener on the group (journald, say) and the kernel, which
+        // gets the message too, pass over it; a forged record would land in their logs.
+        let forged = super::super::codec::request(libc::NLMSG_NOOP as u16, 0, 7, b"auditrelay test: forged");
         forger.socket.send_to(&forged, &SocketAddr::new(0, 1 << (AUDIT_NLGRP_READLOG - 1)), 0).unwrap();
         let mut batch = BatchBuffers::new(64);
         // The group also carries whatever the machine audits meanwhile: look for ours.
