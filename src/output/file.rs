@@ -593,7 +593,7 @@ mod tests {
         Delivery::new(pos, pos, &format!("id-{pos}"), body.as_bytes())
     }
 
-    fn dir(name: &str) -> PathBuf {
+    fn dir(name: &str) -> crate::spool::store::TestDir {
         crate::spool::store::test_dir(name)
     }
 
@@ -640,7 +640,8 @@ mod tests {
     /// Each case's file (name, content before) opened and one line appended: the content after.
     fn check_opened(cases: &[(&str, &[u8], &[u8])]) {
         for (name, before, expected) in cases {
-            let path = dir(name).join("events.jsonl");
+            let d = dir(name);
+            let path = d.join("events.jsonl");
             std::fs::write(&path, before).unwrap();
             let mut t = Target::open(FileConfig { path: path.clone(), ..FileConfig::default() }).unwrap();
             t.write_batch(&[delivery(9, "{\"n\":9}")]).unwrap();
@@ -764,7 +765,7 @@ mod tests {
         let d = dir("filecache");
         // The drop is a no-op on a filesystem whose pages are the data itself (tmpfs): this test
         // needs one that writes back to a disk, as the daemon's /var/log does.
-        let fs = nix::sys::statfs::statfs(&d).unwrap();
+        let fs = nix::sys::statfs::statfs(d.as_path()).unwrap();
         assert_ne!(
             fs.filesystem_type(),
             nix::sys::statfs::TMPFS_MAGIC,

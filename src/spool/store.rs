@@ -1094,8 +1094,35 @@ fn loss_notice(l: &PendingLoss, policy: OnFull, pos: u64, total: u64) -> (String
     (format!("auditrelay-loss-{}-{}-{pos}", l.reason.as_str(), l.first_ms), body.to_string().into_bytes())
 }
 
+/// A fresh directory for one test, removed with everything in it when the test ends (also when
+/// it fails: the guard drops while the panic unwinds), so test runs leave nothing in the temp dir.
 #[cfg(test)]
-pub(crate) fn test_dir(name: &str) -> PathBuf {
+pub(crate) struct TestDir(PathBuf);
+
+#[cfg(test)]
+impl std::ops::Deref for TestDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn test_dir(name: &str) -> TestDir {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let d = std::env::temp_dir().join(format!(
@@ -1105,7 +1132,7 @@ pub(crate) fn test_dir(name: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TestDir(d)
 }
 
 #[cfg(test)]

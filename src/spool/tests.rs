@@ -77,7 +77,8 @@ fn round_trip_across_segments() {
 
 #[test]
 fn a_new_spool_dir_is_private() {
-    let dir = test_dir("private").join("a/b");
+    let root = test_dir("private");
+    let dir = root.join("a/b");
     let _s = Spool::open(&cfg(&dir), &names(1)).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
