@@ -19,11 +19,27 @@ const BATCH: usize = 20;
 /// Submitted while the receiver is down: about 10 MB of JSON, many times the spool.
 const EVENTS: usize = 6000;
 
-fn temp_dir(name: &str) -> PathBuf {
+/// The test's directory, removed with its spool and receiver file when the test ends.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("auditrelay-outage-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 /// The storm's events, made unique per submission (the id and the body's `"id"` carry `#n`), so
