@@ -6,41 +6,21 @@
 // Test code: a failed expectation is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use auditrelay::output::file::FileConfig;
 use auditrelay::output::{OutputConfig, ShipStats, Shipper};
 use auditrelay::spool::{OnFull, SpoolConfig};
 
+mod common;
+use common::TempDir;
+
 const EXEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/storm-exec.jsonl.zst");
 /// Events per commit: the processing loop's batch at 2 k events/s.
 const BATCH: usize = 20;
 /// Submitted while the receiver is down: about 10 MB of JSON, many times the spool.
 const EVENTS: usize = 6000;
-
-/// The test's directory, removed with its spool and receiver file when the test ends.
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = PathBuf;
-    fn deref(&self) -> &PathBuf {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(name: &str) -> TempDir {
-    let d = std::env::temp_dir().join(format!("auditrelay-outage-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    TempDir(d)
-}
 
 /// The storm's events, made unique per submission (the id and the body's `"id"` carry `#n`), so
 /// that what arrives can be matched to what was submitted.
@@ -145,9 +125,9 @@ fn check_notices(r: &Received, policy: &str, st: &ShipStats, dropped: u64) {
 
 #[test]
 fn drop_oldest_with_the_receiver_down_keeps_the_newest_and_announces_the_rest() {
-    let d = temp_dir("oldest");
-    let recv = d.join("recv");
-    let cfg = spool_cfg(&d, OnFull::DropOldest);
+    let d = TempDir::new("outage-oldest");
+    let recv = d.path("recv");
+    let cfg = spool_cfg(&d.0, OnFull::DropOldest);
     let mut s = Shipper::start(&cfg, &[output(&recv)]).unwrap();
     let evs = events();
     submit(&mut s, &evs);
@@ -170,9 +150,9 @@ fn drop_oldest_with_the_receiver_down_keeps_the_newest_and_announces_the_rest() 
 
 #[test]
 fn drop_newest_with_the_receiver_down_keeps_the_oldest_and_announces_the_rest() {
-    let d = temp_dir("newest");
-    let recv = d.join("recv");
-    let cfg = spool_cfg(&d, OnFull::DropNewest);
+    let d = TempDir::new("outage-newest");
+    let recv = d.path("recv");
+    let cfg = spool_cfg(&d.0, OnFull::DropNewest);
     let mut s = Shipper::start(&cfg, &[output(&recv)]).unwrap();
     let evs = events();
     submit(&mut s, &evs);
@@ -204,9 +184,9 @@ fn drop_newest_with_the_receiver_down_keeps_the_oldest_and_announces_the_rest() 
 
 #[test]
 fn block_with_the_receiver_down_waits_and_loses_nothing() {
-    let d = temp_dir("block");
-    let recv = d.join("recv");
-    let cfg = spool_cfg(&d, OnFull::Block);
+    let d = TempDir::new("outage-block");
+    let recv = d.path("recv");
+    let cfg = spool_cfg(&d.0, OnFull::Block);
     let s = Shipper::start(&cfg, &[output(&recv)]).unwrap();
     let evs = events();
     let submitter = std::thread::spawn(move || {
