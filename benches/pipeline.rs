@@ -21,6 +21,17 @@ const AUDIT_LOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample-
 const BUDGET: Duration = Duration::from_millis(1500);
 
 fn main() {
+    // `cargo bench --bench pipeline -- storm`: the storm section alone; `storm-on` or
+    // `storm-off`: one pass of one mode after a warm-up, for callgrind's counts.
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "storm" => storm(&ReassembleConfig::default(), None),
+            "storm-on" => storm(&ReassembleConfig::default(), Some(true)),
+            "storm-off" => storm(&ReassembleConfig::default(), Some(false)),
+            _ => continue,
+        }
+        return;
+    }
     let text = std::fs::read(AUDIT_LOG).unwrap_or_else(|e| panic!("{AUDIT_LOG}: {e}"));
     let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
     let records: Vec<Record> = lines.iter().map(|l| parse_log_line(l).unwrap()).collect();
@@ -111,6 +122,8 @@ fn main() {
         records.len()
     });
 
+    storm(&cfg, None);
+
     let mut writer = JsonWriter::new(None);
     let rate = measure::measure("pipeline (replay)", "records", BUDGET, || {
         let mut sink = std::io::sink();
@@ -161,4 +174,87 @@ fn main() {
         table_ratios[0], table_ratios[1]
     );
     println!("enrich on/off CPU cost per record: {:.3} and {:.3} (budget 1.3)", ratios[0], ratios[1]);
+}
+
+/// The flat-out openat storm's events (benches/storm.rs: one process, one failing `openat` after
+/// another; the records as the kernel sends them, benches/data/openat-event.json) through the
+/// processing thread's own path: netlink parse into pooled records, reassemble, JSON, buffers
+/// given back. Enriched (the default) and not, in alternation: the gap between the two is what
+/// enrichment costs the live storm per event (docs/performance.md, twelfth round).
+fn storm(cfg: &ReassembleConfig, once: Option<bool>) {
+    const EVENTS: u32 = 20_000;
+    // This process stands for the storm, so that the process table, the parent lookup and the
+    // exe hash find what they find live.
+    let (pid, ppid) = (std::process::id(), std::os::unix::process::parent_id());
+    let exe = std::env::current_exe().unwrap();
+    let exe = exe.display();
+    let mut payloads: Vec<(u16, Vec<u8>)> = Vec::with_capacity(EVENTS as usize * 5);
+    for n in 0..EVENTS {
+        let serial = 681_176 + n;
+        let stamp = format!("audit(1796118282.{:03}:{serial}): ", (n / 100) % 1000);
+        payloads.push((
+            1300,
+            format!(
+                "{stamp}arch=c000003e syscall=257 success=no exit=-2 a0=ffffff9c a1=555755a00004 a2=0 a3=0 \
+                 items=1 ppid={ppid} pid={pid} auid=4294967295 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 \
+                 fsgid=0 tty=(none) ses=4294967295 comm=\"pipeline\" exe=\"{exe}\" key=\"arbench\""
+            )
+            .into_bytes(),
+        ));
+        payloads.push((1307, format!("{stamp}cwd=\"/tmp/me\"").into_bytes()));
+        payloads.push((
+            1302,
+            format!(
+                "{stamp}item=0 name=\"/nonexistent/auditrelay-bench\" nametype=UNKNOWN cap_fp=0 cap_fi=0 \
+                 cap_fe=0 cap_fver=0 cap_frootid=0"
+            )
+            .into_bytes(),
+        ));
+        payloads.push((1327, format!("{stamp}proctitle=2F746D702F6D652F73746F726D0032303030300034").into_bytes()));
+        payloads.push((1320, stamp.into_bytes()));
+    }
+    let run = |writer: &mut JsonWriter| {
+        let mut pool = RecordPool::default();
+        let mut r = Reassembler::new(cfg);
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let mut bytes = 0;
+        for (kind, p) in &payloads {
+            if let Ok(rec) = Record::try_from_netlink_pooled(*kind, p, &mut pool) {
+                r.push(rec, now, &mut out);
+            }
+            for o in out.drain(..) {
+                bytes += writer.write(&o).len();
+                if let Output::Event(mut e) = o {
+                    for rec in e.records.drain(..) {
+                        pool.put(rec);
+                    }
+                    r.recycle(e.records);
+                }
+            }
+        }
+        black_box(bytes);
+        EVENTS as usize
+    };
+    let mut plain = JsonWriter::new(Some("f609d2a9-e845-4d0e-aad7-31b2fd5e51cd".into()));
+    let mut enriched = JsonWriter::new(Some("f609d2a9-e845-4d0e-aad7-31b2fd5e51cd".into()))
+        .with_enricher(Enricher::from_config(&EnrichConfig::default()));
+    run(&mut enriched);
+    if let Some(names) = enriched.enricher().and_then(|e| e.names()) {
+        names.settle(Duration::from_secs(10));
+    }
+    if let Some(on) = once {
+        let writer = if on { &mut enriched } else { &mut plain };
+        run(writer);
+        run(writer);
+        return;
+    }
+    let mut ratios = Vec::new();
+    for round in 1..=2 {
+        let off = measure::measure(&format!("storm openat, enrich off #{round}"), "events", BUDGET, || run(&mut plain));
+        let on =
+            measure::measure(&format!("storm openat, enrich on #{round}"), "events", BUDGET, || run(&mut enriched));
+        ratios.push(off / on);
+    }
+    println!("storm openat: enrich on/off CPU cost per event: {:.3} and {:.3}", ratios[0], ratios[1]);
 }
