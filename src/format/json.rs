@@ -34,6 +34,7 @@ pub struct JsonWriter {
     /// Schema v2's interpretation; `None` writes schema v1.
     enricher: Option<Enricher>,
     memo: interpretation::Memo,
+    records: record_memo::RecordMemo,
     /// Keys of the current record whose value the kernel hex-encoded, the same way.
     hex: Vec<u8>,
 }
@@ -49,6 +50,7 @@ impl JsonWriter {
             record_text: false,
             enricher: None,
             memo: Default::default(),
+            records: Default::default(),
             hex: Vec::with_capacity(64),
         }
     }
@@ -59,6 +61,8 @@ impl JsonWriter {
     /// derive their record text from it byte for byte (see [`crate::format::OutputFormat`]).
     pub fn with_record_text(mut self, on: bool) -> JsonWriter {
         self.record_text = on;
+        // The kept records' JSON was written with the other setting.
+        self.records = Default::default();
         self
     }
 
@@ -123,7 +127,13 @@ impl JsonWriter {
             if i > 0 {
                 self.buf.push(b',');
             }
+            if let Some(json) = self.records.get(i, record) {
+                self.buf.extend_from_slice(json);
+                continue;
+            }
+            let start = self.buf.len();
             self.record(record);
+            self.records.store(i, record, &self.buf[start..]);
         }
         let b = &mut self.buf;
         b.push(b']');
@@ -694,6 +704,7 @@ fn needs_escape(w: u64) -> bool {
 }
 
 mod interpretation;
+mod record_memo;
 
 #[cfg(test)]
 mod tests;
