@@ -19,6 +19,7 @@ mod event_id;
 mod fields;
 mod header;
 mod message_type;
+mod repeats;
 
 pub use event_id::{EventId, StampError};
 pub use fields::{FieldRef, Quoting};
@@ -70,7 +71,10 @@ pub struct Record {
     duplicate_keys: bool,
 }
 
-/// Spent record buffers kept for reuse, so that a daemon parsing records at a steady rate does
+/// What the daemon's parse reuses: spent record buffers, and the last record of each type (a
+/// repeated body takes its fields, see [`repeats`]).
+///
+/// Spent record buffers are kept for reuse, so that a daemon parsing records at a steady rate does
 /// not allocate and free two buffers per record. Bounded in the bytes it keeps.
 ///
 /// A loop iteration parses a whole hand-off (up to `[netlink] hand_off_bytes`, a few thousand
@@ -84,6 +88,7 @@ pub struct RecordPool {
     fields: Vec<Vec<Field>>,
     /// Capacity held by `bufs` and `fields`, in bytes.
     kept_bytes: usize,
+    last: repeats::LastRecords,
 }
 
 impl RecordPool {
@@ -195,13 +200,21 @@ impl Record {
         let parsed = check_len(text).and_then(|()| header::parse_stamp_at(text, 0, header::AfterStamp::Colon));
         let mut buf = pool.buf();
         buf.extend_from_slice(text);
-        match parsed {
-            Ok((id, body_start)) => {
-                let end = buf.len();
-                Ok(Record::build(MessageType(kind), id, None, buf, body_start, end, None, pool.fields()))
-            }
-            Err(e) => Err((e, buf)),
+        let (id, body_start) = match parsed {
+            Ok(stamp) => stamp,
+            Err(e) => return Err((e, buf)),
+        };
+        let end = buf.len();
+        let body = &text[body_start..];
+        let mut fields = pool.fields();
+        if let Some(duplicate_keys) = pool.last.restore(kind, body, body_start, &mut fields) {
+            let interpreted_from = fields.len() as u32;
+            let (body_start, kind) = (body_start as u32, MessageType(kind));
+            return Ok(Record { kind, id, node: None, buf, body_start, fields, interpreted_from, duplicate_keys });
         }
+        let record = Record::build(MessageType(kind), id, None, buf, body_start, end, None, fields);
+        pool.last.keep(kind, body, body_start, &record.fields, record.duplicate_keys);
+        Ok(record)
     }
 
     /// `payload` without trailing NULs ([`text_len`]): both callers strip them, the pooled one before its copy
