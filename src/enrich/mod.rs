@@ -396,6 +396,20 @@ impl Interpretation {
         self.user.ids.iter().any(Option::is_some)
     }
 
+    /// Back to what the event's records alone gave (`text_len`: the text's length then): what the
+    /// tables added — the parent, the container, the exe's hash, the names — goes.
+    fn keep_records_part(&mut self, text_len: usize) {
+        self.text.truncate(text_len);
+        self.process.parent = None;
+        self.process.parent_args.clear();
+        self.process.container_id = None;
+        self.process.exe_sha256 = None;
+        self.user.names = Default::default();
+        for p in &mut self.paths {
+            (p.ouid_name, p.ogid_name) = (None, None);
+        }
+    }
+
     fn clear(&mut self) {
         // The host name stays at the start of the buffer for the whole run.
         self.text.truncate(self.host_len);
@@ -455,6 +469,33 @@ pub struct Enricher {
     title_memo: memo::Title,
     cwd_memo: memo::Value,
     run: memo::Run,
+    /// Counts interpretations (and observations), so that a caller can tell whether the last one
+    /// was of the event it means (see [`Enricher::interpret_repeat`]).
+    generation: u64,
+    /// What the last interpretation's records alone gave, for a repeat of them.
+    records_part: Option<RecordsPart>,
+    /// Interpretations that kept the last one's records part (tests check the path is taken).
+    #[cfg(test)]
+    pub(crate) repeated: u64,
+}
+
+/// The part of an interpretation that its event's records alone decide: the text up to where the
+/// tables' answers began, and how the records stood to the memos.
+#[derive(Debug, Clone, Copy)]
+struct RecordsPart {
+    text_len: usize,
+    subject: memo::Seen,
+    cwd: memo::Seen,
+    title: memo::Seen,
+    execve: bool,
+}
+
+impl RecordsPart {
+    /// The same records again: what they decoded to is what the memos hold now.
+    fn again(self) -> RecordsPart {
+        let again = |s: memo::Seen| if s == memo::Seen::Stored { memo::Seen::Repeated } else { s };
+        RecordsPart { subject: again(self.subject), cwd: again(self.cwd), title: again(self.title), ..self }
+    }
 }
 
 impl Enricher {
@@ -493,6 +534,10 @@ impl Enricher {
             title_memo: memo::Title::default(),
             cwd_memo: memo::Value::default(),
             run: memo::Run::default(),
+            generation: 0,
+            records_part: None,
+            #[cfg(test)]
+            repeated: 0,
         }
     }
 
@@ -544,6 +589,8 @@ impl Enricher {
             return;
         }
         self.run.interrupt();
+        self.generation = self.generation.wrapping_add(1);
+        self.records_part = None;
         let i = &mut self.interpretation;
         i.clear();
         let Some(r) = event.records.iter().find(|r| r.kind == MessageType::SYSCALL) else { return };
@@ -564,6 +611,7 @@ impl Enricher {
     #[cfg(test)]
     pub(crate) fn forget_memos(&mut self) {
         (self.subject_memo, self.title_memo, self.cwd_memo) = Default::default();
+        self.records_part = None;
         self.run.interrupt();
     }
 
@@ -579,24 +627,95 @@ impl Enricher {
 
     /// Interpret `event`. The result is valid until the next call.
     pub fn interpret(&mut self, event: &Event) -> &Interpretation {
+        self.interpret_after(event, None)
+    }
+
+    /// The number of the last interpretation (or observation); see [`Enricher::interpret_repeat`].
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// [`Enricher::interpret`] of an event whose records are, in order and byte for byte after
+    /// their stamps, those of the event interpreted as `generation` (the JSON writer's record
+    /// memo knows this without another comparison). When nothing was interpreted since, what the
+    /// records alone decide is kept and only the tables are asked again: the process table (fed
+    /// as always), the exe hashes and the names, which change under a process's feet.
+    ///
+    /// Why: in a storm every event is the last one again, and decoding its records was half of
+    /// what interpretation cost (docs/performance.md, thirteenth round).
+    pub fn interpret_repeat(&mut self, event: &Event, generation: u64) -> &Interpretation {
+        self.interpret_after(event, Some(generation))
+    }
+
+    fn interpret_after(&mut self, event: &Event, repeats: Option<u64>) -> &Interpretation {
         let now = Instant::now();
         if let Some(names) = &mut self.names {
             names.drain(now);
         }
-        let i = &mut self.interpretation;
-        i.clear();
+        let repeat = self.records_part.filter(|_| repeats == Some(self.generation));
+        self.generation = self.generation.wrapping_add(1);
         let records = &event.records[..];
         // Process and user facts: the SYSCALL record's, else the first record that has a pid
         // (user-space messages: USER_LOGIN, USER_CMD, … carry pid, uid, auid, ses).
         let syscall = records.iter().find(|r| r.kind == MessageType::SYSCALL);
+        let part = match repeat {
+            Some(part) => {
+                #[cfg(test)]
+                {
+                    self.repeated += 1;
+                }
+                self.interpretation.keep_records_part(part.text_len);
+                part.again()
+            }
+            None => self.interpret_records(event, syscall),
+        };
+        self.records_part = Some(part);
+        let i = &mut self.interpretation;
         let mut seen = memo::RunKey {
-            subject: memo::Seen::Absent,
-            cwd: memo::Seen::Absent,
-            title: memo::Seen::Absent,
-            argv: false,
+            subject: part.subject,
+            cwd: part.cwd,
+            title: part.title,
+            argv: part.execve,
             parent: None,
             container: None,
             exe_sha256: None,
+        };
+        if let Some(table) = &mut self.processes {
+            let mut lookups = self.lookups.as_mut();
+            if let Some(l) = &mut lookups {
+                l.drain(table);
+            }
+            processes(i, table, lookups, event, syscall, true);
+        }
+        if let (Some(hashes), Some(exe)) = (&mut self.hashes, i.process.exe) {
+            hashes.drain(now);
+            // A container's exe path names a file in its own mount namespace, not ours.
+            if i.process.container_id.is_none() {
+                i.process.exe_sha256 = hashes.lookup(exe.get(&i.text), now);
+            }
+        }
+        if let Some(names) = &mut self.names {
+            fill_names(i, names, now);
+        }
+        seen.parent = i.process.parent.map(|p| (p.pid, p.version));
+        seen.container = i.process.container_id.map(|t| t.get(&i.text));
+        seen.exe_sha256 = i.process.exe_sha256;
+        i.process_run = self.run.next(seen);
+        &self.interpretation
+    }
+
+    /// The interpretation's part that `event`'s records alone decide (`syscall`: its SYSCALL
+    /// record), through the memos.
+    fn interpret_records(&mut self, event: &Event, syscall: Option<&Record>) -> RecordsPart {
+        let i = &mut self.interpretation;
+        i.clear();
+        let records = &event.records[..];
+        let mut seen = RecordsPart {
+            text_len: 0,
+            subject: memo::Seen::Absent,
+            cwd: memo::Seen::Absent,
+            title: memo::Seen::Absent,
+            execve: false,
         };
         // An exec's process is a new program whose next event repeats little of this one (an
         // exec storm: a new process every event), so its records are not kept.
@@ -641,29 +760,9 @@ impl Enricher {
             }
             i.process.argv = Some(argv);
         }
-        if let Some(table) = &mut self.processes {
-            let mut lookups = self.lookups.as_mut();
-            if let Some(l) = &mut lookups {
-                l.drain(table);
-            }
-            processes(i, table, lookups, event, syscall, true);
-        }
-        if let (Some(hashes), Some(exe)) = (&mut self.hashes, i.process.exe) {
-            hashes.drain(now);
-            // A container's exe path names a file in its own mount namespace, not ours.
-            if i.process.container_id.is_none() {
-                i.process.exe_sha256 = hashes.lookup(exe.get(&i.text), now);
-            }
-        }
-        if let Some(names) = &mut self.names {
-            fill_names(i, names, now);
-        }
-        seen.argv = execve;
-        seen.parent = i.process.parent.map(|p| (p.pid, p.version));
-        seen.container = i.process.container_id.map(|t| t.get(&i.text));
-        seen.exe_sha256 = i.process.exe_sha256;
-        i.process_run = self.run.next(seen);
-        &self.interpretation
+        seen.execve = execve;
+        seen.text_len = i.text.len();
+        seen
     }
 }
 

@@ -35,6 +35,9 @@ pub struct JsonWriter {
     enricher: Option<Enricher>,
     memo: interpretation::Memo,
     records: record_memo::RecordMemo,
+    /// The enricher's generation after this writer's last interpretation (see
+    /// `Enricher::interpret_repeat`).
+    interpreted: Option<u64>,
     /// Keys of the current record whose value the kernel hex-encoded, the same way.
     hex: Vec<u8>,
 }
@@ -51,6 +54,7 @@ impl JsonWriter {
             enricher: None,
             memo: Default::default(),
             records: Default::default(),
+            interpreted: None,
             hex: Vec::with_capacity(64),
         }
     }
@@ -71,6 +75,7 @@ impl JsonWriter {
         self.enricher = enricher;
         // The memo's runs are the last enricher's.
         self.memo = interpretation::Memo::default();
+        self.interpreted = None;
         self
     }
 
@@ -123,6 +128,7 @@ impl JsonWriter {
             }
         }
         b.extend_from_slice(b",\"records\":[");
+        let mut repeats = self.records.last_count() == event.records.len();
         for (i, record) in event.records.iter().enumerate() {
             if i > 0 {
                 self.buf.push(b',');
@@ -131,10 +137,12 @@ impl JsonWriter {
                 self.buf.extend_from_slice(json);
                 continue;
             }
+            repeats = false;
             let start = self.buf.len();
             self.record(record);
             self.records.store(i, record, &self.buf[start..]);
         }
+        self.records.set_last_count(event.records.len());
         let b = &mut self.buf;
         b.push(b']');
         if event.incomplete {
@@ -144,7 +152,12 @@ impl JsonWriter {
             b.extend_from_slice(b",\"late\":true");
         }
         if let Some(enricher) = &mut self.enricher {
-            interpretation::members(b, enricher.interpret(event), &mut self.memo);
+            let interpretation = match self.interpreted.filter(|_| repeats) {
+                Some(generation) => enricher.interpret_repeat(event, generation),
+                None => enricher.interpret(event),
+            };
+            interpretation::members(b, interpretation, &mut self.memo);
+            self.interpreted = Some(enricher.generation());
         }
         b.push(b'}');
     }

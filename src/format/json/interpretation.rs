@@ -497,6 +497,10 @@ mod tests {
         // Steps 2, 5, 10 and 14 repeat the last event's process, so does 8 (a clone changes the
         // child, not the caller); 17 follows an exec, 7 a filtered event.
         assert_eq!(copies, 5, "the memo answered where it may, and only there");
+        // The same records again (steps 2, 5, 10, 11 after the lookup, 14, 16) kept what those
+        // records gave and asked only the tables: the lookup's new parent still showed (step 11).
+        assert_eq!(warm.enricher().unwrap().repeated, 6, "the repeat path was taken");
+        assert_eq!(cold.enricher().unwrap().repeated, 0);
     }
 
     #[test]

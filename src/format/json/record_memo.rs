@@ -12,6 +12,9 @@
 //! setting, which is fixed for a writer. Nothing else is read: no clock, table or cache. Records
 //! of a type this build does not know (whose name comes from before the stamp) are never kept.
 //!
+//! An event whose records all came from the memo is the last event's records again: the
+//! enricher then keeps what those records gave it (`Enricher::interpret_repeat`).
+//!
 //! Bounded: [`SLOTS`] positions, each holding one record of at most [`MAX_KEPT`] bytes and its
 //! JSON.
 
@@ -27,6 +30,10 @@ const MAX_KEPT: usize = 2048;
 #[derive(Debug, Default)]
 pub(super) struct RecordMemo {
     slots: Vec<Slot>,
+    /// How many records the last event had. An event of as many records, each of them the kept
+    /// one at its position, is the last event's records again (each slot holds the last
+    /// event's record: it was stored or matched at that position then).
+    last_count: usize,
 }
 
 #[derive(Debug)]
@@ -51,6 +58,16 @@ impl RecordMemo {
         let slot = self.slots.get(position)?;
         (slot.kind == record.kind && slot.kind != MessageType::NONE && slot.text == record.after_stamp())
             .then_some(&slot.json[..])
+    }
+
+    /// The record count of the last event.
+    pub fn last_count(&self) -> usize {
+        self.last_count
+    }
+
+    /// An event of `count` records was written.
+    pub fn set_last_count(&mut self, count: usize) {
+        self.last_count = count;
     }
 
     /// Keep `json`, just written for `record` at `position`.
