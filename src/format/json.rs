@@ -156,7 +156,7 @@ impl JsonWriter {
                 Some(generation) => enricher.interpret_repeat(event, generation),
                 None => enricher.interpret(event),
             };
-            interpretation::members(b, interpretation, &mut self.memo);
+            interpretation::members(b, interpretation, &mut self.memo, repeats);
             self.interpreted = Some(enricher.generation());
         }
         b.push(b'}');

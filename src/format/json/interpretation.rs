@@ -53,10 +53,19 @@ pub(super) struct Memo {
     /// The last `process.parent` member and the (pid, version) it was written for.
     parent_for: Option<(u32, u64)>,
     parent_json: Vec<u8>,
+    /// The last `syscall` member, and the `file`, `network` and `keys` members with the path
+    /// owners' names they were written with: the records alone decide the rest of them, so an
+    /// event whose records repeat the last event's copies them (see [`members`]).
+    syscall: Option<Vec<u8>>,
+    tail: Option<Vec<u8>>,
+    tail_names: Vec<u8>,
 }
 
-/// Append `,"host":…,"syscall":{…},…` (each member only when it has content).
-pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
+/// Append `,"host":…,"syscall":{…},…` (each member only when it has content). `repeat`: the
+/// event's records are, byte for byte after their stamps, the last written event's (the JSON
+/// writer's record memo knows): then the members that the records alone decide are the last
+/// event's, copied.
+pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo, repeat: bool) {
     if let Some(host) = i.host {
         if memo.host_for != i.text(host) {
             memo.host_for.clear();
@@ -67,6 +76,51 @@ pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
         }
         b.extend_from_slice(&memo.host);
     }
+    match memo.syscall.as_deref().filter(|_| repeat) {
+        Some(kept) => b.extend_from_slice(kept),
+        None => {
+            let start = b.len();
+            syscall(b, i);
+            let kept = memo.syscall.get_or_insert_default();
+            kept.clear();
+            kept.extend_from_slice(&b[start..]);
+        }
+    }
+    if i.has_process() {
+        process(b, i, memo);
+    }
+    if i.has_user() {
+        user(b, i, memo);
+    }
+    // The path owners' names come from the name cache: the kept members answer for the same
+    // names only.
+    memo.scratch.clear();
+    for p in &i.paths {
+        for name in [p.ouid_name, p.ogid_name] {
+            match name {
+                Some(t) => {
+                    memo.scratch.extend_from_slice(i.text(t));
+                    memo.scratch.push(0);
+                }
+                None => memo.scratch.push(1),
+            }
+        }
+    }
+    match memo.tail.as_deref().filter(|_| repeat && memo.tail_names == memo.scratch) {
+        Some(kept) => b.extend_from_slice(kept),
+        None => {
+            let start = b.len();
+            tail(b, i);
+            let kept = memo.tail.get_or_insert_default();
+            kept.clear();
+            kept.extend_from_slice(&b[start..]);
+            std::mem::swap(&mut memo.tail_names, &mut memo.scratch);
+        }
+    }
+}
+
+/// The `syscall` member.
+fn syscall(b: &mut Vec<u8>, i: &Interpretation) {
     if let Some(s) = &i.syscall {
         b.extend_from_slice(b",\"syscall\":");
         let mut o = Obj::new(b);
@@ -97,12 +151,10 @@ pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo) {
         }
         o.close();
     }
-    if i.has_process() {
-        process(b, i, memo);
-    }
-    if i.has_user() {
-        user(b, i, memo);
-    }
+}
+
+/// The `file`, `network` and `keys` members.
+fn tail(b: &mut Vec<u8>, i: &Interpretation) {
     if !i.paths.is_empty() {
         b.extend_from_slice(b",\"file\":{\"paths\":[");
         for (n, p) in i.paths.iter().enumerate() {
@@ -501,6 +553,34 @@ mod tests {
         // records gave and asked only the tables: the lookup's new parent still showed (step 11).
         assert_eq!(warm.enricher().unwrap().repeated, 6, "the repeat path was taken");
         assert_eq!(cold.enricher().unwrap().repeated, 0);
+    }
+
+    /// Names the cache learns between two events of the same records are written with the
+    /// second: the kept `user` and `file` members answer for the names they were written with.
+    #[test]
+    fn names_that_arrive_between_two_repeats_are_written() {
+        use crate::enrich::user::{CacheBounds, NameCache};
+        let bounds = CacheBounds { size: 8, ttl: std::time::Duration::from_secs(600), queue: 8 };
+        let names = NameCache::new(bounds, Box::new(|_, id| Some(format!("n{id}"))));
+        let mut w = JsonWriter::new(None).with_enricher(Some(Enricher::new(Some("h"), Some(names), 1 << 16)));
+        let ev = |serial: u32| {
+            let stamp = format!("msg=audit(1700000000.000:{serial}):");
+            Event::from_log_lines(&[
+                format!("type=SYSCALL {stamp} arch=c000003e syscall=257 success=yes exit=3 a0=0 a1=0 a2=0 a3=0 items=1 ppid=1 pid=9 auid=7 uid=7 gid=7 euid=7 suid=7 fsuid=7 egid=7 sgid=7 fsgid=7 tty=pts1 ses=2 comm=\"c\" exe=\"/bin/c\" key=\"k\""),
+                format!("type=PATH {stamp} item=0 name=\"/etc/x\" inode=5 dev=08:01 mode=0100644 ouid=8 ogid=9 nametype=NORMAL"),
+                format!("type=EOE {stamp}"),
+            ])
+        };
+        let first = String::from_utf8(w.write(&Output::Event(ev(1))).to_vec()).unwrap();
+        assert!(!first.contains("n7") && !first.contains("ouid_name"), "names are not known yet: {first}");
+        w.enricher().unwrap().names().unwrap().settle(std::time::Duration::from_secs(10));
+        let second = String::from_utf8(w.write(&Output::Event(ev(2))).to_vec()).unwrap();
+        assert!(second.contains(r#""uid":7,"uid_name":"n7""#), "{second}");
+        assert!(second.contains(r#""ouid":8,"ogid":9,"ouid_name":"n8","ogid_name":"n9""#), "{second}");
+        assert_eq!(w.enricher().unwrap().repeated, 1, "the second event took the repeat path");
+        let third = String::from_utf8(w.write(&Output::Event(ev(3))).to_vec()).unwrap();
+        let members = |line: &str| line[line.find(",\"host\"").unwrap()..].to_string();
+        assert_eq!(members(&third), members(&second), "copied whole the third time");
     }
 
     #[test]
