@@ -355,3 +355,31 @@ fn push_member_writes_every_length_exactly() {
         }
     }
 }
+
+/// The second kept from one event to the next writes what formatting it afresh writes: the same
+/// second with other milliseconds, the next second, a day and a year boundary.
+#[test]
+fn the_kept_second_is_the_second_written_afresh() {
+    let mut w = JsonWriter::new(Some("b".into()));
+    for (seconds, millis) in [
+        (1_795_373_270, 780),
+        (1_795_373_270, 0),
+        (1_795_373_270, 999),
+        (1_795_373_271, 5),
+        (1_798_761_599, 999),
+        (1_798_761_600, 0),
+        (0, 1),
+        (9_999_999_999, 42),
+    ] {
+        let stamp = format!("audit({seconds}.{millis:03}:7): ");
+        let rec = parse_netlink(1320, stamp.as_bytes()).unwrap();
+        let got = line(&mut w, &Output::Event(event(vec![rec])));
+        let mut time = Vec::new();
+        push_rfc3339(&mut time, &EventId { seconds, millis, serial: 7 });
+        let time = String::from_utf8(time).unwrap();
+        let want = format!(
+            r#"{{"id":"b:{seconds}.{millis:03}:7","sequence":7,"timestamp":"{seconds}.{millis:03}","time":"{time}","records":"#
+        );
+        assert!(got.starts_with(&want), "{got} / {want}");
+    }
+}
