@@ -79,9 +79,10 @@ fn receiver_refuses_then_comes_up_tcp_loses_nothing() {
     assert_eq!(got, all());
 }
 
-/// Every connection accepted and reset (RST) after the first read. RELP: nothing lost (no
-/// rsp, nothing acknowledged). TCP: only what the receiver had read before the reset may be
-/// missing, and everything missing is in those bytes.
+/// Every connection accepted and reset (RST). RELP: reset after the first read; nothing lost
+/// (no rsp, nothing acknowledged). TCP: reset once the small window's queue is still; only what
+/// the receiver's kernel had acknowledged (read or queued) may be missing, everything missing is
+/// in those bytes, and what the window held back is resent.
 #[test]
 fn receiver_accepts_then_resets_relp_loses_nothing() {
     let (fake, _, got) = ride_out("reset-relp", Proto::Relp, Mode::Reset);
@@ -98,7 +99,14 @@ fn receiver_accepts_then_resets_tcp_loses_only_what_it_had_read() {
     let had: BTreeSet<usize> = (0..EVENTS).filter(|i| text.contains(&format!("\"{tag}-{i}\""))).collect();
     let missing: BTreeSet<usize> = all().difference(&got).copied().collect();
     assert!(missing.is_subset(&had), "missing {missing:?} but the receiver only ever had {had:?}");
-    eprintln!("reset-tcp: {} of {EVENTS} lost, all of them read by the receiver before its reset", missing.len());
+    assert!(!got.is_empty(), "what the small window held back at the reset was resent: got nothing");
+    assert!(fake.accepted.load(std::sync::atomic::Ordering::Relaxed) >= 2, "reconnected after resets");
+    eprintln!(
+        "reset-tcp: {} of {EVENTS} lost, all of them acknowledged by the receiver before its reset \
+         ({} markers were in what it held)",
+        missing.len(),
+        had.len()
+    );
 }
 
 /// `rsp 500` to every frame: the session is broken, nothing acknowledged, resent after

@@ -205,7 +205,8 @@ pub fn wait_markers(
 pub enum Mode {
     /// Nothing listens on the port (connect: ECONNREFUSED).
     Refuse,
-    /// Accept, read what comes, then reset the connection (SO_LINGER 0).
+    /// Accept, read what comes, then reset the connection (SO_LINGER 0). Plain TCP: a small
+    /// window, and the reset comes once the queue is still, with all of it recorded.
     Reset,
     /// RELP: open accepted, every syslog frame answered `500`.
     Code500,
@@ -262,6 +263,9 @@ impl FakeReceiver {
                     match TcpListener::bind(("127.0.0.1", port)) {
                         Ok(l) => {
                             l.set_nonblocking(true).unwrap();
+                            if proto == Proto::Tcp {
+                                small_receive_window(&l);
+                            }
                             listener = Some(l);
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(50)),
@@ -323,6 +327,70 @@ fn reset_on_close(s: &TcpStream) {
     }
 }
 
+/// A receive buffer of the kernel's minimum for the connections `l` accepts (set before their
+/// handshake, so the window they advertise is small): a plain-TCP sender then has most of a
+/// batch still unacknowledged in its own send queue when [`reset_tcp_with_what_it_holds`] resets.
+fn small_receive_window(l: &TcpListener) {
+    let size: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local; the fd is open.
+    unsafe {
+        libc::setsockopt(
+            l.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Plain TCP, [`Mode::Reset`]: what a plain-TCP receiver "had" at its reset is everything its
+/// kernel acknowledged, read by it or still queued unread; the sender counts all of that as
+/// delivered (`SIOCOUTQ` reads 0). Reading then resetting at once left a race: bytes acked into
+/// the queue between the read and the reset were lost without being seen here.
+///
+/// So: wait until the queue has stopped growing (the small window is full or the sender has
+/// nothing more), record the whole queue with `MSG_PEEK` (peeking frees no window, so nothing new
+/// is let in), and reset. Nothing can arrive between the peek and the reset: the window is closed,
+/// or the sender is idle and the test makes no new markers by then.
+fn reset_tcp_with_what_it_holds(s: &TcpStream, swallowed: &Mutex<Vec<u8>>, stop: &AtomicBool) {
+    let fd = s.as_raw_fd();
+    let queued = || {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer, which points to a live local.
+        let r = unsafe { libc::ioctl(fd, libc::FIONREAD as _, &mut n as *mut libc::c_int) };
+        if r < 0 {
+            None
+        } else {
+            Some(n as usize)
+        }
+    };
+    let (mut last, mut still) = (0usize, 0u32);
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        let Some(n) = queued() else { return };
+        if n > 0 && n == last {
+            still += 1;
+        } else {
+            still = 0;
+        }
+        last = n;
+        // 200 ms without a byte more.
+        if still < 4 {
+            continue;
+        }
+        let mut buf = vec![0u8; n];
+        // SAFETY: recv writes at most `buf.len()` bytes into `buf`, which is live and that long.
+        let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_PEEK) };
+        if got <= 0 {
+            return;
+        }
+        swallowed.lock().unwrap().extend_from_slice(&buf[..got as usize]);
+        reset_on_close(s);
+        return;
+    }
+}
+
 fn serve(
     mut s: TcpStream,
     proto: Proto,
@@ -331,6 +399,9 @@ fn serve(
     swallowed: &Mutex<Vec<u8>>,
     stop: &AtomicBool,
 ) {
+    if proto == Proto::Tcp && mode == Mode::Reset {
+        return reset_tcp_with_what_it_holds(&s, swallowed, stop);
+    }
     s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let mut buf = vec![0u8; 1 << 16];
     let mut dec = Decoder::new(1 << 24);
