@@ -412,7 +412,7 @@ impl Interpretation {
 
     fn clear(&mut self) {
         // The host name stays at the start of the buffer for the whole run.
-        self.text.truncate(self.host_len);
+        self.keep_records_part(self.host_len);
         self.syscall = None;
         self.process.pid = None;
         self.process.ppid = None;
@@ -424,11 +424,7 @@ impl Interpretation {
         self.process.title.clear();
         self.process.tty = None;
         self.process.ses = None;
-        self.process.parent = None;
-        self.process.parent_args.clear();
-        self.process.container_id = None;
-        self.process.exe_sha256 = None;
-        self.user = User::default();
+        self.user.ids = Default::default();
         self.paths.clear();
         self.network.clear();
         self.keys.clear();
@@ -631,7 +627,7 @@ impl Enricher {
     }
 
     /// The number of the last interpretation (or observation); see [`Enricher::interpret_repeat`].
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation
     }
 
@@ -643,7 +639,7 @@ impl Enricher {
     ///
     /// Why: in a storm every event is the last one again, and decoding its records was half of
     /// what interpretation cost (docs/performance.md, thirteenth round).
-    pub fn interpret_repeat(&mut self, event: &Event, generation: u64) -> &Interpretation {
+    pub(crate) fn interpret_repeat(&mut self, event: &Event, generation: u64) -> &Interpretation {
         self.interpret_after(event, Some(generation))
     }
 

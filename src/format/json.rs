@@ -74,8 +74,11 @@ impl Seconds {
 fn push_millis(b: &mut Vec<u8>, millis: u16) {
     b.push(b'.');
     if millis < 1000 {
-        let m = millis;
-        b.extend_from_slice(&[b'0' + (m / 100) as u8, b'0' + (m / 10 % 10) as u8, b'0' + (m % 10) as u8]);
+        b.extend_from_slice(&[
+            b'0' + (millis / 100) as u8,
+            b'0' + (millis / 10 % 10) as u8,
+            b'0' + (millis % 10) as u8,
+        ]);
     } else {
         push_padded(b, u64::from(millis), 3);
     }

@@ -76,16 +76,7 @@ pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo, repe
         }
         b.extend_from_slice(&memo.host);
     }
-    match memo.syscall.as_deref().filter(|_| repeat) {
-        Some(kept) => b.extend_from_slice(kept),
-        None => {
-            let start = b.len();
-            syscall(b, i);
-            let kept = memo.syscall.get_or_insert_default();
-            kept.clear();
-            kept.extend_from_slice(&b[start..]);
-        }
-    }
+    copied_or_written(b, &mut memo.syscall, repeat, |b| syscall(b, i));
     if i.has_process() {
         process(b, i, memo);
     }
@@ -106,17 +97,30 @@ pub(super) fn members(b: &mut Vec<u8>, i: &Interpretation, memo: &mut Memo, repe
             }
         }
     }
-    match memo.tail.as_deref().filter(|_| repeat && memo.tail_names == memo.scratch) {
-        Some(kept) => b.extend_from_slice(kept),
-        None => {
-            let start = b.len();
-            tail(b, i);
-            let kept = memo.tail.get_or_insert_default();
-            kept.clear();
-            kept.extend_from_slice(&b[start..]);
-            std::mem::swap(&mut memo.tail_names, &mut memo.scratch);
-        }
+    let same_names = memo.tail_names == memo.scratch;
+    if copied_or_written(b, &mut memo.tail, repeat && same_names, |b| tail(b, i)) {
+        std::mem::swap(&mut memo.tail_names, &mut memo.scratch);
     }
+}
+
+/// Append `kept` when `reuse` and something is kept; else `write` and keep what it wrote. True
+/// when written.
+fn copied_or_written(
+    b: &mut Vec<u8>,
+    kept: &mut Option<Vec<u8>>,
+    reuse: bool,
+    write: impl FnOnce(&mut Vec<u8>),
+) -> bool {
+    if let Some(k) = kept.as_deref().filter(|_| reuse) {
+        b.extend_from_slice(k);
+        return false;
+    }
+    let start = b.len();
+    write(b);
+    let k = kept.get_or_insert_default();
+    k.clear();
+    k.extend_from_slice(&b[start..]);
+    true
 }
 
 /// The `syscall` member.
