@@ -313,35 +313,30 @@ impl Drop for FakeReceiver {
     }
 }
 
-fn reset_on_close(s: &TcpStream) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: setsockopt reads `size_of::<linger>()` bytes from a live local; the fd is open.
+/// One SOL_SOCKET option of the open socket `fd`, set to `value`.
+fn set_socket_option<T>(fd: std::os::fd::RawFd, name: libc::c_int, value: &T) {
+    // SAFETY: setsockopt reads `size_of::<T>()` bytes from `value`, a live reference; `fd` is
+    // open, and both callers pass the type the option takes.
     unsafe {
         libc::setsockopt(
-            s.as_raw_fd(),
+            fd,
             libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         );
     }
+}
+
+fn reset_on_close(s: &TcpStream) {
+    set_socket_option(s.as_raw_fd(), libc::SO_LINGER, &libc::linger { l_onoff: 1, l_linger: 0 });
 }
 
 /// A receive buffer of the kernel's minimum for the connections `l` accepts (set before their
 /// handshake, so the window they advertise is small): a plain-TCP sender then has most of a
 /// batch still unacknowledged in its own send queue when [`reset_tcp_with_what_it_holds`] resets.
 fn small_receive_window(l: &TcpListener) {
-    let size: libc::c_int = 1;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local; the fd is open.
-    unsafe {
-        libc::setsockopt(
-            l.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    set_socket_option(l.as_raw_fd(), libc::SO_RCVBUF, &(1 as libc::c_int));
 }
 
 /// Plain TCP, [`Mode::Reset`]: what a plain-TCP receiver "had" at its reset is everything its
